@@ -1,0 +1,501 @@
+//! The component's configuration file (`component.toml`).
+//!
+//! Every key is documented in `component.toml.example`, which `print-default-config` prints and a
+//! test parses. Unknown keys are errors (`deny_unknown_fields`) so that a typo in an admin's file
+//! is reported with its key name instead of being silently ignored.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use xmpp_parsers::jid::BareJid;
+
+use crate::source::SourceConfig;
+
+/// The example configuration shipped with the binary.
+pub const EXAMPLE: &str = include_str!("../component.toml.example");
+
+/// Environment variable that overrides `[xmpp] secret` / `secret_file`.
+pub const SECRET_ENV: &str = "QUOALISE_XMPP_SECRET";
+
+/// A configuration that could not be loaded; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is sent to its counterpart.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A duration written the human way (`"2s"`, `"5m"`, `"1h 30m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub xmpp: XmppConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default)]
+    pub access: AccessConfig,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppConfig {
+    /// The component's domain, e.g. `quoalise.example.org`.
+    pub domain: String,
+    /// The XMPP server's XEP-0114 listener, `host:port`.
+    pub server: String,
+    /// Shared secret, inline (prefer `secret_file` or the environment).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// File holding the shared secret (trailing newline ignored).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Where keepalive pings go; defaults to the parent domain of `domain`.
+    #[serde(default)]
+    pub ping_target: Option<String>,
+    /// Interval between keepalive pings (at most 25 s).
+    #[serde(default = "default_ping_interval")]
+    pub ping_interval: HumanDuration,
+    /// Upper bound of the reconnect backoff.
+    #[serde(default = "default_max_backoff")]
+    pub reconnect_max_delay: HumanDuration,
+    /// Largest stanza the server accepts from the component, in bytes (Prosody: 512 KiB).
+    #[serde(default = "default_max_stanza_size")]
+    pub max_stanza_size: usize,
+}
+
+fn default_ping_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(20))
+}
+
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+
+fn default_max_stanza_size() -> usize {
+    512 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:///path/to/file.db`, `sqlite::memory:` or `postgres://user@host:port/db`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:///var/lib/quoalise-component/quoalise.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    pub bind: String,
+    pub public_url: String,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Bare JIDs that see every usage point and may run admin commands.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default, rename = "grant")]
+    pub grants: Vec<GrantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    /// Bare JID of the grantee.
+    pub jid: String,
+    /// Usage-point ids, or `"*"` for all of them.
+    pub usage_points: Vec<String>,
+    /// Series paths (`consumption/power/active/raw`), or `"*"` (default) for all.
+    #[serde(default = "all_series")]
+    pub series: Vec<String>,
+    /// Why the access is given (shown to admins and kept in the audit log).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// End of validity, RFC 3339 (`2027-01-01T00:00:00Z`); none = no expiry.
+    #[serde(default)]
+    pub valid_until: Option<String>,
+}
+
+fn all_series() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `quoalise_component=debug`; `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// The checked configuration: what the rest of the program works with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub domain: BareJid,
+    pub server: String,
+    pub secret: Secret,
+    pub ping_target: String,
+    pub admins: Vec<BareJid>,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Checks values that the types alone cannot and resolves the secret.
+    ///
+    /// `env_secret` is the value of `QUOALISE_XMPP_SECRET`, passed in so tests need not touch the
+    /// process environment.
+    pub fn validate(self, env_secret: Option<String>) -> Result<Settings, ConfigError> {
+        let domain = BareJid::from_str(&self.xmpp.domain)
+            .ok()
+            .filter(|j| j.node().is_none())
+            .ok_or_else(|| ConfigError::invalid("xmpp.domain", "must be a bare domain name"))?;
+        if self.xmpp.server.parse::<SocketAddr>().is_err() && !self.xmpp.server.contains(':') {
+            return Err(ConfigError::invalid(
+                "xmpp.server",
+                "must be host:port of the XEP-0114 listener",
+            ));
+        }
+        let secret = resolve_secret(&self.xmpp, env_secret)?;
+        let ping = self.xmpp.ping_interval.0;
+        if ping.is_zero() || ping > std::time::Duration::from_secs(25) {
+            return Err(ConfigError::invalid(
+                "xmpp.ping_interval",
+                "must be between 1s and 25s",
+            ));
+        }
+        if self.xmpp.max_stanza_size < 16 * 1024 {
+            return Err(ConfigError::invalid(
+                "xmpp.max_stanza_size",
+                "must be at least 16384 bytes",
+            ));
+        }
+        let ping_target = match &self.xmpp.ping_target {
+            Some(t) => t.clone(),
+            None => parent_domain(domain.domain().as_str()),
+        };
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres")) {
+            return Err(ConfigError::invalid(
+                "store.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if self.web.bind.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid("web.bind", "must be ip:port"));
+        }
+        if !(self.web.public_url.starts_with("https://")
+            || self.web.public_url.starts_with("http://"))
+        {
+            return Err(ConfigError::invalid(
+                "web.public_url",
+                "must be an http(s) URL",
+            ));
+        }
+        let admins = self
+            .access
+            .admins
+            .iter()
+            .enumerate()
+            .map(|(i, a)| parse_bare_jid(a, &format!("access.admins[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, g) in self.access.grants.iter().enumerate() {
+            let key = format!("access.grant[{i}]");
+            parse_bare_jid(&g.jid, &format!("{key}.jid"))?;
+            if g.usage_points.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.usage_points"),
+                    "must list usage-point ids or \"*\"",
+                ));
+            }
+            if g.series.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.series"),
+                    "must list series paths or \"*\"",
+                ));
+            }
+            if let Some(until) = &g.valid_until {
+                chrono::DateTime::parse_from_rfc3339(until).map_err(|e| {
+                    ConfigError::invalid(format!("{key}.valid_until"), format!("{e}"))
+                })?;
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            s.validate(&format!("source[{i}]"))?;
+            if !seen.insert(s.id().to_owned()) {
+                return Err(ConfigError::invalid(
+                    format!("source[{i}].id"),
+                    format!("duplicate source id {:?}", s.id()),
+                ));
+            }
+        }
+        Ok(Settings {
+            domain,
+            server: self.xmpp.server.clone(),
+            secret,
+            ping_target,
+            admins,
+            config: self,
+        })
+    }
+}
+
+fn resolve_secret(xmpp: &XmppConfig, env_secret: Option<String>) -> Result<Secret, ConfigError> {
+    if let Some(value) = env_secret.filter(|v| !v.is_empty()) {
+        return Ok(Secret(value));
+    }
+    match (&xmpp.secret, &xmpp.secret_file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "xmpp.secret",
+            "set either secret or secret_file, not both",
+        )),
+        (Some(s), None) if !s.0.is_empty() => Ok(s.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "xmpp.secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let trimmed = text.trim_end_matches(['\n', '\r']);
+            if trimmed.is_empty() {
+                return Err(ConfigError::invalid("xmpp.secret_file", "file is empty"));
+            }
+            Ok(Secret(trimmed.to_owned()))
+        }
+        _ => Err(ConfigError::invalid(
+            "xmpp.secret",
+            format!("missing: set secret, secret_file or the {SECRET_ENV} environment variable"),
+        )),
+    }
+}
+
+pub(crate) fn parse_bare_jid(text: &str, key: &str) -> Result<BareJid, ConfigError> {
+    BareJid::from_str(text)
+        .map_err(|e| ConfigError::invalid(key, format!("invalid JID {text:?}: {e}")))
+}
+
+/// `quoalise.example.org` → `example.org`; a single-label domain is its own parent.
+fn parent_domain(domain: &str) -> String {
+    match domain.split_once('.') {
+        Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
+        _ => domain.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[xmpp]
+domain = "quoalise.localhost"
+server = "127.0.0.1:5347"
+secret = "s3cret"
+"#;
+
+    #[test]
+    fn example_parses_and_validates() {
+        let config = Config::parse(EXAMPLE).expect("example parses");
+        let settings = config.validate(None).expect("example validates");
+        assert_eq!(settings.domain.to_string(), "quoalise.localhost");
+        assert_eq!(settings.ping_target, "localhost");
+        assert!(!settings.config.sources.is_empty());
+        assert!(!settings.config.access.grants.is_empty());
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = Config::parse(MINIMAL).unwrap().validate(None).unwrap();
+        assert_eq!(s.config.xmpp.ping_interval.0.as_secs(), 20);
+        assert_eq!(s.config.xmpp.max_stanza_size, 512 * 1024);
+        assert!(s.config.store.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\nsecrte = 1\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("secrte"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_is_named() {
+        let text = MINIMAL.replace("secret = \"s3cret\"", "");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("xmpp.secret"), "{err}");
+    }
+
+    #[test]
+    fn env_secret_wins_and_is_not_printed() {
+        let s = Config::parse(MINIMAL)
+            .unwrap()
+            .validate(Some("from-env".into()))
+            .unwrap();
+        assert_eq!(s.secret.expose(), "from-env");
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("from-env") && !debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let text = MINIMAL.replace(
+            "secret = \"s3cret\"",
+            &format!("secret_file = {:?}", path.display().to_string()),
+        );
+        let s = Config::parse(&text).unwrap().validate(None).unwrap();
+        assert_eq!(s.secret.expose(), "from-file");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("domain = \"quoalise.localhost\"", "domain = \"a@b\"", "xmpp.domain"),
+            ("server = \"127.0.0.1:5347\"", "server = \"nowhere\"", "xmpp.server"),
+        ];
+        for (from, to, key) in cases {
+            let text = MINIMAL.replace(from, to);
+            let err = Config::parse(&text)
+                .unwrap()
+                .validate(None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
+        let text = format!("{MINIMAL}\n[access]\nadmins = [\"not a jid@@\"]\n");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("access.admins[0]"), "{err}");
+        let text = format!("{MINIMAL}\n[xmpp.extra]\n");
+        assert!(Config::parse(&text).is_err());
+    }
+
+    #[test]
+    fn duplicate_source_ids_are_refused() {
+        let text = format!(
+            "{MINIMAL}\n[[source]]\ntype = \"demo\"\nid = \"demo\"\n[[source]]\ntype = \"demo\"\nid = \"demo\"\n"
+        );
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("source[1].id"), "{err}");
+    }
+
+    #[test]
+    fn unknown_source_type_is_named() {
+        let text = format!("{MINIMAL}\n[[source]]\ntype = \"bogus\"\nid = \"x\"\n");
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

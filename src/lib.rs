@@ -1,0 +1,26 @@
+//! quoalise-component: an XEP-0114 external component publishing energy data in the Quoalise
+//! protocol.
+//!
+//! # Layout
+//!
+//! - [`config`]: `component.toml`, every key documented, checked before anything starts.
+//! - [`model`]: domain types (usage points, series, grants); no XML, no SQL.
+//! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL backends.
+//! - [`source`]: data sources; they send [`source::SourceEvent`]s, never touch XMPP or SQL.
+//! - [`publisher`]: persists what sources send.
+//! - [`access`]: who may see what (admins, grants).
+//! - [`xmpp`]: the XEP-0114 link (login, keepalive, reconnect, writer) and the stanza router.
+//! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
+//! - [`stanzas`]: our own XML models and namespaces.
+//! - [`app`]: wiring, supervision and graceful shutdown.
+
+pub mod access;
+pub mod app;
+pub mod config;
+pub mod model;
+pub mod publisher;
+pub mod source;
+pub mod stanzas;
+pub mod store;
+pub mod xep;
+pub mod xmpp;

@@ -1,0 +1,254 @@
+//! Domain types shared by sources, the store and the XMPP handlers.
+//!
+//! Nothing here knows about XML or SQL: the store maps these to rows, `stanzas/` and `xep/` map
+//! them to elements.
+
+use std::fmt;
+
+/// Characters allowed in a usage-point id: they must be safe as a JID localpart (RFC 7622 forbids
+/// `"&'/:<>@` and spaces) and stable in URNs, so we are stricter than the RFC.
+pub fn is_valid_usage_point_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// Who vouches for a usage point's identifier (`enedis` PRM, `demo`, `xaal` UUID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identifier {
+    pub authority: String,
+    /// `prm`, `uuid`, …
+    pub kind: String,
+    pub value: String,
+}
+
+impl Identifier {
+    /// The URN that prefixes series identifiers: `urn:dev:prm:30001610071843`.
+    pub fn urn(&self) -> String {
+        format!("urn:dev:{}:{}", self.kind, self.value)
+    }
+}
+
+/// One meter or device: one JID `<id>@<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePoint {
+    /// JID localpart, unique across sources.
+    pub id: String,
+    /// Id of the source that declared it.
+    pub source: String,
+    /// `electricity-meter`, `thermometer`, …
+    pub device_type: String,
+    pub identifier: Identifier,
+    /// Human-readable name shown in discovery.
+    pub name: String,
+    /// False once a source says the device stopped reporting; its history stays.
+    pub online: bool,
+}
+
+/// Direction of an energy flow, or `None` for non-electric sensors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurement {
+    /// Short name, e.g. `active-power`.
+    pub name: String,
+    /// `consumption`, `production`, or empty for sensors without a direction.
+    pub direction: String,
+    /// `power`, `energy`, `temperature`, …
+    pub quantity: String,
+    /// `electrical`, `thermal`, …
+    pub kind: String,
+    /// SenML unit (`W`, `Wh`, `VA`, `Cel`, `%RH`).
+    pub unit: String,
+    /// `mean`, `sum`, `max`, `instant`, `index`.
+    pub aggregation: String,
+    /// ISO 8601 duration (`PT30M`, `P1D`), empty for irregular series.
+    pub sampling_interval: String,
+}
+
+/// One measurement series of a usage point: one PubSub node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    pub usage_point: String,
+    /// Generation-2 path, e.g. `consumption/power/active/raw`; the PubSub node name.
+    pub path: String,
+    /// Human-readable title shown in discovery.
+    pub title: String,
+    pub measurement: Measurement,
+}
+
+impl Series {
+    /// `urn:dev:prm:30001610071843_consumption/power/active/raw`.
+    pub fn identifier(&self, usage_point: &UsagePoint) -> String {
+        format!("{}_{}", usage_point.identifier.urn(), self.path)
+    }
+}
+
+/// Where a grant came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantOrigin {
+    /// `[[access.grant]]` in the config file; replaced at every start.
+    Config,
+    /// An admin command.
+    Admin,
+    /// A consumer's consent (Enedis OAuth).
+    Consent,
+    /// A source's owners list (xAAL).
+    Source,
+}
+
+impl GrantOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantOrigin::Config => "config",
+            GrantOrigin::Admin => "admin",
+            GrantOrigin::Consent => "consent",
+            GrantOrigin::Source => "source",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "config" => GrantOrigin::Config,
+            "admin" => GrantOrigin::Admin,
+            "consent" => GrantOrigin::Consent,
+            "source" => GrantOrigin::Source,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for GrantOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Wildcard accepted in grant usage-point and series patterns.
+pub const ANY: &str = "*";
+
+/// Permission for one subject to read one usage point (or all, `*`) and some of its series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Store id; `None` before insertion.
+    pub id: Option<i64>,
+    /// Bare JID of the grantee.
+    pub subject: String,
+    /// Usage-point id or `*`.
+    pub usage_point: String,
+    /// Series path or `*`.
+    pub series: String,
+    /// Unix seconds; `None` = since always.
+    pub valid_from: Option<i64>,
+    /// Unix seconds; `None` = no expiry.
+    pub valid_until: Option<i64>,
+    pub origin: GrantOrigin,
+    pub purpose: Option<String>,
+}
+
+impl Grant {
+    /// True when the grant is in force at `now` (unix seconds).
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.valid_from.is_none_or(|from| from <= now)
+            && self.valid_until.is_none_or(|until| now < until)
+    }
+
+    pub fn covers_usage_point(&self, usage_point: &str) -> bool {
+        self.usage_point == ANY || self.usage_point == usage_point
+    }
+
+    pub fn covers_series(&self, series: &str) -> bool {
+        self.series == ANY || self.series == series
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(up: &str, from: Option<i64>, until: Option<i64>) -> Grant {
+        Grant {
+            id: None,
+            subject: "alice@example.org".into(),
+            usage_point: up.into(),
+            series: ANY.into(),
+            valid_from: from,
+            valid_until: until,
+            origin: GrantOrigin::Config,
+            purpose: None,
+        }
+    }
+
+    #[test]
+    fn usage_point_ids_are_localpart_safe() {
+        assert!(is_valid_usage_point_id("30001610071843"));
+        assert!(is_valid_usage_point_id("0f1e2d3c-aaaa-bbbb-cccc-001122334455"));
+        for bad in ["", "a@b", "a/b", "a b", "a:b", "é", &"x".repeat(65)] {
+            assert!(!is_valid_usage_point_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grant_validity_window_is_half_open() {
+        let g = grant("*", Some(10), Some(20));
+        assert!(!g.is_valid_at(9));
+        assert!(g.is_valid_at(10));
+        assert!(g.is_valid_at(19));
+        assert!(!g.is_valid_at(20));
+        assert!(grant("*", None, None).is_valid_at(i64::MIN));
+    }
+
+    #[test]
+    fn grant_patterns() {
+        assert!(grant("*", None, None).covers_usage_point("x"));
+        assert!(grant("x", None, None).covers_usage_point("x"));
+        assert!(!grant("x", None, None).covers_usage_point("y"));
+    }
+
+    #[test]
+    fn series_identifier_uses_the_urn() {
+        let up = UsagePoint {
+            id: "30001610071843".into(),
+            source: "enedis".into(),
+            device_type: "electricity-meter".into(),
+            identifier: Identifier {
+                authority: "enedis".into(),
+                kind: "prm".into(),
+                value: "30001610071843".into(),
+            },
+            name: "Linky".into(),
+            online: true,
+        };
+        let s = Series {
+            usage_point: up.id.clone(),
+            path: "consumption/power/active/raw".into(),
+            title: "Load curve".into(),
+            measurement: Measurement {
+                name: "active-power".into(),
+                direction: "consumption".into(),
+                quantity: "power".into(),
+                kind: "electrical".into(),
+                unit: "W".into(),
+                aggregation: "mean".into(),
+                sampling_interval: "PT30M".into(),
+            },
+        };
+        assert_eq!(
+            s.identifier(&up),
+            "urn:dev:prm:30001610071843_consumption/power/active/raw"
+        );
+    }
+
+    #[test]
+    fn grant_origin_round_trips() {
+        for o in [
+            GrantOrigin::Config,
+            GrantOrigin::Admin,
+            GrantOrigin::Consent,
+            GrantOrigin::Source,
+        ] {
+            assert_eq!(GrantOrigin::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(GrantOrigin::parse("nope"), None);
+    }
+}

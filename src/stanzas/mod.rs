@@ -1,0 +1,1 @@
+//! Our XML models and namespaces.

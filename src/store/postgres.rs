@@ -1,0 +1,1 @@
+//! PostgreSQL backend (shared by several component instances).

@@ -1,0 +1,1 @@
+//! XMPP extensions we serve, one module per spec.

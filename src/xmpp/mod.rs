@@ -1,0 +1,1 @@
+//! The XEP-0114 link and the stanza router.
