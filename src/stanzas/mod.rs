@@ -1,1 +1,3 @@
-//! Our XML models and namespaces.
+//! Our own XML models (what xmpp-parsers does not cover) and the namespaces we use.
+
+pub mod ns;

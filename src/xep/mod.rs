@@ -1,1 +1,6 @@
 //! XMPP extensions we serve, one module per spec.
+
+pub mod disco;
+pub mod ping;
+pub mod rsm;
+pub mod version;

@@ -1,1 +1,5 @@
 //! The XEP-0114 link and the stanza router.
+
+pub mod connection;
+pub mod error;
+pub mod router;

@@ -1,0 +1,167 @@
+//! The one mapping from request failures to XMPP stanza errors.
+//!
+//! Handlers return `Result<_, RequestError>`; only this file decides the error type, condition and
+//! text a client sees. Internal failures are logged here and reach the client without details.
+
+use std::str::FromStr;
+
+use minidom::Element;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::store::StoreError;
+
+/// Why a request could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The addressed entity or node does not exist, or the requester may not know it exists.
+    #[error("item not found")]
+    ItemNotFound,
+    /// Malformed request; the text names the offending field or element.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The requester has no grant (or no valid consent) for this data.
+    #[error("not authorized: {0}")]
+    NotAuthorized(String),
+    /// The request is understood but never allowed for users (e.g. creating a node).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Nothing here handles this kind of request.
+    #[error("service unavailable")]
+    ServiceUnavailable,
+    /// A failure of ours; the detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(e: StoreError) -> Self {
+        RequestError::Internal(format!("store: {e}"))
+    }
+}
+
+impl RequestError {
+    pub fn bad_request(text: impl Into<String>) -> Self {
+        RequestError::BadRequest(text.into())
+    }
+
+    /// The stanza error the client receives.
+    pub fn to_stanza_error(&self) -> StanzaError {
+        let (type_, condition, text) = match self {
+            RequestError::ItemNotFound => (
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                "No such item".to_owned(),
+            ),
+            RequestError::BadRequest(text) => {
+                (ErrorType::Modify, DefinedCondition::BadRequest, text.clone())
+            }
+            RequestError::NotAuthorized(text) => {
+                (ErrorType::Auth, DefinedCondition::NotAuthorized, text.clone())
+            }
+            RequestError::Forbidden(text) => {
+                (ErrorType::Auth, DefinedCondition::Forbidden, text.clone())
+            }
+            RequestError::ServiceUnavailable => (
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "This request is not supported here".to_owned(),
+            ),
+            RequestError::Internal(detail) => {
+                tracing::error!(%detail, "internal error while serving a request");
+                (
+                    ErrorType::Cancel,
+                    DefinedCondition::InternalServerError,
+                    "Internal error; the administrator can find details in the logs".to_owned(),
+                )
+            }
+        };
+        StanzaError::new(type_, condition, "en", text)
+    }
+}
+
+/// An iq error built from the raw attributes of `original` (which may not parse as an iq).
+///
+/// `reply` swaps `from` and `to` (answering a request); otherwise they are kept (replacing a
+/// stanza of ours that cannot be sent). Attributes that are not valid JIDs are left out.
+pub fn raw_iq_error(original: &Element, error: StanzaError, reply: bool) -> Option<Element> {
+    let id = original.attr("id")?;
+    let jid = |name: &str| original.attr(name).and_then(|v| Jid::from_str(v).ok());
+    let (from, to) = if reply {
+        (jid("to"), jid("from"))
+    } else {
+        (jid("from"), jid("to"))
+    };
+    Some(
+        Iq::Error {
+            from,
+            to,
+            id: id.to_owned(),
+            error,
+            payload: None,
+        }
+        .into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_and_types() {
+        let cases = [
+            (RequestError::ItemNotFound, ErrorType::Cancel, DefinedCondition::ItemNotFound),
+            (
+                RequestError::bad_request("field start_time: not a date"),
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+            ),
+            (
+                RequestError::NotAuthorized("no grant".into()),
+                ErrorType::Auth,
+                DefinedCondition::NotAuthorized,
+            ),
+            (
+                RequestError::ServiceUnavailable,
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+            ),
+        ];
+        for (error, type_, condition) in cases {
+            let e = error.to_stanza_error();
+            assert_eq!((e.type_, e.defined_condition), (type_, condition));
+        }
+    }
+
+    #[test]
+    fn internal_errors_leak_nothing() {
+        let e = RequestError::Internal("password=hunter2 at db.example".into()).to_stanza_error();
+        assert_eq!(e.defined_condition, DefinedCondition::InternalServerError);
+        assert!(e.texts.values().all(|t| !t.contains("hunter2")));
+    }
+
+    #[test]
+    fn raw_errors_swap_addresses_when_replying() {
+        let el: Element = "<iq xmlns='jabber:component:accept' type='get' id='x1' from='a@b/c' to='d'/>"
+            .parse()
+            .unwrap();
+        let err = RequestError::bad_request("x").to_stanza_error();
+        let reply = raw_iq_error(&el, err.clone(), true).unwrap();
+        assert_eq!(
+            (reply.attr("type"), reply.attr("id"), reply.attr("to"), reply.attr("from")),
+            (Some("error"), Some("x1"), Some("a@b/c"), Some("d"))
+        );
+        let kept = raw_iq_error(&el, err.clone(), false).unwrap();
+        assert_eq!(kept.attr("to"), Some("d"));
+        let no_id: Element = "<iq xmlns='jabber:component:accept' type='get'/>".parse().unwrap();
+        assert!(raw_iq_error(&no_id, err, true).is_none());
+    }
+
+    #[test]
+    fn bad_request_text_names_the_field() {
+        let e = RequestError::bad_request("field end_time: before start_time").to_stanza_error();
+        assert!(e.texts["en"].contains("end_time"));
+    }
+}

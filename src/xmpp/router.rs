@@ -1,0 +1,215 @@
+//! Routes each inbound stanza to its handler and returns the stanzas to send back.
+//!
+//! The router knows nothing of sockets: it takes a raw element and returns elements, so every
+//! behaviour can be tested with golden XML and an in-memory store. It resolves the addressed
+//! entity and the requester's rights once per stanza, then dispatches on the payload.
+
+use std::sync::Arc;
+
+use minidom::Element;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::access::{Access, View};
+use crate::model::UsagePoint;
+use crate::source::SourceInfo;
+use crate::stanzas::ns;
+use crate::store::Store;
+use crate::xep;
+use crate::xmpp::error::{raw_iq_error, RequestError};
+
+/// What every handler may need.
+pub struct Context {
+    pub domain: BareJid,
+    pub sources: Vec<SourceInfo>,
+    pub store: Arc<dyn Store>,
+    pub access: Access,
+}
+
+/// The entity a stanza is addressed to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The component's domain.
+    Service,
+    /// `<source>@D`.
+    Source(SourceInfo),
+    /// `<usage point>@D`, visible to the requester.
+    UsagePoint(UsagePoint),
+}
+
+/// A request resolved once: who asks, what about, with which rights.
+pub struct Request {
+    pub from: Jid,
+    pub to: Jid,
+    pub requester: BareJid,
+    pub target: Target,
+    pub view: View,
+}
+
+#[derive(Clone)]
+pub struct Router {
+    ctx: Arc<Context>,
+}
+
+impl Router {
+    pub fn new(ctx: Context) -> Self {
+        Router { ctx: Arc::new(ctx) }
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Handles one inbound element; returns what to send (possibly nothing). Never fails: every
+    /// problem becomes an error stanza or a log line.
+    pub async fn handle(&self, element: Element) -> Vec<Element> {
+        if !element.has_ns(ns::COMPONENT) {
+            tracing::debug!(name = element.name(), "ignoring non-stanza element");
+            return Vec::new();
+        }
+        match element.name() {
+            "iq" => self.handle_iq(element).await.into_iter().collect(),
+            "message" | "presence" => {
+                self.check_parses(&element);
+                Vec::new()
+            }
+            other => {
+                tracing::debug!(name = other, "ignoring unknown top-level element");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Messages and presences carry nothing we act on yet; an unparsable one is only logged so
+    /// that a misbehaving client is visible to the admin.
+    fn check_parses(&self, element: &Element) {
+        let from = element.attr("from").unwrap_or("?");
+        let parsed = match element.name() {
+            "message" => xmpp_parsers::message::Message::try_from(element.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            _ => xmpp_parsers::presence::Presence::try_from(element.clone())
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(error) = parsed {
+            tracing::info!(%from, kind = element.name(), %error, "dropping malformed stanza");
+        }
+    }
+
+    async fn handle_iq(&self, element: Element) -> Option<Element> {
+        let iq = match Iq::try_from(element.clone()) {
+            Ok(iq) => iq,
+            Err(error) => return malformed_iq_reply(&element, &error.to_string()),
+        };
+        let (from, to, id, payload, is_get) = match iq {
+            Iq::Get {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, true),
+            Iq::Set {
+                from,
+                to,
+                id,
+                payload,
+            } => (from, to, id, payload, false),
+            // Answers to our own pings and bounces of what we sent: nothing to do here.
+            Iq::Result { .. } | Iq::Error { .. } => return None,
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            tracing::info!(%id, "dropping iq without from or to");
+            return None;
+        };
+        let outcome = match self.resolve(&from, &to).await {
+            Ok(request) => self.dispatch(&request, &payload, is_get).await,
+            Err(e) => Err(e),
+        };
+        let reply = match outcome {
+            Ok(payload) => Iq::Result {
+                from: Some(to),
+                to: Some(from),
+                id,
+                payload,
+            },
+            Err(error) => Iq::Error {
+                from: Some(to),
+                to: Some(from),
+                id,
+                error: error.to_stanza_error(),
+                payload: None,
+            },
+        };
+        Some(reply.into())
+    }
+
+    async fn resolve(&self, from: &Jid, to: &Jid) -> Result<Request, RequestError> {
+        if to.domain() != self.ctx.domain.domain() {
+            return Err(RequestError::ItemNotFound);
+        }
+        let requester = from.to_bare();
+        let view = self.ctx.access.view(&requester).await?;
+        let target = match to.node() {
+            None => Target::Service,
+            Some(node) => {
+                let node = node.as_str();
+                if let Some(source) = self.ctx.sources.iter().find(|s| s.id == node) {
+                    Target::Source(source.clone())
+                } else if !view.sees_usage_point(node) {
+                    // Same answer as for an id that does not exist: no existence leak.
+                    return Err(RequestError::ItemNotFound);
+                } else {
+                    match self.ctx.store.usage_point(node).await? {
+                        Some(up) => Target::UsagePoint(up),
+                        None => return Err(RequestError::ItemNotFound),
+                    }
+                }
+            }
+        };
+        Ok(Request {
+            from: from.clone(),
+            to: to.clone(),
+            requester,
+            target,
+            view,
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        request: &Request,
+        payload: &Element,
+        is_get: bool,
+    ) -> Result<Option<Element>, RequestError> {
+        let ns = payload.ns();
+        match (is_get, ns.as_str(), payload.name()) {
+            (true, ns::DISCO_INFO, "query") => {
+                xep::disco::info(&self.ctx, request, payload).await.map(Some)
+            }
+            (true, ns::DISCO_ITEMS, "query") => {
+                xep::disco::items(&self.ctx, request, payload).await.map(Some)
+            }
+            (true, ns::PING, "ping") => Ok(None),
+            (true, ns::VERSION, "query") => Ok(Some(xep::version::result())),
+            (false, ns::COMMANDS, "command") => match payload.attr("node") {
+                None | Some("") => Err(RequestError::bad_request(
+                    "command: the node attribute is missing",
+                )),
+                Some(_) => Err(RequestError::ItemNotFound),
+            },
+            _ => Err(RequestError::ServiceUnavailable),
+        }
+    }
+}
+
+/// The answer to an `<iq/>` that xmpp-parsers rejects: `bad-request` when it is a request (a get
+/// or set with an id), silence otherwise (never answer an error or a result: that could loop).
+fn malformed_iq_reply(element: &Element, reason: &str) -> Option<Element> {
+    tracing::info!(from = element.attr("from").unwrap_or("?"), %reason, "malformed iq");
+    if !matches!(element.attr("type"), Some("get") | Some("set")) {
+        return None;
+    }
+    let error = RequestError::bad_request(format!("Malformed iq: {reason}")).to_stanza_error();
+    raw_iq_error(element, error, true)
+}
