@@ -437,7 +437,10 @@ secret = "s3cret"
             .unwrap();
         assert_eq!(s.secret.expose(), "from-env");
         let debug = format!("{s:?}");
-        assert!(!debug.contains("from-env") && !debug.contains("s3cret"), "{debug}");
+        assert!(
+            !debug.contains("from-env") && !debug.contains("s3cret"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -456,8 +459,16 @@ secret = "s3cret"
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            ("domain = \"quoalise.localhost\"", "domain = \"a@b\"", "xmpp.domain"),
-            ("server = \"127.0.0.1:5347\"", "server = \"nowhere\"", "xmpp.server"),
+            (
+                "domain = \"quoalise.localhost\"",
+                "domain = \"a@b\"",
+                "xmpp.domain",
+            ),
+            (
+                "server = \"127.0.0.1:5347\"",
+                "server = \"nowhere\"",
+                "xmpp.server",
+            ),
         ];
         for (from, to, key) in cases {
             let text = MINIMAL.replace(from, to);

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use quoalise_component::config::{self, Config, Settings};
 
 #[derive(Parser)]
-#[command(version, about = "XEP-0114 component publishing energy data in the Quoalise protocol")]
+#[command(
+    version,
+    about = "XEP-0114 component publishing energy data in the Quoalise protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,5 +94,6 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

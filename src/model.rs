@@ -182,7 +182,9 @@ mod tests {
     #[test]
     fn usage_point_ids_are_localpart_safe() {
         assert!(is_valid_usage_point_id("30001610071843"));
-        assert!(is_valid_usage_point_id("0f1e2d3c-aaaa-bbbb-cccc-001122334455"));
+        assert!(is_valid_usage_point_id(
+            "0f1e2d3c-aaaa-bbbb-cccc-001122334455"
+        ));
         for bad in ["", "a@b", "a/b", "a b", "a:b", "é", &"x".repeat(65)] {
             assert!(!is_valid_usage_point_id(bad), "{bad}");
         }

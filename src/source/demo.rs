@@ -85,7 +85,10 @@ impl DemoConfig {
 
     /// The 14-digit id of meter `n` (0-based within this fleet).
     pub fn meter_id(&self, n: u32) -> String {
-        format!("{ID_PREFIX}{:09}", u64::from(self.first_meter) + u64::from(n))
+        format!(
+            "{ID_PREFIX}{:09}",
+            u64::from(self.first_meter) + u64::from(n)
+        )
     }
 
     /// The usage points and series this source declares.
@@ -119,8 +122,8 @@ fn demo_series(usage_point: &str, live_interval: std::time::Duration) -> Vec<Ser
         title: title.to_owned(),
         measurement: m,
     };
-    let electrical = |name: &str, quantity: &str, unit: &str, aggregation: &str, step: &str| {
-        Measurement {
+    let electrical =
+        |name: &str, quantity: &str, unit: &str, aggregation: &str, step: &str| Measurement {
             name: name.into(),
             direction: "consumption".into(),
             quantity: quantity.into(),
@@ -128,8 +131,7 @@ fn demo_series(usage_point: &str, live_interval: std::time::Duration) -> Vec<Ser
             unit: unit.into(),
             aggregation: aggregation.into(),
             sampling_interval: step.into(),
-        }
-    };
+        };
     vec![
         series(
             "consumption/power/active/raw",
@@ -179,7 +181,11 @@ fn iso8601_duration(d: std::time::Duration) -> String {
     out
 }
 
-pub async fn run(config: DemoConfig, events: mpsc::Sender<SourceEvent>, shutdown: CancellationToken) {
+pub async fn run(
+    config: DemoConfig,
+    events: mpsc::Sender<SourceEvent>,
+    shutdown: CancellationToken,
+) {
     for (usage_point, series) in config.fleet() {
         let event = SourceEvent::Declare {
             usage_point,
@@ -225,7 +231,9 @@ mod tests {
             assert!(paths.contains(&"consumption/power/active/raw"));
             assert!(paths.contains(&"consumption/energy/active/daily"));
             assert!(series.iter().all(|s| s.usage_point == up.id));
-            let live = series.iter().find(|s| s.measurement.aggregation == "instant");
+            let live = series
+                .iter()
+                .find(|s| s.measurement.aggregation == "instant");
             assert_eq!(live.unwrap().measurement.sampling_interval, "PT2S");
         }
     }

@@ -29,7 +29,13 @@ const SERVICE_FEATURES: &[&str] = &[
 ];
 
 /// Features of a source JID.
-const SOURCE_FEATURES: &[&str] = &[ns::QUOALISE, ns::DISCO_INFO, ns::DISCO_ITEMS, ns::COMMANDS, ns::PING];
+const SOURCE_FEATURES: &[&str] = &[
+    ns::QUOALISE,
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::COMMANDS,
+    ns::PING,
+];
 
 /// Features of a usage-point JID.
 const USAGE_POINT_FEATURES: &[&str] = &[
@@ -46,7 +52,10 @@ pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Eleme
     let result = match (&req.target, node) {
         (_, Some(ns::COMMANDS)) => info_result(
             node,
-            vec![Identity::new_anonymous::<_, _, String, String>("automation", "command-list")],
+            vec![Identity::new_anonymous::<_, _, String, String>(
+                "automation",
+                "command-list",
+            )],
             &[ns::COMMANDS],
             vec![],
         ),

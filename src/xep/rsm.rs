@@ -113,12 +113,20 @@ mod tests {
         let last = s1.last.unwrap();
         let (p2, _) = page(&all, Clone::clone, Some(&query(Some(2), Some(&last), None))).unwrap();
         assert_eq!(p2, ["item02", "item03"]);
-        let (p3, s3) =
-            page(&all, Clone::clone, Some(&query(Some(2), Some("item03"), None))).unwrap();
+        let (p3, s3) = page(
+            &all,
+            Clone::clone,
+            Some(&query(Some(2), Some("item03"), None)),
+        )
+        .unwrap();
         assert_eq!(p3, ["item04"]);
         assert_eq!(s3.unwrap().first.unwrap().index, Some(4));
-        let (p4, s4) =
-            page(&all, Clone::clone, Some(&query(Some(2), Some("item04"), None))).unwrap();
+        let (p4, s4) = page(
+            &all,
+            Clone::clone,
+            Some(&query(Some(2), Some("item04"), None)),
+        )
+        .unwrap();
         assert!(p4.is_empty());
         let s4 = s4.unwrap();
         assert!(s4.first.is_none() && s4.last.is_none());
@@ -130,8 +138,12 @@ mod tests {
         let (last_page, _) =
             page(&all, Clone::clone, Some(&query(Some(2), None, Some("")))).unwrap();
         assert_eq!(last_page, ["item03", "item04"]);
-        let (before, _) =
-            page(&all, Clone::clone, Some(&query(Some(2), None, Some("item03")))).unwrap();
+        let (before, _) = page(
+            &all,
+            Clone::clone,
+            Some(&query(Some(2), None, Some("item03"))),
+        )
+        .unwrap();
         assert_eq!(before, ["item01", "item02"]);
         let (none, set) = page(&all, Clone::clone, Some(&query(Some(0), None, None))).unwrap();
         assert!(none.is_empty());
@@ -146,7 +158,12 @@ mod tests {
             Err(RequestError::ItemNotFound)
         ));
         let big = items(MAX_PAGE + 10);
-        let (p, _) = page(&big, Clone::clone, Some(&query(Some(usize::MAX), None, None))).unwrap();
+        let (p, _) = page(
+            &big,
+            Clone::clone,
+            Some(&query(Some(usize::MAX), None, None)),
+        )
+        .unwrap();
         assert_eq!(p.len(), MAX_PAGE);
     }
 }

@@ -100,7 +100,8 @@ pub async fn run(
                 tracing::info!(domain = %config.domain, server = %config.server, "xmpp session established");
                 let started = Instant::now();
                 connected.send_replace(true);
-                let end = session(&config, stream, &router, &mut outbound, &replies, &shutdown).await;
+                let end =
+                    session(&config, stream, &router, &mut outbound, &replies, &shutdown).await;
                 connected.send_replace(false);
                 match end {
                     SessionEnd::Shutdown => break,
@@ -271,7 +272,11 @@ async fn session(
                 break;
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), SinkExt::<&Element>::close(&mut stream)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            SinkExt::<&Element>::close(&mut stream),
+        )
+        .await;
     }
     end
 }
@@ -349,7 +354,9 @@ mod tests {
     fn stream_error_conditions() {
         let el: Element = "<error xmlns='http://etherx.jabber.org/streams'><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>Component already connected</text><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>".parse().unwrap();
         assert_eq!(stream_error_condition(&el), "conflict");
-        let el: Element = "<error xmlns='http://etherx.jabber.org/streams'/>".parse().unwrap();
+        let el: Element = "<error xmlns='http://etherx.jabber.org/streams'/>"
+            .parse()
+            .unwrap();
         assert_eq!(stream_error_condition(&el), "undefined-condition");
     }
 
@@ -370,7 +377,9 @@ mod tests {
         assert_eq!(reply.attr("type"), Some("error"));
         assert_eq!(reply.attr("id"), Some("q1"));
         assert_eq!(reply.attr("to"), Some("alice@localhost/x"));
-        let msg: Element = "<message xmlns='jabber:component:accept' to='a@b'/>".parse().unwrap();
+        let msg: Element = "<message xmlns='jabber:component:accept' to='a@b'/>"
+            .parse()
+            .unwrap();
         assert!(oversize_reply(&msg).is_none());
     }
 }

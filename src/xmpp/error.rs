@@ -54,12 +54,16 @@ impl RequestError {
                 DefinedCondition::ItemNotFound,
                 "No such item".to_owned(),
             ),
-            RequestError::BadRequest(text) => {
-                (ErrorType::Modify, DefinedCondition::BadRequest, text.clone())
-            }
-            RequestError::NotAuthorized(text) => {
-                (ErrorType::Auth, DefinedCondition::NotAuthorized, text.clone())
-            }
+            RequestError::BadRequest(text) => (
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+                text.clone(),
+            ),
+            RequestError::NotAuthorized(text) => (
+                ErrorType::Auth,
+                DefinedCondition::NotAuthorized,
+                text.clone(),
+            ),
             RequestError::Forbidden(text) => {
                 (ErrorType::Auth, DefinedCondition::Forbidden, text.clone())
             }
@@ -112,7 +116,11 @@ mod tests {
     #[test]
     fn conditions_and_types() {
         let cases = [
-            (RequestError::ItemNotFound, ErrorType::Cancel, DefinedCondition::ItemNotFound),
+            (
+                RequestError::ItemNotFound,
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+            ),
             (
                 RequestError::bad_request("field start_time: not a date"),
                 ErrorType::Modify,
@@ -144,18 +152,26 @@ mod tests {
 
     #[test]
     fn raw_errors_swap_addresses_when_replying() {
-        let el: Element = "<iq xmlns='jabber:component:accept' type='get' id='x1' from='a@b/c' to='d'/>"
-            .parse()
-            .unwrap();
+        let el: Element =
+            "<iq xmlns='jabber:component:accept' type='get' id='x1' from='a@b/c' to='d'/>"
+                .parse()
+                .unwrap();
         let err = RequestError::bad_request("x").to_stanza_error();
         let reply = raw_iq_error(&el, err.clone(), true).unwrap();
         assert_eq!(
-            (reply.attr("type"), reply.attr("id"), reply.attr("to"), reply.attr("from")),
+            (
+                reply.attr("type"),
+                reply.attr("id"),
+                reply.attr("to"),
+                reply.attr("from")
+            ),
             (Some("error"), Some("x1"), Some("a@b/c"), Some("d"))
         );
         let kept = raw_iq_error(&el, err.clone(), false).unwrap();
         assert_eq!(kept.attr("to"), Some("d"));
-        let no_id: Element = "<iq xmlns='jabber:component:accept' type='get'/>".parse().unwrap();
+        let no_id: Element = "<iq xmlns='jabber:component:accept' type='get'/>"
+            .parse()
+            .unwrap();
         assert!(raw_iq_error(&no_id, err, true).is_none());
     }
 

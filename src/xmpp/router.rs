@@ -184,12 +184,12 @@ impl Router {
     ) -> Result<Option<Element>, RequestError> {
         let ns = payload.ns();
         match (is_get, ns.as_str(), payload.name()) {
-            (true, ns::DISCO_INFO, "query") => {
-                xep::disco::info(&self.ctx, request, payload).await.map(Some)
-            }
-            (true, ns::DISCO_ITEMS, "query") => {
-                xep::disco::items(&self.ctx, request, payload).await.map(Some)
-            }
+            (true, ns::DISCO_INFO, "query") => xep::disco::info(&self.ctx, request, payload)
+                .await
+                .map(Some),
+            (true, ns::DISCO_ITEMS, "query") => xep::disco::items(&self.ctx, request, payload)
+                .await
+                .map(Some),
             (true, ns::PING, "ping") => Ok(None),
             (true, ns::VERSION, "query") => Ok(Some(xep::version::result())),
             (false, ns::COMMANDS, "command") => match payload.attr("node") {
