@@ -1,3 +1,4 @@
 //! Our own XML models (what xmpp-parsers does not cover) and the namespaces we use.
 
 pub mod ns;
+pub mod senml;

@@ -30,3 +30,5 @@ pub const QUOALISE: &str = "urn:quoalise:0";
 pub const QUOALISE_SOURCE_FORM: &str = "urn:quoalise:0#source";
 /// XEP-0128 form type describing a usage point.
 pub const QUOALISE_USAGE_POINT_FORM: &str = "urn:quoalise:0#usage-point";
+/// RFC 8428: SenML XML.
+pub const SENML: &str = "urn:ietf:params:xml:ns:senml";

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::model::{Grant, Series, UsagePoint};
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -39,8 +40,11 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or updates a usage point and its series in one transaction. Series not listed are
     /// kept (they may hold history). Fails with [`StoreError::Conflict`] when the id belongs to
     /// another source.
-    async fn declare_usage_point(&self, up: &UsagePoint, series: &[Series])
-        -> Result<(), StoreError>;
+    async fn declare_usage_point(
+        &self,
+        up: &UsagePoint,
+        series: &[Series],
+    ) -> Result<(), StoreError>;
 
     /// Marks a usage point online or offline; false when it does not exist.
     async fn set_online(&self, id: &str, online: bool) -> Result<bool, StoreError>;
