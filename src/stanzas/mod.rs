@@ -1,4 +1,5 @@
 //! Our own XML models (what xmpp-parsers does not cover) and the namespaces we use.
 
 pub mod ns;
+pub mod quoalise;
 pub mod senml;
