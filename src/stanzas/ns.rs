@@ -32,3 +32,5 @@ pub const QUOALISE_SOURCE_FORM: &str = "urn:quoalise:0#source";
 pub const QUOALISE_USAGE_POINT_FORM: &str = "urn:quoalise:0#usage-point";
 /// RFC 8428: SenML XML.
 pub const SENML: &str = "urn:ietf:params:xml:ns:senml";
+/// XEP-0004: Data Forms.
+pub const DATA_FORMS: &str = "jabber:x:data";
