@@ -16,7 +16,7 @@ use crate::access::{self, Access};
 use crate::config::Settings;
 use crate::xmpp::connection::{self, LinkConfig};
 use crate::xmpp::router::{Context, Router};
-use crate::{publisher, store};
+use crate::{commands, publisher, store, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 const SOURCE_EVENTS: usize = 1024;
@@ -48,6 +48,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         sources: config.sources.iter().map(|s| s.info()).collect(),
         store: store.clone(),
         access: Access::new(settings.admins.clone(), store.clone()),
+        commands: xep::adhoc::Engine::new(commands::all()),
+        max_stanza_size: config.xmpp.max_stanza_size,
     });
 
     let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod model;
 pub mod publisher;

@@ -5,11 +5,12 @@ use std::str::FromStr;
 use minidom::Element;
 use quoalise_component::access::{grants_from_config, Access};
 use quoalise_component::config::{GrantConfig, HumanDuration};
-use quoalise_component::publisher;
 use quoalise_component::source::demo::DemoConfig;
 use quoalise_component::source::SourceEvent;
 use quoalise_component::store;
+use quoalise_component::xep::adhoc::Engine;
 use quoalise_component::xmpp::router::{Context, Router};
+use quoalise_component::{commands, publisher};
 use xmpp_parsers::jid::BareJid;
 
 const D: &str = "quoalise.localhost";
@@ -53,6 +54,8 @@ async fn router(meters: u32) -> Router {
         sources: vec![demo.info()],
         store: store.clone(),
         access: Access::new(admins, store),
+        commands: Engine::new(commands::all()),
+        max_stanza_size: 512 * 1024,
     })
 }
 

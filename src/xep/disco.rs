@@ -50,6 +50,11 @@ const USAGE_POINT_FEATURES: &[&str] = &[
 pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Element, RequestError> {
     let node = query.attr("node").filter(|n| !n.is_empty());
     let result = match (&req.target, node) {
+        (_, Some(node)) if ctx.commands.info(req, node).is_some() => {
+            ctx.commands
+                .info(req, node)
+                .ok_or(RequestError::ItemNotFound)?
+        }
         (_, Some(ns::COMMANDS)) => info_result(
             node,
             vec![Identity::new_anonymous::<_, _, String, String>(
@@ -109,8 +114,7 @@ pub async fn items(ctx: &Context, req: &Request, query: &Element) -> Result<Elem
         .map_err(|e| RequestError::bad_request(format!("disco#items query: {e}")))?;
     let node = query.node.as_deref().filter(|n| !n.is_empty());
     let all: Vec<Item> = match (&req.target, node) {
-        // Commands arrive with the ad-hoc issue; an empty list is the truthful answer now.
-        (_, Some(ns::COMMANDS)) => vec![],
+        (_, Some(ns::COMMANDS)) => ctx.commands.items(req),
         (Target::Service, None) => ctx
             .sources
             .iter()

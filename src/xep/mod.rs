@@ -1,5 +1,6 @@
 //! XMPP extensions we serve, one module per spec.
 
+pub mod adhoc;
 pub mod disco;
 pub mod ping;
 pub mod rsm;

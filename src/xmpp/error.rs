@@ -30,6 +30,18 @@ pub enum RequestError {
     /// Nothing here handles this kind of request.
     #[error("service unavailable")]
     ServiceUnavailable,
+    /// XEP-0050: the sessionid is unknown or belongs to someone else.
+    #[error("bad sessionid")]
+    BadSession,
+    /// XEP-0050: the session existed but timed out.
+    #[error("session expired")]
+    SessionExpired,
+    /// XEP-0050: the action is not allowed at this stage.
+    #[error("bad action: {0}")]
+    BadAction(String),
+    /// Too many open sessions or requests from this requester; try later.
+    #[error("resource constraint: {0}")]
+    ResourceConstraint(String),
     /// A failure of ours; the detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -72,6 +84,44 @@ impl RequestError {
                 DefinedCondition::ServiceUnavailable,
                 "This request is not supported here".to_owned(),
             ),
+            RequestError::BadSession => {
+                return with_command_condition(
+                    StanzaError::new(
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        "en",
+                        "Unknown or foreign command session",
+                    ),
+                    "bad-sessionid",
+                )
+            }
+            RequestError::SessionExpired => {
+                return with_command_condition(
+                    StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::NotAllowed,
+                        "en",
+                        "The command session expired; execute the command again",
+                    ),
+                    "session-expired",
+                )
+            }
+            RequestError::BadAction(text) => {
+                return with_command_condition(
+                    StanzaError::new(
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        "en",
+                        text.clone(),
+                    ),
+                    "bad-action",
+                )
+            }
+            RequestError::ResourceConstraint(text) => (
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                text.clone(),
+            ),
             RequestError::Internal(detail) => {
                 tracing::error!(%detail, "internal error while serving a request");
                 (
@@ -83,6 +133,12 @@ impl RequestError {
         };
         StanzaError::new(type_, condition, "en", text)
     }
+}
+
+/// Adds a XEP-0050 application condition (`<bad-sessionid/>`, …) to a stanza error.
+fn with_command_condition(mut error: StanzaError, condition: &str) -> StanzaError {
+    error.other = Some(Element::builder(condition, crate::stanzas::ns::COMMANDS).build());
+    error
 }
 
 /// An iq error built from the raw attributes of `original` (which may not parse as an iq).
@@ -141,6 +197,16 @@ mod tests {
             let e = error.to_stanza_error();
             assert_eq!((e.type_, e.defined_condition), (type_, condition));
         }
+    }
+
+    #[test]
+    fn command_conditions_are_attached() {
+        let e = RequestError::BadSession.to_stanza_error();
+        assert_eq!(e.defined_condition, DefinedCondition::BadRequest);
+        assert_eq!(e.other.unwrap().name(), "bad-sessionid");
+        let e = RequestError::SessionExpired.to_stanza_error();
+        assert_eq!(e.defined_condition, DefinedCondition::NotAllowed);
+        assert_eq!(e.other.unwrap().name(), "session-expired");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct Context {
     pub sources: Vec<SourceInfo>,
     pub store: Arc<dyn Store>,
     pub access: Access,
+    /// The ad-hoc commands and their sessions.
+    pub commands: xep::adhoc::Engine,
+    /// Largest stanza the server accepts from us; answers are paged below it.
+    pub max_stanza_size: usize,
 }
 
 /// The entity a stanza is addressed to.
@@ -192,12 +196,12 @@ impl Router {
                 .map(Some),
             (true, ns::PING, "ping") => Ok(None),
             (true, ns::VERSION, "query") => Ok(Some(xep::version::result())),
-            (false, ns::COMMANDS, "command") => match payload.attr("node") {
-                None | Some("") => Err(RequestError::bad_request(
-                    "command: the node attribute is missing",
-                )),
-                Some(_) => Err(RequestError::ItemNotFound),
-            },
+            (false, ns::COMMANDS, "command") => self
+                .ctx
+                .commands
+                .handle(&self.ctx, request, payload)
+                .await
+                .map(Some),
             _ => Err(RequestError::ServiceUnavailable),
         }
     }

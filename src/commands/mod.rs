@@ -1,0 +1,27 @@
+//! The ad-hoc commands (XEP-0050) the component offers; the engine is `crate::xep::adhoc`.
+//!
+//! Each command declares its node, name, access and where it is listed in a static [`Spec`],
+//! builds its form and runs with the submitted values. Errors are `RequestError`s, mapped to
+//! stanza errors in one place (`crate::xmpp::error`).
+//!
+//! [`Spec`]: crate::xep::adhoc::Spec
+
+use std::sync::Arc;
+
+use crate::xep::adhoc::AdHocCommand;
+
+mod get_history;
+mod get_load_curve;
+mod history;
+pub mod time_range;
+mod usage_point_history;
+
+/// Every command, in the order discovery lists them.
+pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
+    vec![
+        Arc::new(get_history::GetHistory),
+        Arc::new(get_load_curve::GET_LOAD_CURVE),
+        Arc::new(get_load_curve::GET_DAILY),
+        Arc::new(usage_point_history::History),
+    ]
+}
