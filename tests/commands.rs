@@ -1,0 +1,688 @@
+//! Ad-hoc commands through the router: stages, sessions, results, errors, paging, audit.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use minidom::Element;
+use quoalise_component::access::{grants_from_config, Access};
+use quoalise_component::config::{GrantConfig, HumanDuration};
+use quoalise_component::model::{Batch, Reading};
+use quoalise_component::source::demo::DemoConfig;
+use quoalise_component::source::SourceEvent;
+use quoalise_component::stanzas::quoalise::parse_quoalise;
+use quoalise_component::store::{self, Store};
+use quoalise_component::xep::adhoc::Engine;
+use quoalise_component::xmpp::router::{Context, Router};
+use quoalise_component::{commands, publisher};
+use xmpp_parsers::jid::BareJid;
+
+const D: &str = "quoalise.localhost";
+const ALICE: &str = "alice@localhost/phone";
+const BOB: &str = "bob@localhost/laptop";
+const UP: &str = "99999000000001";
+const RAW: &str = "consumption/power/active/raw";
+const DAILY: &str = "consumption/energy/active/daily";
+/// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
+const T0: i64 = 1_790_632_800;
+const COMMANDS: &str = "http://jabber.org/protocol/commands";
+
+async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
+    let store = store::open("sqlite::memory:").await.unwrap();
+    let demo = DemoConfig {
+        id: "demo".into(),
+        meters: 2,
+        first_meter: 1,
+        live_interval: HumanDuration(std::time::Duration::from_secs(2)),
+        history_days: 1,
+        title: "Demo meters".into(),
+        description: "Simulated".into(),
+    };
+    for (usage_point, series) in demo.fleet() {
+        publisher::apply(
+            store.as_ref(),
+            &SourceEvent::Declare {
+                usage_point,
+                series,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Ten days of load curve and daily energy from T0, with known values.
+    let raw: Vec<Reading> = (0..480)
+        .map(|i| Reading {
+            time: T0 + i * 1800,
+            value: 100.0 + i as f64,
+        })
+        .collect();
+    let daily: Vec<Reading> = (0..10)
+        .map(|i| Reading {
+            time: T0 + i * 86_400,
+            value: 5000.5 + i as f64,
+        })
+        .collect();
+    for (series, readings) in [(RAW, raw), (DAILY, daily)] {
+        store
+            .insert_readings(&Batch {
+                usage_point: UP.into(),
+                series: series.into(),
+                readings,
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .replace_config_grants(&grants_from_config(&[GrantConfig {
+            jid: "alice@localhost".into(),
+            usage_points: vec![UP.into()],
+            series: vec!["*".into()],
+            purpose: None,
+            valid_until: None,
+        }]))
+        .await
+        .unwrap();
+    let router = Router::new(Context {
+        domain: BareJid::from_str(D).unwrap(),
+        sources: vec![demo.info()],
+        store: store.clone(),
+        access: Access::new(
+            [BareJid::from_str("admin@localhost").unwrap()],
+            store.clone(),
+        ),
+        commands: Engine::new(commands::all()),
+        max_stanza_size,
+    });
+    (router, store)
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+fn command(
+    from: &str,
+    to: &str,
+    node: &str,
+    attrs: &str,
+    fields: Option<&[(&str, &str)]>,
+) -> Element {
+    let form = fields
+        .map(|f| {
+            let inner: String = f.iter().map(|(k, v)| field(k, v)).collect();
+            format!("<x xmlns='jabber:x:data' type='submit'>{inner}</x>")
+        })
+        .unwrap_or_default();
+    format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='c1' from='{from}' to='{to}'>\
+         <command xmlns='{COMMANDS}' node='{node}' {attrs}>{form}</command></iq>"
+    )
+    .parse()
+    .unwrap()
+}
+
+async fn send(router: &Router, el: Element) -> Element {
+    let mut out = router.handle(el).await;
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn cmd(reply: &Element) -> &Element {
+    assert_eq!(
+        reply.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(reply)
+    );
+    reply.get_child("command", COMMANDS).unwrap()
+}
+
+fn condition(reply: &Element) -> (String, String) {
+    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
+    let error = reply.get_child("error", "jabber:component:accept").unwrap();
+    let cond = error
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .unwrap()
+        .name()
+        .to_owned();
+    let text = error
+        .children()
+        .find(|c| c.name() == "text")
+        .map(|t| t.text())
+        .unwrap_or_default();
+    (cond, text)
+}
+
+/// (name, time, value) of every record, resolved.
+fn records(command: &Element) -> Vec<(String, f64, f64)> {
+    let q = command.get_child("quoalise", "urn:quoalise:0").unwrap();
+    parse_quoalise(q)
+        .unwrap()
+        .iter()
+        .flat_map(|d| d.sensml.resolve().unwrap())
+        .map(|r| match r.value {
+            quoalise_component::stanzas::senml::Value::Number(v) => (r.name, r.time, v),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn identifier(series: &str) -> String {
+    format!("urn:dev:prm:{UP}_{series}")
+}
+
+#[tokio::test]
+async fn commands_are_listed_per_jid() {
+    let (r, _) = setup(512 * 1024).await;
+    let list = |to: &str| {
+        format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
+            .parse::<Element>()
+            .unwrap()
+    };
+    let nodes = |reply: Element| -> Vec<String> {
+        reply
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .unwrap()
+            .children()
+            .map(|i| i.attr("node").unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(nodes(send(&r, list(D)).await), ["get_history"]);
+    assert_eq!(
+        nodes(send(&r, list(&format!("demo@{D}"))).await),
+        ["get_history", "get_load_curve", "get_daily"]
+    );
+    assert_eq!(
+        nodes(send(&r, list(&format!("{UP}@{D}"))).await),
+        ["history"]
+    );
+    let info = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='demo@{D}'><query xmlns='http://jabber.org/protocol/disco#info' node='get_history'/></iq>").parse().unwrap();
+    let reply = send(&r, info).await;
+    let identity = reply
+        .get_child("query", "http://jabber.org/protocol/disco#info")
+        .unwrap()
+        .get_child("identity", "http://jabber.org/protocol/disco#info")
+        .unwrap();
+    assert_eq!(identity.attr("type"), Some("command-node"));
+}
+
+#[tokio::test]
+async fn multi_stage_get_history() {
+    let (r, store) = setup(512 * 1024).await;
+    let to = format!("demo@{D}/proxy");
+    let first = send(
+        &r,
+        command(ALICE, &to, "get_history", "action='execute'", None),
+    )
+    .await;
+    let c = cmd(&first);
+    assert_eq!(c.attr("status"), Some("executing"));
+    let sessionid = c.attr("sessionid").unwrap().to_owned();
+    let form = c.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(form.attr("type"), Some("form"));
+    let vars: Vec<_> = form.children().filter_map(|f| f.attr("var")).collect();
+    assert_eq!(vars, ["identifier", "start_time", "end_time"]);
+
+    let id = identifier(RAW);
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", "2026-09-29T00:00:00+02:00"),
+        ("end_time", "2026-10-01"),
+    ];
+    let attrs = format!("action='complete' sessionid='{sessionid}'");
+    let done = send(
+        &r,
+        command(ALICE, &to, "get_history", &attrs, Some(&fields)),
+    )
+    .await;
+    let c = cmd(&done);
+    assert_eq!(c.attr("status"), Some("completed"));
+    assert_eq!(c.attr("sessionid"), Some(sessionid.as_str()));
+    // Form first, with result = Success, then <quoalise/>.
+    let payloads: Vec<_> = c.children().map(|p| p.name().to_owned()).collect();
+    assert_eq!(payloads, ["x", "quoalise"]);
+    let result = c.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(result.attr("type"), Some("result"));
+    let value = result
+        .children()
+        .find(|f| f.attr("var") == Some("result"))
+        .unwrap();
+    assert_eq!(
+        value.get_child("value", "jabber:x:data").unwrap().text(),
+        "Success"
+    );
+    let recs = records(c);
+    assert_eq!(recs.len(), 96);
+    assert!(recs.iter().all(|(name, _, _)| name == &id));
+    assert_eq!(recs[0].1, T0 as f64);
+    assert_eq!(recs[95].1, (T0 + 95 * 1800) as f64);
+    assert!(recs
+        .iter()
+        .all(|(_, t, _)| *t >= T0 as f64 && *t < (T0 + 2 * 86_400) as f64));
+    assert_eq!(recs[1].2, 101.0);
+    let meta = c
+        .get_child("quoalise", "urn:quoalise:0")
+        .unwrap()
+        .get_child("data", "urn:quoalise:0")
+        .unwrap()
+        .get_child("meta", "urn:quoalise:0")
+        .unwrap();
+    let m = meta.get_child("measurement", "urn:quoalise:0").unwrap();
+    assert_eq!(m.attr("sampling-interval"), Some("PT30M"));
+    assert_eq!(r.context().commands.open_sessions().await, 0);
+
+    let audit = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(audit.len(), 1);
+    let entry = &audit[0].1;
+    assert_eq!(
+        (
+            entry.requester.as_str(),
+            entry.usage_point.as_str(),
+            entry.series.as_str(),
+            entry.records
+        ),
+        ("alice@localhost", UP, RAW, 96)
+    );
+    assert!(entry.grant_id.is_some());
+
+    // The session is gone once completed.
+    let again = send(
+        &r,
+        command(ALICE, &to, "get_history", &attrs, Some(&fields)),
+    )
+    .await;
+    assert_eq!(condition(&again).0, "bad-request");
+}
+
+#[tokio::test]
+async fn one_shot_and_cancel() {
+    let (r, _) = setup(512 * 1024).await;
+    let to = format!("demo@{D}");
+    let id = identifier(DAILY);
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", "2026-09-29"),
+        ("end_time", "2026-10-09"),
+    ];
+    let done = send(
+        &r,
+        command(ALICE, &to, "get_history", "action='execute'", Some(&fields)),
+    )
+    .await;
+    let c = cmd(&done);
+    assert_eq!(c.attr("status"), Some("completed"));
+    assert!(c.attr("sessionid").is_some());
+    let recs = records(c);
+    assert_eq!(recs.len(), 10);
+    assert_eq!(recs[0].2, 5000.5);
+    let sensml = c
+        .get_child("quoalise", "urn:quoalise:0")
+        .unwrap()
+        .get_child("data", "urn:quoalise:0")
+        .unwrap()
+        .get_child("sensml", "urn:ietf:params:xml:ns:senml")
+        .unwrap();
+    let first = sensml.children().next().unwrap();
+    assert_eq!(
+        (first.attr("bu"), first.attr("bver")),
+        (Some("Wh"), Some("26"))
+    );
+
+    let open = send(&r, command(ALICE, &to, "get_history", "", None)).await;
+    let sessionid = cmd(&open).attr("sessionid").unwrap().to_owned();
+    let cancel = send(
+        &r,
+        command(
+            ALICE,
+            &to,
+            "get_history",
+            &format!("action='cancel' sessionid='{sessionid}'"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(cmd(&cancel).attr("status"), Some("canceled"));
+    assert_eq!(r.context().commands.open_sessions().await, 0);
+}
+
+#[tokio::test]
+async fn sessions_belong_to_their_requester() {
+    let (r, _) = setup(512 * 1024).await;
+    let to = format!("demo@{D}");
+    let open = send(&r, command(ALICE, &to, "get_history", "", None)).await;
+    let sessionid = cmd(&open).attr("sessionid").unwrap().to_owned();
+    let id = identifier(RAW);
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", "2026-09-29"),
+        ("end_time", "2026-09-30"),
+    ];
+    let attrs = format!("action='complete' sessionid='{sessionid}'");
+    let stolen = send(
+        &r,
+        command(
+            "mallory@localhost/x",
+            &to,
+            "get_history",
+            &attrs,
+            Some(&fields),
+        ),
+    )
+    .await;
+    let error = stolen
+        .get_child("error", "jabber:component:accept")
+        .unwrap();
+    assert!(error.get_child("bad-sessionid", COMMANDS).is_some());
+    // Alice's session still works.
+    let done = send(
+        &r,
+        command(ALICE, &to, "get_history", &attrs, Some(&fields)),
+    )
+    .await;
+    assert_eq!(cmd(&done).attr("status"), Some("completed"));
+}
+
+#[tokio::test]
+async fn errors_name_the_field() {
+    let (r, _) = setup(512 * 1024).await;
+    let to = format!("demo@{D}");
+    let raw = identifier(RAW);
+    let cases: Vec<(&str, Vec<(&str, String)>, &str, &str)> = vec![
+        (
+            ALICE,
+            vec![("identifier", "nonsense".into())],
+            "bad-request",
+            "identifier",
+        ),
+        (
+            ALICE,
+            vec![(
+                "identifier",
+                "urn:dev:prm:99999000000001_no/such/series".into(),
+            )],
+            "bad-request",
+            "identifier",
+        ),
+        (
+            ALICE,
+            vec![
+                ("identifier", raw.clone()),
+                ("start_time", "yesterday".into()),
+            ],
+            "bad-request",
+            "start_time",
+        ),
+        (
+            ALICE,
+            vec![
+                ("identifier", raw.clone()),
+                ("start_time", "2026-10-02".into()),
+                ("end_time", "2026-10-01".into()),
+            ],
+            "bad-request",
+            "end_time",
+        ),
+        (
+            BOB,
+            vec![
+                ("identifier", raw.clone()),
+                ("start_time", "2026-09-29".into()),
+                ("end_time", "2026-09-30".into()),
+            ],
+            "not-authorized",
+            "identifier",
+        ),
+        // Bob cannot learn whether a usage point exists.
+        (
+            BOB,
+            vec![(
+                "identifier",
+                "urn:dev:prm:12345678901234_consumption/power/active/raw".into(),
+            )],
+            "not-authorized",
+            "identifier",
+        ),
+    ];
+    for (who, fields, cond, field) in cases {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = send(&r, command(who, &to, "get_history", "", Some(&fields))).await;
+        let (c, text) = condition(&reply);
+        assert_eq!(c, cond, "{fields:?}");
+        assert!(text.starts_with(field), "{text}");
+    }
+    let unknown = send(&r, command(ALICE, &to, "no_such_command", "", None)).await;
+    assert_eq!(condition(&unknown).0, "item-not-found");
+    let bad_action = send(
+        &r,
+        command(ALICE, &to, "get_history", "action='jump'", None),
+    )
+    .await;
+    assert_eq!(condition(&bad_action).0, "bad-request");
+    let bad_form: Element = format!("<iq xmlns='jabber:component:accept' type='set' id='c1' from='{ALICE}' to='{to}'><command xmlns='{COMMANDS}' node='get_history'><x xmlns='jabber:x:data' type='bogus'/></command></iq>").parse().unwrap();
+    assert_eq!(condition(&send(&r, bad_form).await).0, "bad-request");
+}
+
+#[tokio::test]
+async fn generation_1_load_curve_matches_the_reference() {
+    let (r, _) = setup(512 * 1024).await;
+    let to = format!("demo@{D}/proxy");
+    let fields = [
+        ("usage_point_id", UP),
+        ("direction", "consumption"),
+        ("start_date", "2026-09-29"),
+        ("end_date", "2026-09-30"),
+    ];
+    let reply = send(
+        &r,
+        command(
+            ALICE,
+            &to,
+            "get_load_curve",
+            "action='execute'",
+            Some(&fields),
+        ),
+    )
+    .await;
+    let c = cmd(&reply);
+    assert_eq!(c.attr("status"), Some("completed"));
+    let form = c.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form.get_child("title", "jabber:x:data").unwrap().text(),
+        "Get consumption load curve data"
+    );
+    let result = form.get_child("field", "jabber:x:data").unwrap();
+    assert_eq!(result.attr("type"), Some("fixed"));
+    assert_eq!(
+        result.attr("label"),
+        Some(format!("consumption load curve for {UP}").as_str())
+    );
+    let data = c
+        .get_child("quoalise", "urn:quoalise:0")
+        .unwrap()
+        .get_child("data", "urn:quoalise:0")
+        .unwrap();
+    let m = data
+        .get_child("meta", "urn:quoalise:0")
+        .unwrap()
+        .get_child("measurement", "urn:quoalise:0")
+        .unwrap();
+    let children: Vec<_> = m.children().map(|c| c.name().to_owned()).collect();
+    assert_eq!(children, ["physical", "business", "aggregate", "sampling"]);
+    assert_eq!(
+        m.get_child("business", "urn:quoalise:0")
+            .unwrap()
+            .attr("graph"),
+        Some("load-profile")
+    );
+    assert_eq!(
+        m.get_child("aggregate", "urn:quoalise:0")
+            .unwrap()
+            .attr("type"),
+        Some("average")
+    );
+    assert_eq!(
+        m.get_child("sampling", "urn:quoalise:0")
+            .unwrap()
+            .attr("interval"),
+        Some("1800")
+    );
+    let first = data
+        .get_child("sensml", "urn:ietf:params:xml:ns:senml")
+        .unwrap()
+        .children()
+        .next()
+        .unwrap();
+    assert_eq!(
+        first.attr("bn"),
+        Some(format!("urn:dev:prm:{UP}_consumption_load").as_str())
+    );
+    assert_eq!(first.attr("t"), Some("0"));
+    assert_eq!(records(c).len(), 48);
+
+    let fields = [
+        ("usage_point_id", UP),
+        ("direction", "consumption"),
+        ("start_date", "2026-09-29"),
+        ("end_date", "2026-10-06"),
+    ];
+    let reply = send(&r, command(ALICE, &to, "get_daily", "", Some(&fields))).await;
+    let c = cmd(&reply);
+    assert_eq!(records(c).len(), 7);
+    let form = c.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(
+        form.get_child("title", "jabber:x:data").unwrap().text(),
+        "Get consumption daily energy data"
+    );
+
+    for (fields, expected) in [
+        (
+            vec![
+                ("usage_point_id", UP),
+                ("direction", "sideways"),
+                ("start_date", "2026-09-29"),
+                ("end_date", "2026-09-30"),
+            ],
+            "direction",
+        ),
+        (
+            vec![
+                ("usage_point_id", "a@b"),
+                ("start_date", "2026-09-29"),
+                ("end_date", "2026-09-30"),
+            ],
+            "usage_point_id",
+        ),
+        (
+            vec![
+                ("usage_point_id", UP),
+                ("start_date", "29/09/2026"),
+                ("end_date", "2026-09-30"),
+            ],
+            "start_date",
+        ),
+        (
+            vec![
+                ("usage_point_id", UP),
+                ("direction", "production"),
+                ("start_date", "2026-09-29"),
+                ("end_date", "2026-09-30"),
+            ],
+            "usage_point_id",
+        ),
+    ] {
+        let reply = send(&r, command(ALICE, &to, "get_load_curve", "", Some(&fields))).await;
+        let (c, text) = condition(&reply);
+        assert_eq!(c, "bad-request");
+        assert!(text.starts_with(expected), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn usage_point_history_command() {
+    let (r, _) = setup(512 * 1024).await;
+    let to = format!("{UP}@{D}");
+    let open = send(&r, command(ALICE, &to, "history", "", None)).await;
+    let c = cmd(&open);
+    let form = c.get_child("x", "jabber:x:data").unwrap();
+    let series = form
+        .children()
+        .find(|f| f.attr("var") == Some("series"))
+        .unwrap();
+    assert_eq!(series.attr("type"), Some("list-single"));
+    assert_eq!(
+        series.children().filter(|o| o.name() == "option").count(),
+        3
+    );
+    let sessionid = c.attr("sessionid").unwrap().to_owned();
+    let fields = [
+        ("series", RAW),
+        ("start", "2026-09-29T00:00:00+02:00"),
+        ("end", "2026-09-29T06:00:00+02:00"),
+    ];
+    let done = send(
+        &r,
+        command(
+            ALICE,
+            &to,
+            "history",
+            &format!("action='complete' sessionid='{sessionid}'"),
+            Some(&fields),
+        ),
+    )
+    .await;
+    assert_eq!(records(cmd(&done)).len(), 12);
+    // Bob does not even see the usage point.
+    let reply = send(&r, command(BOB, &to, "history", "", None)).await;
+    assert_eq!(condition(&reply).0, "item-not-found");
+}
+
+#[tokio::test]
+async fn large_answers_are_paged_below_the_stanza_limit() {
+    // A tiny limit forces several pages for ten days of load curve.
+    let limit = 16 * 1024;
+    let (r, store) = setup(limit).await;
+    let to = format!("demo@{D}");
+    let id = identifier(RAW);
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", "2020-01-01"),
+        ("end_time", "2030-01-01"),
+    ];
+    let mut reply = send(&r, command(ALICE, &to, "get_history", "", Some(&fields))).await;
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        assert!(
+            String::from(&reply).len() <= limit,
+            "page {pages} is too large"
+        );
+        let c = cmd(&reply).clone();
+        all.extend(records(&c));
+        if c.attr("status") == Some("completed") {
+            break;
+        }
+        assert_eq!(c.attr("status"), Some("executing"));
+        let actions = c.get_child("actions", COMMANDS).unwrap();
+        assert_eq!(actions.attr("execute"), Some("next"));
+        let sessionid = c.attr("sessionid").unwrap();
+        reply = send(
+            &r,
+            command(
+                ALICE,
+                &to,
+                "get_history",
+                &format!("action='next' sessionid='{sessionid}'"),
+                None,
+            ),
+        )
+        .await;
+        assert!(pages < 100);
+    }
+    assert!(pages > 1);
+    assert_eq!(all.len(), 480);
+    let times: Vec<f64> = all.iter().map(|r| r.1).collect();
+    let expected: Vec<f64> = (0..480).map(|i| (T0 + i * 1800) as f64).collect();
+    assert_eq!(times, expected);
+    assert_eq!(store.audit_entries(0, 1000).await.unwrap().len(), pages);
+}
