@@ -387,7 +387,9 @@ async fn errors_name_the_field() {
     let (r, _) = setup(512 * 1024).await;
     let to = format!("demo@{D}");
     let raw = identifier(RAW);
-    let cases: Vec<(&str, Vec<(&str, String)>, &str, &str)> = vec![
+    // (requester, submitted fields, condition, field named first in the text)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             ALICE,
             vec![("identifier", "nonsense".into())],
