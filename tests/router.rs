@@ -26,6 +26,7 @@ async fn router(meters: u32) -> Router {
         meters,
         first_meter: 1,
         live_interval: HumanDuration(std::time::Duration::from_secs(2)),
+        history_days: 1,
         title: "Demo meters".into(),
         description: "Simulated".into(),
     };
