@@ -84,10 +84,49 @@ impl Series {
     }
 }
 
+/// One value of a series at a time (unix seconds, UTC). Interval values are stamped at the
+/// interval start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub time: i64,
+    pub value: f64,
+}
+
+/// Readings of one series produced together (one source batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub usage_point: String,
+    /// Series path, e.g. `consumption/power/active/raw`.
+    pub series: String,
+    pub readings: Vec<Reading>,
+}
+
+/// One answered data request, appended to the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// Bare JID of whoever asked.
+    pub requester: String,
+    pub usage_point: String,
+    /// Series path.
+    pub series: String,
+    /// Requested range `[start, end)`, unix seconds.
+    pub start: i64,
+    pub end: i64,
+    /// The grant that allowed the access; `None` for an admin.
+    pub grant_id: Option<i64>,
+    /// What was answered, e.g. `get_history`.
+    pub command: String,
+    /// How many readings the answer held.
+    pub records: i64,
+    /// When the answer was given, unix seconds.
+    pub at: i64,
+}
+
 /// Where a grant came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantOrigin {
-    /// `[[access.grant]]` in the config file; replaced at every start.
+    /// `[[access.grant]]` in the config file; reconciled at every start (unchanged grants keep
+    /// their ids, removed ones are revoked).
     Config,
     /// An admin command.
     Admin,

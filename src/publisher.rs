@@ -20,6 +20,13 @@ pub async fn run(store: Arc<dyn Store>, mut events: mpsc::Receiver<SourceEvent>)
                     usage_point = %id, %owner,
                     "usage point declared by two sources; keeping the first"
                 ),
+                StoreError::UnknownSeries {
+                    usage_point,
+                    series,
+                } => tracing::error!(
+                    %usage_point, %series,
+                    "readings for a series that was never declared; dropped"
+                ),
                 other => tracing::error!(error = %other, "cannot store source event"),
             }
         }
@@ -36,5 +43,6 @@ pub async fn apply(store: &dyn Store, event: &SourceEvent) -> Result<(), StoreEr
             usage_point,
             online,
         } => store.set_online(usage_point, *online).await.map(|_| ()),
+        SourceEvent::Readings(batch) => store.insert_readings(batch).await.map(|_| ()),
     }
 }

@@ -6,7 +6,8 @@ mod support;
 use std::sync::Arc;
 
 use quoalise_component::model::{
-    Grant, GrantOrigin, Identifier, Measurement, Series, UsagePoint, ANY,
+    AuditEntry, Batch, Grant, GrantOrigin, Identifier, Measurement, Reading, Series, UsagePoint,
+    ANY,
 };
 use quoalise_component::store::{self, PostgresStore, SqliteStore, Store, StoreError};
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -220,9 +221,22 @@ async fn usage_point_story(store: Arc<dyn Store>) {
     assert_eq!(store.usage_point("ghost").await.unwrap(), None);
 }
 
-/// Config replacement, admin and consent grants, revocation. Leaves the state that
+/// Ids of grants that later stories refer to.
+struct GrantIds {
+    /// Carol's config grant, in force at the end.
+    carol: i64,
+    /// A config grant that a later start dropped: revoked, still referable.
+    revoked: i64,
+}
+
+/// Ids of `grants`, in order.
+fn grant_ids(grants: &[Grant]) -> Vec<i64> {
+    grants.iter().map(|g| g.id.unwrap()).collect()
+}
+
+/// Config reconciliation, admin and consent grants, revocation. Leaves the state that
 /// [`check_final_state`] expects.
-async fn grant_story(store: Arc<dyn Store>) {
+async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
     assert!(store.grants().await.unwrap().is_empty());
 
     // Expired long ago, and still returned: validity is the caller's business.
@@ -238,45 +252,80 @@ async fn grant_story(store: Arc<dyn Store>) {
         ..admin
     };
 
-    let first_config = [
-        grant("alice@example.org", ANY, ANY, GrantOrigin::Config),
-        Grant {
-            valid_until: Some(4_000_000_000),
-            ..grant("bob@example.org", PRM, LOAD_CURVE, GrantOrigin::Config)
-        },
-    ];
+    let alice = grant("alice@example.org", ANY, ANY, GrantOrigin::Config);
+    let bob = Grant {
+        valid_until: Some(4_000_000_000),
+        ..grant("bob@example.org", PRM, LOAD_CURVE, GrantOrigin::Config)
+    };
+    let first_config = [alice.clone(), bob.clone()];
     store.replace_config_grants(&first_config).await.unwrap();
     let all = store.grants().await.unwrap();
     assert_eq!(all[0], admin);
     assert_eq!(without_ids(&all[1..]), first_config);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "{all:?}");
+    let first_ids = grant_ids(&all[1..]);
 
-    // The second start brings another config: the first one goes, the admin grant stays, and
-    // replacing again does not duplicate.
-    let carol = grant("carol@example.org", DEMO_A1, ANY, GrantOrigin::Config);
-    for _ in 0..2 {
-        store
-            .replace_config_grants(std::slice::from_ref(&carol))
-            .await
-            .unwrap();
+    // Restarting with the same config, in any order, keeps the grants and their ids: the audit
+    // log refers to them.
+    for config in [first_config.clone(), [bob.clone(), alice.clone()]] {
+        store.replace_config_grants(&config).await.unwrap();
         let all = store.grants().await.unwrap();
         assert_eq!(all[0], admin);
-        assert_eq!(without_ids(&all[1..]), std::slice::from_ref(&carol));
+        assert_eq!(without_ids(&all[1..]), first_config);
+        assert_eq!(grant_ids(&all[1..]), first_ids);
     }
-    assert!(store
-        .grants_for("alice@example.org")
+
+    // The next start brings another config: alice's grant stays, bob's changed (a new grant
+    // replaces it), carol's is new; the admin grant is untouched. Replacing again changes
+    // nothing.
+    let bob_later = Grant {
+        valid_until: Some(4_100_000_000),
+        ..bob.clone()
+    };
+    let carol = grant("carol@example.org", DEMO_A1, ANY, GrantOrigin::Config);
+    let second_config = [carol.clone(), alice.clone(), bob_later.clone()];
+    store.replace_config_grants(&second_config).await.unwrap();
+    let all = store.grants().await.unwrap();
+    assert_eq!(
+        without_ids(&all),
+        without_ids(&[
+            admin.clone(),
+            alice.clone(),
+            carol.clone(),
+            bob_later.clone()
+        ])
+    );
+    assert_eq!(all[1].id, Some(first_ids[0]));
+    assert!(all[2].id.unwrap() > first_ids[1]);
+    let second_ids = grant_ids(&all);
+    store.replace_config_grants(&second_config).await.unwrap();
+    assert_eq!(grant_ids(&store.grants().await.unwrap()), second_ids);
+
+    // A config without alice and bob revokes their grants.
+    let carol_id = second_ids[2];
+    store
+        .replace_config_grants(std::slice::from_ref(&carol))
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    let all = store.grants().await.unwrap();
+    assert_eq!(all[0], admin);
+    assert_eq!(grant_ids(&all[1..]), [carol_id]);
+    for gone in ["alice@example.org", "bob@example.org"] {
+        assert!(store.grants_for(gone).await.unwrap().is_empty(), "{gone}");
+    }
+    assert!(!store.revoke_grant(first_ids[0]).await.unwrap());
     assert_eq!(
         store.grants_for("billing@example.org").await.unwrap(),
         std::slice::from_ref(&admin)
     );
 
     // A grant handed to the config replacement is a config grant, whatever it says, so that the
-    // next replacement removes it.
+    // next replacement revokes it.
     store
-        .replace_config_grants(&[grant("dave@example.org", ANY, ANY, GrantOrigin::Admin)])
+        .replace_config_grants(&[
+            carol.clone(),
+            grant("dave@example.org", ANY, ANY, GrantOrigin::Admin),
+        ])
         .await
         .unwrap();
     assert_eq!(
@@ -298,8 +347,7 @@ async fn grant_story(store: Arc<dyn Store>) {
     let consent_id = store.add_grant(&consent).await.unwrap();
     let carols = store.grants_for("carol@example.org").await.unwrap();
     assert_eq!(without_ids(&carols), [carol.clone(), consent.clone()]);
-    assert_eq!(carols[1].id, Some(consent_id));
-    assert!(carols[0].id < carols[1].id);
+    assert_eq!(grant_ids(&carols), [carol_id, consent_id]);
     assert!(store.revoke_grant(consent_id).await.unwrap());
     assert!(!store.revoke_grant(consent_id).await.unwrap());
     assert!(!store.revoke_grant(consent_id + 1000).await.unwrap());
@@ -325,6 +373,378 @@ async fn grant_story(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
+
+    GrantIds {
+        carol: carol_id,
+        revoked: first_ids[1],
+    }
+}
+
+fn batch(usage_point: &str, series: &str, readings: &[(i64, f64)]) -> Batch {
+    Batch {
+        usage_point: usage_point.into(),
+        series: series.into(),
+        readings: readings
+            .iter()
+            .map(|&(time, value)| Reading { time, value })
+            .collect(),
+    }
+}
+
+fn pairs(readings: &[Reading]) -> Vec<(i64, f64)> {
+    readings.iter().map(|r| (r.time, r.value)).collect()
+}
+
+/// 2026-01-01T00:00:00+01:00.
+const T0: i64 = 1_767_222_000;
+const HALF_HOUR: i64 = 1800;
+
+/// Readings in a year of [`PRODUCTION`]: irregular steps spread over 365 days.
+const YEAR_READINGS: i64 = 20_000;
+const YEAR_STEP: i64 = 1577;
+
+fn year_batch() -> Batch {
+    let readings: Vec<(i64, f64)> = (0..YEAR_READINGS)
+        .map(|i| (T0 + i * YEAR_STEP, i as f64 * 0.5 + 0.25))
+        .collect();
+    batch(PRM, PRODUCTION, &readings)
+}
+
+/// Writing and reading readings. Runs after [`usage_point_story`], on PRM's series; leaves the
+/// state that [`check_final_state`] expects.
+async fn readings_story(store: Arc<dyn Store>) {
+    let all_time = (i64::MIN, i64::MAX);
+    assert!(store
+        .readings(PRM, LOAD_CURVE, all_time.0, all_time.1, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .count_readings(PRM, LOAD_CURVE, all_time.0, all_time.1)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.last_reading(PRM, LOAD_CURVE).await.unwrap(), None);
+
+    // Sent out of order, read back in order.
+    let sent = [
+        (T0 + HALF_HOUR, 2.0),
+        (T0, 1.0),
+        (T0 + 3 * HALF_HOUR, 0.0),
+        (T0 + 2 * HALF_HOUR, 3.5),
+        (T0 + 4 * HALF_HOUR, -1.25),
+    ];
+    let written = store
+        .insert_readings(&batch(PRM, LOAD_CURVE, &sent))
+        .await
+        .unwrap();
+    assert_eq!(written, 5);
+    let read = |start, end, limit| {
+        let store = store.clone();
+        async move {
+            pairs(
+                &store
+                    .readings(PRM, LOAD_CURVE, start, end, limit)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let ordered = vec![
+        (T0, 1.0),
+        (T0 + HALF_HOUR, 2.0),
+        (T0 + 2 * HALF_HOUR, 3.5),
+        (T0 + 3 * HALF_HOUR, 0.0),
+        (T0 + 4 * HALF_HOUR, -1.25),
+    ];
+    assert_eq!(read(all_time.0, all_time.1, None).await, ordered);
+
+    // Half-open ranges: start included, end excluded.
+    assert_eq!(read(T0, T0 + 2 * HALF_HOUR, None).await, ordered[..2]);
+    assert_eq!(
+        read(T0 + 1, T0 + 2 * HALF_HOUR + 1, None).await,
+        ordered[1..3]
+    );
+    assert!(read(T0, T0, None).await.is_empty());
+    assert!(read(T0 + HALF_HOUR, T0, None).await.is_empty());
+    // Limits keep the oldest.
+    assert_eq!(read(T0, T0 + 10 * HALF_HOUR, Some(2)).await, ordered[..2]);
+    assert_eq!(
+        read(T0 + 1, T0 + 10 * HALF_HOUR, Some(3)).await,
+        ordered[1..4]
+    );
+    assert!(read(T0, T0 + 10 * HALF_HOUR, Some(0)).await.is_empty());
+    assert_eq!(
+        read(T0, T0 + 10 * HALF_HOUR, Some(usize::MAX)).await,
+        ordered
+    );
+    let count = |start, end| {
+        let store = store.clone();
+        async move {
+            store
+                .count_readings(PRM, LOAD_CURVE, start, end)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(T0, T0 + 2 * HALF_HOUR).await, 2);
+    assert_eq!(count(T0 + 1, T0 + 2 * HALF_HOUR + 1).await, 2);
+    assert_eq!(count(T0, T0).await, 0);
+    assert_eq!(count(all_time.0, all_time.1).await, 5);
+    assert_eq!(
+        store.last_reading(PRM, LOAD_CURVE).await.unwrap(),
+        Some(Reading {
+            time: T0 + 4 * HALF_HOUR,
+            value: -1.25
+        })
+    );
+
+    // Idempotent: the same readings again write nothing; a new value for a stored time replaces
+    // it; within a batch, the last reading of a time wins.
+    assert_eq!(
+        store
+            .insert_readings(&batch(PRM, LOAD_CURVE, &sent))
+            .await
+            .unwrap(),
+        0
+    );
+    let corrected = [(T0 + HALF_HOUR, 20.0), (T0, 1.0)];
+    assert_eq!(
+        store
+            .insert_readings(&batch(PRM, LOAD_CURVE, &corrected))
+            .await
+            .unwrap(),
+        1
+    );
+    let twice = [(T0 + 2 * HALF_HOUR, 30.0), (T0 + 2 * HALF_HOUR, 35.0)];
+    assert_eq!(
+        store
+            .insert_readings(&batch(PRM, LOAD_CURVE, &twice))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(count(all_time.0, all_time.1).await, 5);
+    assert_eq!(
+        read(T0, T0 + 3 * HALF_HOUR, None).await,
+        [
+            (T0, 1.0),
+            (T0 + HALF_HOUR, 20.0),
+            (T0 + 2 * HALF_HOUR, 35.0)
+        ]
+    );
+
+    // Series are separate.
+    assert!(store
+        .readings(PRM, DAILY, all_time.0, all_time.1, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.last_reading(XAAL_B2, LOAD_CURVE).await.unwrap(), None);
+
+    // Values and times come back exactly, whatever they are; -0.0 comes back as 0.0 on both.
+    let exact = [
+        (-86_400, 0.1 + 0.2),
+        (0, 0.0),
+        (1, f64::MAX),
+        (2, f64::MIN_POSITIVE),
+        (3, 1e-300),
+        (4_102_444_800, 123_456_789.123_456_79),
+    ];
+    store
+        .insert_readings(&batch(PRM, DAILY, &exact))
+        .await
+        .unwrap();
+    store
+        .insert_readings(&batch(PRM, DAILY, &[(0, -0.0)]))
+        .await
+        .unwrap();
+    let back = store
+        .readings(PRM, DAILY, all_time.0, all_time.1, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        back.iter()
+            .map(|r| (r.time, r.value.to_bits()))
+            .collect::<Vec<_>>(),
+        exact
+            .iter()
+            .map(|&(t, v)| (t, v.to_bits()))
+            .collect::<Vec<_>>()
+    );
+
+    // Unknown series are refused and leave no trace; reading them finds nothing.
+    for (up, path) in [
+        (PRM, "nope/raw"),
+        ("ghost", LOAD_CURVE),
+        (DEMO_A1, LOAD_CURVE),
+    ] {
+        match store
+            .insert_readings(&batch(up, path, &[(T0 + 99, 1.0)]))
+            .await
+        {
+            Err(StoreError::UnknownSeries {
+                usage_point,
+                series,
+            }) => assert_eq!((usage_point.as_str(), series.as_str()), (up, path)),
+            other => panic!("expected an unknown-series error, got {other:?}"),
+        }
+        assert!(store
+            .readings(up, path, all_time.0, all_time.1, None)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store
+                .count_readings(up, path, all_time.0, all_time.1)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.last_reading(up, path).await.unwrap(), None);
+    }
+
+    // A batch holding NaN is refused whole.
+    match store
+        .insert_readings(&batch(
+            PRM,
+            LOAD_CURVE,
+            &[(T0 + 99, 1.0), (T0 + 98, f64::NAN)],
+        ))
+        .await
+    {
+        Err(StoreError::NonFiniteValue { time, .. }) => assert_eq!(time, T0 + 98),
+        other => panic!("expected a non-finite error, got {other:?}"),
+    }
+    assert_eq!(count(all_time.0, all_time.1).await, 5);
+
+    // A year of readings in one batch, then queried by range.
+    let year = year_batch();
+    let year_end = T0 + YEAR_READINGS * YEAR_STEP;
+    assert!(year_end - T0 > 364 * 86_400 && year_end - T0 < 366 * 86_400);
+    assert_eq!(
+        store.insert_readings(&year).await.unwrap(),
+        YEAR_READINGS as usize
+    );
+    let back = store
+        .readings(PRM, PRODUCTION, T0, year_end, None)
+        .await
+        .unwrap();
+    assert_eq!(back, year.readings);
+    assert_eq!(
+        store
+            .count_readings(PRM, PRODUCTION, T0, year_end)
+            .await
+            .unwrap(),
+        YEAR_READINGS as u64
+    );
+    // A page from the middle.
+    let from = T0 + 1000 * YEAR_STEP;
+    let page = store
+        .readings(PRM, PRODUCTION, from, year_end, Some(500))
+        .await
+        .unwrap();
+    assert_eq!(page, year.readings[1000..1500]);
+    assert_eq!(
+        store
+            .count_readings(PRM, PRODUCTION, from, from + 1000 * YEAR_STEP)
+            .await
+            .unwrap(),
+        1000
+    );
+    assert_eq!(
+        store.last_reading(PRM, PRODUCTION).await.unwrap(),
+        year.readings.last().copied()
+    );
+    assert_eq!(store.insert_readings(&year).await.unwrap(), 0);
+}
+
+fn audit_entry(requester: &str, grant_id: Option<i64>, at: i64) -> AuditEntry {
+    AuditEntry {
+        requester: requester.into(),
+        usage_point: PRM.into(),
+        series: LOAD_CURVE.into(),
+        start: T0,
+        end: T0 + 86_400,
+        grant_id,
+        command: "get_history".into(),
+        records: 48,
+        at,
+    }
+}
+
+/// Appending to the audit log and reading it back in pages. Runs after [`grant_story`].
+async fn audit_story(store: Arc<dyn Store>, grants: GrantIds) {
+    assert!(store.audit_entries(0, 10).await.unwrap().is_empty());
+    let entries = [
+        audit_entry("carol@example.org", Some(grants.carol), 1_800_000_000),
+        audit_entry("admin@example.org", None, 1_800_000_001),
+        // A grant revoked since: its id stays valid for the log.
+        AuditEntry {
+            series: DAILY.into(),
+            start: -10,
+            end: i64::MAX,
+            command: "get_daily".into(),
+            records: 0,
+            ..audit_entry("bob@example.org", Some(grants.revoked), 1_799_999_999)
+        },
+    ];
+    let mut ids = Vec::new();
+    for entry in &entries {
+        ids.push(store.append_audit(entry).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let all: Vec<(i64, AuditEntry)> = ids.iter().copied().zip(entries.iter().cloned()).collect();
+
+    // Oldest first, whatever `at` says; paged by id.
+    assert_eq!(store.audit_entries(0, 10).await.unwrap(), all);
+    assert_eq!(store.audit_entries(0, 2).await.unwrap(), all[..2]);
+    assert_eq!(store.audit_entries(ids[1], 2).await.unwrap(), all[2..]);
+    assert_eq!(store.audit_entries(ids[0] - 1, 1).await.unwrap(), all[..1]);
+    assert!(store.audit_entries(ids[2], 10).await.unwrap().is_empty());
+    assert!(store.audit_entries(0, 0).await.unwrap().is_empty());
+    assert_eq!(
+        store.audit_entries(i64::MIN, usize::MAX).await.unwrap(),
+        all
+    );
+
+    // An entry cannot name a grant that never existed.
+    assert!(store
+        .append_audit(&audit_entry(
+            "x@example.org",
+            Some(grants.carol + 10_000),
+            0
+        ))
+        .await
+        .is_err());
+    assert_eq!(store.audit_entries(0, 10).await.unwrap(), all);
+}
+
+/// Instances starting together reconcile the same config once, not once each.
+async fn concurrent_config_reconciliation(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let config = [
+        grant("erin@example.org", ANY, ANY, GrantOrigin::Config),
+        grant("frank@example.org", PRM, ANY, GrantOrigin::Config),
+    ];
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(
+            a.replace_config_grants(&config),
+            b.replace_config_grants(&config)
+        );
+        x.unwrap();
+        y.unwrap();
+    }
+    let subjects: Vec<String> = a
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.subject == "erin@example.org" || g.subject == "frank@example.org")
+        .map(|g| g.subject)
+        .collect();
+    assert_eq!(subjects, ["erin@example.org", "frank@example.org"]);
 }
 
 /// What both stories leave behind; checked again after a restart.
@@ -340,6 +760,23 @@ async fn check_final_state(store: Arc<dyn Store>) {
     assert_eq!(store.series(PRM).await.unwrap().len(), 3);
     assert_eq!(store.series(XAAL_B2).await.unwrap().len(), 4);
 
+    assert_eq!(
+        store
+            .count_readings(PRM, LOAD_CURVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        5
+    );
+    let year = year_batch();
+    assert_eq!(
+        store
+            .readings(PRM, PRODUCTION, i64::MIN, i64::MAX, None)
+            .await
+            .unwrap(),
+        year.readings
+    );
+    assert_eq!(store.audit_entries(0, 100).await.unwrap().len(), 3);
+
     let subjects: Vec<String> = store
         .grants()
         .await
@@ -352,7 +789,9 @@ async fn check_final_state(store: Arc<dyn Store>) {
 
 async fn all_stories(store: Arc<dyn Store>) {
     usage_point_story(store.clone()).await;
-    grant_story(store.clone()).await;
+    readings_story(store.clone()).await;
+    let grants = grant_story(store.clone()).await;
+    audit_story(store.clone(), grants).await;
     check_final_state(store).await;
 }
 
@@ -399,6 +838,12 @@ async fn sqlite_file() {
     sqlx::query(BOGUS_GRANT).execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     check_corrupt_grant_is_reported(store).await;
+
+    // Two instances on one new file.
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+    concurrent_config_reconciliation(a, b).await;
 }
 
 #[tokio::test]
@@ -440,11 +885,13 @@ async fn postgres() {
     check_corrupt_grant_is_reported(store).await;
 
     // A second database on the same cluster starts empty.
-    let other: Arc<dyn Store> = Arc::new(
-        PostgresStore::open(&cluster.create_database("store_empty").await)
-            .await
-            .unwrap(),
-    );
+    let other_url = cluster.create_database("store_empty").await;
+    let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
     assert!(other.usage_points(None).await.unwrap().is_empty());
     assert!(other.grants().await.unwrap().is_empty());
+    assert!(other.audit_entries(0, 10).await.unwrap().is_empty());
+
+    // Two instances sharing it.
+    let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
+    concurrent_config_reconciliation(other, second).await;
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
-use crate::model::{Series, UsagePoint};
+use crate::model::{Batch, Series, UsagePoint};
 
 pub mod demo;
 
@@ -75,4 +75,6 @@ pub enum SourceEvent {
     },
     /// A device stopped (or resumed) reporting.
     Online { usage_point: String, online: bool },
+    /// Readings of one declared series (history or live); re-sending a reading replaces it.
+    Readings(Batch),
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{Grant, Series, UsagePoint};
+use crate::model::{AuditEntry, Batch, Grant, Reading, Series, UsagePoint};
 
+mod common;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -25,6 +26,17 @@ pub enum StoreError {
     /// A source declared a usage point already owned by another source.
     #[error("usage point {id} already belongs to source {owner}")]
     Conflict { id: String, owner: String },
+    /// Readings were sent for a series nobody declared.
+    #[error("unknown series {series} of usage point {usage_point}")]
+    UnknownSeries { usage_point: String, series: String },
+    /// A reading's value is NaN or infinite. SQLite cannot store NaN where PostgreSQL could, so
+    /// both backends refuse such a batch whole, the same way.
+    #[error("reading of {usage_point} {series} at {time} is not a finite number")]
+    NonFiniteValue {
+        usage_point: String,
+        series: String,
+        time: i64,
+    },
     /// A row could not be mapped back to the model (corrupt or hand-edited data).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -57,7 +69,11 @@ pub trait Store: Send + Sync + 'static {
     /// The series of a usage point, ordered by path.
     async fn series(&self, usage_point: &str) -> Result<Vec<Series>, StoreError>;
 
-    /// Replaces every grant of origin `config` with these, in one transaction.
+    /// Makes the unrevoked grants of origin `config` match these (stored as `config` whatever
+    /// their origin says), in one transaction: a grant identical to an unrevoked config grant
+    /// (same subject, usage point, series, validity and purpose) keeps that grant and its id, so
+    /// that ids in the audit log stay meaningful across restarts; config grants no longer listed
+    /// are revoked (kept for the audit trail); the others are inserted.
     async fn replace_config_grants(&self, grants: &[Grant]) -> Result<(), StoreError>;
 
     /// Adds a grant and returns its id.
@@ -72,6 +88,52 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every unrevoked grant, ordered by id.
     async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
+
+    /// Inserts or replaces readings (idempotent on (series, time)) in one transaction. Within a
+    /// batch, the last reading of a time wins. Returns how many readings were inserted or changed
+    /// value: re-sending stored readings unchanged writes nothing and returns 0. `-0.0` is stored
+    /// as `0.0`. Unknown series →
+    /// [`StoreError::UnknownSeries`]; a NaN or infinite value → [`StoreError::NonFiniteValue`]
+    /// (nothing of the batch is written).
+    async fn insert_readings(&self, batch: &Batch) -> Result<usize, StoreError>;
+
+    /// Readings of a series with `start <= time < end`, ascending by time, at most `limit`
+    /// (`None` = all). An unknown series has no readings.
+    async fn readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Reading>, StoreError>;
+
+    /// How many readings [`Store::readings`] would return without limit (for planning answer
+    /// sizes).
+    async fn count_readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// The most recent reading of a series, if any.
+    async fn last_reading(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Option<Reading>, StoreError>;
+
+    /// Appends to the audit log; returns the entry id (increasing).
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+
+    /// Audit entries with `id > after_id`, oldest (smallest id) first, at most `limit`.
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

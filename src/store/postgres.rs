@@ -3,12 +3,15 @@
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
+use super::common::{
+    count_from_sql, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
+};
 use super::rows::{
-    grants_from_rows, unix_now, GrantRow, SeriesRow, UsagePointRow, GRANT_COLUMNS, SERIES_COLUMNS,
-    USAGE_POINT_COLUMNS,
+    grants_from_rows, reading_from_row, unix_now, AuditRow, GrantRow, ReadingRow, SeriesRow,
+    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, SERIES_COLUMNS, USAGE_POINT_COLUMNS,
 };
 use super::{Store, StoreError};
-use crate::model::{Grant, GrantOrigin, Series, UsagePoint};
+use crate::model::{AuditEntry, Batch, Grant, GrantOrigin, Reading, Series, UsagePoint};
 
 /// Per instance; several instances share the server, whose default limit is 100 connections.
 const MAX_CONNECTIONS: u32 = 8;
@@ -55,6 +58,35 @@ async fn insert_grant(
     .await?;
     Ok(id)
 }
+
+/// Rows per upsert statement. Arrays have no parameter limit; chunks only bound the size of one
+/// statement's arguments and of the work redone if it fails.
+const MAX_UPSERT_ROWS: usize = 10_000;
+
+/// The upsert of one chunk of readings of one series: two arrays unnested into rows, one
+/// statement whatever the chunk size. The `WHERE` skips rows whose value is unchanged, so
+/// re-sending stored readings creates no dead tuples and counts no row.
+const UPSERT_READINGS: &str = "INSERT INTO readings (series_id, time, value) \
+     SELECT $1, t, v FROM UNNEST($2::bigint[], $3::float8[]) AS u (t, v) \
+     ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
+     WHERE readings.value IS DISTINCT FROM excluded.value";
+
+/// The id of a series, which readings reference.
+const SERIES_ID: &str = "SELECT id FROM series WHERE usage_point = $1 AND path = $2";
+
+/// Readings of one series in `[start, end)`: the scalar subquery resolves the series once, the
+/// rest is one range scan of the readings primary key, in time order. `LIMIT NULL` is no limit.
+const READINGS_IN_RANGE: &str = "SELECT time, value FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
+     AND time >= $3 AND time < $4 ORDER BY time LIMIT $5";
+
+const COUNT_IN_RANGE: &str = "SELECT COUNT(*) FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
+     AND time >= $3 AND time < $4";
+
+const LAST_READING: &str = "SELECT time, value FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
+     ORDER BY time DESC LIMIT 1";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -189,13 +221,31 @@ impl Store for PostgresStore {
     async fn replace_config_grants(&self, grants: &[Grant]) -> Result<(), StoreError> {
         let now = unix_now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM grants WHERE origin = $1")
-            .bind(GrantOrigin::Config.as_str())
+        // Instances sharing the database start together and reconcile the same config: without
+        // the lock, each would see the grants missing and insert them. This mode conflicts with
+        // itself and with other writes to grants, not with reads.
+        sqlx::query("LOCK TABLE grants IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
-        for grant in grants {
-            // Stored as config whatever the caller set, or the next replacement would miss them
-            // and they would pile up at every start.
+        let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE origin = $1 AND revoked_at IS NULL \
+             ORDER BY id"
+        ))
+        .bind(GrantOrigin::Config.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let existing = grants_from_rows(rows)?;
+        let ConfigGrantPlan { revoke, insert } = plan_config_grants(&existing, grants);
+        if !revoke.is_empty() {
+            sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = ANY($2)")
+                .bind(now)
+                .bind(&revoke)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for grant in insert {
+            // Stored as config whatever the caller set, or the next reconciliation would miss
+            // them and they would pile up at every start.
             insert_grant(&mut tx, grant, GrantOrigin::Config, now).await?;
         }
         tx.commit().await?;
@@ -236,5 +286,117 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         grants_from_rows(rows)
+    }
+
+    async fn insert_readings(&self, batch: &Batch) -> Result<usize, StoreError> {
+        let readings = prepare_readings(batch)?;
+        let mut tx = self.pool.begin().await?;
+        let series_id: i64 = sqlx::query_scalar(SERIES_ID)
+            .bind(&batch.usage_point)
+            .bind(&batch.series)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownSeries {
+                usage_point: batch.usage_point.clone(),
+                series: batch.series.clone(),
+            })?;
+        let mut written = 0;
+        for chunk in readings.chunks(MAX_UPSERT_ROWS) {
+            let times: Vec<i64> = chunk.iter().map(|r| r.time).collect();
+            let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
+            written += sqlx::query(UPSERT_READINGS)
+                .bind(series_id)
+                .bind(times)
+                .bind(values)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(written).unwrap_or(usize::MAX))
+    }
+
+    async fn readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let rows: Vec<ReadingRow> = sqlx::query_as(READINGS_IN_RANGE)
+            .bind(usage_point)
+            .bind(series)
+            .bind(start)
+            .bind(end)
+            .bind(limit.map(limit_to_sql))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(reading_from_row).collect())
+    }
+
+    async fn count_readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(COUNT_IN_RANGE)
+            .bind(usage_point)
+            .bind(series)
+            .bind(start)
+            .bind(end)
+            .fetch_one(&self.pool)
+            .await?;
+        count_from_sql(count)
+    }
+
+    async fn last_reading(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Option<Reading>, StoreError> {
+        let row: Option<ReadingRow> = sqlx::query_as(LAST_READING)
+            .bind(usage_point)
+            .bind(series)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(reading_from_row))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, requester, usage_point, series, range_start, range_end, \
+             grant_id, command, records) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.requester)
+        .bind(&entry.usage_point)
+        .bind(&entry.series)
+        .bind(entry.start)
+        .bind(entry.end)
+        .bind(entry.grant_id)
+        .bind(&entry.command)
+        .bind(entry.records)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after_id)
+        .bind(limit_to_sql(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }

@@ -3,7 +3,9 @@
 //! The backends differ in SQL dialect, not in what a row holds: the column lists and conversions
 //! live here once so that a new field cannot be mapped on one backend and forgotten on the other.
 
-use crate::model::{Grant, GrantOrigin, Identifier, Measurement, Series, UsagePoint};
+use crate::model::{
+    AuditEntry, Grant, GrantOrigin, Identifier, Measurement, Reading, Series, UsagePoint,
+};
 
 use super::StoreError;
 
@@ -123,4 +125,48 @@ pub(super) fn grants_from_rows(rows: Vec<GrantRow>) -> Result<Vec<Grant>, StoreE
 /// so that both backends stamp rows the same way.
 pub(super) fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// Columns read into [`AuditRow`].
+pub(super) const AUDIT_COLUMNS: &str =
+    "id, at, requester, usage_point, series, range_start, range_end, grant_id, command, records";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: i64,
+    at: i64,
+    requester: String,
+    usage_point: String,
+    series: String,
+    range_start: i64,
+    range_end: i64,
+    grant_id: Option<i64>,
+    command: String,
+    records: i64,
+}
+
+impl From<AuditRow> for (i64, AuditEntry) {
+    fn from(row: AuditRow) -> Self {
+        (
+            row.id,
+            AuditEntry {
+                requester: row.requester,
+                usage_point: row.usage_point,
+                series: row.series,
+                start: row.range_start,
+                end: row.range_end,
+                grant_id: row.grant_id,
+                command: row.command,
+                records: row.records,
+                at: row.at,
+            },
+        )
+    }
+}
+
+/// A reading as both backends return it: `SELECT time, value`.
+pub(super) type ReadingRow = (i64, f64);
+
+pub(super) fn reading_from_row((time, value): ReadingRow) -> Reading {
+    Reading { time, value }
 }

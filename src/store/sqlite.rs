@@ -1,6 +1,7 @@
 //! SQLite backend (embedded, WAL).
 
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,12 +10,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::common::{
+    count_from_sql, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
+};
 use super::rows::{
-    grants_from_rows, unix_now, GrantRow, SeriesRow, UsagePointRow, GRANT_COLUMNS, SERIES_COLUMNS,
-    USAGE_POINT_COLUMNS,
+    grants_from_rows, reading_from_row, unix_now, AuditRow, GrantRow, ReadingRow, SeriesRow,
+    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, SERIES_COLUMNS, USAGE_POINT_COLUMNS,
 };
 use super::{Store, StoreError};
-use crate::model::{Grant, GrantOrigin, Series, UsagePoint};
+use crate::model::{AuditEntry, Batch, Grant, GrantOrigin, Reading, Series, UsagePoint};
 
 /// Readers proceed during a write in WAL mode; writes are serialised by SQLite anyway, so a few
 /// connections are enough.
@@ -96,6 +100,66 @@ async fn insert_grant(
     .await?;
     Ok(id)
 }
+
+/// Largest number of rows in one upsert statement: 2 parameters per row plus the series id stay
+/// far below SQLite's 32766 bound parameters, and a statement this size already amortises the
+/// per-statement cost. A power of two, see [`upsert_chunk_len`].
+const MAX_UPSERT_ROWS: usize = 512;
+
+/// How many of `remaining` readings the next upsert statement takes: 512 at a time, then the
+/// largest power of two that fits. Statements thus come in ten sizes only, each prepared once and
+/// kept in the connection's statement cache, whatever the batch sizes.
+fn upsert_chunk_len(remaining: usize) -> usize {
+    if remaining >= MAX_UPSERT_ROWS {
+        MAX_UPSERT_ROWS
+    } else if remaining == 0 {
+        0
+    } else {
+        1 << remaining.ilog2()
+    }
+}
+
+/// The upsert of `rows` readings of one series: `?1` is the series id, then time and value of each
+/// row. The `WHERE` skips rows whose value is unchanged, so re-sending stored readings writes no
+/// page and counts no row.
+fn upsert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..=MAX_UPSERT_ROWS.ilog2())
+            .map(|log| {
+                let values: Vec<String> = (0..1usize << log)
+                    .map(|i| format!("(?1, ?{}, ?{})", 2 * i + 2, 2 * i + 3))
+                    .collect();
+                format!(
+                    "INSERT INTO readings (series_id, time, value) VALUES {} \
+                     ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
+                     WHERE readings.value <> excluded.value",
+                    values.join(", ")
+                )
+            })
+            .collect()
+    });
+    // Called with a power of two up to MAX_UPSERT_ROWS, which has its statement.
+    let index = (rows.max(1).ilog2() as usize).min(all.len() - 1);
+    &all[index]
+}
+
+/// The id of a series, which readings reference.
+const SERIES_ID: &str = "SELECT id FROM series WHERE usage_point = ? AND path = ?";
+
+/// Readings of one series in `[start, end)`. The scalar subquery resolves the series once; the
+/// rest is one range scan of the readings primary key, already in time order (no sort).
+const READINGS_IN_RANGE: &str = "SELECT time, value FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = ? AND path = ?) \
+     AND time >= ? AND time < ? ORDER BY time LIMIT ?";
+
+const COUNT_IN_RANGE: &str = "SELECT COUNT(*) FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = ? AND path = ?) \
+     AND time >= ? AND time < ?";
+
+const LAST_READING: &str = "SELECT time, value FROM readings \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = ? AND path = ?) \
+     ORDER BY time DESC LIMIT 1";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -230,13 +294,25 @@ impl Store for SqliteStore {
     async fn replace_config_grants(&self, grants: &[Grant]) -> Result<(), StoreError> {
         let now = unix_now();
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM grants WHERE origin = ?")
-            .bind(GrantOrigin::Config.as_str())
-            .execute(&mut *tx)
-            .await?;
-        for grant in grants {
-            // Stored as config whatever the caller set, or the next replacement would miss them
-            // and they would pile up at every start.
+        let rows: Vec<GrantRow> = sqlx::query_as(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE origin = ? AND revoked_at IS NULL \
+             ORDER BY id"
+        ))
+        .bind(GrantOrigin::Config.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let existing = grants_from_rows(rows)?;
+        let ConfigGrantPlan { revoke, insert } = plan_config_grants(&existing, grants);
+        for id in revoke {
+            sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for grant in insert {
+            // Stored as config whatever the caller set, or the next reconciliation would miss
+            // them and they would pile up at every start.
             insert_grant(&mut tx, grant, GrantOrigin::Config, now).await?;
         }
         tx.commit().await?;
@@ -278,11 +354,171 @@ impl Store for SqliteStore {
         .await?;
         grants_from_rows(rows)
     }
+
+    async fn insert_readings(&self, batch: &Batch) -> Result<usize, StoreError> {
+        let readings = prepare_readings(batch)?;
+        let mut tx = self.begin_write().await?;
+        let series_id: i64 = sqlx::query_scalar(SERIES_ID)
+            .bind(&batch.usage_point)
+            .bind(&batch.series)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::UnknownSeries {
+                usage_point: batch.usage_point.clone(),
+                series: batch.series.clone(),
+            })?;
+        let mut written = 0;
+        let mut rest = readings.as_slice();
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(upsert_chunk_len(rest.len()));
+            let mut query = sqlx::query(upsert_sql(chunk.len())).bind(series_id);
+            for r in chunk {
+                query = query.bind(r.time).bind(r.value);
+            }
+            written += query.execute(&mut *tx).await?.rows_affected();
+            rest = tail;
+        }
+        tx.commit().await?;
+        Ok(usize::try_from(written).unwrap_or(usize::MAX))
+    }
+
+    async fn readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+        limit: Option<usize>,
+    ) -> Result<Vec<Reading>, StoreError> {
+        // A negative LIMIT is SQLite's "no limit".
+        let limit = limit.map_or(-1, limit_to_sql);
+        let rows: Vec<ReadingRow> = sqlx::query_as(READINGS_IN_RANGE)
+            .bind(usage_point)
+            .bind(series)
+            .bind(start)
+            .bind(end)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(reading_from_row).collect())
+    }
+
+    async fn count_readings(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(COUNT_IN_RANGE)
+            .bind(usage_point)
+            .bind(series)
+            .bind(start)
+            .bind(end)
+            .fetch_one(&self.pool)
+            .await?;
+        count_from_sql(count)
+    }
+
+    async fn last_reading(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Option<Reading>, StoreError> {
+        let row: Option<ReadingRow> = sqlx::query_as(LAST_READING)
+            .bind(usage_point)
+            .bind(series)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(reading_from_row))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, requester, usage_point, series, range_start, range_end, \
+             grant_id, command, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.requester)
+        .bind(&entry.usage_point)
+        .bind(&entry.series)
+        .bind(entry.start)
+        .bind(entry.end)
+        .bind(entry.grant_id)
+        .bind(&entry.command)
+        .bind(entry.records)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit_entries(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id > ? ORDER BY id LIMIT ?"
+        ))
+        .bind(after_id)
+        .bind(limit_to_sql(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::is_memory;
+    use super::*;
+
+    #[test]
+    fn upsert_chunks_come_in_few_sizes() {
+        let mut sizes = Vec::new();
+        let mut remaining = 1234;
+        while remaining > 0 {
+            let n = upsert_chunk_len(remaining);
+            sizes.push(n);
+            remaining -= n;
+        }
+        assert_eq!(sizes, [512, 512, 128, 64, 16, 2]);
+        assert_eq!(upsert_chunk_len(0), 0);
+        assert_eq!(upsert_chunk_len(1), 1);
+        assert_eq!(upsert_chunk_len(511), 256);
+        assert!(upsert_sql(1).contains("VALUES (?1, ?2, ?3) ON CONFLICT"));
+        assert!(upsert_sql(512).contains("(?1, ?1024, ?1025) ON CONFLICT"));
+    }
+
+    /// The plans SQLite picks: one-year queries must be range scans of the primary key, with
+    /// no sort and no full scan.
+    #[tokio::test]
+    async fn range_queries_scan_the_primary_key() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        for sql in [READINGS_IN_RANGE, COUNT_IN_RANGE, LAST_READING] {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH readings USING PRIMARY KEY (series_id=?")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH series USING COVERING INDEX")),
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 
     #[test]
     fn memory_urls() {
