@@ -218,8 +218,10 @@ impl TryFrom<&Element> for Command {
     }
 }
 
-impl From<&Command> for Element {
-    fn from(c: &Command) -> Element {
+/// Consumes the command so that payloads (possibly half a megabyte of SenML) move instead of
+/// being deep-copied.
+impl From<Command> for Element {
+    fn from(c: Command) -> Element {
         let mut b = Element::builder("command", ns::COMMANDS)
             .attr(xml_ncname!("node").to_ncname(), &c.node);
         if let Some(s) = &c.sessionid {
@@ -248,7 +250,7 @@ impl From<&Command> for Element {
                     .append(note.text.as_str()),
             );
         }
-        b.append_all(c.payloads.iter().cloned()).build()
+        b.append_all(c.payloads).build()
     }
 }
 
@@ -285,7 +287,7 @@ mod tests {
             type_: NoteType::Info,
             text: "page 1 of 3".into(),
         });
-        let el = Element::from(&c);
+        let el = Element::from(c.clone());
         let expected: Element = "<command xmlns='http://jabber.org/protocol/commands' node='history' sessionid='abc' status='executing'>\
              <actions execute='next'><next/><complete/></actions><note type='info'>page 1 of 3</note></command>"
             .parse()

@@ -222,14 +222,14 @@ impl Engine {
                         allowed: vec![Action::Complete],
                     });
                     response.payloads.push(form.into());
-                    Ok(Element::from(&response))
+                    Ok(Element::from(response))
                 }
             };
         };
 
         let paging = self.take(&sessionid, spec.node, req).await?;
         match (action, submitted, paging) {
-            (Action::Cancel, _, _) => Ok(Element::from(&Command::response(
+            (Action::Cancel, _, _) => Ok(Element::from(Command::response(
                 spec.node,
                 &sessionid,
                 Status::Canceled,
@@ -290,7 +290,7 @@ impl Engine {
         response.notes = outcome.notes;
         response.payloads.extend(outcome.form);
         response.payloads.extend(outcome.payloads);
-        Ok(Element::from(&response))
+        Ok(Element::from(response))
     }
 
     async fn open(&self, node: &'static str, req: &Request) -> Result<String, RequestError> {

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The issue 3 benchmark, in two parts:
+#   1. in-process (benches/history.rs, release build): SenML encode and decode throughput, store
+#      ingest and one-year range queries on SQLite and PostgreSQL (a throwaway cluster), and a
+#      one-year PT30M get_history answered through the router;
+#   2. end to end (scripts/bench_history_e2e.py, when present): the latency of that history query
+#      through a real Prosody with a slixmpp client.
+# DESIGN.md §11 has the reference figures; part 1 prints them next to ours.
+#
+# Usage: scripts/bench.sh [--no-e2e]
+# Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+E2E=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-e2e) E2E= ;;
+        -h | --help)
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+            exit 0
+            ;;
+        *) die "unknown argument: $arg (try --help)" ;;
+    esac
+done
+
+log "in-process benchmark: cargo bench --bench history (release)"
+cargo bench --bench history
+
+# ---- end-to-end part (Prosody + slixmpp) -------------------------------------------------------
+# Runs scripts/bench_history_e2e.py once it exists, with the release binary in QUOALISE_BIN and
+# the Python packages of requirements-test.txt (.venv/). Prosody itself is the script's business.
+E2E_SCRIPT=scripts/bench_history_e2e.py
+if [ -z "$E2E" ]; then
+    log "end-to-end benchmark skipped (--no-e2e)"
+elif [ -f "$E2E_SCRIPT" ]; then
+    log "end-to-end benchmark: $E2E_SCRIPT"
+    cargo build --release
+    ensure_venv
+    QUOALISE_BIN="$REPO_ROOT/target/release/quoalise-component" "$VENV/bin/python" "$E2E_SCRIPT"
+else
+    warn "$E2E_SCRIPT not found: end-to-end benchmark skipped"
+fi
+# ---- end of the end-to-end part ----------------------------------------------------------------
