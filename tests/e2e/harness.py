@@ -1,0 +1,519 @@
+"""Test harness: real Prosody / ejabberd servers, the real component binary, slixmpp clients.
+
+Everything runs on 127.0.0.1, on ports picked at random, in private temporary directories.
+The XMPP servers run as their own system users (`prosody`, `ejabberd`) through `runuser`, each in
+its own process group so that stopping one stops all of its processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import AsyncIterator, Iterable
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported for tests)
+
+REPO = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("QUOALISE_BIN", REPO / "target" / "debug" / "quoalise-component"))
+
+HOST = "localhost"
+COMPONENT_DOMAIN = "quoalise.localhost"
+PASSWORD = "e2e-password"
+ACCOUNTS = ("alice", "bob", "admin")
+
+ESTABLISHED = "xmpp session established"
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class HarnessError(Exception):
+    """A server or the component did not do what the harness needed; the message has its log."""
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, and never handed out before in this run."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = _ANSI.sub("", path.read_text(errors="replace"))
+    except FileNotFoundError:
+        return f"(no log file {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def render(template: Path, values: dict[str, str]) -> str:
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    if leftover:
+        raise HarnessError(f"{template}: placeholders left: {sorted(set(leftover))}")
+    return text
+
+
+def chown_tree(path: Path, user: str) -> None:
+    shutil.chown(path, user, user)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            shutil.chown(os.path.join(root, name), user, user)
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the process group of `proc`, wait until every process in it is gone, else SIGKILL."""
+    if proc is None:
+        return
+    pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                proc.wait()
+                return
+            time.sleep(0.1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=1)
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+# --------------------------------------------------------------------------------------------
+# XMPP servers
+
+
+class XmppServer:
+    """One private XMPP server instance (Prosody or ejabberd) on loopback."""
+
+    kind = "?"
+    user = "?"
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.component_secret = secrets.token_hex(16)
+        self.host = HOST
+        self.component_domain = COMPONENT_DOMAIN
+        self.proc: subprocess.Popen | None = None
+
+    # subclasses: configure(), _command(), log_path, create_account(), _ready()
+    def __repr__(self) -> str:
+        return f"<{self.kind} c2s={self.c2s_port} component={self.component_port} dir={self.dir}>"
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30.0) -> None:
+        out = open(self.dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(
+            self._command(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            start_new_session=True,
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise HarnessError(
+                    f"{self.kind} exited with status {self.proc.returncode} while starting\n"
+                    f"--- {self.log_path}\n{tail(self.log_path)}\n"
+                    f"--- stdout\n{tail(self.dir / 'stdout.log')}"
+                )
+            if self._ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise HarnessError(
+            f"{self.kind} did not start within {timeout:.0f} s\n"
+            f"--- {self.log_path}\n{tail(self.log_path)}\n"
+            f"--- stdout\n{tail(self.dir / 'stdout.log')}"
+        )
+
+    def _ready(self) -> bool:
+        return port_open(self.c2s_port) and port_open(self.component_port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _run_as(self, args: list[str], timeout: float = 60.0) -> subprocess.CompletedProcess:
+        cmd = ["runuser", "-u", self.user, "--", "env", f"HOME={self.dir}", *args]
+        result = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, cwd=self.dir
+        )
+        if result.returncode != 0:
+            raise HarnessError(
+                f"{' '.join(args)} failed with status {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}\n--- {self.log_path}\n{tail(self.log_path)}"
+            )
+        return result
+
+
+class Prosody(XmppServer):
+    kind = "prosody"
+    user = "prosody"
+
+    def __init__(self, workdir: Path):
+        super().__init__(workdir)
+        self.config = self.dir / "prosody.cfg.lua"
+        (self.dir / "data").mkdir(exist_ok=True)
+        (self.dir / "certs").mkdir(exist_ok=True)
+        self.config.write_text(
+            render(
+                REPO / "prosody" / "test.cfg.lua.in",
+                {
+                    "DIR": self.dir,
+                    "C2S_PORT": self.c2s_port,
+                    "COMPONENT_PORT": self.component_port,
+                    "COMPONENT_DOMAIN": self.component_domain,
+                    "COMPONENT_SECRET": self.component_secret,
+                },
+            )
+        )
+        chown_tree(self.dir, self.user)
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "prosody.log"
+
+    def _command(self) -> list[str]:
+        return [
+            "runuser", "-u", self.user, "--",
+            "env", f"HOME={self.dir}",
+            "prosody", "--config", str(self.config), "-F",
+        ]
+
+    def create_account(self, user: str, password: str) -> None:
+        # prosodyctl writes the account files directly; works whether or not the server runs.
+        self._run_as(["prosodyctl", "--config", str(self.config), "register", user, self.host, password])
+
+
+class Ejabberd(XmppServer):
+    kind = "ejabberd"
+    user = "ejabberd"
+
+    def __init__(self, workdir: Path):
+        super().__init__(workdir)
+        self.dist_port = free_port()
+        self.node = f"quoalise-e2e-{secrets.token_hex(4)}@localhost"
+        values = {
+            "DIR": self.dir,
+            "C2S_PORT": self.c2s_port,
+            "COMPONENT_PORT": self.component_port,
+            "COMPONENT_DOMAIN": self.component_domain,
+            "COMPONENT_SECRET": self.component_secret,
+            "NODE": self.node,
+            "COOKIE": secrets.token_hex(16),
+            "DIST_PORT": self.dist_port,
+        }
+        for sub in ("spool", "logs"):
+            (self.dir / sub).mkdir(exist_ok=True)
+        (self.dir / "ejabberd.yml").write_text(render(REPO / "ejabberd" / "test.yml.in", values))
+        (self.dir / "ejabberdctl.cfg").write_text(render(REPO / "ejabberd" / "ejabberdctl.cfg.in", values))
+        shutil.copy(REPO / "ejabberd" / "inetrc", self.dir / "inetrc")
+        chown_tree(self.dir, self.user)
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "logs" / "ejabberd.log"
+
+    def _ctl(self, *args: str) -> list[str]:
+        return ["ejabberdctl", "--config-dir", str(self.dir), *args]
+
+    def _command(self) -> list[str]:
+        return ["runuser", "-u", self.user, "--", "env", f"HOME={self.dir}", *self._ctl("foreground")]
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().start(timeout)
+
+    def _ready(self) -> bool:
+        # The listeners open once the node has started all its modules.
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                started = b"is started in the node" in f.read()
+        except FileNotFoundError:
+            return False
+        return started and super()._ready()
+
+    def create_account(self, user: str, password: str) -> None:
+        self._run_as(self._ctl("register", user, self.host, password))
+
+
+SERVER_KINDS = {"prosody": Prosody, "ejabberd": Ejabberd}
+
+
+def start_server(kind: str, workdir: Path, accounts: Iterable[str] = ACCOUNTS) -> XmppServer:
+    server = SERVER_KINDS[kind](workdir)
+    if kind == "prosody":
+        for user in accounts:
+            server.create_account(user, PASSWORD)
+        server.start()
+    else:
+        server.start()
+        for user in accounts:
+            server.create_account(user, PASSWORD)
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# The component
+
+
+def component_config(
+    server: XmppServer,
+    workdir: Path,
+    *,
+    secret: str | None = None,
+    extra_xmpp: str = "",
+) -> str:
+    web_port = free_port()
+    return f"""\
+# Written by tests/e2e/harness.py
+[xmpp]
+domain = "{server.component_domain}"
+server = "127.0.0.1:{server.component_port}"
+secret = "{secret if secret is not None else server.component_secret}"
+ping_interval = "20s"
+reconnect_max_delay = "2s"
+{extra_xmpp}
+[store]
+url = "sqlite://{workdir / 'quoalise.db'}"
+
+[web]
+bind = "127.0.0.1:{web_port}"
+public_url = "http://127.0.0.1:{web_port}"
+
+[access]
+admins = ["admin@{server.host}"]
+
+[[access.grant]]
+jid = "alice@{server.host}"
+usage_points = ["*"]
+purpose = "end-to-end tests"
+
+[[source]]
+type = "demo"
+id = "demo"
+meters = 3
+live_interval = "2s"
+title = "Demo meters"
+description = "Simulated Linky-like electricity meters"
+
+[log]
+level = "info"
+"""
+
+
+class Component:
+    """One running quoalise-component process, its config and its log."""
+
+    def __init__(self, workdir: Path, config_text: str):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = self.dir / "component.toml"
+        self.config.write_text(config_text)
+        self.log_path = self.dir / "component.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if not BINARY.exists():
+            raise HarnessError(f"{BINARY} does not exist: run `cargo build` first")
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("RUST_LOG", None)
+        env.pop("QUOALISE_XMPP_SECRET", None)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "run", "--config", str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc, timeout=15.0)
+            self.proc = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return _ANSI.sub("", self.log_path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+    def count(self, text: str) -> int:
+        return sum(1 for line in self.log().splitlines() if text in line)
+
+    def wait_for_count(self, text: str, count: int, timeout: float) -> None:
+        """Wait until `text` appears on at least `count` log lines; fail with the log otherwise."""
+
+        def seen() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise HarnessError(
+                    f"component exited with status {self.proc.returncode} "
+                    f"while waiting for {text!r}\n--- {self.log_path}\n{self.tail()}"
+                )
+            return self.count(text) >= count
+
+        if not wait_until(seen, timeout):
+            raise HarnessError(
+                f"component log did not show {text!r} {count} time(s) within {timeout:.0f} s\n"
+                f"--- {self.log_path}\n{self.tail()}"
+            )
+
+    def wait_established(self, count: int = 1, timeout: float = 30.0) -> None:
+        self.wait_for_count(ESTABLISHED, count, timeout)
+
+
+def start_component(server: XmppServer, workdir: Path, *, wait: bool = True, **kwargs) -> Component:
+    component = Component(workdir, component_config(server, workdir, **kwargs))
+    component.start()
+    if wait:
+        try:
+            component.wait_established()
+        except HarnessError:
+            component.stop()
+            raise
+    return component
+
+
+def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    if not BINARY.exists():
+        raise HarnessError(f"{BINARY} does not exist: run `cargo build` first")
+    env = dict(os.environ, NO_COLOR="1")
+    env.pop("QUOALISE_XMPP_SECRET", None)
+    return subprocess.run(
+        [str(BINARY), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# slixmpp clients
+
+PLUGINS = ("xep_0030", "xep_0012", "xep_0059", "xep_0092", "xep_0128", "xep_0199")
+
+
+def make_client(jid: str, password: str = PASSWORD) -> slixmpp.ClientXMPP:
+    """A slixmpp client for plain TCP on loopback (no TLS: the test servers have no certificate)."""
+    client = slixmpp.ClientXMPP(
+        jid,
+        password,
+        plugin_config={
+            "feature_mechanisms": {"unencrypted_plain": True, "unencrypted_scram": True},
+        },
+    )
+    client.enable_starttls = False
+    client.enable_direct_tls = False
+    client.enable_plaintext = True
+    client.use_aiodns = False
+    for plugin in PLUGINS:
+        client.register_plugin(plugin)
+    return client
+
+
+@contextlib.asynccontextmanager
+async def connected(server: XmppServer, user: str, timeout: float = 15.0) -> AsyncIterator[slixmpp.ClientXMPP]:
+    """A logged-in slixmpp client as `user@localhost`, disconnected on exit."""
+    client = make_client(f"{user}@{server.host}")
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future = loop.create_future()
+
+    def on_session(_event):
+        if not ready.done():
+            ready.set_result(True)
+
+    def on_failure(event):
+        if not ready.done():
+            ready.set_exception(HarnessError(f"{user}@{server.host}: {event}"))
+
+    client.add_event_handler("session_start", on_session)
+    client.add_event_handler("failed_auth", lambda e: on_failure("authentication failed"))
+    client.add_event_handler("connection_failed", lambda e: on_failure(f"connection failed: {e}"))
+    client.connect("127.0.0.1", server.c2s_port)
+    try:
+        await asyncio.wait_for(ready, timeout)
+    except BaseException as e:
+        # Stop slixmpp's own reconnect attempts before giving up on this client.
+        client.cancel_connection_attempt()
+        client.abort()
+        if isinstance(e, asyncio.TimeoutError):
+            raise HarnessError(
+                f"{user}@{server.host} could not log in to {server.kind} within {timeout:.0f} s\n"
+                f"--- {server.log_path}\n{tail(server.log_path)}"
+            ) from None
+        raise
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(wait=1.0), 3.0)
