@@ -248,7 +248,7 @@ async fn session(
                     // Not well-formed for xso (e.g. bad attribute value); the stream survives.
                     tracing::info!(error = %e, "dropping unparsable element");
                 }
-                Some(Err(ReadError::HardError(e))) => break SessionEnd::Lost(format!("read failed: {e}")),
+                Some(Err(ReadError::HardError(e))) => break SessionEnd::Lost(describe_read_error(&e)),
                 Some(Err(ReadError::StreamFooterReceived)) | None => break SessionEnd::Lost("stream closed by the server".into()),
             },
             Some(el) = outbound.recv() => {
@@ -279,6 +279,20 @@ async fn session(
         .await;
     }
     end
+}
+
+/// A read error as an admin understands it: a server that stops mid-stream shows up as an
+/// "invalid eof" parse error, which is just the connection closing.
+fn describe_read_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe => {
+            "the server closed the connection".into()
+        }
+        TimedOut => "the server stopped answering (keepalive timeout)".into(),
+        _ if e.to_string().contains("eof") => "the server closed the connection".into(),
+        _ => format!("read failed: {e}"),
+    }
 }
 
 async fn send_ping(config: &LinkConfig, stream: &mut Stream, seq: u64) -> std::io::Result<()> {
@@ -358,6 +372,23 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(stream_error_condition(&el), "undefined-condition");
+    }
+
+    #[test]
+    fn read_errors_are_described_for_admins() {
+        use std::io::{Error, ErrorKind};
+        let eof = Error::new(ErrorKind::InvalidData, "invalid eof in text node");
+        assert_eq!(
+            describe_read_error(&eof),
+            "the server closed the connection"
+        );
+        let reset = Error::from(ErrorKind::ConnectionReset);
+        assert_eq!(
+            describe_read_error(&reset),
+            "the server closed the connection"
+        );
+        let timeout = Error::from(ErrorKind::TimedOut);
+        assert!(describe_read_error(&timeout).contains("keepalive"));
     }
 
     #[test]

@@ -222,6 +222,9 @@ fn malformed_iq_reply(element: &Element, reason: &str) -> Option<Element> {
     if !matches!(element.attr("type"), Some("get") | Some("set")) {
         return None;
     }
-    let error = RequestError::bad_request(format!("Malformed iq: {reason}")).to_stanza_error();
+    let error = RequestError::bad_request(format!(
+        "Malformed iq: a get or set must have exactly one payload element and valid addresses ({reason})"
+    ))
+    .to_stanza_error();
     raw_iq_error(element, error, true)
 }
