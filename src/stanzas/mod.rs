@@ -3,5 +3,6 @@
 pub mod command;
 pub mod form;
 pub mod ns;
+pub mod pubsub;
 pub mod quoalise;
 pub mod senml;

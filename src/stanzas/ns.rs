@@ -34,3 +34,8 @@ pub const QUOALISE_USAGE_POINT_FORM: &str = "urn:quoalise:0#usage-point";
 pub const SENML: &str = "urn:ietf:params:xml:ns:senml";
 /// XEP-0004: Data Forms.
 pub const DATA_FORMS: &str = "jabber:x:data";
+pub const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
+/// XEP-0203: Delayed Delivery.
+pub const DELAY: &str = "urn:xmpp:delay";
