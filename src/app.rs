@@ -3,20 +3,23 @@
 //! Tasks: one per source, the publisher (stores what sources send), the XMPP link (the only
 //! socket writer). Shutdown cancels one token; each task finishes its current step and returns.
 
+use std::num::NonZeroU32;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
 use crate::config::Settings;
-use crate::xmpp::connection::{self, LinkConfig};
+use crate::publisher::Publisher;
+use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
 use crate::xmpp::router::{Context, Router};
-use crate::{commands, publisher, store, xep};
+use crate::{commands, delivery, publisher, store, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 const SOURCE_EVENTS: usize = 1024;
@@ -51,9 +54,18 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         commands: xep::adhoc::Engine::new(commands::all()),
         max_stanza_size: config.xmpp.max_stanza_size,
     });
+    let ctx = router.shared_context();
+    let wake = Arc::new(Notify::new());
 
     let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);
-    let publisher = tokio::spawn(publisher::run(store.clone(), events_rx));
+    let publisher = tokio::spawn(
+        Publisher {
+            ctx: ctx.clone(),
+            wake: wake.clone(),
+            max_items: config.pubsub.max_items,
+        }
+        .run(events_rx),
+    );
     let mut sources = JoinSet::new();
     for source in config.sources.iter().cloned() {
         sources.spawn(source.run(events_tx.clone(), shutdown.child_token()));
@@ -72,23 +84,53 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         max_stanza_size: config.xmpp.max_stanza_size,
     };
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND);
-    let (connected_tx, _connected_rx) = watch::channel(false);
+    let (connected_tx, connected_rx) = watch::channel(false);
+    let (written_tx, written_rx) = mpsc::unbounded_channel();
+    let (released_tx, released_rx) = mpsc::unbounded_channel();
+    let reports = OutboxReports {
+        written: written_tx.clone(),
+        released: released_tx,
+    };
     let link = tokio::spawn(connection::run(
         link_config,
         router,
         outbound_rx,
-        outbound_tx,
+        outbound_tx.clone(),
+        reports,
         connected_tx,
         shutdown.clone(),
     ));
+    let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);
+    let sender = tokio::spawn(delivery::send_pending(
+        store.clone(),
+        outbound_tx,
+        connected_rx,
+        wake.clone(),
+        rate,
+        written_tx,
+        shutdown.clone(),
+    ));
+    let recorder = tokio::spawn(delivery::record_reports(
+        store.clone(),
+        written_rx,
+        released_rx,
+        wake,
+    ));
+    let maintenance = tokio::spawn(maintain(ctx, shutdown.clone()));
 
     tracing::info!(domain = %settings.domain, sources = config.sources.len(), "component started");
     shutdown.cancelled().await;
     tracing::info!("shutting down");
 
     let drained = async {
-        if let Err(e) = link.await {
-            tracing::error!(error = %e, "xmpp link task failed");
+        for (name, task) in [
+            ("xmpp link", link),
+            ("delivery", sender),
+            ("maintenance", maintenance),
+        ] {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "{name} task failed");
+            }
         }
         while let Some(done) = sources.join_next().await {
             if let Err(e) = done {
@@ -97,6 +139,11 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         }
         if let Err(e) = publisher.await {
             tracing::error!(error = %e, "publisher task failed");
+        }
+        // The link and the sender are gone, so the report channels close and the recorder ends
+        // after recording the last writes.
+        if let Err(e) = recorder.await {
+            tracing::error!(error = %e, "delivery recorder task failed");
         }
     };
     if tokio::time::timeout(Duration::from_secs(10), drained)
@@ -107,6 +154,30 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often subscriptions are checked against grants (expiry, revocation).
+const GRANT_CHECK: Duration = Duration::from_secs(60);
+/// How long sent outbox entries are kept to match bounces.
+const KEEP_SENT_SECS: i64 = 24 * 3600;
+
+/// Periodic work: end subscriptions whose grant is gone, forget old sent notifications.
+async fn maintain(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(GRANT_CHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match publisher::expire_subscriptions(&ctx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "subscriptions ended after their grant"),
+            Err(e) => tracing::error!(error = %e, "cannot check subscriptions against grants"),
+        }
+        if let Err(e) = ctx.store.purge_sent(access::now() - KEEP_SENT_SECS).await {
+            tracing::error!(error = %e, "cannot purge sent notifications");
+        }
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

@@ -92,6 +92,28 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub pubsub: PubSubConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubSubConfig {
+    /// Published items kept per node (for item retrieval and the last item on subscribe).
+    #[serde(default = "default_max_items")]
+    pub max_items: usize,
+}
+
+impl Default for PubSubConfig {
+    fn default() -> Self {
+        PubSubConfig {
+            max_items: default_max_items(),
+        }
+    }
+}
+
+fn default_max_items() -> usize {
+    100
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +141,13 @@ pub struct XmppConfig {
     /// Largest stanza the server accepts from the component, in bytes (Prosody: 512 KiB).
     #[serde(default = "default_max_stanza_size")]
     pub max_stanza_size: usize,
+    /// Notifications sent per second at most, so a large fan-out cannot flood the server.
+    #[serde(default = "default_delivery_rate")]
+    pub delivery_rate: u32,
+}
+
+fn default_delivery_rate() -> u32 {
+    2000
 }
 
 fn default_ping_interval() -> HumanDuration {
@@ -267,6 +296,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "xmpp.max_stanza_size",
                 "must be at least 16384 bytes",
+            ));
+        }
+        if self.xmpp.delivery_rate == 0 {
+            return Err(ConfigError::invalid(
+                "xmpp.delivery_rate",
+                "must be at least 1 stanza per second",
+            ));
+        }
+        if self.pubsub.max_items == 0 || self.pubsub.max_items > 10_000 {
+            return Err(ConfigError::invalid(
+                "pubsub.max_items",
+                "must be between 1 and 10000",
             ));
         }
         let ping_target = match &self.xmpp.ping_target {

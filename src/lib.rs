@@ -7,7 +7,9 @@
 //! - [`model`]: domain types (usage points, series, grants); no XML, no SQL.
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL backends.
 //! - [`source`]: data sources; they send [`source::SourceEvent`]s, never touch XMPP or SQL.
-//! - [`publisher`]: persists what sources send.
+//! - [`publisher`]: persists what sources send; publishes live batches with their
+//!   notifications in one transaction (the outbox).
+//! - [`delivery`]: sends the outbox while the link is up, rate-limited; handles bounces.
 //! - [`access`]: who may see what (admins, grants).
 //! - [`xmpp`]: the XEP-0114 link (login, keepalive, reconnect, writer) and the stanza router.
 //! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
@@ -18,6 +20,7 @@ pub mod access;
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod delivery;
 pub mod model;
 pub mod publisher;
 pub mod source;

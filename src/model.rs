@@ -201,6 +201,83 @@ impl Grant {
     }
 }
 
+/// How a subscriber receives new readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionKind {
+    /// XEP-0060 node subscription: notifications go to the JID exactly as given (bare or full).
+    PubSub,
+    /// Quoalise generation-2 `subscribe` command: a `<message>` to the bare JID.
+    Push,
+}
+
+impl SubscriptionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionKind::PubSub => "pubsub",
+            SubscriptionKind::Push => "push",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pubsub" => SubscriptionKind::PubSub,
+            "push" => SubscriptionKind::Push,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for SubscriptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One subscriber of one series (PubSub node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Store id, never reused (outbox entries keep referring to it after removal).
+    pub id: i64,
+    pub kind: SubscriptionKind,
+    pub usage_point: String,
+    /// Series path, i.e. the node name.
+    pub series: String,
+    /// Bare or full JID, exactly as given.
+    pub jid: String,
+    /// XEP-0060 subscription id.
+    pub subid: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A published PubSub item: one per live source batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub usage_point: String,
+    /// Series path (node).
+    pub series: String,
+    pub item_id: String,
+    /// Unix seconds.
+    pub published_at: i64,
+    /// Serialised `<quoalise/>` element.
+    pub payload: String,
+}
+
+/// A stanza waiting to be delivered (or written to the server and kept for bounce handling).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    /// The subscription the stanza is for, if any. Not a foreign key: the entry outlives the
+    /// subscription, and the id is never reused for another one.
+    pub subscription: Option<i64>,
+    /// Serialised stanza.
+    pub stanza: String,
+    /// How many times [`retry_later`](crate::store::Store::retry_later) put it back.
+    pub attempts: i32,
+    /// Unix seconds before which it is not sent; 0 for entries queued to go at once.
+    pub not_before: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,5 +368,13 @@ mod tests {
             assert_eq!(GrantOrigin::parse(o.as_str()), Some(o));
         }
         assert_eq!(GrantOrigin::parse("nope"), None);
+    }
+
+    #[test]
+    fn subscription_kind_round_trips() {
+        for k in [SubscriptionKind::PubSub, SubscriptionKind::Push] {
+            assert_eq!(SubscriptionKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(SubscriptionKind::parse("PubSub"), None);
     }
 }

@@ -1,38 +1,237 @@
-//! The publisher task: persists what sources send.
+//! The publisher task: persists what sources send, and publishes live readings.
 //!
 //! Sources run concurrently and never touch SQL; this single task serialises their writes, so a
-//! slow store slows the sources down (bounded channel) instead of losing their events.
+//! slow store slows the sources down (bounded channel) instead of losing their events. A live
+//! batch is stored together with its PubSub item and every subscriber's notification in one
+//! transaction (the outbox): after a crash either all of it exists or none, and the delivery task
+//! sends whatever is pending once the link is up.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
+use crate::access::{now, View};
+use crate::model::{Batch, Item, SubscriptionKind};
 use crate::source::SourceEvent;
+use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
+use crate::stanzas::senml::Pack;
 use crate::store::{Store, StoreError};
+use crate::xep::pubsub::{notification_xml, push_xml, usage_point_jid};
+use crate::xmpp::router::Context;
 
-/// Applies events until every sender is gone. A failed write is logged and the next event is
-/// processed: one bad declaration must not stop the others.
-pub async fn run(store: Arc<dyn Store>, mut events: mpsc::Receiver<SourceEvent>) {
-    while let Some(event) = events.recv().await {
-        if let Err(e) = apply(store.as_ref(), &event).await {
-            match e {
-                StoreError::Conflict { id, owner } => tracing::error!(
-                    usage_point = %id, %owner,
-                    "usage point declared by two sources; keeping the first"
-                ),
-                StoreError::UnknownSeries {
-                    usage_point,
-                    series,
-                } => tracing::error!(
-                    %usage_point, %series,
-                    "readings for a series that was never declared; dropped"
-                ),
-                other => tracing::error!(error = %other, "cannot store source event"),
+/// Records per generation-2 push message: what the reference Python push used, far below any
+/// server's stanza limit.
+pub const PUSH_CHUNK: usize = 1000;
+
+/// Stores and publishes source events.
+pub struct Publisher {
+    pub ctx: Arc<Context>,
+    /// Woken after each publication so delivery starts at once.
+    pub wake: Arc<Notify>,
+    /// Items kept per node.
+    pub max_items: usize,
+}
+
+impl Publisher {
+    /// Applies events until every sender is gone. A failed event is logged and the next one is
+    /// processed: one bad declaration must not stop the others.
+    pub async fn run(self, mut events: mpsc::Receiver<SourceEvent>) {
+        while let Some(event) = events.recv().await {
+            let result = match &event {
+                SourceEvent::Live(batch) => self.publish(batch).await,
+                other => apply(self.ctx.store.as_ref(), other).await,
+            };
+            if let Err(e) = result {
+                log_error(e);
             }
         }
     }
+
+    /// Stores a live batch, its item and its notifications in one transaction, then ends the
+    /// subscriptions whose grant is gone.
+    pub async fn publish(&self, batch: &Batch) -> Result<(), StoreError> {
+        let store = self.ctx.store.as_ref();
+        let up = store.usage_point(&batch.usage_point).await?;
+        let series = store
+            .series(&batch.usage_point)
+            .await?
+            .into_iter()
+            .find(|s| s.path == batch.series);
+        let (Some(up), Some(series), false) = (up, series, batch.readings.is_empty()) else {
+            // Unknown usage point or series: store_readings reports it precisely.
+            return store.insert_readings(batch).await.map(|_| ());
+        };
+        let identifier = series.identifier(&up);
+        let meta = Meta {
+            device_type: up.device_type.clone(),
+            identifier: up.identifier.clone(),
+            measurement: series.measurement.clone(),
+        };
+        let data = |readings: &[crate::model::Reading]| Data {
+            meta: meta.clone(),
+            sensml: Pack::from_readings(
+                &identifier,
+                &series.measurement.unit,
+                &readings
+                    .iter()
+                    .map(|r| (r.time, r.value))
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let payload = String::from(&quoalise(&[data(&batch.readings)], Generation::Two));
+        let item = Item {
+            usage_point: up.id.clone(),
+            series: series.path.clone(),
+            item_id: crate::xmpp::id::random_id(),
+            published_at: now(),
+            payload,
+        };
+        let from = usage_point_jid(&self.ctx, &up).to_string();
+        let pushes: Vec<String> = batch
+            .readings
+            .chunks(PUSH_CHUNK)
+            .map(|chunk| String::from(&quoalise(&[data(chunk)], Generation::Two)))
+            .collect();
+
+        let mut views: HashMap<String, View> = HashMap::new();
+        let mut outbox = Vec::new();
+        let mut ended = Vec::new();
+        for sub in store.subscribers(&up.id, &series.path).await? {
+            let Some(bare) = bare_of(&sub.jid) else {
+                ended.push(sub);
+                continue;
+            };
+            if !views.contains_key(&bare) {
+                let view = match bare.parse() {
+                    Ok(jid) => self.ctx.access.view(&jid).await?,
+                    Err(_) => View::Grants(Vec::new()),
+                };
+                views.insert(bare.clone(), view);
+            }
+            let allowed = views
+                .get(&bare)
+                .is_some_and(|v| v.may_read(&up.id, &series.path));
+            if !allowed {
+                ended.push(sub);
+                continue;
+            }
+            match sub.kind {
+                SubscriptionKind::PubSub => outbox.push((
+                    Some(sub.id),
+                    notification_xml(
+                        &from,
+                        &sub.jid,
+                        &item.series,
+                        &item.item_id,
+                        &item.payload,
+                        None,
+                    ),
+                )),
+                SubscriptionKind::Push => outbox.extend(
+                    pushes
+                        .iter()
+                        .map(|p| (Some(sub.id), push_xml(&from, &bare, p))),
+                ),
+            }
+        }
+        store
+            .publish(batch, Some(&item), &outbox, self.max_items)
+            .await?;
+        if !outbox.is_empty() {
+            self.wake.notify_one();
+        }
+        for sub in ended {
+            end_subscription(&self.ctx, sub.id, "access to this data ended").await?;
+        }
+        Ok(())
+    }
 }
 
+/// The bare part of a JID string (`alice@x/phone` → `alice@x`).
+fn bare_of(jid: &str) -> Option<String> {
+    let parsed: xmpp_parsers::jid::Jid = jid.parse().ok()?;
+    Some(parsed.to_bare().to_string())
+}
+
+/// Ends a subscription: removes it, discards what was still queued for it (it may no longer be
+/// read), and tells the subscriber (`subscription="none"` for PubSub, a note for pushes).
+pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<(), StoreError> {
+    let Some(sub) = ctx.store.remove_subscription(id).await? else {
+        return Ok(()); // ended concurrently
+    };
+    ctx.store.discard_pending(sub.id).await?;
+    let from = match ctx.store.usage_point(&sub.usage_point).await? {
+        Some(up) => usage_point_jid(ctx, &up),
+        None => ctx.domain.clone().into(),
+    };
+    let notice = match sub.kind {
+        SubscriptionKind::PubSub => {
+            String::from(&crate::xep::pubsub::subscription_ended(&from, &sub))
+        }
+        SubscriptionKind::Push => format!(
+            "<message xmlns='{}' from='{}' to='{}'><body>{}</body></message>",
+            crate::stanzas::ns::COMPONENT,
+            crate::xep::pubsub::escape(&from.to_string()),
+            crate::xep::pubsub::escape(&sub.jid),
+            crate::xep::pubsub::escape(&format!(
+                "Your subscription to {} {} ended: {reason}",
+                sub.usage_point, sub.series
+            )),
+        ),
+    };
+    ctx.store.enqueue(&[(None, notice)]).await?;
+    tracing::info!(usage_point = %sub.usage_point, series = %sub.series, jid = %sub.jid, reason, "subscription ended");
+    Ok(())
+}
+
+/// Ends every subscription whose subscriber has lost its grant (expiry, revocation).
+pub async fn expire_subscriptions(ctx: &Context) -> Result<usize, StoreError> {
+    let mut views: HashMap<String, View> = HashMap::new();
+    let mut ended = 0;
+    for sub in ctx.store.all_subscriptions().await? {
+        let allowed = match bare_of(&sub.jid) {
+            None => false,
+            Some(bare) => {
+                if !views.contains_key(&bare) {
+                    let view = match bare.parse() {
+                        Ok(jid) => ctx.access.view(&jid).await?,
+                        Err(_) => View::Grants(Vec::new()),
+                    };
+                    views.insert(bare.clone(), view);
+                }
+                views
+                    .get(&bare)
+                    .is_some_and(|v| v.may_read(&sub.usage_point, &sub.series))
+            }
+        };
+        if !allowed {
+            end_subscription(ctx, sub.id, "the grant expired or was revoked").await?;
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+fn log_error(e: StoreError) {
+    match e {
+        StoreError::Conflict { id, owner } => tracing::error!(
+            usage_point = %id, %owner,
+            "usage point declared by two sources; keeping the first"
+        ),
+        StoreError::UnknownSeries {
+            usage_point,
+            series,
+        } => tracing::error!(
+            %usage_point, %series,
+            "readings for a series that was never declared; dropped"
+        ),
+        other => tracing::error!(error = %other, "cannot store source event"),
+    }
+}
+
+/// Stores an event without publishing (declarations, history, and live batches in tests that
+/// have no subscribers).
 pub async fn apply(store: &dyn Store, event: &SourceEvent) -> Result<(), StoreError> {
     match event {
         SourceEvent::Declare {
@@ -43,6 +242,8 @@ pub async fn apply(store: &dyn Store, event: &SourceEvent) -> Result<(), StoreEr
             usage_point,
             online,
         } => store.set_online(usage_point, *online).await.map(|_| ()),
-        SourceEvent::Readings(batch) => store.insert_readings(batch).await.map(|_| ()),
+        SourceEvent::Readings(batch) | SourceEvent::Live(batch) => {
+            store.insert_readings(batch).await.map(|_| ())
+        }
     }
 }

@@ -187,10 +187,19 @@ async fn commands_are_listed_per_jid() {
             .map(|i| i.attr("node").unwrap().to_owned())
             .collect()
     };
-    assert_eq!(nodes(send(&r, list(D)).await), ["get_history"]);
+    assert_eq!(
+        nodes(send(&r, list(D)).await),
+        ["get_history", "subscribe", "unsubscribe"]
+    );
     assert_eq!(
         nodes(send(&r, list(&format!("demo@{D}"))).await),
-        ["get_history", "get_load_curve", "get_daily"]
+        [
+            "get_history",
+            "get_load_curve",
+            "get_daily",
+            "subscribe",
+            "unsubscribe"
+        ]
     );
     assert_eq!(
         nodes(send(&r, list(&format!("{UP}@{D}"))).await),

@@ -3,11 +3,13 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quoalise_component::model::{
-    AuditEntry, Batch, Grant, GrantOrigin, Identifier, Measurement, Reading, Series, UsagePoint,
-    ANY,
+    AuditEntry, Batch, Grant, GrantOrigin, Identifier, Item, Measurement, OutboxEntry, Reading,
+    Series, Subscription, SubscriptionKind, UsagePoint, ANY,
 };
 use quoalise_component::store::{self, PostgresStore, SqliteStore, Store, StoreError};
 use sqlx::{Connection, PgConnection, SqliteConnection};

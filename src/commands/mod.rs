@@ -13,6 +13,7 @@ use crate::xep::adhoc::AdHocCommand;
 mod get_history;
 mod get_load_curve;
 mod history;
+mod subscribe;
 pub mod time_range;
 mod usage_point_history;
 
@@ -22,6 +23,8 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(get_history::GetHistory),
         Arc::new(get_load_curve::GET_LOAD_CURVE),
         Arc::new(get_load_curve::GET_DAILY),
+        Arc::new(subscribe::Subscribe),
+        Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
     ]
 }

@@ -588,7 +588,7 @@ async fn run_with_clock(
         let due = cursor.due(now);
         for (usage_point, meter) in config.meters() {
             for batch in live(&usage_point, meter, now, &due) {
-                if !send(&events, &shutdown, SourceEvent::Readings(batch)).await {
+                if !send(&events, &shutdown, SourceEvent::Live(batch)).await {
                     return;
                 }
             }
@@ -935,7 +935,9 @@ mod tests {
         let mut out = Vec::new();
         while out.len() < count {
             match rx.recv().await {
-                Some(SourceEvent::Readings(batch)) => out.push(batch),
+                Some(SourceEvent::Readings(batch)) | Some(SourceEvent::Live(batch)) => {
+                    out.push(batch)
+                }
                 Some(other) => panic!("unexpected {other:?}"),
                 None => panic!("the source stopped"),
             }

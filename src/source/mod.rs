@@ -77,4 +77,7 @@ pub enum SourceEvent {
     Online { usage_point: String, online: bool },
     /// Readings of one declared series (history or live); re-sending a reading replaces it.
     Readings(Batch),
+    /// New readings as they are produced: stored like [`SourceEvent::Readings`], published as a
+    /// PubSub item and notified to subscribers.
+    Live(Batch),
 }

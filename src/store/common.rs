@@ -52,6 +52,14 @@ pub(super) fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// The JIDs whose bare part is `bare_jid`, other than `bare_jid` itself, are the full JIDs
+/// `bare_jid/…`: in byte order, exactly the strings in `[bare_jid + "/", bare_jid + "0")`, `0`
+/// being the byte after `/`. A range, unlike `LIKE` or a prefix function, needs no escaping and
+/// is one index scan.
+pub(super) fn jid_range(bare_jid: &str) -> (String, String) {
+    (format!("{bare_jid}/"), format!("{bare_jid}0"))
+}
+
 /// What reconciling the config grants changes.
 #[derive(Debug, PartialEq)]
 pub(super) struct ConfigGrantPlan<'a> {
@@ -145,6 +153,20 @@ mod tests {
                 other => panic!("expected a non-finite error, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn full_jids_of_a_bare_jid_form_a_byte_range() {
+        let (from, to) = jid_range("alice@example.org");
+        let inside = |jid: &str| from.as_str() <= jid && jid < to.as_str();
+        assert!(inside("alice@example.org/phone"));
+        assert!(inside("alice@example.org/"));
+        assert!(inside("alice@example.org//x"));
+        assert!(!inside("alice@example.org"));
+        assert!(!inside("alice@example.org.evil"));
+        assert!(!inside("alice@example.orgx/res"));
+        assert!(!inside("alice@example.org0"));
+        assert!(!inside("alice@example.or/g"));
     }
 
     #[test]

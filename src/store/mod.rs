@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::model::{AuditEntry, Batch, Grant, Reading, Series, UsagePoint};
+use crate::model::{
+    AuditEntry, Batch, Grant, Item, OutboxEntry, Reading, Series, Subscription, SubscriptionKind,
+    UsagePoint,
+};
 
 mod common;
 mod postgres;
@@ -134,6 +137,125 @@ pub trait Store: Send + Sync + 'static {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
+
+    // ---- Subscriptions (XEP-0060 and generation-2 push) ----
+
+    /// Adds a subscription, or returns the existing one for the same (kind, usage point, series,
+    /// jid) unchanged: idempotent, the first subid stays. `jid` is kept exactly as given (a bare
+    /// and a full JID are two subscriptions). An undeclared series →
+    /// [`StoreError::UnknownSeries`].
+    async fn subscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: &str,
+        jid: &str,
+        subid: &str,
+    ) -> Result<Subscription, StoreError>;
+
+    /// Removes the subscriptions of `jid` (exact string) of this kind on the usage point:
+    /// on one series, or on all of them when `series` is `None`; only the one with this subid
+    /// when `subid` is `Some`. Returns those removed, ordered by id. Their pending outbox
+    /// entries stay (see [`Store::discard_pending`]).
+    async fn unsubscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: Option<&str>,
+        jid: &str,
+        subid: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Removes one subscription by id (bounce, revoked grant); returns it if it existed. Its
+    /// pending outbox entries stay (see [`Store::discard_pending`]).
+    async fn remove_subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError>;
+
+    /// Subscriptions to a series, both kinds, ordered by id.
+    async fn subscribers(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Subscriptions whose JID's bare part is `bare_jid` (the JID is `bare_jid` or starts with
+    /// `bare_jid/`), optionally on one usage point only; ordered by id.
+    async fn subscriptions_of(
+        &self,
+        bare_jid: &str,
+        usage_point: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// Every subscription, ordered by id (for the periodic grant check).
+    async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+
+    // ---- Publishing and the outbox ----
+
+    /// The publish transaction, all or nothing: writes the batch's readings (exactly as
+    /// [`Store::insert_readings`], same errors), the item if any (replacing an item with the same
+    /// item id on its node, which makes it the newest; then keeping only the `max_items` newest
+    /// items of that node), and queues the stanzas, each with the subscription it is for, to go
+    /// at once. Returns the outbox ids, in the order of `outbox`.
+    async fn publish(
+        &self,
+        batch: &Batch,
+        item: Option<&Item>,
+        outbox: &[(Option<i64>, String)],
+        max_items: usize,
+    ) -> Result<Vec<i64>, StoreError>;
+
+    /// Queues stanzas outside a publish (last item after a subscribe, subscription-ended
+    /// notices), to go at once. Returns their ids, in order.
+    async fn enqueue(&self, outbox: &[(Option<i64>, String)]) -> Result<Vec<i64>, StoreError>;
+
+    /// Claims pending entries due at `now` (`not_before <= now`, unclaimed or whose claim has
+    /// expired), oldest (smallest id) first, at most `limit`, for `lease_secs`: until
+    /// `now + lease_secs` no other claim returns them, whichever instance asks (instances sharing
+    /// a PostgreSQL get disjoint sets). Claimed entries neither marked sent nor put back are
+    /// claimable again once the lease passes (crash: another instance or the restart resends).
+    async fn claim_outbox(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_secs: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Marks entries as written to the XMPP server at `at`; they are kept (for bounce handling)
+    /// until [`Store::purge_sent`]. Entries already sent keep their first time; unknown ids are
+    /// ignored.
+    async fn mark_sent(&self, ids: &[i64], at: i64) -> Result<(), StoreError>;
+
+    /// Puts an entry (pending, claimed or sent) back as pending, unclaimed, with attempts + 1 and
+    /// this `not_before` (retry after a `wait` or `auth` bounce); false if unknown.
+    async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError>;
+
+    /// One entry by id, pending or sent (bounce handling).
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
+
+    /// Deletes the pending (unsent) entries of a subscription, claimed ones included, and
+    /// returns how many: for a subscription that ended because access ended, so that readings
+    /// queued before do not go out after. Entries queued afterwards are not affected.
+    async fn discard_pending(&self, subscription: i64) -> Result<u64, StoreError>;
+
+    /// Deletes sent entries with `sent_at < before`; returns how many.
+    async fn purge_sent(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Number of pending (unsent) entries, claimed or not, due or not.
+    async fn pending_count(&self) -> Result<u64, StoreError>;
+
+    // ---- Items ----
+
+    /// Items of a node, newest first, at most `limit` (`None` = all); with `ids`, only the items
+    /// with those item ids. An unknown node has no items.
+    async fn items(
+        &self,
+        usage_point: &str,
+        series: &str,
+        ids: Option<&[String]>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError>;
+
+    /// The most recently published item of a node.
+    async fn last_item(&self, usage_point: &str, series: &str) -> Result<Option<Item>, StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

@@ -4,14 +4,19 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::common::{
-    count_from_sql, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
+    count_from_sql, jid_range, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
 };
 use super::rows::{
-    grants_from_rows, reading_from_row, unix_now, AuditRow, GrantRow, ReadingRow, SeriesRow,
-    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, SERIES_COLUMNS, USAGE_POINT_COLUMNS,
+    grants_from_rows, items_from_rows, outbox_from_rows, reading_from_row, subscriptions_from_rows,
+    unix_now, AuditRow, GrantRow, ItemRow, OutboxRow, ReadingRow, SeriesRow, SubscriptionRow,
+    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, OUTBOX_COLUMNS, SERIES_COLUMNS,
+    SUBSCRIPTION_COLUMNS, USAGE_POINT_COLUMNS,
 };
 use super::{Store, StoreError};
-use crate::model::{AuditEntry, Batch, Grant, GrantOrigin, Reading, Series, UsagePoint};
+use crate::model::{
+    AuditEntry, Batch, Grant, GrantOrigin, Item, OutboxEntry, Reading, Series, Subscription,
+    SubscriptionKind, UsagePoint,
+};
 
 /// Per instance; several instances share the server, whose default limit is 100 connections.
 const MAX_CONNECTIONS: u32 = 8;
@@ -87,6 +92,140 @@ const COUNT_IN_RANGE: &str = "SELECT COUNT(*) FROM readings \
 const LAST_READING: &str = "SELECT time, value FROM readings \
      WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
      ORDER BY time DESC LIMIT 1";
+
+/// Adds a subscription, or returns the existing one unchanged (the no-op update makes
+/// `RETURNING` give the stored row, and serialises concurrent subscribes): idempotent in one
+/// statement. No row at all means the series does not exist.
+const SUBSCRIBE: &str = "INSERT INTO subscriptions (kind, usage_point, series, jid, subid, \
+     created_at) SELECT $1, $2, $3, $4, $5, $6 \
+     WHERE EXISTS (SELECT 1 FROM series WHERE usage_point = $2 AND path = $3) \
+     ON CONFLICT (usage_point, series, kind, jid) DO UPDATE SET subid = subscriptions.subid \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const UNSUBSCRIBE: &str = "DELETE FROM subscriptions \
+     WHERE usage_point = $1 AND kind = $2 AND jid = $3 \
+     AND ($4::text IS NULL OR series = $4) AND ($5::text IS NULL OR subid = $5) \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const REMOVE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1 \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const SUBSCRIBERS: &str = "SELECT id, kind, usage_point, series, jid, subid, created_at \
+     FROM subscriptions WHERE usage_point = $1 AND series = $2 ORDER BY id";
+
+/// `$1` the bare JID, `$2`..`$3` the range of its full JIDs (see `jid_range`; the column is
+/// COLLATE "C", so the comparison is bytewise), `$4` an optional usage point.
+const SUBSCRIPTIONS_OF: &str = "SELECT id, kind, usage_point, series, jid, subid, created_at \
+     FROM subscriptions WHERE (jid = $1 OR (jid >= $2 AND jid < $3)) \
+     AND ($4::text IS NULL OR usage_point = $4) ORDER BY id";
+
+/// Republishing an item id replaces the item and gives it a new id from the sequence, making it
+/// the newest; one statement, so two instances publishing the same item id cannot collide.
+const PUT_ITEM: &str = "INSERT INTO items (series_id, item_id, published_at, payload) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (series_id, item_id) DO UPDATE \
+     SET id = DEFAULT, published_at = excluded.published_at, payload = excluded.payload";
+
+/// Keeps the `$2` newest items of series `$1`: deletes from the (`$2` + 1)-th newest down. No
+/// such item, nothing deleted (`id <= NULL` is never true).
+const TRIM_ITEMS: &str = "DELETE FROM items WHERE series_id = $1 AND id <= \
+     (SELECT id FROM items WHERE series_id = $1 ORDER BY id DESC OFFSET $2 LIMIT 1)";
+
+/// `LIMIT NULL` is no limit.
+const ITEMS: &str = "SELECT item_id, published_at, payload FROM items \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
+     ORDER BY id DESC LIMIT $3";
+
+const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
+     AND item_id = ANY($4) ORDER BY id DESC LIMIT $3";
+
+/// Queues stanzas: two arrays unnested into rows, one statement whatever their number. Ids come
+/// from the sequence in the order rows are produced, i.e. `ORDER BY n`.
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (subscription_id, stanza, created_at) \
+     SELECT s, st, $3 FROM UNNEST($1::bigint[], $2::text[]) WITH ORDINALITY AS u (s, st, n) \
+     ORDER BY n RETURNING id";
+
+/// Claims due pending entries, oldest first. `FOR UPDATE SKIP LOCKED`: rows another instance is
+/// claiming at the same moment are skipped, not waited for, and a row it has just claimed no
+/// longer matches once re-checked; so concurrent claimers get disjoint sets. `$1` the new claim
+/// end, `$2` now, `$3` the limit.
+const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = $1 WHERE id IN \
+     (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= $2 \
+      AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3 \
+      FOR UPDATE SKIP LOCKED) \
+     RETURNING id, subscription_id, stanza, attempts, not_before";
+
+const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1, claimed_until = NULL \
+     WHERE id = ANY($2) AND sent_at IS NULL";
+
+const RETRY_LATER: &str = "UPDATE outbox SET sent_at = NULL, claimed_until = NULL, \
+     attempts = attempts + 1, not_before = $1 WHERE id = $2";
+
+const DISCARD_PENDING: &str = "DELETE FROM outbox WHERE subscription_id = $1 AND sent_at IS NULL";
+
+const PURGE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1";
+
+const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
+
+/// The id of series (`usage_point`, `series`), or [`StoreError::UnknownSeries`].
+async fn series_id(
+    conn: &mut PgConnection,
+    usage_point: &str,
+    series: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(SERIES_ID)
+        .bind(usage_point)
+        .bind(series)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::UnknownSeries {
+            usage_point: usage_point.to_owned(),
+            series: series.to_owned(),
+        })
+}
+
+/// Writes prepared readings of one series; returns how many rows were inserted or changed.
+async fn upsert_readings(
+    conn: &mut PgConnection,
+    series_id: i64,
+    readings: &[Reading],
+) -> Result<u64, StoreError> {
+    let mut written = 0;
+    for chunk in readings.chunks(MAX_UPSERT_ROWS) {
+        let times: Vec<i64> = chunk.iter().map(|r| r.time).collect();
+        let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
+        written += sqlx::query(UPSERT_READINGS)
+            .bind(series_id)
+            .bind(times)
+            .bind(values)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(written)
+}
+
+/// Queues stanzas; returns their ids in order.
+async fn insert_outbox(
+    conn: &mut PgConnection,
+    outbox: &[(Option<i64>, String)],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    if outbox.is_empty() {
+        return Ok(Vec::new());
+    }
+    let subscriptions: Vec<Option<i64>> = outbox.iter().map(|(s, _)| *s).collect();
+    let stanzas: Vec<&str> = outbox.iter().map(|(_, st)| st.as_str()).collect();
+    let mut ids: Vec<i64> = sqlx::query_scalar(INSERT_OUTBOX)
+        .bind(subscriptions)
+        .bind(stanzas)
+        .bind(now)
+        .fetch_all(conn)
+        .await?;
+    // Ids increase in row order; RETURNING promises no order of its own.
+    ids.sort_unstable();
+    Ok(ids)
+}
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -291,27 +430,8 @@ impl Store for PostgresStore {
     async fn insert_readings(&self, batch: &Batch) -> Result<usize, StoreError> {
         let readings = prepare_readings(batch)?;
         let mut tx = self.pool.begin().await?;
-        let series_id: i64 = sqlx::query_scalar(SERIES_ID)
-            .bind(&batch.usage_point)
-            .bind(&batch.series)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::UnknownSeries {
-                usage_point: batch.usage_point.clone(),
-                series: batch.series.clone(),
-            })?;
-        let mut written = 0;
-        for chunk in readings.chunks(MAX_UPSERT_ROWS) {
-            let times: Vec<i64> = chunk.iter().map(|r| r.time).collect();
-            let values: Vec<f64> = chunk.iter().map(|r| r.value).collect();
-            written += sqlx::query(UPSERT_READINGS)
-                .bind(series_id)
-                .bind(times)
-                .bind(values)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
+        let series_id = series_id(&mut tx, &batch.usage_point, &batch.series).await?;
+        let written = upsert_readings(&mut tx, series_id, &readings).await?;
         tx.commit().await?;
         Ok(usize::try_from(written).unwrap_or(usize::MAX))
     }
@@ -398,5 +518,238 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+    async fn subscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: &str,
+        jid: &str,
+        subid: &str,
+    ) -> Result<Subscription, StoreError> {
+        let row: Option<SubscriptionRow> = sqlx::query_as(SUBSCRIBE)
+            .bind(kind.as_str())
+            .bind(usage_point)
+            .bind(series)
+            .bind(jid)
+            .bind(subid)
+            .bind(unix_now())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(StoreError::UnknownSeries {
+                usage_point: usage_point.to_owned(),
+                series: series.to_owned(),
+            }),
+        }
+    }
+
+    async fn unsubscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: Option<&str>,
+        jid: &str,
+        subid: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(UNSUBSCRIBE)
+            .bind(usage_point)
+            .bind(kind.as_str())
+            .bind(jid)
+            .bind(series)
+            .bind(subid)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn remove_subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError> {
+        let row: Option<SubscriptionRow> = sqlx::query_as(REMOVE_SUBSCRIPTION)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Subscription::try_from).transpose()
+    }
+
+    async fn subscribers(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(SUBSCRIBERS)
+            .bind(usage_point)
+            .bind(series)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn subscriptions_of(
+        &self,
+        bare_jid: &str,
+        usage_point: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let (from, to) = jid_range(bare_jid);
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(SUBSCRIPTIONS_OF)
+            .bind(bare_jid)
+            .bind(from)
+            .bind(to)
+            .bind(usage_point)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn publish(
+        &self,
+        batch: &Batch,
+        item: Option<&Item>,
+        outbox: &[(Option<i64>, String)],
+        max_items: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let readings = prepare_readings(batch)?;
+        let now = unix_now();
+        let mut tx = self.pool.begin().await?;
+        let batch_series = series_id(&mut tx, &batch.usage_point, &batch.series).await?;
+        upsert_readings(&mut tx, batch_series, &readings).await?;
+        if let Some(item) = item {
+            let item_series =
+                if item.usage_point == batch.usage_point && item.series == batch.series {
+                    batch_series
+                } else {
+                    series_id(&mut tx, &item.usage_point, &item.series).await?
+                };
+            sqlx::query(PUT_ITEM)
+                .bind(item_series)
+                .bind(&item.item_id)
+                .bind(item.published_at)
+                .bind(&item.payload)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(TRIM_ITEMS)
+                .bind(item_series)
+                .bind(limit_to_sql(max_items))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let ids = insert_outbox(&mut tx, outbox, now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn enqueue(&self, outbox: &[(Option<i64>, String)]) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_outbox(&mut conn, outbox, unix_now()).await
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_secs: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_OUTBOX)
+            .bind(now.saturating_add(lease_secs))
+            .bind(now)
+            .bind(limit_to_sql(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(outbox_from_rows(rows))
+    }
+
+    async fn mark_sent(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(MARK_SENT)
+            .bind(at)
+            .bind(ids)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError> {
+        let changed = sqlx::query(RETRY_LATER)
+            .bind(not_before)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError> {
+        let row: Option<OutboxRow> = sqlx::query_as(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(OutboxEntry::from))
+    }
+
+    async fn discard_pending(&self, subscription: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(DISCARD_PENDING)
+            .bind(subscription)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn purge_sent(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(PURGE_SENT)
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn pending_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(PENDING_COUNT)
+            .fetch_one(&self.pool)
+            .await?;
+        count_from_sql(count)
+    }
+
+    async fn items(
+        &self,
+        usage_point: &str,
+        series: &str,
+        ids: Option<&[String]>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let limit = limit.map(limit_to_sql);
+        let query = match ids {
+            Some(ids) => sqlx::query_as(ITEMS_BY_ID)
+                .bind(usage_point)
+                .bind(series)
+                .bind(limit)
+                .bind(ids),
+            None => sqlx::query_as(ITEMS)
+                .bind(usage_point)
+                .bind(series)
+                .bind(limit),
+        };
+        let rows: Vec<ItemRow> = query.fetch_all(&self.pool).await?;
+        Ok(items_from_rows(usage_point, series, rows))
+    }
+
+    async fn last_item(&self, usage_point: &str, series: &str) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .items(usage_point, series, None, Some(1))
+            .await?
+            .into_iter()
+            .next())
     }
 }

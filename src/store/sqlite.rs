@@ -11,14 +11,19 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::common::{
-    count_from_sql, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
+    count_from_sql, jid_range, limit_to_sql, plan_config_grants, prepare_readings, ConfigGrantPlan,
 };
 use super::rows::{
-    grants_from_rows, reading_from_row, unix_now, AuditRow, GrantRow, ReadingRow, SeriesRow,
-    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, SERIES_COLUMNS, USAGE_POINT_COLUMNS,
+    grants_from_rows, items_from_rows, outbox_from_rows, reading_from_row, subscriptions_from_rows,
+    unix_now, AuditRow, GrantRow, ItemRow, OutboxRow, ReadingRow, SeriesRow, SubscriptionRow,
+    UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, OUTBOX_COLUMNS, SERIES_COLUMNS,
+    SUBSCRIPTION_COLUMNS, USAGE_POINT_COLUMNS,
 };
 use super::{Store, StoreError};
-use crate::model::{AuditEntry, Batch, Grant, GrantOrigin, Reading, Series, UsagePoint};
+use crate::model::{
+    AuditEntry, Batch, Grant, GrantOrigin, Item, OutboxEntry, Reading, Series, Subscription,
+    SubscriptionKind, UsagePoint,
+};
 
 /// Readers proceed during a write in WAL mode; writes are serialised by SQLite anyway, so a few
 /// connections are enough.
@@ -101,22 +106,40 @@ async fn insert_grant(
     Ok(id)
 }
 
-/// Largest number of rows in one upsert statement: 2 parameters per row plus the series id stay
-/// far below SQLite's 32766 bound parameters, and a statement this size already amortises the
-/// per-statement cost. A power of two, see [`upsert_chunk_len`].
-const MAX_UPSERT_ROWS: usize = 512;
+/// Largest number of rows in one multi-row statement (readings upsert, outbox insert): at most 3
+/// parameters per row stay far below SQLite's 32766 bound parameters, and a statement this size
+/// already amortises the per-statement cost. A power of two, see [`chunk_len`].
+const MAX_ROWS: usize = 512;
 
-/// How many of `remaining` readings the next upsert statement takes: 512 at a time, then the
+/// How many of `remaining` rows the next multi-row statement takes: 512 at a time, then the
 /// largest power of two that fits. Statements thus come in ten sizes only, each prepared once and
 /// kept in the connection's statement cache, whatever the batch sizes.
-fn upsert_chunk_len(remaining: usize) -> usize {
-    if remaining >= MAX_UPSERT_ROWS {
-        MAX_UPSERT_ROWS
+fn chunk_len(remaining: usize) -> usize {
+    if remaining >= MAX_ROWS {
+        MAX_ROWS
     } else if remaining == 0 {
         0
     } else {
         1 << remaining.ilog2()
     }
+}
+
+/// The ten statements of a multi-row insert, one per power of two up to [`MAX_ROWS`]: `head`,
+/// then `row(i)` for each row joined by commas, then `tail`.
+fn multi_row_statements(head: &str, row: impl Fn(usize) -> String, tail: &str) -> Vec<String> {
+    (0..=MAX_ROWS.ilog2())
+        .map(|log| {
+            let rows: Vec<String> = (0..1usize << log).map(&row).collect();
+            format!("{head}{}{tail}", rows.join(", "))
+        })
+        .collect()
+}
+
+/// The statement of `all` (from [`multi_row_statements`]) for `rows`, a power of two up to
+/// [`MAX_ROWS`] as [`chunk_len`] gives.
+fn statement_for(all: &[String], rows: usize) -> &str {
+    let index = (rows.max(1).ilog2() as usize).min(all.len() - 1);
+    &all[index]
 }
 
 /// The upsert of `rows` readings of one series: `?1` is the series id, then time and value of each
@@ -125,23 +148,56 @@ fn upsert_chunk_len(remaining: usize) -> usize {
 fn upsert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
-        (0..=MAX_UPSERT_ROWS.ilog2())
-            .map(|log| {
-                let values: Vec<String> = (0..1usize << log)
-                    .map(|i| format!("(?1, ?{}, ?{})", 2 * i + 2, 2 * i + 3))
-                    .collect();
-                format!(
-                    "INSERT INTO readings (series_id, time, value) VALUES {} \
-                     ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
-                     WHERE readings.value <> excluded.value",
-                    values.join(", ")
-                )
-            })
-            .collect()
+        multi_row_statements(
+            "INSERT INTO readings (series_id, time, value) VALUES ",
+            |i| format!("(?1, ?{}, ?{})", 2 * i + 2, 2 * i + 3),
+            " ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
+             WHERE readings.value <> excluded.value",
+        )
     });
-    // Called with a power of two up to MAX_UPSERT_ROWS, which has its statement.
-    let index = (rows.max(1).ilog2() as usize).min(all.len() - 1);
-    &all[index]
+    statement_for(all, rows)
+}
+
+/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id and
+/// stanza of each row.
+fn outbox_insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        multi_row_statements(
+            "INSERT INTO outbox (subscription_id, stanza, created_at) VALUES ",
+            |i| format!("(?{}, ?{}, ?1)", 2 * i + 2, 2 * i + 3),
+            " RETURNING id",
+        )
+    });
+    statement_for(all, rows)
+}
+
+/// A JSON array of strings, for `json_each`: one bound parameter whatever the list length.
+fn json_strings(items: &[String]) -> String {
+    let mut json = String::from("[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        for c in item.chars() {
+            match c {
+                '"' => json.push_str("\\\""),
+                '\\' => json.push_str("\\\\"),
+                c if u32::from(c) < 0x20 => json.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => json.push(c),
+            }
+        }
+        json.push('"');
+    }
+    json.push(']');
+    json
+}
+
+/// A JSON array of integers, for `json_each`.
+fn json_ints(ids: &[i64]) -> String {
+    let items: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", items.join(","))
 }
 
 /// The id of a series, which readings reference.
@@ -160,6 +216,161 @@ const COUNT_IN_RANGE: &str = "SELECT COUNT(*) FROM readings \
 const LAST_READING: &str = "SELECT time, value FROM readings \
      WHERE series_id = (SELECT id FROM series WHERE usage_point = ? AND path = ?) \
      ORDER BY time DESC LIMIT 1";
+
+/// Adds a subscription, or returns the existing one unchanged (the no-op update makes
+/// `RETURNING` give the stored row): idempotent in one statement. No row at all means the series
+/// does not exist.
+const SUBSCRIBE: &str = "INSERT INTO subscriptions (kind, usage_point, series, jid, subid, \
+     created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+     WHERE EXISTS (SELECT 1 FROM series WHERE usage_point = ?2 AND path = ?3) \
+     ON CONFLICT (usage_point, series, kind, jid) DO UPDATE SET subid = subscriptions.subid \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const UNSUBSCRIBE: &str = "DELETE FROM subscriptions \
+     WHERE usage_point = ?1 AND kind = ?2 AND jid = ?3 \
+     AND (?4 IS NULL OR series = ?4) AND (?5 IS NULL OR subid = ?5) \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const REMOVE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = ? \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+const SUBSCRIBERS: &str = "SELECT id, kind, usage_point, series, jid, subid, created_at \
+     FROM subscriptions WHERE usage_point = ? AND series = ? ORDER BY id";
+
+/// `?1` the bare JID, `?2`..`?3` the range of its full JIDs (see `jid_range`), `?4` an optional
+/// usage point.
+const SUBSCRIPTIONS_OF: &str = "SELECT id, kind, usage_point, series, jid, subid, created_at \
+     FROM subscriptions WHERE (jid = ?1 OR (jid >= ?2 AND jid < ?3)) \
+     AND (?4 IS NULL OR usage_point = ?4) ORDER BY id";
+
+/// Republishing an item id replaces the item; delete and insert give it a new row id, the
+/// newest. SQLite has a single writer, so the pair cannot race.
+const DELETE_ITEM: &str = "DELETE FROM items WHERE series_id = ? AND item_id = ?";
+
+const INSERT_ITEM: &str =
+    "INSERT INTO items (series_id, item_id, published_at, payload) VALUES (?, ?, ?, ?)";
+
+/// Keeps the `?2` newest items of series `?1`: deletes from the (`?2` + 1)-th newest down. No
+/// such item, nothing deleted (`id <= NULL` is never true).
+const TRIM_ITEMS: &str = "DELETE FROM items WHERE series_id = ?1 AND id <= \
+     (SELECT id FROM items WHERE series_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)";
+
+const ITEMS: &str = "SELECT item_id, published_at, payload FROM items \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = ?1 AND path = ?2) \
+     ORDER BY id DESC LIMIT ?3";
+
+/// `?4` a JSON array of item ids.
+const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
+     WHERE series_id = (SELECT id FROM series WHERE usage_point = ?1 AND path = ?2) \
+     AND item_id IN (SELECT value FROM json_each(?4)) ORDER BY id DESC LIMIT ?3";
+
+/// Claims due pending entries, oldest first: one statement, so atomic under SQLite's write lock
+/// (two processes on one file claim disjoint sets too). `?1` the new claim end, `?2` now, `?3`
+/// the limit.
+const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = ?1 WHERE id IN \
+     (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= ?2 \
+      AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY id LIMIT ?3) \
+     RETURNING id, subscription_id, stanza, attempts, not_before";
+
+/// `?2` a JSON array of ids.
+const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
+     WHERE id IN (SELECT value FROM json_each(?2)) AND sent_at IS NULL";
+
+const RETRY_LATER: &str = "UPDATE outbox SET sent_at = NULL, claimed_until = NULL, \
+     attempts = attempts + 1, not_before = ? WHERE id = ?";
+
+const DISCARD_PENDING: &str = "DELETE FROM outbox WHERE subscription_id = ? AND sent_at IS NULL";
+
+const PURGE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?";
+
+const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
+
+/// The id of series (`usage_point`, `series`), or [`StoreError::UnknownSeries`].
+async fn series_id(
+    conn: &mut SqliteConnection,
+    usage_point: &str,
+    series: &str,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(SERIES_ID)
+        .bind(usage_point)
+        .bind(series)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| StoreError::UnknownSeries {
+            usage_point: usage_point.to_owned(),
+            series: series.to_owned(),
+        })
+}
+
+/// Writes prepared readings of one series; returns how many rows were inserted or changed.
+async fn upsert_readings(
+    conn: &mut SqliteConnection,
+    series_id: i64,
+    readings: &[Reading],
+) -> Result<u64, StoreError> {
+    let mut written = 0;
+    let mut rest = readings;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+        let mut query = sqlx::query(upsert_sql(chunk.len())).bind(series_id);
+        for r in chunk {
+            query = query.bind(r.time).bind(r.value);
+        }
+        written += query.execute(&mut *conn).await?.rows_affected();
+        rest = tail;
+    }
+    Ok(written)
+}
+
+/// Queues stanzas; returns their ids in order.
+async fn insert_outbox(
+    conn: &mut SqliteConnection,
+    outbox: &[(Option<i64>, String)],
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::with_capacity(outbox.len());
+    let mut rest = outbox;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
+        let mut query = sqlx::query_scalar(outbox_insert_sql(chunk.len())).bind(now);
+        for (subscription, stanza) in chunk {
+            query = query.bind(*subscription).bind(stanza);
+        }
+        // Rows of one statement get increasing ids in VALUES order; RETURNING promises no order.
+        let mut chunk_ids: Vec<i64> = query.fetch_all(&mut *conn).await?;
+        chunk_ids.sort_unstable();
+        ids.extend(chunk_ids);
+        rest = tail;
+    }
+    Ok(ids)
+}
+
+/// Stores an item on its node (replacing one with the same item id) and trims the node.
+async fn put_item(
+    conn: &mut SqliteConnection,
+    series_id: i64,
+    item: &Item,
+    max_items: usize,
+) -> Result<(), StoreError> {
+    sqlx::query(DELETE_ITEM)
+        .bind(series_id)
+        .bind(&item.item_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(INSERT_ITEM)
+        .bind(series_id)
+        .bind(&item.item_id)
+        .bind(item.published_at)
+        .bind(&item.payload)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(TRIM_ITEMS)
+        .bind(series_id)
+        .bind(limit_to_sql(max_items))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -358,26 +569,8 @@ impl Store for SqliteStore {
     async fn insert_readings(&self, batch: &Batch) -> Result<usize, StoreError> {
         let readings = prepare_readings(batch)?;
         let mut tx = self.begin_write().await?;
-        let series_id: i64 = sqlx::query_scalar(SERIES_ID)
-            .bind(&batch.usage_point)
-            .bind(&batch.series)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::UnknownSeries {
-                usage_point: batch.usage_point.clone(),
-                series: batch.series.clone(),
-            })?;
-        let mut written = 0;
-        let mut rest = readings.as_slice();
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(upsert_chunk_len(rest.len()));
-            let mut query = sqlx::query(upsert_sql(chunk.len())).bind(series_id);
-            for r in chunk {
-                query = query.bind(r.time).bind(r.value);
-            }
-            written += query.execute(&mut *tx).await?.rows_affected();
-            rest = tail;
-        }
+        let series_id = series_id(&mut tx, &batch.usage_point, &batch.series).await?;
+        let written = upsert_readings(&mut tx, series_id, &readings).await?;
         tx.commit().await?;
         Ok(usize::try_from(written).unwrap_or(usize::MAX))
     }
@@ -466,6 +659,233 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
+    async fn subscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: &str,
+        jid: &str,
+        subid: &str,
+    ) -> Result<Subscription, StoreError> {
+        let row: Option<SubscriptionRow> = sqlx::query_as(SUBSCRIBE)
+            .bind(kind.as_str())
+            .bind(usage_point)
+            .bind(series)
+            .bind(jid)
+            .bind(subid)
+            .bind(unix_now())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(StoreError::UnknownSeries {
+                usage_point: usage_point.to_owned(),
+                series: series.to_owned(),
+            }),
+        }
+    }
+
+    async fn unsubscribe(
+        &self,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: Option<&str>,
+        jid: &str,
+        subid: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(UNSUBSCRIBE)
+            .bind(usage_point)
+            .bind(kind.as_str())
+            .bind(jid)
+            .bind(series)
+            .bind(subid)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn remove_subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError> {
+        let row: Option<SubscriptionRow> = sqlx::query_as(REMOVE_SUBSCRIPTION)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(Subscription::try_from).transpose()
+    }
+
+    async fn subscribers(
+        &self,
+        usage_point: &str,
+        series: &str,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(SUBSCRIBERS)
+            .bind(usage_point)
+            .bind(series)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn subscriptions_of(
+        &self,
+        bare_jid: &str,
+        usage_point: Option<&str>,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let (from, to) = jid_range(bare_jid);
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(SUBSCRIPTIONS_OF)
+            .bind(bare_jid)
+            .bind(from)
+            .bind(to)
+            .bind(usage_point)
+            .fetch_all(&self.pool)
+            .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let rows: Vec<SubscriptionRow> = sqlx::query_as(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        subscriptions_from_rows(rows)
+    }
+
+    async fn publish(
+        &self,
+        batch: &Batch,
+        item: Option<&Item>,
+        outbox: &[(Option<i64>, String)],
+        max_items: usize,
+    ) -> Result<Vec<i64>, StoreError> {
+        let readings = prepare_readings(batch)?;
+        let now = unix_now();
+        let mut tx = self.begin_write().await?;
+        let batch_series = series_id(&mut tx, &batch.usage_point, &batch.series).await?;
+        upsert_readings(&mut tx, batch_series, &readings).await?;
+        if let Some(item) = item {
+            let item_series =
+                if item.usage_point == batch.usage_point && item.series == batch.series {
+                    batch_series
+                } else {
+                    series_id(&mut tx, &item.usage_point, &item.series).await?
+                };
+            put_item(&mut tx, item_series, item, max_items).await?;
+        }
+        let ids = insert_outbox(&mut tx, outbox, now).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn enqueue(&self, outbox: &[(Option<i64>, String)]) -> Result<Vec<i64>, StoreError> {
+        if outbox.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let ids = insert_outbox(&mut tx, outbox, unix_now()).await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn claim_outbox(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_secs: i64,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_OUTBOX)
+            .bind(now.saturating_add(lease_secs))
+            .bind(now)
+            .bind(limit_to_sql(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(outbox_from_rows(rows))
+    }
+
+    async fn mark_sent(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(MARK_SENT)
+            .bind(at)
+            .bind(json_ints(ids))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError> {
+        let changed = sqlx::query(RETRY_LATER)
+            .bind(not_before)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError> {
+        let row: Option<OutboxRow> =
+            sqlx::query_as(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(OutboxEntry::from))
+    }
+
+    async fn discard_pending(&self, subscription: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(DISCARD_PENDING)
+            .bind(subscription)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn purge_sent(&self, before: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(PURGE_SENT)
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn pending_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(PENDING_COUNT)
+            .fetch_one(&self.pool)
+            .await?;
+        count_from_sql(count)
+    }
+
+    async fn items(
+        &self,
+        usage_point: &str,
+        series: &str,
+        ids: Option<&[String]>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>, StoreError> {
+        // A negative LIMIT is SQLite's "no limit".
+        let limit = limit.map_or(-1, limit_to_sql);
+        let query = match ids {
+            Some(ids) => sqlx::query_as(ITEMS_BY_ID)
+                .bind(usage_point)
+                .bind(series)
+                .bind(limit)
+                .bind(json_strings(ids)),
+            None => sqlx::query_as(ITEMS)
+                .bind(usage_point)
+                .bind(series)
+                .bind(limit),
+        };
+        let rows: Vec<ItemRow> = query.fetch_all(&self.pool).await?;
+        Ok(items_from_rows(usage_point, series, rows))
+    }
+
+    async fn last_item(&self, usage_point: &str, series: &str) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .items(usage_point, series, None, Some(1))
+            .await?
+            .into_iter()
+            .next())
+    }
 }
 
 #[cfg(test)]
@@ -477,16 +897,18 @@ mod tests {
         let mut sizes = Vec::new();
         let mut remaining = 1234;
         while remaining > 0 {
-            let n = upsert_chunk_len(remaining);
+            let n = chunk_len(remaining);
             sizes.push(n);
             remaining -= n;
         }
         assert_eq!(sizes, [512, 512, 128, 64, 16, 2]);
-        assert_eq!(upsert_chunk_len(0), 0);
-        assert_eq!(upsert_chunk_len(1), 1);
-        assert_eq!(upsert_chunk_len(511), 256);
+        assert_eq!(chunk_len(0), 0);
+        assert_eq!(chunk_len(1), 1);
+        assert_eq!(chunk_len(511), 256);
         assert!(upsert_sql(1).contains("VALUES (?1, ?2, ?3) ON CONFLICT"));
         assert!(upsert_sql(512).contains("(?1, ?1024, ?1025) ON CONFLICT"));
+        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?1) RETURNING id"));
+        assert!(outbox_insert_sql(512).ends_with("(?1024, ?1025, ?1) RETURNING id"));
     }
 
     /// The plans SQLite picks: one-year queries must be range scans of the primary key, with
@@ -518,6 +940,67 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// The outbox and item queries walk only what they need: claiming scans the pending-rows
+    /// index in id order, items come from the per-node index already newest first, the purge
+    /// reads the sent-rows index. No full scan, no sort.
+    #[tokio::test]
+    async fn outbox_and_item_queries_use_their_indexes() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let expected = [
+            (CLAIM_OUTBOX, "SCAN outbox USING INDEX outbox_pending"),
+            (PENDING_COUNT, "USING INDEX outbox_pending"),
+            (DISCARD_PENDING, "USING INDEX outbox_pending"),
+            (MARK_SENT, "SEARCH outbox USING INTEGER PRIMARY KEY"),
+            (PURGE_SENT, "SEARCH outbox USING INDEX outbox_sent"),
+            (ITEMS, "SEARCH items USING INDEX items_newest (series_id=?)"),
+            (
+                ITEMS_BY_ID,
+                "SEARCH items USING INDEX items_newest (series_id=?)",
+            ),
+            (
+                TRIM_ITEMS,
+                "SEARCH items USING COVERING INDEX items_newest (series_id=? AND id<?)",
+            ),
+            (SUBSCRIBERS, "SEARCH subscriptions USING INDEX"),
+            (
+                SUBSCRIPTIONS_OF,
+                "SEARCH subscriptions USING INDEX subscriptions_jid (jid>? AND jid<?)",
+            ),
+        ];
+        for (sql, step) in expected {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            assert!(plan.iter().any(|s| s.contains(step)), "{sql}: {plan:?}");
+            assert!(
+                !plan.iter().any(|s| s.starts_with("SCAN outbox")
+                    && !s.contains("USING INDEX outbox_pending")
+                    || s.starts_with("SCAN items")
+                    || s.starts_with("SCAN subscriptions")),
+                "{sql}: {plan:?}"
+            );
+            // Subscriber lists are small; only they may be sorted by id after the lookup.
+            if sql != SUBSCRIBERS && sql != SUBSCRIPTIONS_OF {
+                assert!(
+                    !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn json_arrays() {
+        assert_eq!(json_ints(&[]), "[]");
+        assert_eq!(json_ints(&[1, -2, i64::MAX]), "[1,-2,9223372036854775807]");
+        let strings = ["a\"b".to_owned(), "c\\d\n\u{1}é".to_owned(), String::new()];
+        assert_eq!(json_strings(&strings), r#"["a\"b","c\\d\u000a\u0001é",""]"#);
+        assert_eq!(json_strings(&[]), "[]");
     }
 
     #[test]

@@ -209,7 +209,7 @@ impl Engine {
                 )),
                 // One-shot: the form comes with the first request.
                 (_, Some(input)) => {
-                    let sessionid = new_session_id();
+                    let sessionid = crate::xmpp::id::random_id();
                     let stage = command.run(ctx, req, &input, None).await?;
                     self.finish(spec, req, sessionid, input, stage).await
                 }
@@ -294,7 +294,7 @@ impl Engine {
     }
 
     async fn open(&self, node: &'static str, req: &Request) -> Result<String, RequestError> {
-        let id = new_session_id();
+        let id = crate::xmpp::id::random_id();
         self.store(
             id.clone(),
             Session {
@@ -351,19 +351,4 @@ impl Engine {
     pub async fn open_sessions(&self) -> usize {
         self.sessions.lock().await.len()
     }
-}
-
-/// Unguessable: another requester must not be able to continue someone else's session.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).unwrap_or_else(|_| {
-        // No OS randomness is a broken host; fall back to time and address entropy rather than
-        // refusing every command.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes.copy_from_slice(&nanos.to_le_bytes());
-    });
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

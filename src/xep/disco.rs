@@ -37,15 +37,20 @@ const SOURCE_FEATURES: &[&str] = &[
     ns::PING,
 ];
 
-/// Features of a usage-point JID.
-const USAGE_POINT_FEATURES: &[&str] = &[
-    ns::QUOALISE,
-    ns::DISCO_INFO,
-    ns::DISCO_ITEMS,
-    ns::COMMANDS,
-    ns::PING,
-    ns::PUBSUB,
-];
+/// Features of a usage-point JID: ours, then the PubSub service's.
+fn usage_point_features() -> Vec<&'static str> {
+    let mut features = vec![
+        ns::QUOALISE,
+        ns::DISCO_INFO,
+        ns::DISCO_ITEMS,
+        ns::COMMANDS,
+        ns::PING,
+        ns::PUBSUB,
+        ns::RSM,
+    ];
+    features.extend_from_slice(crate::xep::pubsub::FEATURES);
+    features
+}
 
 pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Element, RequestError> {
     let node = query.attr("node").filter(|n| !n.is_empty());
@@ -87,7 +92,7 @@ pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Eleme
                     identity("pubsub", "service", &up.name),
                     identity("automation", "command-list", &up.name),
                 ],
-                USAGE_POINT_FEATURES,
+                &usage_point_features(),
                 vec![usage_point_form(up, &series)],
             )
         }
@@ -133,12 +138,28 @@ pub async fn items(ctx: &Context, req: &Request, query: &Element) -> Result<Elem
             .map(|s| item(jid(ctx, Some(&up.id)), Some(&s.path), &s.title))
             .collect(),
         (Target::UsagePoint(up), Some(node)) => {
-            // A series node: its items (published readings) are listed once PubSub lands.
+            // A series node: the ids of its published items, for those who may read them.
             let series = ctx.store.series(&up.id).await?;
             if !series.iter().any(|s| s.path == node) {
                 return Err(RequestError::ItemNotFound);
             }
-            vec![]
+            if !req.view.may_read(&up.id, node) {
+                return Err(RequestError::ClosedNode(format!(
+                    "You have no grant for usage point {}, series {node}",
+                    up.id
+                )));
+            }
+            let node_jid = jid(ctx, Some(&up.id));
+            ctx.store
+                .items(&up.id, node, None, None)
+                .await?
+                .into_iter()
+                .map(|i| Item {
+                    jid: node_jid.clone(),
+                    node: None,
+                    name: Some(i.item_id),
+                })
+                .collect()
         }
         (_, Some(_)) => return Err(RequestError::ItemNotFound),
     };

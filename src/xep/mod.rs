@@ -3,5 +3,6 @@
 pub mod adhoc;
 pub mod disco;
 pub mod ping;
+pub mod pubsub;
 pub mod rsm;
 pub mod version;

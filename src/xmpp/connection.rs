@@ -40,6 +40,30 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 
+/// A stanza for the writer. Stanzas from the outbox carry their id so the link can report when
+/// they are written (and hand them back when the link drops before writing them).
+#[derive(Debug)]
+pub struct Outgoing {
+    pub stanza: Element,
+    pub outbox_id: Option<i64>,
+}
+
+impl From<Element> for Outgoing {
+    fn from(stanza: Element) -> Self {
+        Outgoing {
+            stanza,
+            outbox_id: None,
+        }
+    }
+}
+
+/// Where the link reports outbox entries: written to the server, or handed back unwritten.
+#[derive(Debug, Clone)]
+pub struct OutboxReports {
+    pub written: mpsc::UnboundedSender<i64>,
+    pub released: mpsc::UnboundedSender<i64>,
+}
+
 /// What the link needs to know.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
@@ -84,8 +108,9 @@ enum SessionEnd {
 pub async fn run(
     config: LinkConfig,
     router: Router,
-    mut outbound: mpsc::Receiver<Element>,
-    replies: mpsc::Sender<Element>,
+    mut outbound: mpsc::Receiver<Outgoing>,
+    replies: mpsc::Sender<Outgoing>,
+    reports: OutboxReports,
     connected: watch::Sender<bool>,
     shutdown: CancellationToken,
 ) {
@@ -100,9 +125,18 @@ pub async fn run(
                 tracing::info!(domain = %config.domain, server = %config.server, "xmpp session established");
                 let started = Instant::now();
                 connected.send_replace(true);
-                let end =
-                    session(&config, stream, &router, &mut outbound, &replies, &shutdown).await;
+                let end = session(
+                    &config,
+                    stream,
+                    &router,
+                    &mut outbound,
+                    &replies,
+                    &reports,
+                    &shutdown,
+                )
+                .await;
                 connected.send_replace(false);
+                release_queued(&mut outbound, &reports);
                 match end {
                     SessionEnd::Shutdown => break,
                     SessionEnd::Lost(reason) => {
@@ -132,6 +166,24 @@ pub async fn run(
         backoff = (backoff * 2).min(config.max_backoff.max(MIN_BACKOFF));
     }
     tracing::info!("xmpp link stopped");
+}
+
+/// After the link dropped, empties the writer queue: outbox stanzas go back to the delivery task
+/// (they are in the store and will be sent again, so a long outage pins nothing in memory);
+/// answers to requests are dropped, since their requesters see the disconnect and ask again.
+fn release_queued(outbound: &mut mpsc::Receiver<Outgoing>, reports: &OutboxReports) {
+    let mut dropped = 0usize;
+    while let Ok(out) = outbound.try_recv() {
+        match out.outbox_id {
+            Some(id) => {
+                let _ = reports.released.send(id);
+            }
+            None => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        tracing::info!(dropped, "answers queued before the disconnect were dropped");
+    }
 }
 
 /// Connects and performs the XEP-0114 handshake.
@@ -206,8 +258,9 @@ async fn session(
     config: &LinkConfig,
     mut stream: Stream,
     router: &Router,
-    outbound: &mut mpsc::Receiver<Element>,
-    replies: &mpsc::Sender<Element>,
+    outbound: &mut mpsc::Receiver<Outgoing>,
+    replies: &mpsc::Sender<Outgoing>,
+    reports: &OutboxReports,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
@@ -231,7 +284,7 @@ async fn session(
                     let replies = replies.clone();
                     tokio::spawn(async move {
                         for reply in router.handle(el).await {
-                            if replies.send(reply).await.is_err() {
+                            if replies.send(reply.into()).await.is_err() {
                                 break;
                             }
                         }
@@ -251,9 +304,16 @@ async fn session(
                 Some(Err(ReadError::HardError(e))) => break SessionEnd::Lost(describe_read_error(&e)),
                 Some(Err(ReadError::StreamFooterReceived)) | None => break SessionEnd::Lost("stream closed by the server".into()),
             },
-            Some(el) = outbound.recv() => {
-                if let Err(e) = write(config, &mut stream, el).await {
+            Some(out) = outbound.recv() => {
+                let id = out.outbox_id;
+                if let Err(e) = write(config, &mut stream, out.stanza).await {
+                    if let Some(id) = id {
+                        let _ = reports.released.send(id);
+                    }
                     break SessionEnd::Lost(format!("write failed: {e}"));
+                }
+                if let Some(id) = id {
+                    let _ = reports.written.send(id);
                 }
             }
             _ = ping.tick() => {
@@ -267,9 +327,12 @@ async fn session(
     if matches!(end, SessionEnd::Shutdown) {
         // Give queued answers a moment, then close the stream properly.
         let deadline = Instant::now() + Duration::from_millis(500);
-        while let Ok(el) = outbound.try_recv() {
-            if Instant::now() > deadline || write(config, &mut stream, el).await.is_err() {
+        while let Ok(out) = outbound.try_recv() {
+            if Instant::now() > deadline || write(config, &mut stream, out.stanza).await.is_err() {
                 break;
+            }
+            if let Some(id) = out.outbox_id {
+                let _ = reports.written.send(id);
             }
         }
         let _ = tokio::time::timeout(

@@ -39,6 +39,21 @@ pub enum RequestError {
     /// XEP-0050: the action is not allowed at this stage.
     #[error("bad action: {0}")]
     BadAction(String),
+    /// XEP-0060: the node is whitelist-only and the requester has no grant.
+    #[error("closed node: {0}")]
+    ClosedNode(String),
+    /// XEP-0060: the `jid` of a subscription request is not the requester's.
+    #[error("invalid jid: {0}")]
+    InvalidJid(String),
+    /// XEP-0060: unsubscribing a JID that has no subscription.
+    #[error("not subscribed")]
+    NotSubscribed,
+    /// XEP-0060: the subid does not match the subscription.
+    #[error("invalid subid")]
+    InvalidSubid,
+    /// XEP-0060: a request we do not implement, by feature name.
+    #[error("unsupported pubsub feature {0}")]
+    Unsupported(&'static str),
     /// Too many open sessions or requests from this requester; try later.
     #[error("resource constraint: {0}")]
     ResourceConstraint(String),
@@ -117,6 +132,66 @@ impl RequestError {
                     "bad-action",
                 )
             }
+            RequestError::ClosedNode(text) => {
+                return with_pubsub_condition(
+                    StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::NotAllowed,
+                        "en",
+                        text.clone(),
+                    ),
+                    "closed-node",
+                    None,
+                )
+            }
+            RequestError::InvalidJid(text) => {
+                return with_pubsub_condition(
+                    StanzaError::new(
+                        ErrorType::Modify,
+                        DefinedCondition::BadRequest,
+                        "en",
+                        text.clone(),
+                    ),
+                    "invalid-jid",
+                    None,
+                )
+            }
+            RequestError::NotSubscribed => {
+                return with_pubsub_condition(
+                    StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::UnexpectedRequest,
+                        "en",
+                        "This JID has no subscription to this node",
+                    ),
+                    "not-subscribed",
+                    None,
+                )
+            }
+            RequestError::InvalidSubid => {
+                return with_pubsub_condition(
+                    StanzaError::new(
+                        ErrorType::Modify,
+                        DefinedCondition::NotAcceptable,
+                        "en",
+                        "No subscription of this JID has this subid",
+                    ),
+                    "invalid-subid",
+                    None,
+                )
+            }
+            RequestError::Unsupported(feature) => {
+                return with_pubsub_condition(
+                    StanzaError::new(
+                        ErrorType::Cancel,
+                        DefinedCondition::FeatureNotImplemented,
+                        "en",
+                        format!("{feature} is not supported here"),
+                    ),
+                    "unsupported",
+                    Some(feature),
+                )
+            }
             RequestError::ResourceConstraint(text) => (
                 ErrorType::Wait,
                 DefinedCondition::ResourceConstraint,
@@ -138,6 +213,20 @@ impl RequestError {
 /// Adds a XEP-0050 application condition (`<bad-sessionid/>`, …) to a stanza error.
 fn with_command_condition(mut error: StanzaError, condition: &str) -> StanzaError {
     error.other = Some(Element::builder(condition, crate::stanzas::ns::COMMANDS).build());
+    error
+}
+
+/// Adds a XEP-0060 application condition (`<closed-node/>`, …) to a stanza error.
+fn with_pubsub_condition(
+    mut error: StanzaError,
+    condition: &str,
+    feature: Option<&str>,
+) -> StanzaError {
+    let mut el = Element::builder(condition, crate::stanzas::ns::PUBSUB_ERRORS);
+    if let Some(feature) = feature {
+        el = el.attr(minidom::rxml::xml_ncname!("feature").to_ncname(), feature);
+    }
+    error.other = Some(el.build());
     error
 }
 
@@ -207,6 +296,24 @@ mod tests {
         let e = RequestError::SessionExpired.to_stanza_error();
         assert_eq!(e.defined_condition, DefinedCondition::NotAllowed);
         assert_eq!(e.other.unwrap().name(), "session-expired");
+    }
+
+    #[test]
+    fn pubsub_conditions_are_attached() {
+        let e = RequestError::ClosedNode("no grant".into()).to_stanza_error();
+        assert_eq!(
+            (e.type_, e.defined_condition),
+            (ErrorType::Cancel, DefinedCondition::NotAllowed)
+        );
+        assert_eq!(e.other.unwrap().name(), "closed-node");
+        let e = RequestError::Unsupported("publish").to_stanza_error();
+        let other = e.other.unwrap();
+        assert_eq!(
+            (other.name(), other.attr("feature")),
+            ("unsupported", Some("publish"))
+        );
+        let e = RequestError::NotSubscribed.to_stanza_error();
+        assert_eq!(e.defined_condition, DefinedCondition::UnexpectedRequest);
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 pub mod connection;
 pub mod error;
+pub mod id;
 pub mod router;

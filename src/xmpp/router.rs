@@ -41,6 +41,23 @@ pub enum Target {
     UsagePoint(UsagePoint),
 }
 
+/// What a handler returns: the iq result payload, and stanzas to send right after it (e.g. the
+/// last published item after a PubSub subscription).
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub payload: Option<Element>,
+    pub followups: Vec<Element>,
+}
+
+impl From<Option<Element>> for Answer {
+    fn from(payload: Option<Element>) -> Self {
+        Answer {
+            payload,
+            followups: Vec::new(),
+        }
+    }
+}
+
 /// A request resolved once: who asks, what about, with which rights.
 pub struct Request {
     pub from: Jid,
@@ -64,6 +81,11 @@ impl Router {
         &self.ctx
     }
 
+    /// The context, to share with tasks that build stanzas outside requests (publisher).
+    pub fn shared_context(&self) -> Arc<Context> {
+        self.ctx.clone()
+    }
+
     /// Handles one inbound element; returns what to send (possibly nothing). Never fails: every
     /// problem becomes an error stanza or a log line.
     pub async fn handle(&self, element: Element) -> Vec<Element> {
@@ -72,7 +94,11 @@ impl Router {
             return Vec::new();
         }
         match element.name() {
-            "iq" => self.handle_iq(element).await.into_iter().collect(),
+            "iq" => self.handle_iq(element).await,
+            "message" if element.attr("type") == Some("error") => {
+                crate::delivery::bounce(&self.ctx, &element).await;
+                Vec::new()
+            }
             "message" | "presence" => {
                 self.check_parses(&element);
                 Vec::new()
@@ -101,10 +127,14 @@ impl Router {
         }
     }
 
-    async fn handle_iq(&self, element: Element) -> Option<Element> {
+    async fn handle_iq(&self, element: Element) -> Vec<Element> {
         let iq = match Iq::try_from(element.clone()) {
             Ok(iq) => iq,
-            Err(error) => return malformed_iq_reply(&element, &error.to_string()),
+            Err(error) => {
+                return malformed_iq_reply(&element, &error.to_string())
+                    .into_iter()
+                    .collect()
+            }
         };
         let (from, to, id, payload, is_get) = match iq {
             Iq::Get {
@@ -120,27 +150,32 @@ impl Router {
                 payload,
             } => (from, to, id, payload, false),
             // Answers to our own pings and bounces of what we sent: nothing to do here.
-            Iq::Result { .. } | Iq::Error { .. } => return None,
+            Iq::Result { .. } | Iq::Error { .. } => return Vec::new(),
         };
         let (Some(from), Some(to)) = (from, to) else {
             tracing::info!(%id, "dropping iq without from or to");
-            return None;
+            return Vec::new();
         };
         let outcome = match self.resolve(&from, &to).await {
             Ok(request) => self.dispatch(&request, &payload, is_get).await,
             Err(e) => Err(e),
         };
-        Some(match outcome {
-            Ok(payload) => result_iq(&to, &from, id, payload),
-            Err(error) => Iq::Error {
+        match outcome {
+            Ok(Answer { payload, followups }) => {
+                let mut out = Vec::with_capacity(1 + followups.len());
+                out.push(result_iq(&to, &from, id, payload));
+                out.extend(followups);
+                out
+            }
+            Err(error) => vec![Iq::Error {
                 from: Some(to),
                 to: Some(from),
                 id,
                 error: error.to_stanza_error(),
                 payload: None,
             }
-            .into(),
-        })
+            .into()],
+        }
     }
 
     async fn resolve(&self, from: &Jid, to: &Jid) -> Result<Request, RequestError> {
@@ -180,25 +215,29 @@ impl Router {
         request: &Request,
         payload: &Element,
         is_get: bool,
-    ) -> Result<Option<Element>, RequestError> {
+    ) -> Result<Answer, RequestError> {
         let ns = payload.ns();
-        match (is_get, ns.as_str(), payload.name()) {
-            (true, ns::DISCO_INFO, "query") => xep::disco::info(&self.ctx, request, payload)
-                .await
-                .map(Some),
-            (true, ns::DISCO_ITEMS, "query") => xep::disco::items(&self.ctx, request, payload)
-                .await
-                .map(Some),
-            (true, ns::PING, "ping") => Ok(None),
-            (true, ns::VERSION, "query") => Ok(Some(xep::version::result())),
-            (false, ns::COMMANDS, "command") => self
-                .ctx
-                .commands
-                .handle(&self.ctx, request, payload)
-                .await
-                .map(Some),
-            _ => Err(RequestError::ServiceUnavailable),
-        }
+        let payload = match (is_get, ns.as_str(), payload.name()) {
+            (true, ns::DISCO_INFO, "query") => {
+                xep::disco::info(&self.ctx, request, payload).await?
+            }
+            (true, ns::DISCO_ITEMS, "query") => {
+                xep::disco::items(&self.ctx, request, payload).await?
+            }
+            (true, ns::PING, "ping") => return Ok(Answer::default()),
+            (true, ns::VERSION, "query") => xep::version::result(),
+            (false, ns::COMMANDS, "command") => {
+                self.ctx
+                    .commands
+                    .handle(&self.ctx, request, payload)
+                    .await?
+            }
+            (_, ns::PUBSUB | ns::PUBSUB_OWNER, "pubsub") => {
+                return xep::pubsub::handle(&self.ctx, request, payload, is_get).await
+            }
+            _ => return Err(RequestError::ServiceUnavailable),
+        };
+        Ok(Some(payload).into())
     }
 }
 

@@ -1,0 +1,176 @@
+//! `subscribe` / `unsubscribe` (Quoalise generation 2): push subscriptions. New readings of the
+//! series then arrive as `<message>`s to the requester's bare JID carrying `<quoalise><data>`.
+
+use async_trait::async_trait;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+
+use super::get_history::required;
+use super::history::{self, parse_identifier};
+use crate::model::SubscriptionKind;
+use crate::stanzas::form::Submitted;
+use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xmpp::error::RequestError;
+use crate::xmpp::router::{Context, Request, Target};
+
+pub struct Subscribe;
+pub struct Unsubscribe;
+
+static SUBSCRIBE: Spec = Spec {
+    node: "subscribe",
+    name: "Subscribe to new readings",
+    access: Access::Anyone,
+    scopes: &[Scope::Service, Scope::Source(None)],
+};
+
+static UNSUBSCRIBE: Spec = Spec {
+    node: "unsubscribe",
+    name: "Unsubscribe from new readings",
+    access: Access::Anyone,
+    scopes: &[Scope::Service, Scope::Source(None)],
+};
+
+fn identifier_form(title: &str, instructions: &str) -> DataForm {
+    DataForm {
+        type_: DataFormType::Form,
+        title: Some(title.to_owned()),
+        instructions: Some(instructions.to_owned()),
+        fields: vec![required(Field::text_single("identifier", ""), "Identifier")],
+    }
+}
+
+fn done(title: &str, label: String) -> Stage {
+    let mut result = Field::new("result", FieldType::Fixed).with_value("Success");
+    result.label = Some(label);
+    Stage::Done(Outcome {
+        form: Some(
+            DataForm {
+                type_: DataFormType::Result_,
+                title: Some(title.to_owned()),
+                instructions: None,
+                fields: vec![result],
+            }
+            .into(),
+        ),
+        payloads: vec![],
+        notes: vec![],
+    })
+}
+
+fn source_of(req: &Request) -> Option<&str> {
+    match &req.target {
+        Target::Source(s) => Some(s.id.as_str()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl AdHocCommand for Subscribe {
+    fn spec(&self) -> &'static Spec {
+        &SUBSCRIBE
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(identifier_form(
+            "Subscribe",
+            "Identifier of a series: urn:dev:<type>:<id>_<series path>. New readings are sent to your bare JID.",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let identifier = input
+            .single("identifier")
+            .ok_or_else(|| RequestError::bad_request("identifier: required"))?;
+        let (_, value, path) = parse_identifier(&identifier).ok_or_else(|| {
+            RequestError::bad_request(format!(
+                "identifier: {identifier:?} is not urn:dev:<type>:<id>_<series path>"
+            ))
+        })?;
+        let target =
+            history::authorize(ctx, req, value, path, "identifier", source_of(req)).await?;
+        ctx.store
+            .subscribe(
+                SubscriptionKind::Push,
+                &target.usage_point.id,
+                &target.series.path,
+                req.requester.as_str(),
+                &crate::xmpp::id::random_id(),
+            )
+            .await?;
+        tracing::info!(jid = %req.requester, %identifier, "push subscription");
+        Ok(done(
+            "Subscribed",
+            format!(
+                "New readings of {identifier} will be sent to {}",
+                req.requester
+            ),
+        ))
+    }
+}
+
+#[async_trait]
+impl AdHocCommand for Unsubscribe {
+    fn spec(&self) -> &'static Spec {
+        &UNSUBSCRIBE
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(identifier_form(
+            "Unsubscribe",
+            "Identifier of a series, or of a usage point (urn:dev:<type>:<id>) to stop all its series.",
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let identifier = input
+            .single("identifier")
+            .ok_or_else(|| RequestError::bad_request("identifier: required"))?;
+        let (value, path) = match parse_identifier(&identifier) {
+            Some((_, value, path)) => (value.to_owned(), Some(path.to_owned())),
+            None => {
+                let rest = identifier
+                    .strip_prefix("urn:dev:")
+                    .and_then(|r| r.split_once(':'));
+                match rest {
+                    Some((kind, value)) if !kind.is_empty() && !value.is_empty() && !value.contains('_') => {
+                        (value.to_owned(), None)
+                    }
+                    _ => {
+                        return Err(RequestError::bad_request(format!(
+                            "identifier: {identifier:?} is neither urn:dev:<type>:<id> nor urn:dev:<type>:<id>_<series path>"
+                        )))
+                    }
+                }
+            }
+        };
+        let removed = ctx
+            .store
+            .unsubscribe(
+                SubscriptionKind::Push,
+                &value,
+                path.as_deref(),
+                req.requester.as_str(),
+                None,
+            )
+            .await?;
+        Ok(done(
+            "Unsubscribed",
+            format!(
+                "{} subscription(s) of {} removed",
+                removed.len(),
+                req.requester
+            ),
+        ))
+    }
+}

@@ -1,0 +1,203 @@
+//! Delivery of the outbox: stanzas queued in the store by the publisher go to the XMPP server
+//! while the link is up, at a bounded rate, at least once.
+//!
+//! An entry is claimed (leased) from the store, handed to the link's writer, and marked sent
+//! once the link reports it written. Entries the link hands back (it dropped before writing
+//! them) and leases that expire (a crash) make entries pending again, so nothing queued is lost.
+//! Each stanza gets the id `q<outbox id>`, unique per subscriber and batch, which is how a
+//! bounce finds its subscription.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use minidom::Element;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::access::now;
+use crate::store::{Store, StoreError};
+use crate::xmpp::connection::Outgoing;
+use crate::xmpp::router::Context;
+
+/// Entries claimed at once.
+const CLAIM: usize = 256;
+/// How long a claim holds before another instance (or this one after a crash) may take it.
+const LEASE_SECS: i64 = 60;
+/// Poll interval when idle (retries whose time has come, entries queued by other instances).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The stanza id of an outbox entry.
+pub fn stanza_id(outbox_id: i64) -> String {
+    format!("q{outbox_id}")
+}
+
+/// The outbox id of a stanza id we gave, if it is one.
+pub fn outbox_id(stanza_id: &str) -> Option<i64> {
+    stanza_id.strip_prefix('q')?.parse().ok()
+}
+
+/// Sends pending entries while the link is up; returns at shutdown.
+pub async fn send_pending(
+    store: Arc<dyn Store>,
+    outbound: mpsc::Sender<Outgoing>,
+    mut connected: watch::Receiver<bool>,
+    wake: Arc<Notify>,
+    rate: NonZeroU32,
+    written: mpsc::UnboundedSender<i64>,
+    shutdown: CancellationToken,
+) {
+    let limiter = RateLimiter::direct(Quota::per_second(rate));
+    loop {
+        tokio::select! {
+            up = connected.wait_for(|up| *up) => if up.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+        let entries = match store.claim_outbox(now(), CLAIM, LEASE_SECS).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox; retrying");
+                Vec::new()
+            }
+        };
+        if entries.is_empty() {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
+        }
+        for entry in entries {
+            tokio::select! {
+                _ = limiter.until_ready() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let mut stanza = match entry.stanza.parse::<Element>() {
+                Ok(stanza) => stanza,
+                Err(e) => {
+                    // Retrying would fail forever; mark it sent so it stops blocking the queue.
+                    tracing::error!(id = entry.id, error = %e, "dropping an outbox entry that does not parse");
+                    let _ = written.send(entry.id);
+                    continue;
+                }
+            };
+            stanza.set_attr(
+                minidom::rxml::Namespace::NONE,
+                minidom::rxml::xml_ncname!("id").to_ncname(),
+                stanza_id(entry.id),
+            );
+            let out = Outgoing {
+                stanza,
+                outbox_id: Some(entry.id),
+            };
+            if outbound.send(out).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Records what the link reports: written entries are marked sent (in batches), entries handed
+/// back become pending again at once.
+pub async fn record_reports(
+    store: Arc<dyn Store>,
+    mut written: mpsc::UnboundedReceiver<i64>,
+    mut released: mpsc::UnboundedReceiver<i64>,
+    wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(CLAIM);
+    loop {
+        tokio::select! {
+            id = written.recv() => match id {
+                Some(id) => {
+                    batch.push(id);
+                    while batch.len() < CLAIM {
+                        match written.try_recv() {
+                            Ok(id) => batch.push(id),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(e) = store.mark_sent(&batch, now()).await {
+                        // They will be sent again when their lease expires: a duplicate, not a loss.
+                        tracing::error!(error = %e, entries = batch.len(), "cannot mark outbox entries sent");
+                    }
+                    batch.clear();
+                }
+                None => return,
+            },
+            Some(id) = released.recv() => {
+                if let Err(e) = store.retry_later(id, now()).await {
+                    tracing::error!(error = %e, id, "cannot release an outbox entry; its lease will");
+                }
+                wake.notify_one();
+            }
+        }
+    }
+}
+
+/// Attempts after which a subscriber that keeps answering `wait`/`auth` loses the notification.
+pub const MAX_ATTEMPTS: i32 = 5;
+
+/// Handles a `<message type="error"/>` answering one of our notifications: a `cancel` error ends
+/// the subscription (the subscriber is gone for good); `wait` and `auth` are retried later, with
+/// an exponential backoff, up to [`MAX_ATTEMPTS`].
+pub async fn bounce(ctx: &Context, message: &Element) {
+    let Some(id) = message.attr("id").and_then(outbox_id) else {
+        return;
+    };
+    let error_type = message
+        .get_child("error", crate::stanzas::ns::COMPONENT)
+        .and_then(|e| e.attr("type"))
+        .unwrap_or("cancel");
+    let result: Result<(), StoreError> = async {
+        let Some(entry) = ctx.store.outbox_entry(id).await? else {
+            return Ok(());
+        };
+        let Some(subscription) = entry.subscription else {
+            return Ok(());
+        };
+        let retry = matches!(error_type, "wait" | "auth") && entry.attempts + 1 < MAX_ATTEMPTS;
+        if retry {
+            let delay = 10i64 << entry.attempts.clamp(0, 10);
+            ctx.store.retry_later(id, now() + delay).await?;
+            tracing::info!(
+                id,
+                error_type,
+                attempt = entry.attempts + 1,
+                delay,
+                "notification bounced; will retry"
+            );
+            return Ok(());
+        }
+        tracing::info!(
+            id,
+            error_type,
+            subscription,
+            "notification bounced; ending the subscription"
+        );
+        crate::publisher::end_subscription(
+            ctx,
+            subscription,
+            "notifications to this address bounce",
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, id, "cannot handle a bounce");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stanza_ids_round_trip() {
+        assert_eq!(outbox_id(&stanza_id(42)), Some(42));
+        assert_eq!(outbox_id("keepalive-1"), None);
+        assert_eq!(outbox_id("qx"), None);
+    }
+}

@@ -1,0 +1,403 @@
+//! XEP-0060: Publish-Subscribe — the service hosted on each usage-point JID.
+//!
+//! Nodes are the usage point's series; sources create them, users only subscribe and read. The
+//! access model is a whitelist whose entries are the grants (DESIGN.md §7): no grant, no
+//! subscription and no items. Subscriptions and items live in the store, so they survive
+//! restarts; notifications go through the store's outbox (see `crate::delivery`).
+
+use minidom::rxml::xml_ncname;
+use minidom::Element;
+use xmpp_parsers::jid::{BareJid, Jid};
+
+use crate::model::{Item, Series, Subscription, SubscriptionKind, UsagePoint};
+use crate::stanzas::ns;
+use crate::stanzas::pubsub::{self as stanza, Request as PubSubRequest, State};
+use crate::xep::rsm;
+use crate::xmpp::error::RequestError;
+use crate::xmpp::router::{Answer, Context, Request, Target};
+
+/// Features of the PubSub service, exactly those implemented (XEP-0060 §10).
+pub const FEATURES: &[&str] = &[
+    "http://jabber.org/protocol/pubsub#access-whitelist",
+    "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#meta-data",
+    "http://jabber.org/protocol/pubsub#retrieve-items",
+    "http://jabber.org/protocol/pubsub#retrieve-subscriptions",
+    "http://jabber.org/protocol/pubsub#subscribe",
+    "http://jabber.org/protocol/pubsub#subscription-notifications",
+];
+
+/// Room kept for the envelope of an items answer.
+const ENVELOPE: usize = 8 * 1024;
+
+/// Handles an `<iq><pubsub/></iq>` addressed to a usage point.
+pub async fn handle(
+    ctx: &Context,
+    req: &Request,
+    payload: &Element,
+    is_get: bool,
+) -> Result<Answer, RequestError> {
+    let Target::UsagePoint(up) = &req.target else {
+        return Err(RequestError::ServiceUnavailable);
+    };
+    let request = PubSubRequest::try_from(payload).map_err(|e| match e {
+        stanza::PubSubError::NodeIdRequired(_) => RequestError::bad_request(e.to_string()),
+        other => RequestError::bad_request(other.to_string()),
+    })?;
+    match (request, is_get) {
+        (PubSubRequest::Subscribe { node, jid }, false) => {
+            subscribe(ctx, req, up, &node, &jid).await
+        }
+        (PubSubRequest::Unsubscribe { node, jid, subid }, false) => {
+            unsubscribe(ctx, req, up, &node, &jid, subid.as_deref()).await
+        }
+        (PubSubRequest::Subscriptions { node }, true) => {
+            subscriptions(ctx, req, up, node.as_deref()).await
+        }
+        (
+            PubSubRequest::Items {
+                node,
+                max_items,
+                ids,
+                rsm,
+            },
+            true,
+        ) => items(ctx, req, up, &node, max_items, &ids, rsm.as_ref()).await,
+        (PubSubRequest::Forbidden(feature), _) => Err(RequestError::Forbidden(format!(
+            "{feature}: nodes here are created and fed by the component's sources only"
+        ))),
+        (PubSubRequest::Unsupported(feature), _) => Err(RequestError::Unsupported(feature)),
+        // A request in the wrong iq type (e.g. subscribe in a get).
+        _ => Err(RequestError::bad_request(
+            "pubsub: wrong iq type for this request",
+        )),
+    }
+}
+
+async fn series_of(ctx: &Context, up: &UsagePoint, node: &str) -> Result<Series, RequestError> {
+    ctx.store
+        .series(&up.id)
+        .await?
+        .into_iter()
+        .find(|s| s.path == node)
+        .ok_or(RequestError::ItemNotFound)
+}
+
+fn closed(up: &UsagePoint, node: &str) -> RequestError {
+    RequestError::ClosedNode(format!(
+        "You have no grant for usage point {}, series {node}",
+        up.id
+    ))
+}
+
+/// Checks that `jid` (as given) belongs to the requester; returns it parsed.
+fn own_jid(req: &Request, jid: &str) -> Result<Jid, RequestError> {
+    let parsed: Jid = jid
+        .parse()
+        .map_err(|_| RequestError::InvalidJid(format!("jid: {jid:?} is not a JID")))?;
+    if parsed.to_bare() != req.requester {
+        return Err(RequestError::InvalidJid(format!(
+            "jid: {jid} is not your own JID ({})",
+            req.requester
+        )));
+    }
+    Ok(parsed)
+}
+
+async fn subscribe(
+    ctx: &Context,
+    req: &Request,
+    up: &UsagePoint,
+    node: &str,
+    jid: &str,
+) -> Result<Answer, RequestError> {
+    let series = series_of(ctx, up, node).await?;
+    own_jid(req, jid)?;
+    if !req.view.may_read(&up.id, node) {
+        return Err(closed(up, node));
+    }
+    let subscription = ctx
+        .store
+        .subscribe(
+            SubscriptionKind::PubSub,
+            &up.id,
+            node,
+            jid,
+            &crate::xmpp::id::random_id(),
+        )
+        .await?;
+    tracing::info!(usage_point = %up.id, node, jid, "pubsub subscription");
+    let reply = stanza::pubsub([stanza::subscription(
+        ns::PUBSUB,
+        node,
+        jid,
+        Some(&subscription.subid),
+        State::Subscribed,
+    )]);
+    // XEP-0060 §6.1.7: the last published item, right after the subscription result.
+    let mut followups = Vec::new();
+    if let Some(item) = ctx.store.last_item(&up.id, &series.path).await? {
+        let from = usage_point_jid(ctx, up).to_string();
+        let xml = notification_xml(
+            &from,
+            jid,
+            &item.series,
+            &item.item_id,
+            &item.payload,
+            Some(item.published_at),
+        );
+        let mut message: Element = xml.parse().map_err(|e| {
+            RequestError::Internal(format!("stored item {} does not parse: {e}", item.item_id))
+        })?;
+        message.set_attr(
+            minidom::rxml::Namespace::NONE,
+            xml_ncname!("id").to_ncname(),
+            crate::xmpp::id::random_id(),
+        );
+        followups.push(message);
+    }
+    Ok(Answer {
+        payload: Some(reply),
+        followups,
+    })
+}
+
+async fn unsubscribe(
+    ctx: &Context,
+    req: &Request,
+    up: &UsagePoint,
+    node: &str,
+    jid: &str,
+    subid: Option<&str>,
+) -> Result<Answer, RequestError> {
+    series_of(ctx, up, node).await?;
+    if own_jid(req, jid).is_err() {
+        return Err(RequestError::Forbidden(format!(
+            "jid: you may only unsubscribe your own JID ({})",
+            req.requester
+        )));
+    }
+    let existing: Vec<Subscription> = ctx
+        .store
+        .subscriptions_of(req.requester.as_str(), Some(&up.id))
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == SubscriptionKind::PubSub && s.series == node && s.jid == jid)
+        .collect();
+    if existing.is_empty() {
+        return Err(RequestError::NotSubscribed);
+    }
+    if subid.is_some_and(|id| existing.iter().all(|s| s.subid != id)) {
+        return Err(RequestError::InvalidSubid);
+    }
+    ctx.store
+        .unsubscribe(SubscriptionKind::PubSub, &up.id, Some(node), jid, subid)
+        .await?;
+    tracing::info!(usage_point = %up.id, node, jid, "pubsub unsubscription");
+    Ok(Answer::default())
+}
+
+async fn subscriptions(
+    ctx: &Context,
+    req: &Request,
+    up: &UsagePoint,
+    node: Option<&str>,
+) -> Result<Answer, RequestError> {
+    let list = ctx
+        .store
+        .subscriptions_of(req.requester.as_str(), Some(&up.id))
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == SubscriptionKind::PubSub && node.is_none_or(|n| n == s.series))
+        .map(|s| {
+            stanza::subscription(
+                ns::PUBSUB,
+                &s.series,
+                &s.jid,
+                Some(&s.subid),
+                State::Subscribed,
+            )
+        })
+        .collect();
+    Ok(Answer {
+        payload: Some(stanza::pubsub([stanza::subscriptions(node, list)])),
+        followups: vec![],
+    })
+}
+
+async fn items(
+    ctx: &Context,
+    req: &Request,
+    up: &UsagePoint,
+    node: &str,
+    max_items: Option<usize>,
+    ids: &[String],
+    set: Option<&xmpp_parsers::rsm::SetQuery>,
+) -> Result<Answer, RequestError> {
+    series_of(ctx, up, node).await?;
+    if !req.view.may_read(&up.id, node) {
+        return Err(closed(up, node));
+    }
+    let wanted = (!ids.is_empty()).then_some(ids);
+    let all = ctx.store.items(&up.id, node, wanted, max_items).await?;
+    let (page, mut result) = rsm::page(&all, |i: &Item| i.item_id.clone(), set)?;
+    // Never answer beyond the stanza limit: cut the page and let the client continue with RSM.
+    let budget = ctx.max_stanza_size.saturating_sub(ENVELOPE);
+    let mut size = 0;
+    let mut elements = Vec::with_capacity(page.len());
+    for item in &page {
+        size += item.payload.len() + item.item_id.len() + 32;
+        if size > budget && !elements.is_empty() {
+            let last = elements.len() - 1;
+            result = Some(xmpp_parsers::rsm::SetResult {
+                first: page.first().map(|i| xmpp_parsers::rsm::First {
+                    index: None,
+                    item: i.item_id.clone(),
+                }),
+                last: Some(page[last].item_id.clone()),
+                count: Some(all.len()),
+            });
+            break;
+        }
+        elements.push(stanza::item(
+            ns::PUBSUB,
+            &item.item_id,
+            Some(parse_payload(item)?),
+        ));
+    }
+    let mut children = vec![stanza::items(ns::PUBSUB, node, elements)];
+    children.extend(result.map(Element::from));
+    Ok(Answer {
+        payload: Some(stanza::pubsub(children)),
+        followups: vec![],
+    })
+}
+
+fn parse_payload(item: &Item) -> Result<Element, RequestError> {
+    item.payload.parse::<Element>().map_err(|e| {
+        RequestError::Internal(format!(
+            "stored item {} of {} {} does not parse: {e}",
+            item.item_id, item.usage_point, item.series
+        ))
+    })
+}
+
+/// `<usage point>@D`.
+pub fn usage_point_jid(ctx: &Context, up: &UsagePoint) -> Jid {
+    BareJid::new(&format!("{}@{}", up.id, ctx.domain))
+        .map(Jid::from)
+        .unwrap_or_else(|_| ctx.domain.clone().into())
+}
+
+/// The headline notification of one item to `to` (exactly as subscribed), as text: the payload is
+/// serialised once per batch and spliced into each subscriber's message. With `delay` (the last
+/// item sent on subscribe) it carries a XEP-0203 stamp. The `id` is set at delivery.
+pub fn notification_xml(
+    from: &str,
+    to: &str,
+    node: &str,
+    item_id: &str,
+    payload: &str,
+    delay: Option<i64>,
+) -> String {
+    let delay = delay
+        .map(|stamp| {
+            format!(
+                "<delay xmlns='{}' from='{}' stamp='{}'/>",
+                ns::DELAY,
+                escape(from),
+                xep_0082(stamp)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<message xmlns='{}' type='headline' from='{}' to='{}'><event xmlns='{}'><items node='{}'><item id='{}'>{payload}</item></items></event>{delay}</message>",
+        ns::COMPONENT,
+        escape(from),
+        escape(to),
+        ns::PUBSUB_EVENT,
+        escape(node),
+        escape(item_id),
+    )
+}
+
+/// A generation-2 push: `<message>` to the subscriber's bare JID carrying `<quoalise>` as text.
+pub fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
+    format!(
+        "<message xmlns='{}' from='{}' to='{}'>{quoalise}</message>",
+        ns::COMPONENT,
+        escape(from),
+        escape(to)
+    )
+}
+
+/// XEP-0082 date-time in UTC.
+fn xep_0082(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Escapes text for an XML attribute value or text node.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '\'', '"']) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The notice that a subscription ended (`subscription="none"`), e.g. after a grant expired.
+pub fn subscription_ended(from: &Jid, subscription: &Subscription) -> Element {
+    Element::builder("message", ns::COMPONENT)
+        .attr(xml_ncname!("from").to_ncname(), from.to_string())
+        .attr(xml_ncname!("to").to_ncname(), &subscription.jid)
+        .attr(xml_ncname!("id").to_ncname(), crate::xmpp::id::random_id())
+        .append(stanza::event(stanza::subscription(
+            ns::PUBSUB_EVENT,
+            &subscription.series,
+            &subscription.jid,
+            Some(&subscription.subid),
+            State::None,
+        )))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_well_formed_and_escaped() {
+        let payload = "<quoalise xmlns='urn:quoalise:0'><data/></quoalise>";
+        let xml = notification_xml("1@d", "a@b/r'<&", "x/y", "i1", payload, Some(1_790_632_800));
+        let el: Element = xml.parse().unwrap();
+        assert_eq!(el.attr("to"), Some("a@b/r'<&"));
+        assert_eq!(el.attr("type"), Some("headline"));
+        let delay = el.get_child("delay", ns::DELAY).unwrap();
+        assert_eq!(delay.attr("stamp"), Some("2026-09-28T22:00:00Z"));
+        let item = el
+            .get_child("event", ns::PUBSUB_EVENT)
+            .unwrap()
+            .get_child("items", ns::PUBSUB_EVENT)
+            .unwrap()
+            .get_child("item", ns::PUBSUB_EVENT)
+            .unwrap();
+        assert_eq!(item.attr("id"), Some("i1"));
+        assert!(item.get_child("quoalise", ns::QUOALISE).is_some());
+        let push: Element = push_xml("1@d", "a@b", payload).parse().unwrap();
+        assert!(push.get_child("quoalise", ns::QUOALISE).is_some());
+        assert_eq!(escape("plain"), "plain");
+    }
+}
