@@ -749,6 +749,766 @@ async fn concurrent_config_reconciliation(a: Arc<dyn Store>, b: Arc<dyn Store>) 
     assert_eq!(subjects, ["erin@example.org", "frank@example.org"]);
 }
 
+// ---- Subscriptions, publishing, the outbox ----
+
+const ALICE: &str = "alice@example.org";
+const ALICE_PHONE: &str = "alice@example.org/phone";
+/// Series of [`XAAL_B2`] (declared by [`usage_point_story`]) that the publish story uses, so that
+/// the readings checked by [`check_final_state`] stay as they are.
+const TEMPERATURE: &str = "temperature/raw";
+const HUMIDITY: &str = "humidity/raw";
+/// The delivery task's clock in these stories: entries queued for "at once" are due at any time.
+const NOW: i64 = 1_900_000_000;
+const LEASE: i64 = 60;
+/// Items kept per node in the publish story.
+const MAX_ITEMS: usize = 3;
+
+use SubscriptionKind::{PubSub, Push};
+
+fn sub_ids(subs: &[Subscription]) -> Vec<i64> {
+    subs.iter().map(|s| s.id).collect()
+}
+
+fn entry_ids(entries: &[OutboxEntry]) -> Vec<i64> {
+    entries.iter().map(|e| e.id).collect()
+}
+
+/// A notification as the XMPP side would serialise it; quotes and non-ASCII text must come back
+/// byte for byte.
+fn stanza(to: &str, n: usize) -> String {
+    format!(
+        "<message xmlns='jabber:component:accept' type='headline' to='{to}' id='n{n}'>\
+         <event xmlns='http://jabber.org/protocol/pubsub#event'><items node=\"température\">\
+         <item id='i{n}'/></items></event></message>"
+    )
+}
+
+fn item(series: &str, item_id: &str, published_at: i64) -> Item {
+    Item {
+        usage_point: XAAL_B2.into(),
+        series: series.into(),
+        item_id: item_id.into(),
+        published_at,
+        payload: format!(
+            "<quoalise xmlns=\"urn:quoalise:0\"><data><!-- {item_id} ¤ --></data></quoalise>"
+        ),
+    }
+}
+
+fn item_ids(items: &[Item]) -> Vec<&str> {
+    items.iter().map(|i| i.item_id.as_str()).collect()
+}
+
+/// Subscribing (idempotent, exact JIDs), listing and unsubscribing. Runs after
+/// [`usage_point_story`]; returns the subscriptions it leaves, which [`check_final_state`]
+/// expects to find after a restart.
+async fn subscription_story(store: Arc<dyn Store>) -> Vec<Subscription> {
+    assert!(store.all_subscriptions().await.unwrap().is_empty());
+    assert!(store.subscribers(PRM, LOAD_CURVE).await.unwrap().is_empty());
+
+    let sub = |kind, up: &'static str, series: &'static str, jid: &'static str, subid| {
+        let store = store.clone();
+        async move {
+            let s = store.subscribe(kind, up, series, jid, subid).await.unwrap();
+            assert_eq!(
+                (
+                    s.kind,
+                    s.usage_point.as_str(),
+                    s.series.as_str(),
+                    s.jid.as_str()
+                ),
+                (kind, up, series, jid)
+            );
+            assert!(s.created_at > 1_700_000_000, "{s:?}");
+            s
+        }
+    };
+    let bare = sub(PubSub, PRM, LOAD_CURVE, ALICE, "s-bare").await;
+    assert_eq!(bare.subid, "s-bare");
+    // Idempotent: the same subscription again, its first subid kept.
+    assert_eq!(sub(PubSub, PRM, LOAD_CURVE, ALICE, "s-other").await, bare);
+    // A full JID, the push kind, another series: each a subscription of its own.
+    let phone = sub(PubSub, PRM, LOAD_CURVE, ALICE_PHONE, "s-phone").await;
+    let push = sub(Push, PRM, LOAD_CURVE, ALICE, "p-1").await;
+    let daily = sub(PubSub, PRM, DAILY, ALICE, "s-daily").await;
+    // Not alice's, whatever their prefix.
+    let evil = sub(PubSub, PRM, LOAD_CURVE, "alice@example.org.evil", "s-evil").await;
+    let orgx = sub(PubSub, PRM, LOAD_CURVE, "alice@example.orgx/res", "s-x").await;
+    let bob = sub(PubSub, PRM, LOAD_CURVE, "bob@example.org", "s-bob").await;
+    let sensor = sub(PubSub, XAAL_B2, TEMPERATURE, ALICE_PHONE, "s-t").await;
+    let created = [&bare, &phone, &push, &daily, &evil, &orgx, &bob, &sensor];
+    assert!(created.windows(2).all(|w| w[0].id < w[1].id), "{created:?}");
+
+    // Nodes that do not exist cannot be subscribed to, and the attempt leaves nothing.
+    for (up, series) in [
+        (PRM, "nope/raw"),
+        ("ghost", LOAD_CURVE),
+        (DEMO_A1, LOAD_CURVE),
+    ] {
+        match store.subscribe(PubSub, up, series, ALICE, "s").await {
+            Err(StoreError::UnknownSeries {
+                usage_point,
+                series: path,
+            }) => assert_eq!((usage_point.as_str(), path.as_str()), (up, series)),
+            other => panic!("expected an unknown-series error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store.all_subscriptions().await.unwrap().len(),
+        created.len()
+    );
+
+    // Both kinds, ordered by id.
+    assert_eq!(
+        store.subscribers(PRM, LOAD_CURVE).await.unwrap(),
+        [&bare, &phone, &push, &evil, &orgx, &bob].map(Clone::clone)
+    );
+    assert_eq!(
+        store.subscribers(PRM, DAILY).await.unwrap(),
+        [daily.clone()]
+    );
+    assert!(store.subscribers(PRM, PRODUCTION).await.unwrap().is_empty());
+
+    // A bare JID finds itself and its full JIDs, nothing that merely starts like it.
+    assert_eq!(
+        store.subscriptions_of(ALICE, None).await.unwrap(),
+        [&bare, &phone, &push, &daily, &sensor].map(Clone::clone)
+    );
+    assert_eq!(
+        store.subscriptions_of(ALICE, Some(PRM)).await.unwrap(),
+        [&bare, &phone, &push, &daily].map(Clone::clone)
+    );
+    assert_eq!(
+        store.subscriptions_of(ALICE, Some(XAAL_B2)).await.unwrap(),
+        [sensor.clone()]
+    );
+    assert!(store
+        .subscriptions_of(ALICE, Some(DEMO_A1))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sub_ids(
+            &store
+                .subscriptions_of("alice@example.org.evil", None)
+                .await
+                .unwrap()
+        ),
+        [evil.id]
+    );
+    for nobody in ["alice@example.or", "alice@example", "lice@example.org", ""] {
+        assert!(
+            store
+                .subscriptions_of(nobody, None)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{nobody}"
+        );
+    }
+
+    // Unsubscribing with a subid removes only that subscription, if the subid matches.
+    assert!(store
+        .unsubscribe(PubSub, PRM, Some(LOAD_CURVE), ALICE, Some("s-other"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .unsubscribe(PubSub, PRM, Some(LOAD_CURVE), ALICE, Some("s-bare"))
+            .await
+            .unwrap(),
+        [bare.clone()]
+    );
+    // Without a subid; the JID is matched exactly, the kind too.
+    assert_eq!(
+        store
+            .unsubscribe(PubSub, PRM, Some(LOAD_CURVE), ALICE_PHONE, None)
+            .await
+            .unwrap(),
+        [phone.clone()]
+    );
+    assert!(store
+        .unsubscribe(PubSub, PRM, Some(LOAD_CURVE), ALICE, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        sub_ids(&store.subscribers(PRM, LOAD_CURVE).await.unwrap()),
+        [push.id, evil.id, orgx.id, bob.id]
+    );
+
+    // A new subscription gets a new id, never a removed one's.
+    let again = sub(PubSub, PRM, LOAD_CURVE, ALICE, "s-again").await;
+    assert!(again.id > sensor.id);
+    // All series of the usage point at once; other kinds and usage points stay.
+    assert_eq!(
+        store
+            .unsubscribe(PubSub, PRM, None, ALICE, None)
+            .await
+            .unwrap(),
+        [daily.clone(), again.clone()]
+    );
+    assert!(store
+        .unsubscribe(PubSub, PRM, None, ALICE, None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // By id (bounce, revoked grant).
+    assert_eq!(
+        store.remove_subscription(bob.id).await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(store.remove_subscription(bob.id).await.unwrap(), None);
+
+    let left = vec![push, evil, orgx, sensor];
+    assert_eq!(store.all_subscriptions().await.unwrap(), left);
+    left
+}
+
+/// The readings of [`TEMPERATURE`] in the publish story.
+async fn temperature_readings(store: &dyn Store) -> u64 {
+    store
+        .count_readings(XAAL_B2, TEMPERATURE, i64::MIN, i64::MAX)
+        .await
+        .unwrap()
+}
+
+/// The publish transaction: readings, item and notifications together or not at all; items
+/// kept, replaced, trimmed and listed. Runs after [`subscription_story`]; leaves pending outbox
+/// entries for [`outbox_story`].
+async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
+    assert!(store
+        .items(XAAL_B2, TEMPERATURE, None, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.last_item(XAAL_B2, TEMPERATURE).await.unwrap(), None);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+
+    // One batch: its readings, its item, a notification per subscriber and one for nobody.
+    let subscribers = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap();
+    assert_eq!(subscribers, subs[3..]);
+    let mut outbox: Vec<(Option<i64>, String)> = subscribers
+        .iter()
+        .enumerate()
+        .map(|(n, s)| (Some(s.id), stanza(&s.jid, n)))
+        .collect();
+    outbox.push((None, stanza("admin@example.org", 99)));
+    let first = item(TEMPERATURE, "i1", T0);
+    let ids = store
+        .publish(
+            &batch(XAAL_B2, TEMPERATURE, &[(T0, 20.5), (T0 + 60, 20.75)]),
+            Some(&first),
+            &outbox,
+            MAX_ITEMS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), outbox.len());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    for (id, (subscription, stanza)) in ids.iter().zip(&outbox) {
+        assert_eq!(
+            store.outbox_entry(*id).await.unwrap(),
+            Some(OutboxEntry {
+                id: *id,
+                subscription: *subscription,
+                stanza: stanza.clone(),
+                attempts: 0,
+                not_before: 0,
+            })
+        );
+    }
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+    assert_eq!(temperature_readings(store.as_ref()).await, 2);
+    assert_eq!(
+        store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap(),
+        [first.clone()]
+    );
+    assert_eq!(
+        store.last_item(XAAL_B2, TEMPERATURE).await.unwrap(),
+        Some(first.clone())
+    );
+
+    // All or nothing: an unknown series, an item on an unknown node, a NaN reading each fail
+    // the whole publish, the readings written before the failure included.
+    let doomed = [(Some(subs[0].id), stanza(ALICE, 7))];
+    let failures = [
+        (
+            batch(XAAL_B2, "nope/raw", &[(T0 + 120, 1.0)]),
+            item(TEMPERATURE, "x", T0),
+        ),
+        (
+            batch(XAAL_B2, TEMPERATURE, &[(T0 + 120, 1.0)]),
+            item("nope/raw", "x", T0),
+        ),
+        (
+            batch(
+                XAAL_B2,
+                TEMPERATURE,
+                &[(T0 + 120, 1.0), (T0 + 180, f64::NAN)],
+            ),
+            item(TEMPERATURE, "x", T0),
+        ),
+    ];
+    for (bad_batch, bad_item) in &failures {
+        let err = store
+            .publish(bad_batch, Some(bad_item), &doomed, MAX_ITEMS)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::UnknownSeries { .. } | StoreError::NonFiniteValue { .. }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(store.pending_count().await.unwrap(), 2);
+        assert_eq!(temperature_readings(store.as_ref()).await, 2);
+        assert_eq!(
+            item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
+            ["i1"]
+        );
+    }
+    assert!(store
+        .items(XAAL_B2, "nope/raw", None, None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Newest first, at most MAX_ITEMS kept per node.
+    for (n, id) in ["i2", "i3", "i4", "i5"].iter().enumerate() {
+        let at = T0 + 60 * (n as i64 + 2);
+        store
+            .publish(
+                &batch(XAAL_B2, TEMPERATURE, &[(at, 21.0)]),
+                Some(&item(TEMPERATURE, id, at)),
+                &[],
+                MAX_ITEMS,
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(temperature_readings(store.as_ref()).await, 6);
+    let items = store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap();
+    assert_eq!(item_ids(&items), ["i5", "i4", "i3"]);
+    assert_eq!(items[0], item(TEMPERATURE, "i5", T0 + 300));
+
+    // Republishing an item id replaces the item, which becomes the newest; nothing is trimmed
+    // that should not be.
+    let replaced = Item {
+        payload: "<quoalise xmlns=\"urn:quoalise:0\"><data>corrected</data></quoalise>".into(),
+        ..item(TEMPERATURE, "i3", T0 + 400)
+    };
+    store
+        .publish(
+            &batch(XAAL_B2, TEMPERATURE, &[]),
+            Some(&replaced),
+            &[],
+            MAX_ITEMS,
+        )
+        .await
+        .unwrap();
+    let items = store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap();
+    assert_eq!(item_ids(&items), ["i3", "i5", "i4"]);
+    assert_eq!(items[0], replaced);
+    assert_eq!(
+        store.last_item(XAAL_B2, TEMPERATURE).await.unwrap(),
+        Some(replaced.clone())
+    );
+
+    // Limits and ids.
+    let some = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let listed = |ids: Option<Vec<String>>, limit: Option<usize>| {
+        let store = store.clone();
+        async move {
+            let items = store
+                .items(XAAL_B2, TEMPERATURE, ids.as_deref(), limit)
+                .await
+                .unwrap();
+            item_ids(&items)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(None, Some(2)).await, ["i3", "i5"]);
+    assert!(listed(None, Some(0)).await.is_empty());
+    assert_eq!(listed(None, Some(usize::MAX)).await, ["i3", "i5", "i4"]);
+    assert_eq!(
+        listed(Some(some(&["i4", "i1", "i3", "missing"])), None).await,
+        ["i3", "i4"]
+    );
+    assert_eq!(
+        listed(Some(some(&["i4", "i5", "i3"])), Some(1)).await,
+        ["i3"]
+    );
+    assert!(listed(Some(Vec::new()), None).await.is_empty());
+
+    // Another node, and item ids that a naive encoding of the id list would break.
+    let odd_ids = ["a\"b", "c\\d", "e'f", "g,h", "[]", "é\u{1}\n", "%_"];
+    for (n, id) in odd_ids.iter().enumerate() {
+        store
+            .publish(
+                &batch(XAAL_B2, TEMPERATURE, &[]),
+                Some(&item(HUMIDITY, id, T0 + n as i64)),
+                &[],
+                odd_ids.len(),
+            )
+            .await
+            .unwrap();
+    }
+    for id in odd_ids {
+        let found = store
+            .items(XAAL_B2, HUMIDITY, Some(&some(&[id])), None)
+            .await
+            .unwrap();
+        assert_eq!(item_ids(&found), [id]);
+    }
+    assert_eq!(
+        store
+            .items(XAAL_B2, HUMIDITY, None, None)
+            .await
+            .unwrap()
+            .len(),
+        odd_ids.len()
+    );
+    assert_eq!(
+        item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
+        ["i3", "i5", "i4"]
+    );
+    assert_eq!(store.pending_count().await.unwrap(), 2);
+}
+
+/// Claiming, sending, leases, retries, discarding and purging. Runs after [`publish_story`],
+/// whose two notifications are pending.
+async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
+    // What the publish story queued: claimed once, then not again while the claim lasts.
+    let published = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    assert_eq!(published.len(), 2);
+    assert!(store.claim_outbox(NOW, 10, LEASE).await.unwrap().is_empty());
+    store.mark_sent(&entry_ids(&published), NOW).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert!(store
+        .claim_outbox(NOW + 10 * LEASE, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert!(store.enqueue(&[]).await.unwrap().is_empty());
+    let queued: Vec<(Option<i64>, String)> = (0..5)
+        .map(|n| ((n % 2 == 0).then_some(subs[0].id), stanza(ALICE, 100 + n)))
+        .collect();
+    let ids = store.enqueue(&queued).await.unwrap();
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids[0] > published[1].id);
+    let expected: Vec<OutboxEntry> = ids
+        .iter()
+        .zip(&queued)
+        .map(|(id, (subscription, stanza))| OutboxEntry {
+            id: *id,
+            subscription: *subscription,
+            stanza: stanza.clone(),
+            attempts: 0,
+            not_before: 0,
+        })
+        .collect();
+    assert_eq!(store.pending_count().await.unwrap(), 5);
+
+    // Oldest first, `limit` at a time; claimed entries are not handed out twice.
+    assert_eq!(
+        store.claim_outbox(NOW, 2, LEASE).await.unwrap(),
+        expected[..2]
+    );
+    assert_eq!(
+        store.claim_outbox(NOW, 10, LEASE).await.unwrap(),
+        expected[2..]
+    );
+    assert!(store.claim_outbox(NOW, 10, LEASE).await.unwrap().is_empty());
+    assert!(store
+        .claim_outbox(NOW + LEASE - 1, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.pending_count().await.unwrap(), 5);
+
+    // Sent entries are done; the others' claims expire and they are claimed again (a crashed
+    // or stuck sender).
+    store.mark_sent(&ids[..2], NOW + 1).await.unwrap();
+    store.mark_sent(&[], NOW + 1).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 3);
+    assert_eq!(
+        store.claim_outbox(NOW + LEASE, 10, LEASE).await.unwrap(),
+        expected[2..]
+    );
+    assert!(store
+        .claim_outbox(NOW + LEASE, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    // Marking sent again keeps the first time (see the purge below).
+    store.mark_sent(&ids[..1], NOW + 500).await.unwrap();
+    // Sent entries stay readable, for bounce handling.
+    assert_eq!(
+        store.outbox_entry(ids[1]).await.unwrap(),
+        Some(expected[1].clone())
+    );
+    assert_eq!(store.outbox_entry(ids[4] + 1000).await.unwrap(), None);
+
+    // A bounce asking to wait: pending again, one attempt more, not before the given time.
+    // Works on claimed and on sent entries.
+    let later = NOW + 1000;
+    assert!(store.retry_later(ids[2], later).await.unwrap());
+    assert!(store.retry_later(ids[1], later).await.unwrap());
+    assert!(!store.retry_later(ids[4] + 1000, later).await.unwrap());
+    let retried = |i: usize, attempts| OutboxEntry {
+        attempts,
+        not_before: later,
+        ..expected[i].clone()
+    };
+    assert_eq!(
+        store.outbox_entry(ids[2]).await.unwrap(),
+        Some(retried(2, 1))
+    );
+    assert_eq!(store.pending_count().await.unwrap(), 4);
+    // Due ones only: 3 and 4 (their claim expired), not the retried ones yet.
+    assert_eq!(
+        store.claim_outbox(later - 1, 10, LEASE).await.unwrap(),
+        expected[3..]
+    );
+    assert_eq!(
+        store.claim_outbox(later, 10, LEASE).await.unwrap(),
+        [retried(1, 1), retried(2, 1)]
+    );
+    assert!(store.retry_later(ids[2], later + 5).await.unwrap());
+    assert_eq!(
+        store.claim_outbox(later + 5, 10, LEASE).await.unwrap(),
+        [OutboxEntry {
+            not_before: later + 5,
+            ..retried(2, 2)
+        }]
+    );
+    store.mark_sent(&ids[1..], later + 6).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+
+    // Dropping what a subscription still has pending, claimed or not; sent entries and other
+    // subscriptions' stay.
+    let (gone, kept) = (subs[1].id, subs[2].id);
+    let more = store
+        .enqueue(&[
+            (Some(gone), stanza("x", 1)),
+            (Some(kept), stanza("x", 2)),
+            (Some(gone), stanza("x", 3)),
+            (Some(gone), stanza("x", 4)),
+            (None, stanza("x", 5)),
+        ])
+        .await
+        .unwrap();
+    let claimed = store.claim_outbox(later + 10, 1, LEASE).await.unwrap();
+    assert_eq!(entry_ids(&claimed), [more[0]]);
+    store.mark_sent(&more[3..4], later + 10).await.unwrap();
+    assert_eq!(store.discard_pending(gone).await.unwrap(), 2);
+    assert_eq!(store.discard_pending(gone).await.unwrap(), 0);
+    assert_eq!(store.outbox_entry(more[0]).await.unwrap(), None);
+    assert!(store.outbox_entry(more[3]).await.unwrap().is_some());
+    assert_eq!(
+        entry_ids(&store.claim_outbox(later + 10, 10, LEASE).await.unwrap()),
+        [more[1], more[4]]
+    );
+    store
+        .mark_sent(&[more[1], more[4]], later + 20)
+        .await
+        .unwrap();
+
+    // Purging sent entries by age: `sent_at < before`.
+    assert_eq!(store.purge_sent(NOW).await.unwrap(), 0);
+    // The publish story's two (NOW) and ids[0] (NOW + 1, not NOW + 500).
+    assert_eq!(store.purge_sent(NOW + 2).await.unwrap(), 3);
+    assert_eq!(store.outbox_entry(ids[0]).await.unwrap(), None);
+    assert!(store.outbox_entry(ids[1]).await.unwrap().is_some());
+    // ids[1..5] at later + 6, more[3] at later + 10, more[1] and more[4] at later + 20.
+    assert_eq!(store.purge_sent(later + 20).await.unwrap(), 5);
+    assert_eq!(store.purge_sent(i64::MAX).await.unwrap(), 2);
+    assert_eq!(store.purge_sent(i64::MAX).await.unwrap(), 0);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
+/// Entries queued, some claimed by a sender that then dies: the state a crash leaves. See
+/// [`check_after_crash`].
+async fn crash_with_claims(store: Arc<dyn Store>) -> Vec<OutboxEntry> {
+    let ids = store
+        .enqueue(&[
+            (None, stanza("crash@example.org", 1)),
+            (None, stanza("crash@example.org", 2)),
+            (None, stanza("crash@example.org", 3)),
+        ])
+        .await
+        .unwrap();
+    let claimed = store.claim_outbox(NOW, 2, LEASE).await.unwrap();
+    assert_eq!(entry_ids(&claimed), ids[..2]);
+    let mut all = claimed;
+    all.extend(store.outbox_entry(ids[2]).await.unwrap());
+    all
+}
+
+/// After a restart: nothing queued is lost; what the dead sender claimed goes out once its claim
+/// expires, the rest at once.
+async fn check_after_crash(store: Arc<dyn Store>, queued: &[OutboxEntry]) {
+    assert_eq!(store.pending_count().await.unwrap(), 3);
+    assert_eq!(
+        store.claim_outbox(NOW, 10, LEASE).await.unwrap(),
+        queued[2..]
+    );
+    assert_eq!(
+        store.claim_outbox(NOW + LEASE, 10, LEASE).await.unwrap(),
+        queued[..2]
+    );
+    store
+        .mark_sent(&entry_ids(queued), NOW + LEASE)
+        .await
+        .unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.purge_sent(i64::MAX).await.unwrap(), 3);
+}
+
+/// Delivery tasks of several instances claiming at once get disjoint sets that cover every
+/// entry.
+async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
+    const ENTRIES: usize = 2000;
+    let queued: Vec<(Option<i64>, String)> = (0..ENTRIES)
+        .map(|n| (None, stanza("many@example.org", n)))
+        .collect();
+    let ids = stores[0].enqueue(&queued).await.unwrap();
+    let claimers = stores.into_iter().map(|store| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store.claim_outbox(NOW, 37, LEASE).await.unwrap();
+            if batch.is_empty() {
+                return mine;
+            }
+            let batch_ids = entry_ids(&batch);
+            store.mark_sent(&batch_ids, NOW).await.unwrap();
+            mine.extend(batch_ids);
+        }
+    });
+    let claimed = futures::future::join_all(claimers).await;
+    let mut seen = BTreeSet::new();
+    for mine in &claimed {
+        assert!(
+            !mine.is_empty(),
+            "a claimer got nothing: {:?}",
+            claimed.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        for id in mine {
+            assert!(seen.insert(*id), "entry {id} claimed twice");
+        }
+    }
+    assert_eq!(seen, ids.into_iter().collect());
+}
+
+/// Rough figures for the report: one publish with 100 subscribers, claims of 256 entries.
+/// Asserts only a generous bound, to catch a full scan or a per-row round trip.
+async fn timing(store: Arc<dyn Store>, label: &str) {
+    const SUBSCRIBERS: usize = 100;
+    const PUBLISHES: usize = 30;
+    let up = usage_point("99999000000001", "demo", "Demo meter");
+    store
+        .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
+        .await
+        .unwrap();
+    let mut subs = Vec::new();
+    for n in 0..SUBSCRIBERS {
+        let jid = format!("app{n}@example.org/quoalise");
+        subs.push(
+            store
+                .subscribe(PubSub, &up.id, LOAD_CURVE, &jid, &format!("sub{n}"))
+                .await
+                .unwrap(),
+        );
+    }
+    // A notification of a 30-minute reading is about 1 KiB.
+    let payload = format!(
+        "<quoalise xmlns='urn:quoalise:0'><data><meta>{}</meta><sensml/></data></quoalise>",
+        "x".repeat(600)
+    );
+    let mut publish_times = Vec::new();
+    for p in 0..PUBLISHES {
+        let at = T0 + p as i64 * HALF_HOUR;
+        let item = Item {
+            usage_point: up.id.clone(),
+            series: LOAD_CURVE.into(),
+            item_id: format!("item-{p}"),
+            published_at: at,
+            payload: payload.clone(),
+        };
+        let outbox: Vec<(Option<i64>, String)> = subs
+            .iter()
+            .map(|s| {
+                (
+                    Some(s.id),
+                    format!(
+                        "<message to='{}' id='{p}-{}' type='headline'><event>{payload}</event></message>",
+                        s.jid, s.id
+                    ),
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        let ids = store
+            .publish(
+                &batch(&up.id, LOAD_CURVE, &[(at, 100.0)]),
+                Some(&item),
+                &outbox,
+                10,
+            )
+            .await
+            .unwrap();
+        publish_times.push(started.elapsed());
+        assert_eq!(ids.len(), SUBSCRIBERS);
+    }
+    let pending = store.pending_count().await.unwrap();
+    assert_eq!(pending, (SUBSCRIBERS * PUBLISHES) as u64);
+    let mut claim_times = Vec::new();
+    let mut mark_times = Vec::new();
+    loop {
+        let started = Instant::now();
+        let batch = store.claim_outbox(NOW, 256, LEASE).await.unwrap();
+        claim_times.push(started.elapsed());
+        if batch.is_empty() {
+            break;
+        }
+        let started = Instant::now();
+        store.mark_sent(&entry_ids(&batch), NOW).await.unwrap();
+        mark_times.push(started.elapsed());
+    }
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (publish, claim, mark) = (
+        median(&mut publish_times),
+        median(&mut claim_times),
+        median(&mut mark_times),
+    );
+    eprintln!(
+        "{label}: publish (100 subscribers, 1 KiB stanzas) median {publish:?} max {:?}; \
+         claim_outbox(256) median {claim:?} max {:?}; mark_sent(256) median {mark:?}",
+        publish_times.last().unwrap(),
+        claim_times.last().unwrap()
+    );
+    assert!(
+        publish < Duration::from_millis(500),
+        "{label}: publish {publish:?}"
+    );
+    assert!(
+        claim < Duration::from_millis(200),
+        "{label}: claim {claim:?}"
+    );
+}
+
 /// What both stories leave behind; checked again after a restart.
 async fn check_final_state(store: Arc<dyn Store>) {
     assert_eq!(
@@ -779,6 +1539,29 @@ async fn check_final_state(store: Arc<dyn Store>) {
     );
     assert_eq!(store.audit_entries(0, 100).await.unwrap().len(), 3);
 
+    // Every subscription resumes as it was, without anyone subscribing again.
+    let subs: Vec<(SubscriptionKind, String, String, String, String)> = store
+        .all_subscriptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.kind, s.usage_point, s.series, s.jid, s.subid))
+        .collect();
+    let expected = [
+        (Push, PRM, LOAD_CURVE, ALICE, "p-1"),
+        (PubSub, PRM, LOAD_CURVE, "alice@example.org.evil", "s-evil"),
+        (PubSub, PRM, LOAD_CURVE, "alice@example.orgx/res", "s-x"),
+        (PubSub, XAAL_B2, TEMPERATURE, ALICE_PHONE, "s-t"),
+    ]
+    .map(|(k, up, series, jid, subid)| {
+        (k, up.to_owned(), series.to_owned(), jid.to_owned(), subid.to_owned())
+    });
+    assert_eq!(subs, expected);
+    assert_eq!(
+        item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
+        ["i3", "i5", "i4"]
+    );
+
     let subjects: Vec<String> = store
         .grants()
         .await
@@ -792,6 +1575,9 @@ async fn check_final_state(store: Arc<dyn Store>) {
 async fn all_stories(store: Arc<dyn Store>) {
     usage_point_story(store.clone()).await;
     readings_story(store.clone()).await;
+    let subs = subscription_story(store.clone()).await;
+    publish_story(store.clone(), &subs).await;
+    outbox_story(store.clone(), &subs).await;
     let grants = grant_story(store.clone()).await;
     audit_story(store.clone(), grants).await;
     check_final_state(store).await;
@@ -823,11 +1609,14 @@ async fn sqlite_file() {
 
     let store = store::open(&url).await.unwrap();
     all_stories(store.clone()).await;
+    // The process dies with notifications queued, some claimed but not sent.
+    let queued = crash_with_claims(store.clone()).await;
     drop(store);
     assert!(path.is_file());
 
     // A restart finds everything, and migrating again is a no-op.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+    check_after_crash(store.clone(), &queued).await;
     check_final_state(store.clone()).await;
 
     let mut conn = SqliteConnection::connect(&url).await.unwrap();
@@ -845,12 +1634,17 @@ async fn sqlite_file() {
     let url = format!("sqlite://{}", dir.path().join("shared.db").display());
     let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
     let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-    concurrent_config_reconciliation(a, b).await;
+    concurrent_config_reconciliation(a.clone(), b.clone()).await;
+    concurrent_claims(vec![a, b]).await;
+
+    let url = format!("sqlite://{}", dir.path().join("timing.db").display());
+    timing(store::open(&url).await.unwrap(), "SQLite file").await;
 }
 
 #[tokio::test]
 async fn sqlite_memory() {
     all_stories(store::open("sqlite::memory:").await.unwrap()).await;
+    timing(store::open("sqlite::memory:").await.unwrap(), "SQLite memory").await;
 }
 
 #[tokio::test]
@@ -875,10 +1669,13 @@ async fn postgres() {
         PostgresStore::open(&url)
     );
     let (store, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
-    all_stories(store).await;
+    all_stories(store.clone()).await;
+    // An instance dies with notifications claimed but not sent (its claims stay in the database).
+    let queued = crash_with_claims(store).await;
 
-    // Opening an already migrated database.
+    // Opening an already migrated database: another instance, or the restart.
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    check_after_crash(store.clone(), &queued).await;
     check_final_state(store.clone()).await;
 
     let mut conn = PgConnection::connect(&url).await.unwrap();
@@ -895,5 +1692,10 @@ async fn postgres() {
 
     // Two instances sharing it.
     let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    concurrent_config_reconciliation(other, second).await;
+    concurrent_config_reconciliation(other.clone(), second.clone()).await;
+    let third: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
+    concurrent_claims(vec![other, second, third]).await;
+
+    let timing_url = cluster.create_database("store_timing").await;
+    timing(store::open(&timing_url).await.unwrap(), "PostgreSQL").await;
 }

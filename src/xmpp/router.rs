@@ -158,6 +158,13 @@ impl Router {
         };
         let outcome = match self.resolve(&from, &to).await {
             Ok(request) => self.dispatch(&request, &payload, is_get).await,
+            // PubSub reads on a usage point the requester may not see: the whitelist answer
+            // (closed node), given whether the usage point exists or not, so nothing leaks.
+            Err(RequestError::ItemNotFound) if to.node().is_some() && is_pubsub_read(&payload) => {
+                Err(RequestError::ClosedNode(
+                    "You have no grant for this usage point".into(),
+                ))
+            }
             Err(e) => Err(e),
         };
         match outcome {
@@ -239,6 +246,14 @@ impl Router {
         };
         Ok(Some(payload).into())
     }
+}
+
+/// A subscribe or items request, which XEP-0060 answers with `closed-node` on a whitelist node.
+fn is_pubsub_read(payload: &Element) -> bool {
+    payload.is("pubsub", ns::PUBSUB)
+        && payload
+            .children()
+            .any(|c| c.is("subscribe", ns::PUBSUB) || c.is("items", ns::PUBSUB))
 }
 
 /// An `<iq type="result"/>` built directly: converting an `Iq` to an `Element` re-serialises and

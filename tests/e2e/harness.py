@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import AsyncIterator, Iterable
@@ -311,6 +312,115 @@ def start_server(kind: str, workdir: Path, accounts: Iterable[str] = ACCOUNTS) -
 
 
 # --------------------------------------------------------------------------------------------
+# PostgreSQL (the same approach as tests/support/pg.rs)
+
+PG_ROOT = Path("/usr/lib/postgresql")
+PG_BINDIR_ENV = "PG_BINDIR"
+
+
+def pg_bin_dir() -> Path:
+    """`$PG_BINDIR`, else the newest /usr/lib/postgresql/<version>/bin holding initdb and pg_ctl."""
+    env = os.environ.get(PG_BINDIR_ENV)
+    if env:
+        path = Path(env)
+        if not ((path / "initdb").is_file() and (path / "pg_ctl").is_file()):
+            raise HarnessError(f"{PG_BINDIR_ENV}={env} holds no initdb and pg_ctl")
+        return path
+    found = []
+    for entry in PG_ROOT.iterdir() if PG_ROOT.is_dir() else []:
+        bin_dir = entry / "bin"
+        if entry.name.isdigit() and (bin_dir / "initdb").is_file() and (bin_dir / "pg_ctl").is_file():
+            found.append((int(entry.name), bin_dir))
+    if not found:
+        raise HarnessError(
+            f"PostgreSQL server binaries not found in {PG_ROOT}/<version>/bin: install the server "
+            f"package (apt-get install postgresql) or set {PG_BINDIR_ENV}"
+        )
+    return max(found)[1]
+
+
+class PgCluster:
+    """A throwaway PostgreSQL cluster: initdb in a temporary directory, started on a free loopback
+    port with its socket in that directory, trust authentication, stopped and removed by stop().
+
+    PostgreSQL refuses to run as root: when we are root, every server command goes through
+    `runuser -u postgres` and the directory is handed to that user.
+    """
+
+    START_ATTEMPTS = 3
+
+    def __init__(self):
+        self.bin = pg_bin_dir()
+        self.as_postgres = os.geteuid() == 0
+        self.dir = Path(tempfile.mkdtemp(prefix="quoalise-e2e-pg-"))
+        self.dir.chmod(0o700)
+        if self.as_postgres:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "server.log"
+        self.port = 0
+        self.started = False
+
+    def _cmd(self, program: str, *args: str) -> list[str]:
+        path = str(self.bin / program)
+        return ["runuser", "-u", "postgres", "--", path, *args] if self.as_postgres else [path, *args]
+
+    def _run(self, program: str, *args: str, check: bool = True, timeout: float = 60.0):
+        result = subprocess.run(
+            self._cmd(program, *args),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.dir,  # the postgres user may not be allowed into ours
+        )
+        if check and result.returncode != 0:
+            raise HarnessError(
+                f"{program} {' '.join(args)} failed with status {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}\n--- {self.log_path}\n{tail(self.log_path)}"
+            )
+        return result
+
+    def start(self) -> "PgCluster":
+        self._run(
+            "initdb", "--auth=trust", "--username=postgres", "--encoding=UTF8",
+            "--locale=C.UTF-8", "--no-sync", "-D", str(self.data),
+        )
+        for attempt in range(1, self.START_ATTEMPTS + 1):
+            port = free_port()
+            options = (
+                f"-p {port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off"
+            )
+            result = self._run(
+                "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "start",
+                check=attempt == self.START_ATTEMPTS,
+            )
+            if result.returncode == 0:
+                self.port = port
+                self.started = True
+                return self
+        raise AssertionError("unreachable")
+
+    def create_database(self, name: str) -> str:
+        """Creates database `name` and returns its URL (superuser postgres, trust)."""
+        if not re.fullmatch(r"[a-z0-9_]+", name):
+            raise HarnessError(f"database name {name!r} is not a plain identifier")
+        self._run("createdb", "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", name)
+        return self.url(name)
+
+    def url(self, db: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        if self.started:
+            with contextlib.suppress(Exception):
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
 # The component
 
 
@@ -320,8 +430,17 @@ def component_config(
     *,
     secret: str | None = None,
     extra_xmpp: str = "",
+    store_url: str | None = None,
+    meters: int = 3,
+    history_days: int = 3,
+    log_level: str = "info",
 ) -> str:
+    """The component's TOML: the demo source backfills `history_days` days at start (3 is enough
+    for two full past days; more only slows the start). `store_url` defaults to a SQLite file in
+    `workdir`."""
     web_port = free_port()
+    if store_url is None:
+        store_url = f"sqlite://{workdir / 'quoalise.db'}"
     return f"""\
 # Written by tests/e2e/harness.py
 [xmpp]
@@ -332,7 +451,7 @@ ping_interval = "20s"
 reconnect_max_delay = "2s"
 {extra_xmpp}
 [store]
-url = "sqlite://{workdir / 'quoalise.db'}"
+url = "{store_url}"
 
 [web]
 bind = "127.0.0.1:{web_port}"
@@ -349,13 +468,14 @@ purpose = "end-to-end tests"
 [[source]]
 type = "demo"
 id = "demo"
-meters = 3
+meters = {meters}
 live_interval = "2s"
+history_days = {history_days}
 title = "Demo meters"
 description = "Simulated Linky-like electricity meters"
 
 [log]
-level = "info"
+level = "{log_level}"
 """
 
 
@@ -460,7 +580,7 @@ def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------------------------
 # slixmpp clients
 
-PLUGINS = ("xep_0030", "xep_0012", "xep_0059", "xep_0092", "xep_0128", "xep_0199")
+PLUGINS = ("xep_0004", "xep_0030", "xep_0012", "xep_0050", "xep_0059", "xep_0092", "xep_0128", "xep_0199")
 
 
 def make_client(jid: str, password: str = PASSWORD) -> slixmpp.ClientXMPP:

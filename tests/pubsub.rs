@@ -1,0 +1,423 @@
+//! XEP-0060 through the router and the publisher: subscriptions, items, notifications in the
+//! outbox, refusals, and subscriptions ending with their grant.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use minidom::Element;
+use quoalise_component::access::{grants_from_config, Access};
+use quoalise_component::commands;
+use quoalise_component::config::{GrantConfig, HumanDuration};
+use quoalise_component::model::{Batch, Grant, GrantOrigin, Reading};
+use quoalise_component::publisher::{self, Publisher};
+use quoalise_component::source::demo::DemoConfig;
+use quoalise_component::source::SourceEvent;
+use quoalise_component::store::{self, Store};
+use quoalise_component::xep::adhoc::Engine;
+use quoalise_component::xmpp::router::{Context, Router};
+use tokio::sync::Notify;
+use xmpp_parsers::jid::BareJid;
+
+const D: &str = "quoalise.localhost";
+const ALICE: &str = "alice@localhost/phone";
+const BOB: &str = "bob@localhost/laptop";
+const UP: &str = "99999000000001";
+const LIVE: &str = "consumption/power/active/instant";
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
+    let store = store::open("sqlite::memory:").await.unwrap();
+    let demo = DemoConfig {
+        id: "demo".into(),
+        meters: 1,
+        first_meter: 1,
+        live_interval: HumanDuration(std::time::Duration::from_secs(2)),
+        history_days: 1,
+        title: "Demo meters".into(),
+        description: "Simulated".into(),
+    };
+    for (usage_point, series) in demo.fleet() {
+        publisher::apply(
+            store.as_ref(),
+            &SourceEvent::Declare {
+                usage_point,
+                series,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    store
+        .replace_config_grants(&grants_from_config(&[GrantConfig {
+            jid: "alice@localhost".into(),
+            usage_points: vec![UP.into()],
+            series: vec!["*".into()],
+            purpose: None,
+            valid_until: None,
+        }]))
+        .await
+        .unwrap();
+    let router = Router::new(Context {
+        domain: BareJid::from_str(D).unwrap(),
+        sources: vec![demo.info()],
+        store: store.clone(),
+        access: Access::new(
+            [BareJid::from_str("admin@localhost").unwrap()],
+            store.clone(),
+        ),
+        commands: Engine::new(commands::all()),
+        max_stanza_size: 512 * 1024,
+    });
+    let publisher = Publisher {
+        ctx: router.shared_context(),
+        wake: Arc::new(Notify::new()),
+        max_items: 10,
+    };
+    (router, publisher, store)
+}
+
+fn iq(type_: &str, from: &str, payload: &str) -> Element {
+    format!("<iq xmlns='jabber:component:accept' type='{type_}' id='p1' from='{from}' to='{UP}@{D}'><pubsub xmlns='{PUBSUB}'>{payload}</pubsub></iq>")
+        .parse()
+        .unwrap()
+}
+
+fn condition(reply: &Element) -> (String, Option<String>) {
+    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
+    let error = reply.get_child("error", "jabber:component:accept").unwrap();
+    let defined = error
+        .children()
+        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
+        .unwrap()
+        .name()
+        .to_owned();
+    let app = error
+        .children()
+        .find(|c| c.ns() == "http://jabber.org/protocol/pubsub#errors")
+        .map(|c| c.name().to_owned());
+    (defined, app)
+}
+
+async fn publish(publisher: &Publisher, time: i64, value: f64) {
+    publisher
+        .publish(&Batch {
+            usage_point: UP.into(),
+            series: LIVE.into(),
+            readings: vec![Reading { time, value }],
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn subscribe_publish_notify_unsubscribe() {
+    let (r, p, store) = setup().await;
+    publish(&p, 1_790_632_800, 500.0).await;
+    assert_eq!(store.pending_count().await.unwrap(), 0, "no subscriber yet");
+
+    let out = r
+        .handle(iq(
+            "set",
+            ALICE,
+            &format!("<subscribe node='{LIVE}' jid='{ALICE}'/>"),
+        ))
+        .await;
+    assert_eq!(out.len(), 2, "result, then the last item");
+    let sub = out[0]
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("subscription", PUBSUB)
+        .unwrap();
+    assert_eq!(sub.attr("subscription"), Some("subscribed"));
+    assert_eq!(sub.attr("jid"), Some(ALICE), "full JID kept as given");
+    let last = &out[1];
+    assert_eq!(
+        (last.name(), last.attr("type"), last.attr("to")),
+        ("message", Some("headline"), Some(ALICE))
+    );
+    assert!(last.get_child("delay", "urn:xmpp:delay").is_some());
+
+    publish(&p, 1_790_632_802, 510.0).await;
+    publish(&p, 1_790_632_804, 520.0).await;
+    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
+    store.mark_sent(&ids, 0).await.unwrap();
+    let note: Element = pending[0].stanza.parse().unwrap();
+    assert_eq!(
+        (note.attr("to"), note.attr("type")),
+        (Some(ALICE), Some("headline"))
+    );
+    let item = note
+        .get_child("event", EVENT)
+        .unwrap()
+        .get_child("items", EVENT)
+        .unwrap()
+        .get_child("item", EVENT)
+        .unwrap();
+    let senml = item
+        .get_child("quoalise", "urn:quoalise:0")
+        .unwrap()
+        .get_child("data", "urn:quoalise:0")
+        .unwrap()
+        .get_child("sensml", "urn:ietf:params:xml:ns:senml")
+        .unwrap()
+        .children()
+        .next()
+        .unwrap();
+    assert_eq!(senml.attr("v"), Some("510"));
+
+    // Items: the two newest with max_items.
+    let reply = &r
+        .handle(iq(
+            "get",
+            ALICE,
+            &format!("<items node='{LIVE}' max_items='2'/>"),
+        ))
+        .await[0];
+    let items = reply
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("items", PUBSUB)
+        .unwrap();
+    assert_eq!(items.children().count(), 2);
+
+    // Subscriptions listed.
+    let reply = &r.handle(iq("get", ALICE, "<subscriptions/>")).await[0];
+    let subs = reply
+        .get_child("pubsub", PUBSUB)
+        .unwrap()
+        .get_child("subscriptions", PUBSUB)
+        .unwrap();
+    assert_eq!(subs.children().count(), 1);
+
+    // Unsubscribe without subid stops notifications.
+    let reply = &r
+        .handle(iq(
+            "set",
+            ALICE,
+            &format!("<unsubscribe node='{LIVE}' jid='{ALICE}'/>"),
+        ))
+        .await[0];
+    assert_eq!(reply.attr("type"), Some("result"));
+    publish(&p, 1_790_632_806, 530.0).await;
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    let reply = &r
+        .handle(iq(
+            "set",
+            ALICE,
+            &format!("<unsubscribe node='{LIVE}' jid='{ALICE}'/>"),
+        ))
+        .await[0];
+    assert_eq!(
+        condition(reply),
+        ("unexpected-request".into(), Some("not-subscribed".into()))
+    );
+}
+
+#[tokio::test]
+async fn refusals() {
+    let (r, _, _) = setup().await;
+    let cases = [
+        (
+            BOB,
+            format!("<subscribe node='{LIVE}' jid='{BOB}'/>"),
+            "set",
+            ("not-allowed", Some("closed-node")),
+        ),
+        (
+            BOB,
+            format!("<items node='{LIVE}'/>"),
+            "get",
+            ("not-allowed", Some("closed-node")),
+        ),
+        (
+            ALICE,
+            format!("<subscribe node='{LIVE}' jid='mallory@localhost'/>"),
+            "set",
+            ("bad-request", Some("invalid-jid")),
+        ),
+        (
+            ALICE,
+            "<subscribe node='no/such' jid='alice@localhost'/>".to_owned(),
+            "set",
+            ("item-not-found", None),
+        ),
+        (
+            ALICE,
+            format!("<publish node='{LIVE}'><item/></publish>"),
+            "set",
+            ("forbidden", None),
+        ),
+        (
+            ALICE,
+            "<create node='mine'/>".to_owned(),
+            "set",
+            ("forbidden", None),
+        ),
+        (
+            ALICE,
+            format!("<retract node='{LIVE}'><item id='x'/></retract>"),
+            "set",
+            ("forbidden", None),
+        ),
+        (
+            ALICE,
+            "<affiliations/>".to_owned(),
+            "get",
+            ("feature-not-implemented", Some("unsupported")),
+        ),
+        (
+            ALICE,
+            format!("<unsubscribe node='{LIVE}' jid='alice@localhost' subid='nope'/>"),
+            "set",
+            ("unexpected-request", Some("not-subscribed")),
+        ),
+    ];
+    for (who, payload, type_, (defined, app)) in cases {
+        let reply = &r.handle(iq(type_, who, &payload)).await[0];
+        assert_eq!(
+            condition(reply),
+            (defined.to_owned(), app.map(str::to_owned)),
+            "{payload}"
+        );
+    }
+    let owner: Element = format!("<iq xmlns='jabber:component:accept' type='set' id='p1' from='{ALICE}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='{LIVE}'/></pubsub></iq>").parse().unwrap();
+    assert_eq!(condition(&r.handle(owner).await[0]).0, "forbidden");
+
+    // A wrong subid on an existing subscription.
+    r.handle(iq(
+        "set",
+        ALICE,
+        &format!("<subscribe node='{LIVE}' jid='alice@localhost'/>"),
+    ))
+    .await;
+    let reply = &r
+        .handle(iq(
+            "set",
+            ALICE,
+            &format!("<unsubscribe node='{LIVE}' jid='alice@localhost' subid='nope'/>"),
+        ))
+        .await[0];
+    assert_eq!(
+        condition(reply),
+        ("not-acceptable".into(), Some("invalid-subid".into()))
+    );
+}
+
+#[tokio::test]
+async fn revoked_grant_ends_subscriptions_with_a_notice() {
+    let (r, p, store) = setup().await;
+    let grant_id = store
+        .add_grant(&Grant {
+            id: None,
+            subject: "bob@localhost".into(),
+            usage_point: UP.into(),
+            series: "*".into(),
+            valid_from: None,
+            valid_until: None,
+            origin: GrantOrigin::Admin,
+            purpose: None,
+        })
+        .await
+        .unwrap();
+    let reply = &r
+        .handle(iq(
+            "set",
+            BOB,
+            &format!("<subscribe node='{LIVE}' jid='bob@localhost'/>"),
+        ))
+        .await[0];
+    assert_eq!(reply.attr("type"), Some("result"));
+    store.revoke_grant(grant_id).await.unwrap();
+    publish(&p, 1_790_632_800, 1.0).await;
+    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
+    assert_eq!(pending.len(), 1, "only the end notice, no data");
+    let notice: Element = pending[0].stanza.parse().unwrap();
+    let sub = notice
+        .get_child("event", EVENT)
+        .unwrap()
+        .get_child("subscription", EVENT)
+        .unwrap();
+    assert_eq!(sub.attr("subscription"), Some("none"));
+    assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn periodic_check_ends_expired_grants() {
+    let (r, p, store) = setup().await;
+    store
+        .add_grant(&Grant {
+            id: None,
+            subject: "bob@localhost".into(),
+            usage_point: UP.into(),
+            series: "*".into(),
+            valid_from: None,
+            valid_until: Some(quoalise_component::access::now() + 1),
+            origin: GrantOrigin::Admin,
+            purpose: None,
+        })
+        .await
+        .unwrap();
+    r.handle(iq(
+        "set",
+        BOB,
+        &format!("<subscribe node='{LIVE}' jid='{BOB}'/>"),
+    ))
+    .await;
+    assert_eq!(store.subscribers(UP, LIVE).await.unwrap().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(publisher::expire_subscriptions(&p.ctx).await.unwrap(), 1);
+    assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn generation_2_push() {
+    let (r, p, store) = setup().await;
+    let cmd = |node: &str, identifier: &str| -> Element {
+        format!("<iq xmlns='jabber:component:accept' type='set' id='c1' from='{ALICE}' to='demo@{D}'><command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'><x xmlns='jabber:x:data' type='submit'><field var='identifier'><value>{identifier}</value></field></x></command></iq>").parse().unwrap()
+    };
+    let reply = &r
+        .handle(cmd("subscribe", &format!("urn:dev:prm:{UP}_{LIVE}")))
+        .await[0];
+    assert_eq!(
+        reply.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(reply)
+    );
+    publish(&p, 1_790_632_800, 42.0).await;
+    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let message: Element = pending[0].stanza.parse().unwrap();
+    assert_eq!(message.attr("to"), Some("alice@localhost"), "bare JID");
+    assert!(message
+        .get_child("quoalise", "urn:quoalise:0")
+        .unwrap()
+        .get_child("data", "urn:quoalise:0")
+        .is_some());
+    // A bare usage-point URN unsubscribes all its series.
+    let reply = &r
+        .handle(cmd("unsubscribe", &format!("urn:dev:prm:{UP}")))
+        .await[0];
+    assert_eq!(reply.attr("type"), Some("result"));
+    assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cancel_bounce_ends_the_subscription() {
+    let (r, p, store) = setup().await;
+    r.handle(iq(
+        "set",
+        ALICE,
+        &format!("<subscribe node='{LIVE}' jid='{ALICE}'/>"),
+    ))
+    .await;
+    publish(&p, 1_790_632_800, 1.0).await;
+    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
+    let id = pending[0].id;
+    let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='q{id}' from='{ALICE}' to='{UP}@{D}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
+    assert!(r.handle(bounce).await.is_empty());
+    assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
