@@ -17,12 +17,13 @@ use xmpp_parsers::jid::Jid;
 use crate::access::{self, Access};
 use crate::config::Settings;
 use crate::publisher::Publisher;
+use crate::source::SourceEvent;
 use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
 use crate::xmpp::router::{Context, Router};
 use crate::{commands, delivery, publisher, store, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
-const SOURCE_EVENTS: usize = 1024;
+pub const SOURCE_EVENTS: usize = 1024;
 /// Capacity of the writer channel; a full channel slows handlers down.
 const OUTBOUND: usize = 1024;
 
@@ -37,6 +38,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// Runs the component until `shutdown` is cancelled.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);
+    serve_with_events(settings, shutdown, events_tx, events_rx).await
+}
+
+/// Like [`serve`], with the source-event channel given by the caller, who may keep a sender to
+/// inject events next to the configured sources (benchmarks drive publications this way).
+pub async fn serve_with_events(
+    settings: Settings,
+    shutdown: CancellationToken,
+    events_tx: mpsc::Sender<SourceEvent>,
+    events_rx: mpsc::Receiver<SourceEvent>,
+) -> anyhow::Result<()> {
     let config = &settings.config;
     let store = store::open(&config.store.url)
         .await
@@ -57,7 +70,6 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());
 
-    let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);
     let publisher = tokio::spawn(
         Publisher {
             ctx: ctx.clone(),
