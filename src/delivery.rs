@@ -49,12 +49,14 @@ pub async fn send_pending(
     shutdown: CancellationToken,
 ) {
     let limiter = RateLimiter::direct(Quota::per_second(rate));
+    // A claim must be sent well within its lease, or it would be claimed and sent twice.
+    let claim = CLAIM.min((rate.get() as usize * LEASE_SECS as usize / 2).max(1));
     loop {
         tokio::select! {
             up = connected.wait_for(|up| *up) => if up.is_err() { return },
             _ = shutdown.cancelled() => return,
         }
-        let entries = match store.claim_outbox(now(), CLAIM, LEASE_SECS).await {
+        let entries = match store.claim_outbox(now(), claim, LEASE_SECS).await {
             Ok(entries) => entries,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox; retrying");
@@ -107,18 +109,23 @@ pub async fn record_reports(
     mut released: mpsc::UnboundedReceiver<i64>,
     wake: Arc<Notify>,
 ) {
+    /// Puts `first` and what else is already queued on `rx` into `batch`, up to [`CLAIM`] ids.
+    fn drain(first: i64, rx: &mut mpsc::UnboundedReceiver<i64>, batch: &mut Vec<i64>) {
+        batch.push(first);
+        while batch.len() < CLAIM {
+            match rx.try_recv() {
+                Ok(id) => batch.push(id),
+                Err(_) => break,
+            }
+        }
+    }
+
     let mut batch = Vec::with_capacity(CLAIM);
     loop {
         tokio::select! {
             id = written.recv() => match id {
                 Some(id) => {
-                    batch.push(id);
-                    while batch.len() < CLAIM {
-                        match written.try_recv() {
-                            Ok(id) => batch.push(id),
-                            Err(_) => break,
-                        }
-                    }
+                    drain(id, &mut written, &mut batch);
                     if let Err(e) = store.mark_sent(&batch, now()).await {
                         // They will be sent again when their lease expires: a duplicate, not a loss.
                         tracing::error!(error = %e, entries = batch.len(), "cannot mark outbox entries sent");
@@ -128,9 +135,12 @@ pub async fn record_reports(
                 None => return,
             },
             Some(id) = released.recv() => {
-                if let Err(e) = store.retry_later(id, now()).await {
-                    tracing::error!(error = %e, id, "cannot release an outbox entry; its lease will");
+                drain(id, &mut released, &mut batch);
+                // No attempt is counted: the subscriber never saw them.
+                if let Err(e) = store.release(&batch).await {
+                    tracing::error!(error = %e, entries = batch.len(), "cannot release outbox entries; their lease will");
                 }
+                batch.clear();
                 wake.notify_one();
             }
         }

@@ -1257,6 +1257,33 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     );
     assert_eq!(store.outbox_entry(ids[4] + 1000).await.unwrap(), None);
 
+    // The link dropped before writing 2 and 3: released, they are claimable again at once, with
+    // no attempt counted. Sent (0, 1) and unknown ids are ignored; 4 keeps its claim.
+    assert_eq!(store.release(&[]).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .release(&[ids[0], ids[1], ids[2], ids[3], ids[3], ids[4] + 1000])
+            .await
+            .unwrap(),
+        2
+    );
+    // Already released (unclaimed): nothing more to release.
+    assert_eq!(store.release(&ids[2..4]).await.unwrap(), 0);
+    assert_eq!(store.pending_count().await.unwrap(), 3);
+    assert_eq!(
+        store.outbox_entry(ids[1]).await.unwrap(),
+        Some(expected[1].clone())
+    );
+    assert_eq!(
+        store.claim_outbox(NOW + LEASE, 10, LEASE).await.unwrap(),
+        expected[2..4]
+    );
+    assert!(store
+        .claim_outbox(NOW + LEASE, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+
     // A bounce asking to wait: pending again, one attempt more, not before the given time.
     // Works on claimed and on sent entries.
     let later = NOW + 1000;

@@ -224,6 +224,11 @@ pub trait Store: Send + Sync + 'static {
     /// ignored.
     async fn mark_sent(&self, ids: &[i64], at: i64) -> Result<(), StoreError>;
 
+    /// Makes claimed-but-unsent entries pending again at once (the link dropped before writing
+    /// them), without counting an attempt: their claim ends, `attempts` and `not_before` stay.
+    /// Unknown, unclaimed and already-sent ids are ignored. Returns how many were released.
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError>;
+
     /// Puts an entry (pending, claimed or sent) back as pending, unclaimed, with attempts + 1 and
     /// this `not_before` (retry after a `wait` or `auth` bounce); false if unknown.
     async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError>;

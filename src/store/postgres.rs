@@ -158,6 +158,9 @@ const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = $1 WHERE id IN \
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1, claimed_until = NULL \
      WHERE id = ANY($2) AND sent_at IS NULL";
 
+const RELEASE: &str = "UPDATE outbox SET claimed_until = NULL \
+     WHERE id = ANY($1) AND sent_at IS NULL AND claimed_until IS NOT NULL";
+
 const RETRY_LATER: &str = "UPDATE outbox SET sent_at = NULL, claimed_until = NULL, \
      attempts = attempts + 1, not_before = $1 WHERE id = $2";
 
@@ -677,6 +680,17 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(RELEASE)
+            .bind(ids)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError> {

@@ -276,6 +276,10 @@ const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = ?1 WHERE id IN \
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
      WHERE id IN (SELECT value FROM json_each(?2)) AND sent_at IS NULL";
 
+/// `?1` a JSON array of ids.
+const RELEASE: &str = "UPDATE outbox SET claimed_until = NULL \
+     WHERE id IN (SELECT value FROM json_each(?1)) AND sent_at IS NULL AND claimed_until IS NOT NULL";
+
 const RETRY_LATER: &str = "UPDATE outbox SET sent_at = NULL, claimed_until = NULL, \
      attempts = attempts + 1, not_before = ? WHERE id = ?";
 
@@ -811,6 +815,17 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(sqlx::query(RELEASE)
+            .bind(json_ints(ids))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     async fn retry_later(&self, id: i64, not_before: i64) -> Result<bool, StoreError> {
