@@ -198,19 +198,20 @@ async fn read_page(
     }
 }
 
-/// Bytes of `<senml bn='…' bt='…' bu='…' bver='26' t='0' v='…'/>`, counted generously.
+/// Bytes of `<senml bn='…' bt='…' bu='…' bver='26' t='0' v='…'></senml>` as the stream writes
+/// it (never the short `<senml/>` form), counted generously.
 fn first_record_size(base_name: &str, unit: &str, r: Reading) -> usize {
     let bver = if is_secondary_unit(unit) { 10 } else { 0 };
-    48 + base_name.len() * 2
+    56 + base_name.len() * 2
         + unit.len()
         + bver
         + format_number(r.time as f64).len()
         + format_number(r.value).len()
 }
 
-/// Bytes of `<senml t='…' v='…'/>`.
+/// Bytes of `<senml t='…' v='…'></senml>`.
 fn record_size(offset: i64, value: f64) -> usize {
-    21 + format_number(offset as f64).len() + format_number(value).len()
+    28 + format_number(offset as f64).len() + format_number(value).len()
 }
 
 #[cfg(test)]
@@ -248,7 +249,7 @@ mod tests {
             .collect();
         let mut pack = Pack::from_readings(base, "Wh", &readings);
         pack.records[0].t = Some(0.0);
-        let real = String::from(&Element::from(&pack)).len();
+        let real = xso::to_vec(&Element::from(&pack)).unwrap().len();
         let estimate: usize = first_record_size(
             base,
             "Wh",

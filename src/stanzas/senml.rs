@@ -291,16 +291,6 @@ fn record_element(r: &Record) -> Element {
         .build()
 }
 
-/// Serialised size estimate of a pack of `n` numeric records, used to plan paging without
-/// building the elements first (an overestimate is safe, an underestimate is not).
-pub fn estimated_size(base_name: &str, n: usize) -> usize {
-    let first = "<senml bn='' bt='0000000000' bu='xxxxxx' bver='26' v='-0000000000.000000'/>";
-    first.len()
-        + base_name.len()
-        + n.saturating_sub(1) * "<senml t='000000000' v='-0000000000.000000'/>".len()
-        + 80
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,16 +390,5 @@ mod tests {
         assert_eq!(format_number(-3.0), "-3");
         assert_eq!(format_number(0.1), "0.1");
         assert_eq!(format_number(1e20), "100000000000000000000");
-    }
-
-    #[test]
-    fn size_estimate_is_an_upper_bound() {
-        let readings: Vec<_> = (0..1000)
-            .map(|i| (1_600_000_000 + i * 1800, -12345.678))
-            .collect();
-        let name = "urn:dev:prm:30001610071843_consumption/power/active/raw";
-        let pack = Pack::from_readings(name, "Wh", &readings);
-        let actual = String::from(&Element::from(&pack)).len();
-        assert!(estimated_size(name, 1000) >= actual, "{actual}");
     }
 }

@@ -370,7 +370,7 @@ async fn send_ping(config: &LinkConfig, stream: &mut Stream, seq: u64) -> std::i
 /// Writes one stanza unless it exceeds the server's limit, in which case sending it would make
 /// the server close the stream: it is dropped with an error log (and an iq gets an error reply).
 async fn write(config: &LinkConfig, stream: &mut Stream, el: Element) -> std::io::Result<()> {
-    let size = serialized_size(&el);
+    let size = wire_size(&el);
     if size > config.max_stanza_size {
         tracing::error!(
             size,
@@ -387,26 +387,13 @@ async fn write(config: &LinkConfig, stream: &mut Stream, el: Element) -> std::io
     stream.send(&el).await
 }
 
-fn serialized_size(el: &Element) -> usize {
-    let mut counter = CountingWriter(0);
-    match el.write_to(&mut counter) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// Counts bytes instead of storing them: measuring a stanza must not double its memory.
-struct CountingWriter(usize);
-
-impl std::io::Write for CountingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The size of a stanza as the stream writes it. xso's encoder (what tokio-xmpp writes with)
+/// never uses the short `<a/>` form, so minidom's own serialisation would undercount by a few
+/// bytes per empty element: enough to push a history page past Prosody's limit.
+pub fn wire_size(el: &Element) -> usize {
+    xso::to_vec(el)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX)
 }
 
 /// Replaces an oversized iq result by a `resource-constraint` error to the same requester.
@@ -455,13 +442,15 @@ mod tests {
     }
 
     #[test]
-    fn size_is_the_serialised_length() {
-        let el: Element = "<iq xmlns='jabber:component:accept' type='result' id='a'/>"
-            .parse()
-            .unwrap();
-        let mut buf = Vec::new();
-        el.write_to(&mut buf).unwrap();
-        assert_eq!(serialized_size(&el), buf.len());
+    fn size_counts_empty_elements_as_written_on_the_wire() {
+        let el: Element =
+            "<iq xmlns='jabber:component:accept' type='result' id='a'><x xmlns='y'/></iq>"
+                .parse()
+                .unwrap();
+        let wire = String::from_utf8(xso::to_vec(&el).unwrap()).unwrap();
+        assert!(wire.contains("></x>"), "{wire}");
+        assert_eq!(wire_size(&el), wire.len());
+        assert!(wire_size(&el) > String::from(&el).len());
     }
 
     #[test]

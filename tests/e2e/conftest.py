@@ -25,6 +25,7 @@ import pytest
 from harness import (
     BINARY,
     HarnessError,
+    PgCluster,
     start_component,
     start_server,
 )
@@ -128,9 +129,11 @@ def fresh_server(workspace):
 
 
 @pytest.fixture
-def new_component(workspace):
-    """Factory: one more component process, stopped at the end of the test."""
+def new_component(request, workspace):
+    """Factory: one more component process, stopped at the end of the test (its log is shown
+    when the test fails)."""
     started = []
+    request.node._extra_components = started
 
     def make(server, **kwargs):
         try:
@@ -143,6 +146,21 @@ def new_component(workspace):
     yield make
     for comp in started:
         comp.stop()
+
+
+@pytest.fixture
+def pg_cluster():
+    """A throwaway PostgreSQL cluster (PostgreSQL refuses root: run as the `postgres` user),
+    stopped and removed at the end of the test. Missing server binaries fail the test."""
+    cluster = None
+    try:
+        cluster = PgCluster().start()
+    except HarnessError as e:
+        if cluster is not None:
+            cluster.stop()
+        _fail(e)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -161,6 +179,13 @@ def pytest_runtest_makereport(item, call):
         from harness import tail
 
         report.sections.append((f"{srv.kind} log (tail)", tail(srv.log_path, 30)))
+    pg = funcargs.get("pg_cluster")
+    if pg is not None:
+        from harness import tail
+
+        report.sections.append(("postgresql log (tail)", tail(pg.log_path, 30)))
+    for comp in getattr(item, "_extra_components", []):
+        report.sections.append(("extra component log (tail)", comp.tail(40)))
 
 
 def pytest_report_header(config):

@@ -489,6 +489,7 @@ class Component:
         self.config.write_text(config_text)
         self.log_path = self.dir / "component.log"
         self.proc: subprocess.Popen | None = None
+        self.started_at: float = 0.0  # time.time() of the last start()
 
     def start(self) -> None:
         if not BINARY.exists():
@@ -497,6 +498,7 @@ class Component:
         env.pop("RUST_LOG", None)
         env.pop("QUOALISE_XMPP_SECRET", None)
         log = open(self.log_path, "ab")
+        self.started_at = time.time()
         self.proc = subprocess.Popen(
             [str(BINARY), "run", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,
