@@ -1,25 +1,17 @@
 //! Ad-hoc commands through the router: stages, sessions, results, errors, paging, audit.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use minidom::Element;
-use quoalise_component::access::{grants_from_config, Access};
-use quoalise_component::config::{GrantConfig, HumanDuration};
 use quoalise_component::model::{Batch, Reading};
-use quoalise_component::source::demo::DemoConfig;
-use quoalise_component::source::SourceEvent;
 use quoalise_component::stanzas::quoalise::parse_quoalise;
-use quoalise_component::store::{self, Store};
-use quoalise_component::xep::adhoc::Engine;
-use quoalise_component::xmpp::router::{Context, Router};
-use quoalise_component::{commands, publisher};
-use xmpp_parsers::jid::BareJid;
+use quoalise_component::store::Store;
+use quoalise_component::xmpp::router::Router;
 
-const D: &str = "quoalise.localhost";
-const ALICE: &str = "alice@localhost/phone";
-const BOB: &str = "bob@localhost/laptop";
-const UP: &str = "99999000000001";
+mod common;
+
+use common::{demo_router, ALICE, BOB, D, UP};
+
 const RAW: &str = "consumption/power/active/raw";
 const DAILY: &str = "consumption/energy/active/daily";
 /// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
@@ -27,27 +19,7 @@ const T0: i64 = 1_790_632_800;
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
 async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
-    let store = store::open("sqlite::memory:").await.unwrap();
-    let demo = DemoConfig {
-        id: "demo".into(),
-        meters: 2,
-        first_meter: 1,
-        live_interval: HumanDuration(std::time::Duration::from_secs(2)),
-        history_days: 1,
-        title: "Demo meters".into(),
-        description: "Simulated".into(),
-    };
-    for (usage_point, series) in demo.fleet() {
-        publisher::apply(
-            store.as_ref(),
-            &SourceEvent::Declare {
-                usage_point,
-                series,
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let (router, store) = demo_router(2, &[UP], max_stanza_size).await;
     // Ten days of load curve and daily energy from T0, with known values.
     let raw: Vec<Reading> = (0..480)
         .map(|i| Reading {
@@ -71,27 +43,6 @@ async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    store
-        .replace_config_grants(&grants_from_config(&[GrantConfig {
-            jid: "alice@localhost".into(),
-            usage_points: vec![UP.into()],
-            series: vec!["*".into()],
-            purpose: None,
-            valid_until: None,
-        }]))
-        .await
-        .unwrap();
-    let router = Router::new(Context {
-        domain: BareJid::from_str(D).unwrap(),
-        sources: vec![demo.info()],
-        store: store.clone(),
-        access: Access::new(
-            [BareJid::from_str("admin@localhost").unwrap()],
-            store.clone(),
-        ),
-        commands: Engine::new(commands::all()),
-        max_stanza_size,
-    });
     (router, store)
 }
 

@@ -1,74 +1,25 @@
 //! XEP-0060 through the router and the publisher: subscriptions, items, notifications in the
 //! outbox, refusals, and subscriptions ending with their grant.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use minidom::Element;
-use quoalise_component::access::{grants_from_config, Access};
-use quoalise_component::commands;
-use quoalise_component::config::{GrantConfig, HumanDuration};
 use quoalise_component::model::{Batch, Grant, GrantOrigin, Reading};
 use quoalise_component::publisher::{self, Publisher};
-use quoalise_component::source::demo::DemoConfig;
-use quoalise_component::source::SourceEvent;
-use quoalise_component::store::{self, Store};
-use quoalise_component::xep::adhoc::Engine;
-use quoalise_component::xmpp::router::{Context, Router};
+use quoalise_component::store::Store;
+use quoalise_component::xmpp::router::Router;
 use tokio::sync::Notify;
-use xmpp_parsers::jid::BareJid;
 
-const D: &str = "quoalise.localhost";
-const ALICE: &str = "alice@localhost/phone";
-const BOB: &str = "bob@localhost/laptop";
-const UP: &str = "99999000000001";
+mod common;
+
+use common::{demo_router, ALICE, BOB, D, UP};
+
 const LIVE: &str = "consumption/power/active/instant";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 
 async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
-    let store = store::open("sqlite::memory:").await.unwrap();
-    let demo = DemoConfig {
-        id: "demo".into(),
-        meters: 1,
-        first_meter: 1,
-        live_interval: HumanDuration(std::time::Duration::from_secs(2)),
-        history_days: 1,
-        title: "Demo meters".into(),
-        description: "Simulated".into(),
-    };
-    for (usage_point, series) in demo.fleet() {
-        publisher::apply(
-            store.as_ref(),
-            &SourceEvent::Declare {
-                usage_point,
-                series,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    store
-        .replace_config_grants(&grants_from_config(&[GrantConfig {
-            jid: "alice@localhost".into(),
-            usage_points: vec![UP.into()],
-            series: vec!["*".into()],
-            purpose: None,
-            valid_until: None,
-        }]))
-        .await
-        .unwrap();
-    let router = Router::new(Context {
-        domain: BareJid::from_str(D).unwrap(),
-        sources: vec![demo.info()],
-        store: store.clone(),
-        access: Access::new(
-            [BareJid::from_str("admin@localhost").unwrap()],
-            store.clone(),
-        ),
-        commands: Engine::new(commands::all()),
-        max_stanza_size: 512 * 1024,
-    });
+    let (router, store) = demo_router(1, &[UP], 512 * 1024).await;
     let publisher = Publisher {
         ctx: router.shared_context(),
         wake: Arc::new(Notify::new()),

@@ -1,63 +1,14 @@
 //! Golden-XML tests of the router: stanzas in, stanzas out, with an in-memory SQLite store.
 
-use std::str::FromStr;
-
 use minidom::Element;
-use quoalise_component::access::{grants_from_config, Access};
-use quoalise_component::config::{GrantConfig, HumanDuration};
-use quoalise_component::source::demo::DemoConfig;
-use quoalise_component::source::SourceEvent;
-use quoalise_component::store;
-use quoalise_component::xep::adhoc::Engine;
-use quoalise_component::xmpp::router::{Context, Router};
-use quoalise_component::{commands, publisher};
-use xmpp_parsers::jid::BareJid;
+use quoalise_component::xmpp::router::Router;
 
-const D: &str = "quoalise.localhost";
-const ALICE: &str = "alice@localhost/phone";
-const BOB: &str = "bob@localhost/laptop";
-const ADMIN: &str = "admin@localhost/x";
-const UP1: &str = "99999000000001";
+mod common;
+
+use common::{demo_router, ADMIN, ALICE, BOB, D, UP as UP1};
 
 async fn router(meters: u32) -> Router {
-    let store = store::open("sqlite::memory:").await.unwrap();
-    let demo = DemoConfig {
-        id: "demo".into(),
-        meters,
-        first_meter: 1,
-        live_interval: HumanDuration(std::time::Duration::from_secs(2)),
-        history_days: 1,
-        title: "Demo meters".into(),
-        description: "Simulated".into(),
-    };
-    for (usage_point, series) in demo.fleet() {
-        publisher::apply(
-            store.as_ref(),
-            &SourceEvent::Declare {
-                usage_point,
-                series,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let grants = grants_from_config(&[GrantConfig {
-        jid: "alice@localhost".into(),
-        usage_points: vec!["*".into()],
-        series: vec!["*".into()],
-        purpose: None,
-        valid_until: None,
-    }]);
-    store.replace_config_grants(&grants).await.unwrap();
-    let admins = [BareJid::from_str("admin@localhost").unwrap()];
-    Router::new(Context {
-        domain: BareJid::from_str(D).unwrap(),
-        sources: vec![demo.info()],
-        store: store.clone(),
-        access: Access::new(admins, store),
-        commands: Engine::new(commands::all()),
-        max_stanza_size: 512 * 1024,
-    })
+    demo_router(meters, &["*"], 512 * 1024).await.0
 }
 
 fn iq(type_: &str, from: &str, to: &str, payload: &str) -> Element {
