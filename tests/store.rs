@@ -1422,12 +1422,9 @@ async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
     });
     let claimed = futures::future::join_all(claimers).await;
     let mut seen = BTreeSet::new();
+    // How the entries split between claimers depends on scheduling (under load one may take
+    // them all); what must hold is that no entry is taken twice and none is missed.
     for mine in &claimed {
-        assert!(
-            !mine.is_empty(),
-            "a claimer got nothing: {:?}",
-            claimed.iter().map(Vec::len).collect::<Vec<_>>()
-        );
         for id in mine {
             assert!(seen.insert(*id), "entry {id} claimed twice");
         }
