@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use quoalise_component::model::{
     AuditEntry, Batch, Grant, GrantOrigin, Identifier, Item, Measurement, OutboxEntry, Reading,
@@ -1432,9 +1431,9 @@ async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
     assert_eq!(seen, ids.into_iter().collect());
 }
 
-/// Rough figures for the report: one publish with 100 subscribers, claims of 256 entries.
-/// Asserts only a generous bound, to catch a full scan or a per-row round trip.
-async fn timing(store: Arc<dyn Store>, label: &str) {
+/// A fan-out at scale: 30 publications to 100 subscribers each, then the outbox drained in
+/// claims of 256. (Speed is measured by the benchmarks, not here.)
+async fn fan_out(store: Arc<dyn Store>) {
     const SUBSCRIBERS: usize = 100;
     const PUBLISHES: usize = 30;
     let up = usage_point("99999000000001", "demo", "Demo meter");
@@ -1457,7 +1456,6 @@ async fn timing(store: Arc<dyn Store>, label: &str) {
         "<quoalise xmlns='urn:quoalise:0'><data><meta>{}</meta><sensml/></data></quoalise>",
         "x".repeat(600)
     );
-    let mut publish_times = Vec::new();
     for p in 0..PUBLISHES {
         let at = T0 + p as i64 * HALF_HOUR;
         let item = Item {
@@ -1479,7 +1477,6 @@ async fn timing(store: Arc<dyn Store>, label: &str) {
                 )
             })
             .collect();
-        let started = Instant::now();
         let ids = store
             .publish(
                 &batch(&up.id, LOAD_CURVE, &[(at, 100.0)]),
@@ -1489,48 +1486,21 @@ async fn timing(store: Arc<dyn Store>, label: &str) {
             )
             .await
             .unwrap();
-        publish_times.push(started.elapsed());
         assert_eq!(ids.len(), SUBSCRIBERS);
     }
     let pending = store.pending_count().await.unwrap();
     assert_eq!(pending, (SUBSCRIBERS * PUBLISHES) as u64);
-    let mut claim_times = Vec::new();
-    let mut mark_times = Vec::new();
+    let mut claims = 0;
     loop {
-        let started = Instant::now();
         let batch = store.claim_outbox(NOW, 256, LEASE).await.unwrap();
-        claim_times.push(started.elapsed());
         if batch.is_empty() {
             break;
         }
-        let started = Instant::now();
+        claims += 1;
         store.mark_sent(&entry_ids(&batch), NOW).await.unwrap();
-        mark_times.push(started.elapsed());
     }
+    assert_eq!(claims, (SUBSCRIBERS * PUBLISHES).div_ceil(256));
     assert_eq!(store.pending_count().await.unwrap(), 0);
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2]
-    };
-    let (publish, claim, mark) = (
-        median(&mut publish_times),
-        median(&mut claim_times),
-        median(&mut mark_times),
-    );
-    eprintln!(
-        "{label}: publish (100 subscribers, 1 KiB stanzas) median {publish:?} max {:?}; \
-         claim_outbox(256) median {claim:?} max {:?}; mark_sent(256) median {mark:?}",
-        publish_times.last().unwrap(),
-        claim_times.last().unwrap()
-    );
-    assert!(
-        publish < Duration::from_millis(500),
-        "{label}: publish {publish:?}"
-    );
-    assert!(
-        claim < Duration::from_millis(200),
-        "{label}: claim {claim:?}"
-    );
 }
 
 /// What both stories leave behind; checked again after a restart.
@@ -1668,17 +1638,13 @@ async fn sqlite_file() {
     concurrent_claims(vec![a, b]).await;
 
     let url = format!("sqlite://{}", dir.path().join("timing.db").display());
-    timing(store::open(&url).await.unwrap(), "SQLite file").await;
+    fan_out(store::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn sqlite_memory() {
     all_stories(store::open("sqlite::memory:").await.unwrap()).await;
-    timing(
-        store::open("sqlite::memory:").await.unwrap(),
-        "SQLite memory",
-    )
-    .await;
+    fan_out(store::open("sqlite::memory:").await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -1730,6 +1696,6 @@ async fn postgres() {
     let third: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
     concurrent_claims(vec![other, second, third]).await;
 
-    let timing_url = cluster.create_database("store_timing").await;
-    timing(store::open(&timing_url).await.unwrap(), "PostgreSQL").await;
+    let fan_out_url = cluster.create_database("store_fan_out").await;
+    fan_out(store::open(&fan_out_url).await.unwrap()).await;
 }
