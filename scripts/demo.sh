@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The demo: a private Prosody, the component with its demo meters, and a client that shows what
-# it sees.
+# it sees: the discovery tree, then the meters' readings arriving live.
 #
-#   scripts/demo.sh           build, start everything, print the discovery tree, watch until Ctrl-C
+#   scripts/demo.sh           build, start everything, print the discovery tree, then one line per
+#                             live reading (XEP-0060 notifications, every 2 s per meter) until Ctrl-C
 #   scripts/demo.sh --once    the same, but exit after printing the tree
+#   scripts/demo.sh --live-for SECONDS   watch the live readings that long, then exit
 #   RELEASE=1 scripts/demo.sh use a release build (slow to build on a small machine)
 #   KEEP=1 scripts/demo.sh    keep the temporary directory (configs, logs) on exit
 #   QUOALISE_BIN=path scripts/demo.sh   use that binary instead of building one
@@ -20,15 +22,22 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 WATCH_ARGS=()
-for arg in "$@"; do
-    case "$arg" in
+while [ "$#" -gt 0 ]; do
+    case "$1" in
         --once) WATCH_ARGS+=(--once) ;;
+        --live-for)
+            [ "$#" -ge 2 ] || die "--live-for needs a number of seconds"
+            [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "--live-for: not a number of seconds: $2"
+            WATCH_ARGS+=(--live-for "$2")
+            shift
+            ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
             ;;
-        *) die "unknown argument: $arg (try --help)" ;;
+        *) die "unknown argument: $1 (try --help)" ;;
     esac
+    shift
 done
 
 [ "$(id -u)" -eq 0 ] || die "run as root: Prosody is started as the prosody user through runuser"

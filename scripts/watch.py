@@ -2,14 +2,20 @@
 """What a client sees of a quoalise-component: a small slixmpp client for the demo.
 
 It logs in, walks the discovery tree (the component's domain → data sources → usage points →
-series nodes) and prints it, then stays connected and prints what the component sends it until
-Ctrl-C.
+series nodes) and prints it. Then it subscribes (XEP-0060) to the live series of every usage point
+it sees and prints one line per notification until Ctrl-C:
+
+    21:43:07  99999000000001  consumption/power/active/instant    412 W
+
+The first line of each usage point is its last published item (marked "last published"). On
+exit it unsubscribes.
 
     .venv/bin/python scripts/watch.py --jid demo@localhost --password PW \\
         --host 127.0.0.1 --port 5222 --component quoalise.localhost
 
 The connection is plain TCP without TLS, meant for a local test server on the loopback
-(scripts/demo.sh starts one). Use --once to print the tree and exit.
+(scripts/demo.sh starts one). --once prints the tree and exits; --live-for SECONDS watches that
+long and exits; --series PATH picks another series to watch.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import asyncio
 import logging
 import signal
 import sys
+from datetime import datetime
+from xml.etree import ElementTree as ET
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
@@ -26,6 +34,12 @@ from slixmpp.exceptions import IqError, IqTimeout
 NS_INFO = "http://jabber.org/protocol/disco#info"
 NS_ITEMS = "http://jabber.org/protocol/disco#items"
 NS_DATA = "jabber:x:data"
+NS_PUBSUB = "http://jabber.org/protocol/pubsub"
+NS_EVENT = "http://jabber.org/protocol/pubsub#event"
+NS_DELAY = "urn:xmpp:delay"
+NS_QUOALISE = "urn:quoalise:0"
+NS_SENML = "urn:ietf:params:xml:ns:senml"
+LIVE_SERIES = "consumption/power/active/instant"
 TIMEOUT = 10
 
 
@@ -60,6 +74,36 @@ def first(fields: dict[str, list[str]], var: str, default: str = "?") -> str:
     return values[0]
 
 
+def senml_records(sensml: ET.Element) -> list[tuple[float, float | None, str]]:
+    """(time, value, unit) of each record of a <sensml> pack, resolved per RFC 8428."""
+    base_time, base_unit, base_value = 0.0, "", 0.0
+    out = []
+    for rec in sensml.findall(f"{{{NS_SENML}}}senml"):
+        a = rec.attrib
+        base_time = float(a.get("bt", base_time))
+        base_unit = a.get("bu", base_unit)
+        base_value = float(a.get("bv", base_value))
+        value = base_value + float(a["v"]) if "v" in a else None
+        out.append((base_time + float(a.get("t", "0")), value, a.get("u", base_unit)))
+    return out
+
+
+def readings(item: ET.Element) -> list[tuple[float, float | None, str]]:
+    """The readings carried by a PubSub item (or any element holding <quoalise><data>)."""
+    out = []
+    for data in item.iter(f"{{{NS_QUOALISE}}}data"):
+        for sensml in data.findall(f"{{{NS_SENML}}}sensml"):
+            out.extend(senml_records(sensml))
+    return out
+
+
+def format_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "(no value)"
+    text = f"{value:.0f}" if value == int(value) else f"{value:g}"
+    return f"{text:>6} {unit}".rstrip()
+
+
 class Tree:
     """Prints a tree with box-drawing branches as it is walked."""
 
@@ -87,10 +131,16 @@ class Watcher:
         self.client.enable_direct_tls = False
         self.client.enable_plaintext = True
         self.client.use_aiodns = False
-        for plugin in ("xep_0030", "xep_0059", "xep_0199"):
+        for plugin in ("xep_0030", "xep_0059", "xep_0060", "xep_0199"):
             self.client.register_plugin(plugin)
         self.client.add_event_handler("message", self.on_message)
+        self.client.add_event_handler("pubsub_publish", self.on_publish)
+        self.client.add_event_handler("pubsub_subscription", self.on_subscription)
         self.tree = Tree()
+        # usage-point JID → its series nodes, as walked
+        self.nodes: dict[str, list[str]] = {}
+        # (usage-point JID, node, subid) of our subscriptions
+        self.subscriptions: list[tuple[str, str, str | None]] = []
 
     @property
     def disco(self):
@@ -181,6 +231,7 @@ class Watcher:
         if isinstance(nodes, str):
             self.tree.line(prefix, True, f"error: {nodes}")
             return
+        self.nodes[jid] = [node for _, node, _ in nodes if node]
         for i, (node_jid, node, node_name) in enumerate(nodes):
             meta_iq = await self.info(node_jid or jid, node)
             meta = (
@@ -198,10 +249,65 @@ class Watcher:
             self.tree.line(prefix, i == len(nodes) - 1, f"{node} — {title}{details}")
 
     def on_message(self, msg) -> None:
-        # Whatever the component pushes (PubSub notifications, Quoalise messages) shows up here.
-        payload = ", ".join(child.tag.split("}")[-1] for child in msg.xml) or "(empty)"
-        body = msg["body"]
-        print(f"[{msg['type'] or 'normal'}] from {msg['from']}: {body or payload}", flush=True)
+        # Messages with a body (e.g. the note that a push subscription ended).
+        print(f"[{msg['type'] or 'normal'}] from {msg['from']}: {msg['body']}", flush=True)
+
+    def on_publish(self, msg) -> None:
+        """One line per PubSub notification: time, usage point, series, value."""
+        event = msg.xml.find(f"{{{NS_EVENT}}}event/{{{NS_EVENT}}}items")
+        if event is None:
+            return
+        node = event.get("node") or "?"
+        usage_point = msg["from"].user or str(msg["from"])
+        delayed = msg.xml.find(f"{{{NS_DELAY}}}delay") is not None
+        for item in event.findall(f"{{{NS_EVENT}}}item"):
+            got = readings(item)
+            if not got:
+                continue
+            when, value, unit = got[-1]
+            text = f"{datetime.fromtimestamp(when):%H:%M:%S}  {usage_point}  {node}  {format_value(value, unit)}"
+            if len(got) > 1:
+                text += f"  (+{len(got) - 1} earlier readings)"
+            if delayed:
+                text += "  (last published)"
+            print(text, flush=True)
+
+    def on_subscription(self, msg) -> None:
+        sub = msg["pubsub_event"]["subscription"]
+        print(f"{msg['from']} {sub['node']}: subscription {sub['subscription']}", flush=True)
+
+    async def subscribe_live(self) -> None:
+        """Subscribes this session (full JID) to the watched series of each usage point seen."""
+        pubsub = self.client.plugin["xep_0060"]
+        wanted = [(up, self.args.series) for up, nodes in self.nodes.items() if self.args.series in nodes]
+        if not wanted:
+            print(f"no usage point with a series {self.args.series}: nothing to watch", flush=True)
+            return
+        until = "Ctrl-C to stop" if self.args.live_for is None else f"for {self.args.live_for:g} s"
+        print(
+            f"\nlive readings of {self.args.series} (XEP-0060), one line per notification ({until}):",
+            flush=True,
+        )
+        for up, node in wanted:
+            try:
+                iq = await pubsub.subscribe(up, node, bare=False, timeout=TIMEOUT)
+            except IqError as e:
+                print(f"{up} {node}: cannot subscribe: {e.iq['error']['condition']} {e.iq['error']['text']}", flush=True)
+                continue
+            except IqTimeout:
+                print(f"{up} {node}: no answer to subscribe", flush=True)
+                continue
+            sub = iq.xml.find(f"{{{NS_PUBSUB}}}pubsub/{{{NS_PUBSUB}}}subscription")
+            self.subscriptions.append((up, node, None if sub is None else sub.get("subid")))
+
+    async def unsubscribe_all(self) -> None:
+        pubsub = self.client.plugin["xep_0060"]
+        for up, node, subid in self.subscriptions:
+            try:
+                await pubsub.unsubscribe(up, node, subid=subid, bare=False, timeout=5)
+            except (IqError, IqTimeout):
+                pass
+        self.subscriptions.clear()
 
     async def run(self) -> None:
         await self.login()
@@ -209,13 +315,18 @@ class Watcher:
         await self.walk()
         if self.args.once:
             return
-        print("\nwatching for live readings (Ctrl-C to stop)...", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         self.client.add_event_handler("disconnected", lambda _: stop.set())
-        await stop.wait()
+        await self.subscribe_live()
+        try:
+            await asyncio.wait_for(stop.wait(), self.args.live_for)
+        except asyncio.TimeoutError:
+            pass
+        if self.client.is_connected():
+            await self.unsubscribe_all()
 
     async def close(self) -> None:
         try:
@@ -232,6 +343,14 @@ async def main() -> int:
     parser.add_argument("--port", type=int, default=5222)
     parser.add_argument("--component", default="quoalise.localhost")
     parser.add_argument("--once", action="store_true", help="print the tree and exit")
+    parser.add_argument(
+        "--live-for", type=float, metavar="SECONDS",
+        help="watch live readings this long, then exit (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--series", default=LIVE_SERIES, metavar="PATH",
+        help=f"the series node to watch on each usage point (default: {LIVE_SERIES})",
+    )
     parser.add_argument("--debug", action="store_true", help="log the XML stream")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.ERROR)

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import AsyncIterator, Iterable
@@ -421,6 +422,86 @@ class PgCluster:
 
 
 # --------------------------------------------------------------------------------------------
+# A gate in front of a server port
+
+
+class GatedProxy:
+    """A TCP forwarder from a free loopback port to `target_port`, in threads (it keeps working
+    while a test blocks its event loop). While `open` is false, new connections are accepted and
+    closed at once, as if the server were still down; established ones are left alone. Tests use
+    it to decide when the component may reconnect after a server restart."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.open = True
+        self.refused = 0
+        self.accepted = 0
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.2)
+        self.port = self._listener.getsockname()[1]
+        _HANDED_OUT.add(self.port)
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept_loop, name="gated-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self.open:
+                self.refused += 1
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            self.accepted += 1
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            # Either side ending ends the pair; each pump closes the socket it reads.
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            src.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._listener.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=2)
+
+
+# --------------------------------------------------------------------------------------------
 # The component
 
 
@@ -433,11 +514,15 @@ def component_config(
     store_url: str | None = None,
     meters: int = 3,
     history_days: int = 3,
+    live_interval: str = "1s",
+    reconnect_max_delay: str = "2s",
+    xmpp_port: int | None = None,
     log_level: str = "info",
 ) -> str:
     """The component's TOML: the demo source backfills `history_days` days at start (3 is enough
-    for two full past days; more only slows the start). `store_url` defaults to a SQLite file in
-    `workdir`."""
+    for two full past days; more only slows the start) and publishes a live reading of each meter
+    every `live_interval`. `store_url` defaults to a SQLite file in `workdir`; `xmpp_port` (e.g. a
+    `GatedProxy`) defaults to the server's component port."""
     web_port = free_port()
     if store_url is None:
         store_url = f"sqlite://{workdir / 'quoalise.db'}"
@@ -445,10 +530,10 @@ def component_config(
 # Written by tests/e2e/harness.py
 [xmpp]
 domain = "{server.component_domain}"
-server = "127.0.0.1:{server.component_port}"
+server = "127.0.0.1:{xmpp_port or server.component_port}"
 secret = "{secret if secret is not None else server.component_secret}"
 ping_interval = "20s"
-reconnect_max_delay = "2s"
+reconnect_max_delay = "{reconnect_max_delay}"
 {extra_xmpp}
 [store]
 url = "{store_url}"
@@ -469,7 +554,7 @@ purpose = "end-to-end tests"
 type = "demo"
 id = "demo"
 meters = {meters}
-live_interval = "2s"
+live_interval = "{live_interval}"
 history_days = {history_days}
 title = "Demo meters"
 description = "Simulated Linky-like electricity meters"
@@ -582,7 +667,10 @@ def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
 # --------------------------------------------------------------------------------------------
 # slixmpp clients
 
-PLUGINS = ("xep_0004", "xep_0030", "xep_0012", "xep_0050", "xep_0059", "xep_0092", "xep_0128", "xep_0199")
+PLUGINS = (
+    "xep_0004", "xep_0030", "xep_0012", "xep_0050", "xep_0059", "xep_0060", "xep_0092", "xep_0128",
+    "xep_0199",
+)
 
 
 def make_client(jid: str, password: str = PASSWORD) -> slixmpp.ClientXMPP:
@@ -604,9 +692,19 @@ def make_client(jid: str, password: str = PASSWORD) -> slixmpp.ClientXMPP:
 
 
 @contextlib.asynccontextmanager
-async def connected(server: XmppServer, user: str, timeout: float = 15.0) -> AsyncIterator[slixmpp.ClientXMPP]:
-    """A logged-in slixmpp client as `user@localhost`, disconnected on exit."""
-    client = make_client(f"{user}@{server.host}")
+async def connected(
+    server: XmppServer,
+    user: str,
+    timeout: float = 15.0,
+    *,
+    resource: str | None = None,
+    presence: bool = False,
+) -> AsyncIterator[slixmpp.ClientXMPP]:
+    """A logged-in slixmpp client as `user@localhost` (with `resource` if given, else one the
+    server picks), disconnected on exit. With `presence`, it sends its initial presence: servers
+    deliver messages addressed to the bare JID (PubSub notifications, pushes) only to available
+    resources."""
+    client = make_client(f"{user}@{server.host}" + (f"/{resource}" if resource else ""))
     loop = asyncio.get_running_loop()
     ready: asyncio.Future = loop.create_future()
 
@@ -634,6 +732,8 @@ async def connected(server: XmppServer, user: str, timeout: float = 15.0) -> Asy
                 f"--- {server.log_path}\n{tail(server.log_path)}"
             ) from None
         raise
+    if presence:
+        client.send_presence()
     try:
         yield client
     finally:
