@@ -5,9 +5,12 @@
 #      one-year PT30M get_history answered through the router;
 #   2. end to end (scripts/bench_history_e2e.py, when present): the latency of that history query
 #      through a real Prosody with a slixmpp client.
-# DESIGN.md §11 has the reference figures; part 1 prints them next to ours.
+# Then, separately, the issue 4 fan-out benchmark (scripts/bench_fanout.py, skip with --no-fanout):
+# notifications/s from our component, the server's own PubSub and a trivial component, on Prosody
+# and ejabberd, with 100 subscribers.
+# DESIGN.md §11 has the reference figures; each part prints them next to ours.
 #
-# Usage: scripts/bench.sh [--no-e2e]
+# Usage: scripts/bench.sh [--no-e2e] [--no-fanout]
 # Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
 set -euo pipefail
 
@@ -16,9 +19,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 E2E=1
+FANOUT=1
 for arg in "$@"; do
     case "$arg" in
         --no-e2e) E2E= ;;
+        --no-fanout) FANOUT= ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
@@ -45,3 +50,18 @@ else
     warn "$E2E_SCRIPT not found: end-to-end benchmark skipped"
 fi
 # ---- end of the end-to-end part ----------------------------------------------------------------
+
+# ---- fan-out benchmark (issue 4) ---------------------------------------------------------------
+# Prosody and ejabberd (the e2e test packages), each with N=100 subscribers: our component
+# (examples/fanout_driver, release build) vs the server's own mod_pubsub vs a trivial component.
+# Takes a few minutes; its own options: .venv/bin/python scripts/bench_fanout.py --help.
+if [ -z "$FANOUT" ]; then
+    log "fan-out benchmark skipped (--no-fanout)"
+else
+    log "fan-out benchmark: scripts/bench_fanout.py (release build of examples/fanout_driver)"
+    ensure_apt_packages prosody ejabberd lua-event
+    cargo build --release --example fanout_driver
+    ensure_venv
+    FANOUT_DRIVER="$REPO_ROOT/target/release/examples/fanout_driver" "$VENV/bin/python" scripts/bench_fanout.py
+fi
+# ---- end of the fan-out benchmark --------------------------------------------------------------
