@@ -6,12 +6,11 @@
 //! transaction (the outbox): after a crash either all of it exists or none, and the delivery task
 //! sends whatever is pending once the link is up.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
-use crate::access::{now, View};
+use crate::access::now;
 use crate::model::{Batch, Item, SubscriptionKind};
 use crate::source::SourceEvent;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
@@ -94,28 +93,24 @@ impl Publisher {
             .map(|chunk| String::from(&quoalise(&[data(chunk)], Generation::Two)))
             .collect();
 
-        let mut views: HashMap<String, View> = HashMap::new();
+        let subscribers = store.subscribers(&up.id, &series.path).await?;
+        let bares: Vec<Option<String>> = subscribers.iter().map(|s| bare_of(&s.jid)).collect();
+        let views = self
+            .ctx
+            .access
+            .views(bares.iter().flatten().map(String::as_str))
+            .await?;
         let mut outbox = Vec::new();
         let mut ended = Vec::new();
-        for sub in store.subscribers(&up.id, &series.path).await? {
-            let Some(bare) = bare_of(&sub.jid) else {
+        for (sub, bare) in subscribers.into_iter().zip(bares) {
+            let allowed = bare
+                .as_ref()
+                .and_then(|b| views.get(b))
+                .is_some_and(|v| v.may_read(&up.id, &series.path));
+            let (true, Some(bare)) = (allowed, bare) else {
                 ended.push(sub);
                 continue;
             };
-            if !views.contains_key(&bare) {
-                let view = match bare.parse() {
-                    Ok(jid) => self.ctx.access.view(&jid).await?,
-                    Err(_) => View::Grants(Vec::new()),
-                };
-                views.insert(bare.clone(), view);
-            }
-            let allowed = views
-                .get(&bare)
-                .is_some_and(|v| v.may_read(&up.id, &series.path));
-            if !allowed {
-                ended.push(sub);
-                continue;
-            }
             match sub.kind {
                 SubscriptionKind::PubSub => outbox.push((
                     Some(sub.id),
@@ -187,24 +182,18 @@ pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<()
 
 /// Ends every subscription whose subscriber has lost its grant (expiry, revocation).
 pub async fn expire_subscriptions(ctx: &Context) -> Result<usize, StoreError> {
-    let mut views: HashMap<String, View> = HashMap::new();
+    let subscriptions = ctx.store.all_subscriptions().await?;
+    let bares: Vec<Option<String>> = subscriptions.iter().map(|s| bare_of(&s.jid)).collect();
+    let views = ctx
+        .access
+        .views(bares.iter().flatten().map(String::as_str))
+        .await?;
     let mut ended = 0;
-    for sub in ctx.store.all_subscriptions().await? {
-        let allowed = match bare_of(&sub.jid) {
-            None => false,
-            Some(bare) => {
-                if !views.contains_key(&bare) {
-                    let view = match bare.parse() {
-                        Ok(jid) => ctx.access.view(&jid).await?,
-                        Err(_) => View::Grants(Vec::new()),
-                    };
-                    views.insert(bare.clone(), view);
-                }
-                views
-                    .get(&bare)
-                    .is_some_and(|v| v.may_read(&sub.usage_point, &sub.series))
-            }
-        };
+    for (sub, bare) in subscriptions.iter().zip(&bares) {
+        let allowed = bare
+            .as_ref()
+            .and_then(|b| views.get(b))
+            .is_some_and(|v| v.may_read(&sub.usage_point, &sub.series));
         if !allowed {
             end_subscription(ctx, sub.id, "the grant expired or was revoked").await?;
             ended += 1;

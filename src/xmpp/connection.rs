@@ -33,6 +33,8 @@ type Stream = XmlStream<BufStream<TcpStream>, Element>;
 
 /// Stanzas handled at once; beyond this the reader waits, which pushes back on the server.
 const MAX_IN_FLIGHT: usize = 64;
+/// Stanzas written between two flushes at most.
+const WRITE_BATCH: usize = 64;
 /// Time allowed for TCP connect + stream header + handshake.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// First reconnect delay; doubles up to the configured maximum.
@@ -305,15 +307,24 @@ async fn session(
                 Some(Err(ReadError::StreamFooterReceived)) | None => break SessionEnd::Lost("stream closed by the server".into()),
             },
             Some(out) = outbound.recv() => {
-                let id = out.outbox_id;
-                if let Err(e) = write(config, &mut stream, out.stanza).await {
-                    if let Some(id) = id {
-                        let _ = reports.released.send(id);
-                    }
-                    break SessionEnd::Lost(format!("write failed: {e}"));
+                // Write what is queued in one go and flush once: one syscall per stanza cost
+                // more than the stanza (and costs the server as much).
+                let mut ids: Vec<i64> = out.outbox_id.into_iter().collect();
+                let mut result = write(config, &mut stream, out.stanza).await;
+                while result.is_ok() && ids.len() < WRITE_BATCH {
+                    let Ok(next) = outbound.try_recv() else { break };
+                    ids.extend(next.outbox_id);
+                    result = write(config, &mut stream, next.stanza).await;
                 }
-                if let Some(id) = id {
-                    let _ = reports.written.send(id);
+                if result.is_ok() {
+                    result = SinkExt::<&Element>::flush(&mut stream).await;
+                }
+                let report = if result.is_ok() { &reports.written } else { &reports.released };
+                for id in ids {
+                    let _ = report.send(id);
+                }
+                if let Err(e) = result {
+                    break SessionEnd::Lost(format!("write failed: {e}"));
                 }
             }
             _ = ping.tick() => {
@@ -367,7 +378,7 @@ async fn send_ping(config: &LinkConfig, stream: &mut Stream, seq: u64) -> std::i
     stream.send(&ping).await
 }
 
-/// Writes one stanza unless it exceeds the server's limit, in which case sending it would make
+/// Queues one stanza in the stream's buffer (the caller flushes) unless it exceeds the server's limit, in which case sending it would make
 /// the server close the stream: it is dropped with an error log (and an iq gets an error reply).
 async fn write(config: &LinkConfig, stream: &mut Stream, el: Element) -> std::io::Result<()> {
     let size = wire_size(&el);
@@ -380,11 +391,11 @@ async fn write(config: &LinkConfig, stream: &mut Stream, el: Element) -> std::io
             "not sending a stanza larger than the server accepts"
         );
         if let Some(reply) = oversize_reply(&el) {
-            stream.send(&reply).await?;
+            stream.feed(&reply).await?;
         }
         return Ok(());
     }
-    stream.send(&el).await
+    stream.feed(&el).await
 }
 
 /// The size of a stanza as the stream writes it. xso's encoder (what tokio-xmpp writes with)
