@@ -93,6 +93,7 @@ pub async fn send_pending(
             let out = Outgoing {
                 stanza,
                 outbox_id: Some(entry.id),
+                text_len: Some(entry.stanza.len()),
             };
             if outbound.send(out).await.is_err() {
                 return;

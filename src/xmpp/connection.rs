@@ -48,6 +48,9 @@ const STABLE_SESSION: Duration = Duration::from_secs(10);
 pub struct Outgoing {
     pub stanza: Element,
     pub outbox_id: Option<i64>,
+    /// Length of the stanza's text when it was read from text (the outbox): lets the link skip
+    /// measuring stanzas that cannot be anywhere near the limit.
+    pub text_len: Option<usize>,
 }
 
 impl From<Element> for Outgoing {
@@ -55,7 +58,17 @@ impl From<Element> for Outgoing {
         Outgoing {
             stanza,
             outbox_id: None,
+            text_len: None,
         }
+    }
+}
+
+impl Outgoing {
+    /// True when the stanza surely fits: written back from text it can at most double (every
+    /// `<a/>` becoming `<a></a>`), plus namespace declarations.
+    fn surely_fits(&self, limit: usize) -> bool {
+        self.text_len
+            .is_some_and(|len| len.saturating_mul(2).saturating_add(1024) <= limit)
     }
 }
 
@@ -310,11 +323,13 @@ async fn session(
                 // Write what is queued in one go and flush once: one syscall per stanza cost
                 // more than the stanza (and costs the server as much).
                 let mut ids: Vec<i64> = out.outbox_id.into_iter().collect();
-                let mut result = write(config, &mut stream, out.stanza).await;
-                while result.is_ok() && ids.len() < WRITE_BATCH {
+                let mut result = write(config, &mut stream, out).await;
+                let mut written = 1;
+                while result.is_ok() && written < WRITE_BATCH {
                     let Ok(next) = outbound.try_recv() else { break };
                     ids.extend(next.outbox_id);
-                    result = write(config, &mut stream, next.stanza).await;
+                    result = write(config, &mut stream, next).await;
+                    written += 1;
                 }
                 if result.is_ok() {
                     result = SinkExt::<&Element>::flush(&mut stream).await;
@@ -339,10 +354,11 @@ async fn session(
         // Give queued answers a moment, then close the stream properly.
         let deadline = Instant::now() + Duration::from_millis(500);
         while let Ok(out) = outbound.try_recv() {
-            if Instant::now() > deadline || write(config, &mut stream, out.stanza).await.is_err() {
+            let id = out.outbox_id;
+            if Instant::now() > deadline || write(config, &mut stream, out).await.is_err() {
                 break;
             }
-            if let Some(id) = out.outbox_id {
+            if let Some(id) = id {
                 let _ = reports.written.send(id);
             }
         }
@@ -380,7 +396,11 @@ async fn send_ping(config: &LinkConfig, stream: &mut Stream, seq: u64) -> std::i
 
 /// Queues one stanza in the stream's buffer (the caller flushes) unless it exceeds the server's limit, in which case sending it would make
 /// the server close the stream: it is dropped with an error log (and an iq gets an error reply).
-async fn write(config: &LinkConfig, stream: &mut Stream, el: Element) -> std::io::Result<()> {
+async fn write(config: &LinkConfig, stream: &mut Stream, out: Outgoing) -> std::io::Result<()> {
+    if out.surely_fits(config.max_stanza_size) {
+        return stream.feed(&out.stanza).await;
+    }
+    let el = out.stanza;
     let size = wire_size(&el);
     if size > config.max_stanza_size {
         tracing::error!(
@@ -433,6 +453,21 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(stream_error_condition(&el), "undefined-condition");
+    }
+
+    #[test]
+    fn only_small_texts_skip_measuring() {
+        let el: Element = "<message xmlns='jabber:component:accept'/>"
+            .parse()
+            .unwrap();
+        let out = |text_len| Outgoing {
+            stanza: el.clone(),
+            outbox_id: Some(1),
+            text_len,
+        };
+        assert!(out(Some(1000)).surely_fits(512 * 1024));
+        assert!(!out(Some(300 * 1024)).surely_fits(512 * 1024));
+        assert!(!out(None).surely_fits(512 * 1024));
     }
 
     #[test]
