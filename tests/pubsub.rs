@@ -372,3 +372,29 @@ async fn a_cancel_bounce_ends_the_subscription() {
     assert!(r.handle(bounce).await.is_empty());
     assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn wait_bounces_are_retried_later_then_given_up() {
+    let (r, p, store) = setup().await;
+    r.handle(iq(
+        "set",
+        ALICE,
+        &format!("<subscribe node='{LIVE}' jid='{ALICE}'/>"),
+    ))
+    .await;
+    publish(&p, 1_790_632_800, 1.0).await;
+    let now = quoalise_component::access::now();
+    let id = store.claim_outbox(now, 10, 60).await.unwrap()[0].id;
+    store.mark_sent(&[id], now).await.unwrap();
+    let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='q{id}' from='{ALICE}' to='{UP}@{D}'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
+    for attempt in 1..quoalise_component::delivery::MAX_ATTEMPTS {
+        assert!(r.handle(bounce.clone()).await.is_empty());
+        let entry = store.outbox_entry(id).await.unwrap().unwrap();
+        assert_eq!(entry.attempts, attempt);
+        assert!(entry.not_before > now, "retried later, not at once");
+        assert_eq!(store.subscribers(UP, LIVE).await.unwrap().len(), 1);
+    }
+    // The last attempt gives up on the subscriber.
+    assert!(r.handle(bounce).await.is_empty());
+    assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
