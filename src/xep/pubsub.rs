@@ -40,10 +40,8 @@ pub async fn handle(
     let Target::UsagePoint(up) = &req.target else {
         return Err(RequestError::ServiceUnavailable);
     };
-    let request = PubSubRequest::try_from(payload).map_err(|e| match e {
-        stanza::PubSubError::NodeIdRequired(_) => RequestError::bad_request(e.to_string()),
-        other => RequestError::bad_request(other.to_string()),
-    })?;
+    let request =
+        PubSubRequest::try_from(payload).map_err(|e| RequestError::bad_request(e.to_string()))?;
     match (request, is_get) {
         (PubSubRequest::Subscribe { node, jid }, false) => {
             subscribe(ctx, req, up, &node, &jid).await
@@ -246,7 +244,8 @@ async fn items(
     let mut size = 0;
     let mut elements = Vec::with_capacity(page.len());
     for item in &page {
-        size += item.payload.len() + item.item_id.len() + 32;
+        // Stored text uses `<a/>`; the stream writes `<a></a>`, at most twice the length.
+        size += 2 * item.payload.len() + item.item_id.len() + 32;
         if size > budget && !elements.is_empty() {
             let last = elements.len() - 1;
             result = Some(xmpp_parsers::rsm::SetResult {
