@@ -9,7 +9,7 @@ use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
+use crate::xmpp::router::{Context, Request};
 
 pub struct GetHistory;
 
@@ -49,9 +49,7 @@ impl AdHocCommand for GetHistory {
         input: &Submitted,
         cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let identifier = input
-            .single("identifier")
-            .ok_or_else(|| RequestError::bad_request("identifier: required"))?;
+        let identifier = super::required_value(input, "identifier")?;
         let (kind, value, path) = parse_identifier(&identifier).ok_or_else(|| {
             RequestError::bad_request(format!(
                 "identifier: {identifier:?} is not urn:dev:<type>:<id>_<series path>"
@@ -64,10 +62,7 @@ impl AdHocCommand for GetHistory {
             None => parse_instant("start_time", &default_start)?.min(end - 86_400),
         };
         let range = Range::new(start, end, "end_time")?;
-        let source = match &req.target {
-            Target::Source(s) => Some(s.id.as_str()),
-            _ => None,
-        };
+        let source = req.source_id();
         let target = history::authorize(ctx, req, value, path, "identifier", source).await?;
         if target.usage_point.identifier.kind != kind {
             return Err(RequestError::bad_request(format!(

@@ -12,7 +12,7 @@ use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
+use crate::xmpp::router::{Context, Request};
 
 const DIRECTIONS: [&str; 2] = ["consumption", "production"];
 
@@ -101,9 +101,7 @@ impl AdHocCommand for Gen1 {
         input: &Submitted,
         cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let usage_point = input
-            .single("usage_point_id")
-            .ok_or_else(|| RequestError::bad_request("usage_point_id: required"))?;
+        let usage_point = super::required_value(input, "usage_point_id")?;
         if !crate::model::is_valid_usage_point_id(&usage_point) {
             return Err(RequestError::bad_request(format!(
                 "usage_point_id: {usage_point:?} is not a usage-point id"
@@ -117,18 +115,10 @@ impl AdHocCommand for Gen1 {
                 "direction: {direction:?} is neither consumption nor production"
             )));
         }
-        let field = |name: &str| {
-            input
-                .single(name)
-                .ok_or_else(|| RequestError::bad_request(format!("{name}: required")))
-        };
-        let start = parse_date("start_date", &field("start_date")?)?;
-        let end = parse_date("end_date", &field("end_date")?)?;
+        let start = parse_date("start_date", &super::required_value(input, "start_date")?)?;
+        let end = parse_date("end_date", &super::required_value(input, "end_date")?)?;
         let range = Range::new(start, end, "end_date")?;
-        let source = match &req.target {
-            Target::Source(s) => Some(s.id.as_str()),
-            _ => None,
-        };
+        let source = req.source_id();
         let path = format!("{direction}/{}", self.series);
         let target =
             history::authorize(ctx, req, &usage_point, &path, "usage_point_id", source).await?;

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::AdHocCommand;
+use crate::xmpp::error::RequestError;
 
 mod get_history;
 mod get_load_curve;
@@ -16,6 +18,13 @@ mod history;
 mod subscribe;
 pub mod time_range;
 mod usage_point_history;
+
+/// The value of a field the command cannot run without.
+fn required_value(input: &Submitted, var: &str) -> Result<String, RequestError> {
+    input
+        .single(var)
+        .ok_or_else(|| RequestError::bad_request(format!("{var}: required")))
+}
 
 /// Every command, in the order discovery lists them.
 pub fn all() -> Vec<Arc<dyn AdHocCommand>> {

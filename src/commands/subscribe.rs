@@ -10,7 +10,7 @@ use crate::model::SubscriptionKind;
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
+use crate::xmpp::router::{Context, Request};
 
 pub struct Subscribe;
 pub struct Unsubscribe;
@@ -56,13 +56,6 @@ fn done(title: &str, label: String) -> Stage {
     })
 }
 
-fn source_of(req: &Request) -> Option<&str> {
-    match &req.target {
-        Target::Source(s) => Some(s.id.as_str()),
-        _ => None,
-    }
-}
-
 #[async_trait]
 impl AdHocCommand for Subscribe {
     fn spec(&self) -> &'static Spec {
@@ -83,16 +76,14 @@ impl AdHocCommand for Subscribe {
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let identifier = input
-            .single("identifier")
-            .ok_or_else(|| RequestError::bad_request("identifier: required"))?;
+        let identifier = super::required_value(input, "identifier")?;
         let (_, value, path) = parse_identifier(&identifier).ok_or_else(|| {
             RequestError::bad_request(format!(
                 "identifier: {identifier:?} is not urn:dev:<type>:<id>_<series path>"
             ))
         })?;
         let target =
-            history::authorize(ctx, req, value, path, "identifier", source_of(req)).await?;
+            history::authorize(ctx, req, value, path, "identifier", req.source_id()).await?;
         ctx.store
             .subscribe(
                 SubscriptionKind::Push,
@@ -133,9 +124,7 @@ impl AdHocCommand for Unsubscribe {
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let identifier = input
-            .single("identifier")
-            .ok_or_else(|| RequestError::bad_request("identifier: required"))?;
+        let identifier = super::required_value(input, "identifier")?;
         let (value, path) = match parse_identifier(&identifier) {
             Some((_, value, path)) => (value.to_owned(), Some(path.to_owned())),
             None => {

@@ -78,9 +78,7 @@ impl AdHocCommand for History {
         let Target::UsagePoint(up) = &req.target else {
             return Err(RequestError::ItemNotFound);
         };
-        let path = input
-            .single("series")
-            .ok_or_else(|| RequestError::bad_request("series: required"))?;
+        let path = super::required_value(input, "series")?;
         let (default_start, default_end) = default_instants(1);
         let start = parse_instant("start", &input.single("start").unwrap_or(default_start))?;
         let end = parse_instant("end", &input.single("end").unwrap_or(default_end))?;

@@ -67,6 +67,17 @@ pub struct Request {
     pub view: View,
 }
 
+impl Request {
+    /// The source addressed, when the request went to a source JID: commands there only see
+    /// that source's usage points.
+    pub fn source_id(&self) -> Option<&str> {
+        match &self.target {
+            Target::Source(s) => Some(s.id.as_str()),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Router {
     ctx: Arc<Context>,
