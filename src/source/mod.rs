@@ -12,6 +12,8 @@ use crate::config::ConfigError;
 use crate::model::{Batch, Series, UsagePoint};
 
 pub mod demo;
+pub mod enedis;
+pub mod xaal;
 
 /// One `[[source]]` table.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,983 @@
+//! Enedis Data Connect 2026: serde models of the measure and contract responses, and their
+//! conversion to [`Reading`]s.
+//!
+//! Rules (issue 5, DESIGN.md §3):
+//! - values `v` are strings; `"null"`, an empty string, JSON `null` or a missing `v` is a gap,
+//!   never a zero, and a missing point is a gap too (nothing is invented);
+//! - `d` is a naive Europe/Paris local time. A load-curve point's `d` is the **end** of its
+//!   interval: it is resolved to UTC first, then moved back by the point's own step `p` (falling
+//!   back to the response's `pas`), so the reading is stamped at the interval start;
+//! - the repeated autumn hour is resolved by order: an ambiguous local time takes its first
+//!   occurrence unless that is not after the previous point, then its second one;
+//! - a local time inside the spring gap (which Enedis should not send) is read with the offset in
+//!   force just before the gap;
+//! - daily values (energy, max power) are stamped at the local midnight starting their day; the max
+//!   power's time of day (when the maximum was reached) is dropped;
+//! - energies are in Wh, powers in W or VA (`kWh`, `kW` and `kVA` are scaled).
+
+use chrono::{
+    DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+};
+use serde::Deserialize;
+
+use super::TZ;
+use crate::model::{Batch, Reading};
+
+/// Why a response could not be turned into readings.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("malformed Enedis response: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown grandeurMetier {0:?} (expected CONS or PROD)")]
+    Direction(String),
+    #[error("unexpected unit {unit:?} for {kind} (expected {expected})")]
+    Unit {
+        unit: String,
+        kind: &'static str,
+        expected: &'static str,
+    },
+    #[error("bad timestamp {0:?}")]
+    Timestamp(String),
+    #[error("bad step {0:?}")]
+    Step(String),
+    #[error("load-curve point {0:?} has no step (neither `p` nor `pas`)")]
+    NoStep(String),
+    #[error("bad value {value:?} at {at:?}")]
+    Value { value: String, at: String },
+}
+
+// --- Measure responses (`/mesure_synchrone_auto/v2/…`) ---------------------------------------
+
+/// A measure response: load curve (`courbe_de_charge_*`), daily energy (`*_quotidienne`) or
+/// daily max power (`puissance_conso_max_quotidienne`). They share one shape; only daily ones
+/// carry `pas`, only load-curve points carry `p`, `n`, `iv`, `ec`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasureResponse {
+    pub id_prm: String,
+    /// `BRUT` (raw) or `BEST` (corrected).
+    pub etape_metier: Option<String>,
+    pub periode: Option<Periode>,
+    /// `GLOBALE` on daily energy.
+    pub type_valeur: Option<String>,
+    /// `MESURE`, `DIFF.INDEX`, `INTEG.COURBE`.
+    pub mode_calcul: Option<String>,
+    /// Global step of daily responses (`P1D`, `P1M`).
+    pub pas: Option<String>,
+    #[serde(default)]
+    pub grandeur: Vec<Grandeur>,
+}
+
+/// The requested period, `dateDebut` included, `dateFin` excluded (`YYYY-MM-DD`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Periode {
+    pub date_debut: Option<String>,
+    pub date_fin: Option<String>,
+}
+
+/// One measured quantity of a response.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grandeur {
+    /// `CONS` or `PROD`.
+    pub grandeur_metier: String,
+    /// `PA` (load curve), `EA` (energy), `PMA` (max power), …
+    pub grandeur_physique: String,
+    /// `W`, `Wh`, `VA`.
+    pub unite: String,
+    #[serde(default)]
+    pub points: Vec<Point>,
+}
+
+/// One point: `v` (value, a string), `d` (naive Europe/Paris local time or date), and on load
+/// curves `p` (step), `n` (nature), `iv` (Linky plausibility index), `ec` (extra state).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Point {
+    #[serde(default)]
+    pub v: Option<Scalar>,
+    pub d: String,
+    #[serde(default)]
+    pub p: Option<String>,
+    #[serde(default)]
+    pub n: Option<Scalar>,
+    #[serde(default)]
+    pub iv: Option<Scalar>,
+    #[serde(default)]
+    pub ec: Option<Scalar>,
+}
+
+/// A field documented as a string that we also accept as a JSON number.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Text(String),
+    Number(f64),
+}
+
+impl Point {
+    /// The value, `None` for a gap (`"null"`, `""`, JSON `null`, no `v`).
+    pub fn value(&self) -> Result<Option<f64>, ParseError> {
+        let bad = |value: String| ParseError::Value {
+            value,
+            at: self.d.clone(),
+        };
+        match &self.v {
+            None => Ok(None),
+            Some(Scalar::Number(x)) if x.is_finite() => Ok(Some(*x)),
+            Some(Scalar::Number(x)) => Err(bad(x.to_string())),
+            Some(Scalar::Text(text)) => {
+                let t = text.trim();
+                if t.is_empty() || t.eq_ignore_ascii_case("null") {
+                    return Ok(None);
+                }
+                match t.parse::<f64>() {
+                    Ok(x) if x.is_finite() => Ok(Some(x)),
+                    _ => Err(bad(text.clone())),
+                }
+            }
+        }
+    }
+}
+
+/// Which measure a response holds; decides the series path, the unit and the time rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `courbe_de_charge_consommation` / `courbe_de_charge_production`: mean W per interval.
+    LoadCurve,
+    /// `consommation_quotidienne` / `production_quotidienne`: Wh per local day.
+    DailyEnergy,
+    /// `puissance_conso_max_quotidienne`: VA, max of each local day.
+    DailyMaxPower,
+}
+
+impl Kind {
+    /// The unit readings are produced in.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Kind::LoadCurve => "W",
+            Kind::DailyEnergy => "Wh",
+            Kind::DailyMaxPower => "VA",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::LoadCurve => "a load curve",
+            Kind::DailyEnergy => "a daily energy",
+            Kind::DailyMaxPower => "a daily max power",
+        }
+    }
+
+    /// The generation-2 series path for `direction`.
+    pub fn path(self, direction: Direction) -> String {
+        let d = direction.as_str();
+        match self {
+            Kind::LoadCurve => format!("{d}/power/active/raw"),
+            Kind::DailyEnergy => format!("{d}/energy/active/daily"),
+            Kind::DailyMaxPower => format!("{d}/power/apparent/max"),
+        }
+    }
+
+    /// Factor from `unite` to [`Kind::unit`].
+    fn scale(self, unite: &str) -> Result<f64, ParseError> {
+        let base = self.unit();
+        let unite = unite.trim();
+        if unite == base {
+            Ok(1.0)
+        } else if unite.strip_prefix('k') == Some(base) {
+            Ok(1000.0)
+        } else {
+            Err(ParseError::Unit {
+                unit: unite.to_owned(),
+                kind: self.name(),
+                expected: base,
+            })
+        }
+    }
+}
+
+/// Direction of a `grandeur`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Consumption,
+    Production,
+}
+
+impl Direction {
+    /// From `grandeurMetier`.
+    pub fn from_grandeur_metier(text: &str) -> Result<Self, ParseError> {
+        match text.trim() {
+            "CONS" => Ok(Direction::Consumption),
+            "PROD" => Ok(Direction::Production),
+            other => Err(ParseError::Direction(other.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Consumption => "consumption",
+            Direction::Production => "production",
+        }
+    }
+}
+
+/// Readings of one series converted from one `grandeur`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesReadings {
+    /// Series path, e.g. `consumption/power/active/raw`.
+    pub path: String,
+    /// The step shared by every point (`PT30M`, `P1D`); `None` when the steps differ or there
+    /// are no points.
+    pub sampling_interval: Option<String>,
+    /// In the points' order, stamped at interval start (unix seconds, UTC).
+    pub readings: Vec<Reading>,
+    /// Points that were gaps (`"null"` values).
+    pub gaps: usize,
+}
+
+impl SeriesReadings {
+    pub fn into_batch(self, usage_point: &str) -> Batch {
+        Batch {
+            usage_point: usage_point.to_owned(),
+            series: self.path,
+            readings: self.readings,
+        }
+    }
+}
+
+/// Parses a measure response body and converts it.
+pub fn parse_measure(kind: Kind, body: &str) -> Result<Vec<SeriesReadings>, ParseError> {
+    let response: MeasureResponse = serde_json::from_str(body)?;
+    convert(kind, &response)
+}
+
+/// Converts every `grandeur` of `response` (normally one) to the readings of its series.
+pub fn convert(kind: Kind, response: &MeasureResponse) -> Result<Vec<SeriesReadings>, ParseError> {
+    response
+        .grandeur
+        .iter()
+        .map(|g| convert_grandeur(kind, response.pas.as_deref(), g))
+        .collect()
+}
+
+fn convert_grandeur(
+    kind: Kind,
+    pas: Option<&str>,
+    grandeur: &Grandeur,
+) -> Result<SeriesReadings, ParseError> {
+    let direction = Direction::from_grandeur_metier(&grandeur.grandeur_metier)?;
+    let scale = kind.scale(&grandeur.unite)?;
+    let mut readings = Vec::with_capacity(grandeur.points.len());
+    let mut gaps = 0;
+    let mut steps: Option<Option<&str>> = None;
+    let mut previous_end: Option<i64> = None;
+    for point in &grandeur.points {
+        let (time, step) = match kind {
+            Kind::LoadCurve => {
+                let step = point
+                    .p
+                    .as_deref()
+                    .or(pas)
+                    .ok_or_else(|| ParseError::NoStep(point.d.clone()))?;
+                let seconds = parse_step(step)?;
+                let end = local_to_utc(parse_local_datetime(&point.d)?, previous_end)
+                    .ok_or_else(|| ParseError::Timestamp(point.d.clone()))?;
+                previous_end = Some(end);
+                (end - seconds, step)
+            }
+            Kind::DailyEnergy | Kind::DailyMaxPower => {
+                let day = parse_local_day(&point.d)?;
+                let start =
+                    local_midnight(day).ok_or_else(|| ParseError::Timestamp(point.d.clone()))?;
+                (start, pas.unwrap_or("P1D"))
+            }
+        };
+        steps = match steps {
+            None => Some(Some(step)),
+            Some(Some(s)) if s == step => Some(Some(s)),
+            Some(_) => Some(None),
+        };
+        match point.value()? {
+            Some(value) => readings.push(Reading {
+                time,
+                value: value * scale,
+            }),
+            None => gaps += 1,
+        }
+    }
+    Ok(SeriesReadings {
+        path: kind.path(direction),
+        sampling_interval: steps.flatten().map(str::to_owned),
+        readings,
+        gaps,
+    })
+}
+
+// --- Time ------------------------------------------------------------------------------------
+
+/// `YYYY-MM-DD HH:MM:SS` (also with `T`, without seconds, or `24:00:00` for the next midnight).
+pub fn parse_local_datetime(text: &str) -> Result<NaiveDateTime, ParseError> {
+    let bad = || ParseError::Timestamp(text.to_owned());
+    let t = text.trim();
+    let (date, time) = t.split_once([' ', 'T']).ok_or_else(bad)?;
+    let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| bad())?;
+    let time = time.trim();
+    if matches!(time, "24:00" | "24:00:00") {
+        return date
+            .succ_opt()
+            .map(|next| next.and_time(NaiveTime::MIN))
+            .ok_or_else(bad);
+    }
+    let time = NaiveTime::parse_from_str(time, "%H:%M:%S")
+        .or_else(|_| NaiveTime::parse_from_str(time, "%H:%M"))
+        .map_err(|_| bad())?;
+    Ok(date.and_time(time))
+}
+
+/// The local day of a daily point: `YYYY-MM-DD`, or a date and time (max power).
+pub fn parse_local_day(text: &str) -> Result<NaiveDate, ParseError> {
+    let t = text.trim();
+    if t.len() > 10 {
+        return parse_local_datetime(t).map(|dt| dt.date());
+    }
+    NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| ParseError::Timestamp(text.to_owned()))
+}
+
+/// Seconds of an ISO 8601 step made of hours, minutes, seconds (`PT30M`, `PT1H`, `PT10M`).
+pub fn parse_step(text: &str) -> Result<i64, ParseError> {
+    let bad = || ParseError::Step(text.to_owned());
+    let mut rest = text.trim().strip_prefix("PT").ok_or_else(bad)?;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: i64 = 0;
+    for (unit, seconds) in [('H', 3600), ('M', 60), ('S', 1)] {
+        if let Some((number, tail)) = rest.split_once(unit) {
+            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let n: i64 = number.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(seconds)
+                .and_then(|s| total.checked_add(s))
+                .ok_or_else(bad)?;
+            rest = tail;
+        }
+    }
+    if !rest.is_empty() || total <= 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Unix seconds of a naive Europe/Paris local time.
+///
+/// An ambiguous time (the repeated autumn hour) takes its first occurrence unless that is not
+/// after `previous` (the instant of the point before it), then its second. A time in the spring
+/// gap is read with the offset in force just before the gap.
+pub fn local_to_utc(local: NaiveDateTime, previous: Option<i64>) -> Option<i64> {
+    match TZ.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.timestamp()),
+        LocalResult::Ambiguous(a, b) => {
+            let (first, second) = (
+                a.timestamp().min(b.timestamp()),
+                a.timestamp().max(b.timestamp()),
+            );
+            Some(match previous {
+                Some(p) if first <= p => second,
+                _ => first,
+            })
+        }
+        LocalResult::None => {
+            // Gaps are an hour long in Paris; six hours before is safely outside it.
+            let before = local.checked_sub_signed(Duration::hours(6))?;
+            let offset = TZ.offset_from_local_datetime(&before).earliest()?.fix();
+            let utc =
+                local.checked_sub_signed(Duration::seconds(i64::from(offset.local_minus_utc())))?;
+            Some(utc.and_utc().timestamp())
+        }
+    }
+}
+
+/// Unix seconds of the local midnight starting `day`.
+pub fn local_midnight(day: NaiveDate) -> Option<i64> {
+    local_to_utc(day.and_time(NaiveTime::MIN), None)
+}
+
+// --- Contract (ITC) responses -----------------------------------------------------------------
+
+/// One item of `situation_contrat_auto/v1/{prm}` (a list; a self-consumption PRM has a
+/// withdrawal and an injection contract).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Contract {
+    pub usage_point_id: Option<String>,
+    /// `2024-10-12T00:00:00+0200`.
+    pub contract_start: Option<String>,
+    /// `Contrat GRD-F` (withdrawal), `Contrat GRD-A` (injection).
+    pub contract_type: Option<String>,
+    pub distribution_tariff: Option<String>,
+    pub subscribed_power: Option<SubscribedPower>,
+    /// `C5`, `P4`, …
+    pub segment: Option<String>,
+}
+
+/// `{"unit": "kVA", "value": "12"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SubscribedPower {
+    pub unit: String,
+    pub value: String,
+}
+
+impl SubscribedPower {
+    /// The power in VA, if the unit is `VA` or `kVA` and the value a number.
+    pub fn va(&self) -> Option<f64> {
+        let v: f64 = self
+            .value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())?;
+        match self.unit.trim() {
+            "kVA" => Some(v * 1000.0),
+            "VA" => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The withdrawal (consumption) contract: the one with a subscribed power, else `Contrat GRD-F`.
+pub fn withdrawal_contract(contracts: &[Contract]) -> Option<&Contract> {
+    contracts
+        .iter()
+        .find(|c| c.subscribed_power.is_some())
+        .or_else(|| {
+            contracts
+                .iter()
+                .find(|c| c.contract_type.as_deref() == Some("Contrat GRD-F"))
+        })
+}
+
+/// `synth_contrat_auto/v1/{prm}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ContractSynthesis {
+    #[serde(default)]
+    pub segments: Vec<Segment>,
+    pub consumption_last_activation_date: Option<String>,
+    pub generation_last_activation_date: Option<String>,
+    pub last_subscribed_power_change_date: Option<String>,
+    pub services_level: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Segment {
+    pub segment: String,
+}
+
+impl ContractSynthesis {
+    /// The local day the meter was last activated for `direction`, a lower bound for requests.
+    pub fn activation_day(&self, direction: Direction) -> Option<NaiveDate> {
+        let text = match direction {
+            Direction::Consumption => self.consumption_last_activation_date.as_deref(),
+            Direction::Production => self.generation_last_activation_date.as_deref(),
+        }?;
+        let t = parse_contract_datetime(text)?;
+        DateTime::from_timestamp(t, 0).map(|utc| utc.with_timezone(&TZ).date_naive())
+    }
+}
+
+/// `donnees_generales_auto/v1/{prm}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GeneralData {
+    pub address: Option<Address>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Address {
+    pub number_street_name: Option<String>,
+    pub postal_code_city: Option<String>,
+    pub insee_code: Option<String>,
+}
+
+/// Unix seconds of a contract date: ISO 8601 with an offset, with or without a colon
+/// (`2024-10-12T00:00:00+0200`).
+pub fn parse_contract_datetime(text: &str) -> Option<i64> {
+    let t = text.trim();
+    DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(t))
+        .ok()
+        .map(|dt| dt.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOAD_CONS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_courbe_de_charge_consommation.json"));
+    const LOAD_PROD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_courbe_de_charge_production.json"));
+    const DAILY_CONS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_consommation_quotidienne.json"));
+    const DAILY_PROD: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_production_quotidienne.json"
+    ));
+    const MAX_POWER: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_puissance_conso_max_quotidienne.json"));
+    const V5_LOAD: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/enedis-data-connect-2026/fixtures/v5_consumption_load_curve.json"
+    ));
+
+    /// Unix seconds of an RFC 3339 instant.
+    fn at(text: &str) -> i64 {
+        DateTime::parse_from_rfc3339(text).unwrap().timestamp()
+    }
+
+    fn one(kind: Kind, body: &str) -> SeriesReadings {
+        let mut all = parse_measure(kind, body).unwrap();
+        assert_eq!(all.len(), 1);
+        all.remove(0)
+    }
+
+    /// A load-curve response of `points` (`v`, `d`, `p`).
+    fn load_curve(points: &[(&str, String, &str)]) -> String {
+        let points: Vec<_> = points
+            .iter()
+            .map(|(v, d, p)| serde_json::json!({"v": v, "d": d, "p": p, "n": "B", "iv": "0", "ec": "0"}))
+            .collect();
+        serde_json::json!({
+            "idPrm": "99999999999991", "etapeMetier": "BRUT", "modeCalcul": "MESURE",
+            "periode": {"dateDebut": "x", "dateFin": "y"},
+            "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", "unite": "W",
+                          "points": points, "calendrier": []}],
+            "contexte": []
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn consumption_load_curve_fixture() {
+        let s = one(Kind::LoadCurve, LOAD_CONS);
+        assert_eq!(s.path, "consumption/power/active/raw");
+        assert_eq!(s.sampling_interval.as_deref(), Some("PT30M"));
+        assert_eq!(s.gaps, 0);
+        assert_eq!(s.readings.len(), 96);
+        // "2026-09-29 00:30:00" (end, CEST) -> interval start 2026-09-29T00:00+02:00.
+        assert_eq!(
+            s.readings[0],
+            Reading {
+                time: at("2026-09-28T22:00:00Z"),
+                value: 4078.0
+            }
+        );
+        assert_eq!(
+            s.readings[1],
+            Reading {
+                time: at("2026-09-28T22:30:00Z"),
+                value: 2848.0
+            }
+        );
+        // "2026-10-01 00:00:00" -> 2026-09-30T23:30+02:00.
+        assert_eq!(
+            s.readings[95],
+            Reading {
+                time: at("2026-09-30T21:30:00Z"),
+                value: 3974.0
+            }
+        );
+        for w in s.readings.windows(2) {
+            assert_eq!(w[1].time - w[0].time, 1800);
+        }
+    }
+
+    #[test]
+    fn production_load_curve_fixture() {
+        let s = one(Kind::LoadCurve, LOAD_PROD);
+        assert_eq!(s.path, "production/power/active/raw");
+        assert_eq!(s.readings.len(), 96);
+        assert_eq!(s.readings[0].time, at("2026-09-28T22:00:00Z"));
+        assert_eq!(s.readings[95].time, at("2026-09-30T21:30:00Z"));
+        assert!(s.readings.iter().all(|r| r.value >= 0.0));
+    }
+
+    #[test]
+    fn daily_fixtures() {
+        let s = one(Kind::DailyEnergy, DAILY_CONS);
+        assert_eq!(s.path, "consumption/energy/active/daily");
+        assert_eq!(s.sampling_interval.as_deref(), Some("P1D"));
+        assert_eq!(
+            s.readings,
+            vec![
+                Reading {
+                    time: at("2026-09-28T22:00:00Z"),
+                    value: 33495.0
+                },
+                Reading {
+                    time: at("2026-09-29T22:00:00Z"),
+                    value: 38022.0
+                },
+            ]
+        );
+        let s = one(Kind::DailyEnergy, DAILY_PROD);
+        assert_eq!(s.path, "production/energy/active/daily");
+        assert_eq!(
+            s.readings,
+            vec![
+                Reading {
+                    time: at("2026-09-28T22:00:00Z"),
+                    value: 8263.0
+                },
+                Reading {
+                    time: at("2026-09-29T22:00:00Z"),
+                    value: 941.0
+                },
+            ]
+        );
+        let s = one(Kind::DailyMaxPower, MAX_POWER);
+        assert_eq!(s.path, "consumption/power/apparent/max");
+        // "2026-09-29 13:03:35": stamped at the start of its day.
+        assert_eq!(
+            s.readings,
+            vec![
+                Reading {
+                    time: at("2026-09-28T22:00:00Z"),
+                    value: 4680.0
+                },
+                Reading {
+                    time: at("2026-09-29T22:00:00Z"),
+                    value: 6510.0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn fixture_models_keep_the_metadata() {
+        let r: MeasureResponse = serde_json::from_str(DAILY_CONS).unwrap();
+        assert_eq!(r.id_prm, "99999999999991");
+        assert_eq!(r.etape_metier.as_deref(), Some("BRUT"));
+        assert_eq!(r.pas.as_deref(), Some("P1D"));
+        let p = r.periode.unwrap();
+        assert_eq!(
+            (p.date_debut.as_deref(), p.date_fin.as_deref()),
+            (Some("2026-09-29"), Some("2026-10-01"))
+        );
+        let r: MeasureResponse = serde_json::from_str(LOAD_CONS).unwrap();
+        assert_eq!(r.pas, None);
+        assert_eq!(r.grandeur[0].grandeur_physique, "PA");
+        assert_eq!(r.grandeur[0].points[0].n, Some(Scalar::Text("B".into())));
+    }
+
+    #[test]
+    fn v5_fixture_has_the_same_points() {
+        let v5: serde_json::Value = serde_json::from_str(V5_LOAD).unwrap();
+        let v5 = v5["meter_reading"]["interval_reading"].as_array().unwrap();
+        let r: MeasureResponse = serde_json::from_str(LOAD_CONS).unwrap();
+        let points = &r.grandeur[0].points;
+        assert_eq!(v5.len(), points.len());
+        for (old, new) in v5.iter().zip(points) {
+            assert_eq!(old["date"].as_str(), Some(new.d.as_str()));
+            assert_eq!(
+                Some(Scalar::Text(old["value"].as_str().unwrap().into())),
+                new.v
+            );
+        }
+    }
+
+    #[test]
+    fn contract_fixtures() {
+        let list: Vec<Contract> = serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/situation_contrat_autoconsommation.json")))
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        let c = withdrawal_contract(&list).unwrap();
+        assert_eq!(c.contract_type.as_deref(), Some("Contrat GRD-F"));
+        assert_eq!(c.segment.as_deref(), Some("C5"));
+        assert_eq!(
+            c.subscribed_power.as_ref().and_then(SubscribedPower::va),
+            Some(12000.0)
+        );
+        assert_eq!(
+            c.contract_start
+                .as_deref()
+                .and_then(parse_contract_datetime),
+            Some(at("2024-10-11T22:00:00Z"))
+        );
+        let list: Vec<Contract> =
+            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/situation_contrat_consommateur.json")))
+                .unwrap();
+        assert_eq!(list.len(), 1);
+        assert!(withdrawal_contract(&list).is_some());
+
+        let s: ContractSynthesis =
+            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/synth_contrat_autoconsommation.json")))
+                .unwrap();
+        assert_eq!(s.segments.len(), 2);
+        assert_eq!(
+            s.activation_day(Direction::Production),
+            NaiveDate::from_ymd_opt(2024, 7, 31)
+        );
+        assert_eq!(
+            s.activation_day(Direction::Consumption),
+            NaiveDate::from_ymd_opt(2014, 1, 22)
+        );
+        let s: ContractSynthesis =
+            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/synth_contrat_consommateur.json"))).unwrap();
+        assert_eq!(s.activation_day(Direction::Production), None);
+        assert_eq!(
+            s.last_subscribed_power_change_date.as_deref(),
+            Some("2026-02-11T00:00:00+0100")
+        );
+
+        let g: GeneralData = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/reference/enedis-data-connect-2026/fixtures/donnees_generales.json"
+        )))
+        .unwrap();
+        assert!(g.address.is_some());
+    }
+
+    #[test]
+    fn null_and_missing_values_are_gaps() {
+        let body = serde_json::json!({
+            "idPrm": "1",
+            "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", "unite": "W", "points": [
+                {"v": "100", "d": "2026-09-29 00:30:00", "p": "PT30M"},
+                {"v": "null", "d": "2026-09-29 01:00:00", "p": "PT30M"},
+                {"v": null, "d": "2026-09-29 01:30:00", "p": "PT30M"},
+                {"d": "2026-09-29 02:00:00", "p": "PT30M"},
+                {"v": "", "d": "2026-09-29 02:30:00", "p": "PT30M"},
+                {"v": "0", "d": "2026-09-29 03:00:00", "p": "PT30M"},
+                {"v": 7, "d": "2026-09-29 03:30:00", "p": "PT30M"}
+            ]}]
+        })
+        .to_string();
+        let s = one(Kind::LoadCurve, &body);
+        assert_eq!(s.gaps, 4);
+        assert_eq!(
+            s.readings,
+            vec![
+                Reading {
+                    time: at("2026-09-28T22:00:00Z"),
+                    value: 100.0
+                },
+                Reading {
+                    time: at("2026-09-29T00:30:00Z"),
+                    value: 0.0
+                },
+                Reading {
+                    time: at("2026-09-29T01:00:00Z"),
+                    value: 7.0
+                },
+            ]
+        );
+        // A missing day is simply absent, and "null" daily values are gaps too.
+        let body = DAILY_CONS.replace("\"33495\"", "\"null\"");
+        let s = one(Kind::DailyEnergy, &body);
+        assert_eq!(s.gaps, 1);
+        assert_eq!(
+            s.readings,
+            vec![Reading {
+                time: at("2026-09-29T22:00:00Z"),
+                value: 38022.0
+            }]
+        );
+    }
+
+    #[test]
+    fn garbage_values_are_errors() {
+        let body = DAILY_CONS.replace("\"33495\"", "\"12abc\"");
+        assert!(matches!(
+            parse_measure(Kind::DailyEnergy, &body),
+            Err(ParseError::Value { .. })
+        ));
+        assert!(matches!(
+            parse_measure(Kind::DailyEnergy, "<html>"),
+            Err(ParseError::Json(_))
+        ));
+        let body = DAILY_CONS.replace("\"Wh\"", "\"W\"");
+        assert!(matches!(
+            parse_measure(Kind::DailyEnergy, &body),
+            Err(ParseError::Unit { .. })
+        ));
+        let body = DAILY_CONS.replace("\"CONS\"", "\"XYZ\"");
+        assert!(matches!(
+            parse_measure(Kind::DailyEnergy, &body),
+            Err(ParseError::Direction(_))
+        ));
+        let body = LOAD_CONS.replacen("\"2026-09-29 00:30:00\"", "\"29/09/2026 00:30\"", 1);
+        assert!(matches!(
+            parse_measure(Kind::LoadCurve, &body),
+            Err(ParseError::Timestamp(_))
+        ));
+    }
+
+    #[test]
+    fn kilo_units_are_scaled() {
+        let body = DAILY_CONS.replace("\"Wh\"", "\"kWh\"");
+        assert_eq!(
+            one(Kind::DailyEnergy, &body).readings[0].value,
+            33_495_000.0
+        );
+    }
+
+    #[test]
+    fn each_point_uses_its_own_step() {
+        let body = load_curve(&[
+            ("1", "2026-09-29 00:30:00".into(), "PT30M"),
+            ("2", "2026-09-29 00:40:00".into(), "PT10M"),
+            ("3", "2026-09-29 01:40:00".into(), "PT1H"),
+        ]);
+        let s = one(Kind::LoadCurve, &body);
+        let times: Vec<_> = s.readings.iter().map(|r| r.time).collect();
+        assert_eq!(
+            times,
+            vec![
+                at("2026-09-28T22:00:00Z"),
+                at("2026-09-28T22:30:00Z"),
+                at("2026-09-28T22:40:00Z")
+            ]
+        );
+        assert_eq!(s.sampling_interval, None);
+    }
+
+    #[test]
+    fn missing_step_falls_back_to_pas_or_fails() {
+        let body = LOAD_CONS.replace("\"p\": \"PT30M\",", "");
+        assert!(matches!(
+            parse_measure(Kind::LoadCurve, &body),
+            Err(ParseError::NoStep(_))
+        ));
+        let body = body.replacen("\"modeCalcul\"", "\"pas\": \"PT30M\", \"modeCalcul\"", 1);
+        assert_eq!(
+            one(Kind::LoadCurve, &body).readings[0].time,
+            at("2026-09-28T22:00:00Z")
+        );
+    }
+
+    /// Labels of a local day at PT30M as Enedis writes them (interval ends), from the real
+    /// UTC instants, so the repeated hour appears twice.
+    fn day_labels(day: NaiveDate) -> Vec<String> {
+        let start = local_midnight(day).unwrap();
+        let end = local_midnight(day.succ_opt().unwrap()).unwrap();
+        (1..)
+            .map(|i| start + i * 1800)
+            .take_while(|t| *t <= end)
+            .map(|t| {
+                DateTime::from_timestamp(t, 0)
+                    .unwrap()
+                    .with_timezone(&TZ)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn autumn_day_has_50_distinct_increasing_instants() {
+        let day = NaiveDate::from_ymd_opt(2026, 10, 25).unwrap();
+        let labels = day_labels(day);
+        assert_eq!(labels.len(), 50);
+        // The repeated hour: 02:00 and 02:30 appear twice.
+        assert_eq!(
+            labels[3..7],
+            [
+                "2026-10-25 02:00:00",
+                "2026-10-25 02:30:00",
+                "2026-10-25 02:00:00",
+                "2026-10-25 02:30:00"
+            ]
+        );
+        let points: Vec<_> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i.to_string(), d.clone(), "PT30M"))
+            .collect::<Vec<_>>();
+        let points: Vec<_> = points
+            .iter()
+            .map(|(v, d, p)| (v.as_str(), d.clone(), *p))
+            .collect();
+        let s = one(Kind::LoadCurve, &load_curve(&points));
+        assert_eq!(s.readings.len(), 50);
+        assert_eq!(s.readings[0].time, at("2026-10-24T22:00:00Z"));
+        assert_eq!(s.readings[49].time, at("2026-10-25T22:30:00Z"));
+        for (i, w) in s.readings.windows(2).enumerate() {
+            assert_eq!(w[1].time - w[0].time, 1800, "after point {i}");
+        }
+        // The second "02:00" ends at 03:00 CEST = 01:00Z (the clocks go back), so starts 00:30Z.
+        assert_eq!(
+            s.readings[5],
+            Reading {
+                time: at("2026-10-25T00:30:00Z"),
+                value: 5.0
+            }
+        );
+    }
+
+    #[test]
+    fn autumn_repeated_hour_with_a_gap_still_increases() {
+        // The first 02:30 is a "null" point; order is still resolved from its timestamp.
+        let labels = day_labels(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
+        let points: Vec<_> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (if i == 4 { "null" } else { "1" }, d.clone(), "PT30M"))
+            .collect();
+        let s = one(Kind::LoadCurve, &load_curve(&points));
+        assert_eq!(s.readings.len(), 49);
+        assert!(s.readings.windows(2).all(|w| w[0].time < w[1].time));
+    }
+
+    #[test]
+    fn spring_day_has_46_points() {
+        let day = NaiveDate::from_ymd_opt(2027, 3, 28).unwrap();
+        let labels = day_labels(day);
+        assert_eq!(labels.len(), 46);
+        let points: Vec<_> = labels.iter().map(|d| ("1", d.clone(), "PT30M")).collect();
+        let s = one(Kind::LoadCurve, &load_curve(&points));
+        assert_eq!(s.readings[0].time, at("2027-03-27T23:00:00Z"));
+        assert_eq!(s.readings[45].time, at("2027-03-28T21:30:00Z"));
+        assert!(s.readings.windows(2).all(|w| w[1].time - w[0].time == 1800));
+        // A label inside the gap (which Enedis should not send) reads with the winter offset.
+        let gap = parse_local_datetime("2027-03-28 02:30:00").unwrap();
+        assert_eq!(local_to_utc(gap, None), Some(at("2027-03-28T01:30:00Z")));
+    }
+
+    #[test]
+    fn daily_values_follow_local_midnight_across_dst() {
+        assert_eq!(
+            local_midnight(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()),
+            Some(at("2026-10-24T22:00:00Z"))
+        );
+        assert_eq!(
+            local_midnight(NaiveDate::from_ymd_opt(2026, 10, 26).unwrap()),
+            Some(at("2026-10-25T23:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn timestamps_and_steps() {
+        let d = |s| parse_local_datetime(s).ok();
+        assert_eq!(d("2026-09-29 00:30:00"), d("2026-09-29T00:30"));
+        assert_eq!(d("2026-09-29 24:00:00"), d("2026-09-30 00:00:00"));
+        assert!(d("2026-09-29").is_none());
+        assert!(d("2026-02-30 00:00:00").is_none());
+        assert_eq!(
+            parse_local_day("2026-09-29 13:03:35").ok(),
+            NaiveDate::from_ymd_opt(2026, 9, 29)
+        );
+        assert_eq!(parse_step("PT30M").ok(), Some(1800));
+        assert_eq!(parse_step("PT10M").ok(), Some(600));
+        assert_eq!(parse_step("PT1H").ok(), Some(3600));
+        assert_eq!(parse_step("PT1H30M").ok(), Some(5400));
+        for bad in [
+            "P1D",
+            "PT",
+            "PT0M",
+            "PTM",
+            "PT-5M",
+            "PT5X",
+            "30",
+            "PT99999999999999999999H",
+        ] {
+            assert!(parse_step(bad).is_err(), "{bad}");
+        }
+    }
+}

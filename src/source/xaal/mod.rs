@@ -1,0 +1,35 @@
+//! xAAL stack 7: the codec for the home-automation bus that `xaal-lib` 0.9 devices speak.
+//!
+//! A datagram is a CBOR array `[7, ts_sec, ts_usec, targets, ciphertext]`; the ciphertext is a
+//! ChaCha20-Poly1305 seal of the CBOR array `[source, dev_type, msg_type, action, body?]`, with the
+//! timestamp as nonce and the raw `targets` bytes as associated data. The whole bus shares one key,
+//! derived from a passphrase with scrypt (`reference/xaal/NOTES.md`).
+//!
+//! - [`key`]: the shared key ([`Key::from_passphrase`], [`Key::from_hex`]).
+//! - [`message`]: the typed [`Message`] model and its body [`Value`]s.
+//! - [`codec`]: [`Codec`] seals our messages with unique timestamps and opens theirs, rejecting
+//!   wrong versions, forged or tampered datagrams, stale or future timestamps and replays; every
+//!   rejection is counted ([`Counters`]) and logged at most once per sender per minute
+//!   ([`RejectLog`]).
+//!
+//! The transport (multicast socket) and the device discovery built on top live elsewhere.
+
+pub mod codec;
+pub mod key;
+pub mod message;
+
+#[cfg(test)]
+mod tests;
+
+pub use codec::{Codec, Counters, DecodeError, EncodeError, RejectLog};
+pub use key::{Key, KeyError};
+pub use message::{Message, MsgType, Timestamp, Value};
+
+/// The stack version this codec speaks (field 0 of every datagram).
+pub const VERSION: u64 = 7;
+
+/// Largest UDP payload over IPv4; anything bigger is rejected unread.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// How far (in seconds) a datagram's timestamp may be from our clock, either way.
+pub const WINDOW_SECS: u64 = 120;
