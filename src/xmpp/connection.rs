@@ -351,22 +351,30 @@ async fn session(
         }
     };
     if matches!(end, SessionEnd::Shutdown) {
-        // Give queued answers a moment, then close the stream properly.
+        // Give queued stanzas a moment, then close the stream properly; outbox entries count
+        // as written only once the close (which flushes) succeeded.
         let deadline = Instant::now() + Duration::from_millis(500);
+        let mut ids = Vec::new();
         while let Ok(out) = outbound.try_recv() {
             let id = out.outbox_id;
             if Instant::now() > deadline || write(config, &mut stream, out).await.is_err() {
                 break;
             }
-            if let Some(id) = id {
-                let _ = reports.written.send(id);
-            }
+            ids.extend(id);
         }
-        let _ = tokio::time::timeout(
+        let closed = tokio::time::timeout(
             Duration::from_secs(2),
             SinkExt::<&Element>::close(&mut stream),
         )
         .await;
+        let report = if matches!(closed, Ok(Ok(()))) {
+            &reports.written
+        } else {
+            &reports.released
+        };
+        for id in ids {
+            let _ = report.send(id);
+        }
     }
     end
 }
