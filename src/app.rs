@@ -16,7 +16,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
 use crate::config::Settings;
-use crate::publisher::Publisher;
+use crate::publisher::{Feed, Publisher};
 use crate::source::SourceEvent;
 use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
 use crate::xmpp::router::{Context, Router};
@@ -70,19 +70,24 @@ pub async fn serve_with_events(
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());
 
+    // One channel per source, so the publisher knows who sent what (and a slow source cannot
+    // fill another's queue); `events_rx` carries what the caller injects.
+    let mut feeds: Vec<Feed> = vec![(None, events_rx)];
+    let mut sources = JoinSet::new();
+    for source in config.sources.iter().cloned() {
+        let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
+        feeds.push((Some(source.id().to_owned()), rx));
+        sources.spawn(source.run(tx, shutdown.child_token()));
+    }
+    drop(events_tx);
     let publisher = tokio::spawn(
         Publisher {
             ctx: ctx.clone(),
             wake: wake.clone(),
             max_items: config.pubsub.max_items,
         }
-        .run(events_rx),
+        .run(feeds),
     );
-    let mut sources = JoinSet::new();
-    for source in config.sources.iter().cloned() {
-        sources.spawn(source.run(events_tx.clone(), shutdown.child_token()));
-    }
-    drop(events_tx);
 
     let ping_target = Jid::from_str(&settings.ping_target)
         .with_context(|| format!("invalid xmpp.ping_target {:?}", settings.ping_target))?;

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use crate::access::now;
@@ -23,6 +24,9 @@ use crate::xmpp::router::Context;
 /// server's stanza limit.
 pub const PUSH_CHUNK: usize = 1000;
 
+/// The events of one source (`Some(id)`), or injected by the caller (`None`).
+pub type Feed = (Option<String>, mpsc::Receiver<SourceEvent>);
+
 /// Stores and publishes source events.
 pub struct Publisher {
     pub ctx: Arc<Context>,
@@ -35,16 +39,59 @@ pub struct Publisher {
 impl Publisher {
     /// Applies events until every sender is gone. A failed event is logged and the next one is
     /// processed: one bad declaration must not stop the others.
-    pub async fn run(self, mut events: mpsc::Receiver<SourceEvent>) {
-        while let Some(event) = events.recv().await {
-            let result = match &event {
-                SourceEvent::Live(batch) => self.publish(batch).await,
-                other => apply(self.ctx.store.as_ref(), other).await,
+    pub async fn run(self, feeds: Vec<Feed>) {
+        let streams = feeds.into_iter().map(|(source, events)| {
+            futures::stream::unfold(events, move |mut events| {
+                let source = source.clone();
+                async move { events.recv().await.map(|event| ((source, event), events)) }
+            })
+            .boxed()
+        });
+        let mut all = futures::stream::select_all(streams);
+        while let Some((source, event)) = all.next().await {
+            let result = match self.owned_by(source.as_deref(), &event).await {
+                Ok(true) => match &event {
+                    SourceEvent::Live(batch) => self.publish(batch).await,
+                    other => apply(self.ctx.store.as_ref(), other).await,
+                },
+                Ok(false) => {
+                    tracing::error!(
+                        source = source.as_deref().unwrap_or("?"),
+                        "event about a usage point of another source; dropped"
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e),
             };
             if let Err(e) = result {
                 log_error(e);
             }
         }
+    }
+
+    /// True when `source` may speak about the usage point of `event`: two sources declaring
+    /// the same id must not feed each other's series. Events of no source (injected by the
+    /// caller) are trusted.
+    async fn owned_by(
+        &self,
+        source: Option<&str>,
+        event: &SourceEvent,
+    ) -> Result<bool, StoreError> {
+        let Some(source) = source else {
+            return Ok(true);
+        };
+        let usage_point = match event {
+            SourceEvent::Declare { usage_point, .. } => return Ok(usage_point.source == source),
+            SourceEvent::Online { usage_point, .. } => usage_point,
+            SourceEvent::Readings(batch) | SourceEvent::Live(batch) => &batch.usage_point,
+        };
+        // An unknown usage point is reported precisely by the store when the event is applied.
+        Ok(self
+            .ctx
+            .store
+            .usage_point(usage_point)
+            .await?
+            .is_none_or(|up| up.source == source))
     }
 
     /// Stores a live batch, its item and its notifications in one transaction, then ends the

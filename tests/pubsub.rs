@@ -6,6 +6,7 @@ use std::sync::Arc;
 use minidom::Element;
 use quoalise_component::model::{Batch, Grant, GrantOrigin, Reading};
 use quoalise_component::publisher::{self, Publisher};
+use quoalise_component::source::SourceEvent;
 use quoalise_component::store::Store;
 use quoalise_component::xmpp::router::Router;
 use tokio::sync::Notify;
@@ -397,4 +398,38 @@ async fn wait_bounces_are_retried_later_then_given_up() {
     // The last attempt gives up on the subscriber.
     assert!(r.handle(bounce).await.is_empty());
     assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_source_cannot_feed_another_sources_usage_point() {
+    let (_r, p, store) = setup().await;
+    let (demo_tx, demo_rx) = tokio::sync::mpsc::channel(8);
+    let (other_tx, other_rx) = tokio::sync::mpsc::channel(8);
+    let batch = |time: i64, value: f64| Batch {
+        usage_point: UP.into(),
+        series: LIVE.into(),
+        readings: vec![Reading { time, value }],
+    };
+    other_tx
+        .send(SourceEvent::Readings(batch(1_790_632_801, 666.0)))
+        .await
+        .unwrap();
+    demo_tx
+        .send(SourceEvent::Readings(batch(1_790_632_800, 1.0)))
+        .await
+        .unwrap();
+    drop((demo_tx, other_tx));
+    p.run(vec![
+        (Some("demo".into()), demo_rx),
+        (Some("other".into()), other_rx),
+    ])
+    .await;
+    let stored = store.readings(UP, LIVE, 0, i64::MAX, None).await.unwrap();
+    assert_eq!(
+        stored,
+        [Reading {
+            time: 1_790_632_800,
+            value: 1.0
+        }]
+    );
 }
