@@ -278,6 +278,86 @@ pub struct OutboxEntry {
     pub not_before: i64,
 }
 
+/// A consent page an application asked for (`get_authorize_uri`), shown at `/authorize?id=…`.
+/// Kept until deleted: an application may hand the same address to many customers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// Unguessable id, the `id` query parameter of the page.
+    pub id: String,
+    /// The source the consent is for (`enedis`).
+    pub source: String,
+    /// Bare JID of the application; the grant goes to it.
+    pub app_jid: String,
+    pub name: String,
+    /// An https URL, checked when the request was made.
+    pub logo_url: Option<String>,
+    /// The description as the application gave it (HTML, sanitised when shown).
+    pub description: String,
+    /// Where the browser may be sent back; any other address gets a confirmation page instead.
+    pub redirect_uri: Option<String>,
+    pub created_at: i64,
+}
+
+/// The OAuth `state` handed to the consent provider for one visit of a consent page: opaque,
+/// single use, short-lived. It carries what the page was asked with, so the callback needs
+/// nothing from the browser but the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    pub state: String,
+    pub request_id: String,
+    /// ISO 8601 duration asked on the page (`P1Y`).
+    pub duration: String,
+    /// The application's own `state`, given back to it untouched.
+    pub app_state: Option<String>,
+    /// The `redirect_uri` the page was opened with, if any.
+    pub redirect_uri: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// A customer's consent: one usage point shared with one application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    /// Store id; `None` before insertion.
+    pub id: Option<i64>,
+    pub source: String,
+    pub usage_point: String,
+    pub app_jid: String,
+    /// The purpose the customer read: the page's description as text.
+    pub purpose: String,
+    pub request_id: String,
+    /// The provider's reference of the consent (Enedis `autorisation_id`, or the legacy `code`).
+    pub reference: String,
+    pub begins_at: i64,
+    pub expires_at: i64,
+    /// The grant recorded with the consent.
+    pub grant_id: Option<i64>,
+}
+
+/// One call to an upstream API, recorded before it is made and completed after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCall {
+    /// Store id; `None` before insertion.
+    pub id: Option<i64>,
+    pub source: String,
+    /// API name (`courbe_de_charge_consommation`, `subscribed_services`, `token`).
+    pub api: String,
+    pub usage_point: Option<String>,
+    /// Requested days `[first, end)` as `YYYY-MM-DD`, when the API takes a range.
+    pub range_start: Option<String>,
+    pub range_end: Option<String>,
+    /// The consent the call relies on, if any.
+    pub consent_id: Option<i64>,
+    /// Bare JID of whoever caused the call (`None`: the component's own poll).
+    pub requester: Option<String>,
+    pub started_at: i64,
+    /// HTTP status, or `error` when no answer came; `None` while the call runs (or if the
+    /// component stopped during it).
+    pub status: Option<String>,
+    /// Upstream error code, for failed calls.
+    pub code: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

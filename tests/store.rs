@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use quoalise_component::model::{
-    AuditEntry, Batch, Grant, GrantOrigin, Identifier, Item, Measurement, OutboxEntry, Reading,
-    Series, Subscription, SubscriptionKind, UsagePoint, ANY,
+    AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Identifier, Item, Measurement,
+    OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
+    UsagePoint, ANY,
 };
 use quoalise_component::store::{self, PostgresStore, SqliteStore, Store, StoreError};
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -1572,6 +1573,191 @@ async fn check_final_state(store: Arc<dyn Store>) {
     assert_eq!(subjects, ["billing@example.org", "carol@example.org"]);
 }
 
+/// The consent chain: pages, single-use states, consents with their grants, revocation, the
+/// upstream call log and the per-day cache.
+async fn consent_story(store: Arc<dyn Store>) {
+    let request = ConsentRequest {
+        id: "req-1".into(),
+        source: "enedis".into(),
+        app_jid: "app@example.org".into(),
+        name: "Elec Expert".into(),
+        logo_url: Some("https://example.org/logo.png".into()),
+        description: "<p>Nos experts…</p>".into(),
+        redirect_uri: None,
+        created_at: 1_000,
+    };
+    store.add_consent_request(&request).await.unwrap();
+    assert!(
+        store.add_consent_request(&request).await.is_err(),
+        "ids are unique"
+    );
+    assert_eq!(store.consent_request("req-1").await.unwrap(), Some(request));
+    assert_eq!(store.consent_request("req-2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .count_consent_requests("app@example.org")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_consent_requests("other@example.org")
+            .await
+            .unwrap(),
+        0
+    );
+
+    let state = |name: &str, expires_at: i64| OAuthState {
+        state: name.into(),
+        request_id: "req-1".into(),
+        duration: "P1Y".into(),
+        app_state: Some("app & state".into()),
+        redirect_uri: Some("https://app.example.org/back?x=1".into()),
+        created_at: 1_000,
+        expires_at,
+    };
+    store
+        .add_oauth_state(&state("s-live", 5_000))
+        .await
+        .unwrap();
+    store.add_oauth_state(&state("s-old", 2_000)).await.unwrap();
+    assert_eq!(
+        store.take_oauth_state("s-old", 3_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.take_oauth_state("s-live", 3_000).await.unwrap(),
+        Some(state("s-live", 5_000))
+    );
+    assert_eq!(
+        store.take_oauth_state("s-live", 3_000).await.unwrap(),
+        None,
+        "single use"
+    );
+
+    let now = quoalise_component::access::now();
+    let consent = Consent {
+        id: None,
+        source: "enedis".into(),
+        usage_point: PRM.into(),
+        app_jid: "app@example.org".into(),
+        purpose: "Nos experts…".into(),
+        request_id: "req-1".into(),
+        reference: "auth-42".into(),
+        begins_at: now - 10,
+        expires_at: now + 3_600,
+        grant_id: None,
+    };
+    let mut consent_grant = grant("app@example.org", PRM, ANY, GrantOrigin::Consent);
+    consent_grant.valid_until = Some(consent.expires_at);
+    let (consent_id, grant_id) = store
+        .record_consent(&consent, &consent_grant)
+        .await
+        .unwrap();
+    let expired = Consent {
+        begins_at: now - 7_200,
+        expires_at: now - 3_600,
+        ..consent.clone()
+    };
+    store
+        .record_consent(&expired, &consent_grant)
+        .await
+        .unwrap();
+    let active = store.active_consents("enedis", now).await.unwrap();
+    assert_eq!(
+        active,
+        [Consent {
+            id: Some(consent_id),
+            grant_id: Some(grant_id),
+            ..consent.clone()
+        }]
+    );
+    assert!(store.active_consents("xaal", now).await.unwrap().is_empty());
+    assert!(store
+        .grants_for("app@example.org")
+        .await
+        .unwrap()
+        .iter()
+        .any(|g| g.id == Some(grant_id) && g.origin == GrantOrigin::Consent));
+
+    let revoked = store.revoke_consents(PRM).await.unwrap();
+    assert_eq!(revoked.len(), 2);
+    assert!(store
+        .active_consents("enedis", now)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .grants_for("app@example.org")
+        .await
+        .unwrap()
+        .iter()
+        .all(|g| g.origin != GrantOrigin::Consent));
+    assert!(store.revoke_consents(PRM).await.unwrap().is_empty());
+
+    let call = UpstreamCall {
+        id: None,
+        source: "enedis".into(),
+        api: "courbe_de_charge_consommation".into(),
+        usage_point: Some(PRM.into()),
+        range_start: Some("2026-09-29".into()),
+        range_end: Some("2026-10-01".into()),
+        consent_id: Some(consent_id),
+        requester: Some("app@example.org".into()),
+        started_at: 10_000,
+        status: None,
+        code: None,
+    };
+    let first = store.start_upstream_call(&call).await.unwrap();
+    let second = store
+        .start_upstream_call(&UpstreamCall {
+            started_at: 10_001,
+            ..call.clone()
+        })
+        .await
+        .unwrap();
+    store
+        .finish_upstream_call(first, "429", Some("900807"))
+        .await
+        .unwrap();
+    let calls = store.upstream_calls("enedis", 10_000).await.unwrap();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].id, Some(first));
+    assert_eq!(calls[0].status.as_deref(), Some("429"));
+    assert_eq!(calls[0].code.as_deref(), Some("900807"));
+    assert_eq!(calls[1].id, Some(second));
+    assert_eq!(calls[1].status, None, "recorded before the answer");
+    assert_eq!(
+        store.upstream_calls("enedis", 10_001).await.unwrap().len(),
+        1
+    );
+
+    let days = |list: &[&str]| list.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+    let api = "courbe_de_charge_consommation";
+    store
+        .mark_fetched(PRM, api, &days(&["2026-09-30", "2026-09-29"]), 10_000)
+        .await
+        .unwrap();
+    store
+        .mark_fetched(PRM, api, &days(&["2026-09-30", "2026-10-05"]), 10_001)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .fetched_days(PRM, api, "2026-09-29", "2026-10-05")
+            .await
+            .unwrap(),
+        days(&["2026-09-29", "2026-09-30"])
+    );
+    assert!(store
+        .fetched_days(PRM, "consommation_quotidienne", "2026-09-01", "2026-11-01")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 async fn all_stories(store: Arc<dyn Store>) {
     usage_point_story(store.clone()).await;
     readings_story(store.clone()).await;
@@ -1580,7 +1766,8 @@ async fn all_stories(store: Arc<dyn Store>) {
     outbox_story(store.clone(), &subs).await;
     let grants = grant_story(store.clone()).await;
     audit_story(store.clone(), grants).await;
-    check_final_state(store).await;
+    check_final_state(store.clone()).await;
+    consent_story(store).await;
 }
 
 /// After a row with an unknown origin appears, grant listings that include it fail loudly.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::model::{
-    AuditEntry, Batch, Grant, Item, OutboxEntry, Reading, Series, Subscription, SubscriptionKind,
-    UsagePoint,
+    AuditEntry, Batch, Consent, ConsentRequest, Grant, Item, OAuthState, OutboxEntry, Reading,
+    Series, Subscription, SubscriptionKind, UpstreamCall, UsagePoint,
 };
 
 mod common;
@@ -261,6 +261,78 @@ pub trait Store: Send + Sync + 'static {
 
     /// The most recently published item of a node.
     async fn last_item(&self, usage_point: &str, series: &str) -> Result<Option<Item>, StoreError>;
+
+    // ---- Consent chain (Enedis) ----
+
+    /// Records a consent page. Ids are unguessable, so a clash is a database error.
+    async fn add_consent_request(&self, request: &ConsentRequest) -> Result<(), StoreError>;
+
+    async fn consent_request(&self, id: &str) -> Result<Option<ConsentRequest>, StoreError>;
+
+    /// How many consent pages an application has: bounds what one requester can make us keep.
+    async fn count_consent_requests(&self, app_jid: &str) -> Result<u64, StoreError>;
+
+    async fn add_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+
+    /// Removes and returns a state still valid at `now`: a state works once. Expired states are
+    /// deleted on the way.
+    async fn take_oauth_state(
+        &self,
+        state: &str,
+        now: i64,
+    ) -> Result<Option<OAuthState>, StoreError>;
+
+    /// Records a consent and its grant in one transaction; returns (consent id, grant id).
+    async fn record_consent(
+        &self,
+        consent: &Consent,
+        grant: &Grant,
+    ) -> Result<(i64, i64), StoreError>;
+
+    /// Consents of a source not revoked and not expired at `now`, oldest first.
+    async fn active_consents(&self, source: &str, now: i64) -> Result<Vec<Consent>, StoreError>;
+
+    /// Revokes the consents on a usage point and their grants (the provider said the customer
+    /// withdrew it); returns the revoked consents.
+    async fn revoke_consents(&self, usage_point: &str) -> Result<Vec<Consent>, StoreError>;
+
+    // ---- Upstream calls and the per-day cache ----
+
+    /// Records a call about to be made; returns its id.
+    async fn start_upstream_call(&self, call: &UpstreamCall) -> Result<i64, StoreError>;
+
+    /// Completes a recorded call with its outcome.
+    async fn finish_upstream_call(
+        &self,
+        id: i64,
+        status: &str,
+        code: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Recorded calls of a source with `started_at >= since`, oldest first.
+    async fn upstream_calls(
+        &self,
+        source: &str,
+        since: i64,
+    ) -> Result<Vec<UpstreamCall>, StoreError>;
+
+    /// Days (`YYYY-MM-DD`) in `[first, end)` already fetched from `api` for a usage point.
+    async fn fetched_days(
+        &self,
+        usage_point: &str,
+        api: &str,
+        first: &str,
+        end: &str,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Marks days as fetched (idempotent).
+    async fn mark_fetched(
+        &self,
+        usage_point: &str,
+        api: &str,
+        days: &[String],
+        at: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens (creating if needed) and migrates the store named by `url`.

@@ -4,8 +4,9 @@
 //! live here once so that a new field cannot be mapped on one backend and forgotten on the other.
 
 use crate::model::{
-    AuditEntry, Grant, GrantOrigin, Identifier, Item, Measurement, OutboxEntry, Reading, Series,
-    Subscription, SubscriptionKind, UsagePoint,
+    AuditEntry, Consent, ConsentRequest, Grant, GrantOrigin, Identifier, Item, Measurement,
+    OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
+    UsagePoint,
 };
 
 use super::StoreError;
@@ -267,4 +268,136 @@ pub(super) fn items_from_rows(usage_point: &str, series: &str, rows: Vec<ItemRow
             payload,
         })
         .collect()
+}
+
+/// Columns read into [`ConsentRequestRow`].
+pub(super) const CONSENT_REQUEST_COLUMNS: &str =
+    "id, source, app_jid, name, logo_url, description, redirect_uri, created_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ConsentRequestRow {
+    id: String,
+    source: String,
+    app_jid: String,
+    name: String,
+    logo_url: Option<String>,
+    description: String,
+    redirect_uri: Option<String>,
+    created_at: i64,
+}
+
+impl From<ConsentRequestRow> for ConsentRequest {
+    fn from(row: ConsentRequestRow) -> Self {
+        ConsentRequest {
+            id: row.id,
+            source: row.source,
+            app_jid: row.app_jid,
+            name: row.name,
+            logo_url: row.logo_url,
+            description: row.description,
+            redirect_uri: row.redirect_uri,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// Columns read into [`OAuthStateRow`].
+pub(super) const OAUTH_STATE_COLUMNS: &str =
+    "state, request_id, duration, app_state, redirect_uri, created_at, expires_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct OAuthStateRow {
+    state: String,
+    request_id: String,
+    duration: String,
+    app_state: Option<String>,
+    redirect_uri: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl From<OAuthStateRow> for OAuthState {
+    fn from(row: OAuthStateRow) -> Self {
+        OAuthState {
+            state: row.state,
+            request_id: row.request_id,
+            duration: row.duration,
+            app_state: row.app_state,
+            redirect_uri: row.redirect_uri,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// Columns read into [`ConsentRow`].
+pub(super) const CONSENT_COLUMNS: &str = "id, source, usage_point, app_jid, purpose, request_id, \
+     reference, begins_at, expires_at, grant_id";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ConsentRow {
+    id: i64,
+    source: String,
+    usage_point: String,
+    app_jid: String,
+    purpose: String,
+    request_id: String,
+    reference: String,
+    begins_at: i64,
+    expires_at: i64,
+    grant_id: Option<i64>,
+}
+
+impl From<ConsentRow> for Consent {
+    fn from(row: ConsentRow) -> Self {
+        Consent {
+            id: Some(row.id),
+            source: row.source,
+            usage_point: row.usage_point,
+            app_jid: row.app_jid,
+            purpose: row.purpose,
+            request_id: row.request_id,
+            reference: row.reference,
+            begins_at: row.begins_at,
+            expires_at: row.expires_at,
+            grant_id: row.grant_id,
+        }
+    }
+}
+
+/// Columns read into [`UpstreamCallRow`].
+pub(super) const UPSTREAM_CALL_COLUMNS: &str = "id, source, api, usage_point, range_start, \
+     range_end, consent_id, requester, started_at, status, code";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct UpstreamCallRow {
+    id: i64,
+    source: String,
+    api: String,
+    usage_point: Option<String>,
+    range_start: Option<String>,
+    range_end: Option<String>,
+    consent_id: Option<i64>,
+    requester: Option<String>,
+    started_at: i64,
+    status: Option<String>,
+    code: Option<String>,
+}
+
+impl From<UpstreamCallRow> for UpstreamCall {
+    fn from(row: UpstreamCallRow) -> Self {
+        UpstreamCall {
+            id: Some(row.id),
+            source: row.source,
+            api: row.api,
+            usage_point: row.usage_point,
+            range_start: row.range_start,
+            range_end: row.range_end,
+            consent_id: row.consent_id,
+            requester: row.requester,
+            started_at: row.started_at,
+            status: row.status,
+            code: row.code,
+        }
+    }
 }

@@ -19,10 +19,14 @@ use super::rows::{
     UsagePointRow, AUDIT_COLUMNS, GRANT_COLUMNS, OUTBOX_COLUMNS, SERIES_COLUMNS,
     SUBSCRIPTION_COLUMNS, USAGE_POINT_COLUMNS,
 };
+use super::rows::{
+    ConsentRequestRow, ConsentRow, OAuthStateRow, UpstreamCallRow, CONSENT_COLUMNS,
+    CONSENT_REQUEST_COLUMNS, OAUTH_STATE_COLUMNS, UPSTREAM_CALL_COLUMNS,
+};
 use super::{Store, StoreError};
 use crate::model::{
-    AuditEntry, Batch, Grant, GrantOrigin, Item, OutboxEntry, Reading, Series, Subscription,
-    SubscriptionKind, UsagePoint,
+    AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Item, OAuthState, OutboxEntry,
+    Reading, Series, Subscription, SubscriptionKind, UpstreamCall, UsagePoint,
 };
 
 /// Readers proceed during a write in WAL mode; writes are serialised by SQLite anyway, so a few
@@ -900,6 +904,237 @@ impl Store for SqliteStore {
             .await?
             .into_iter()
             .next())
+    }
+
+    async fn add_consent_request(&self, request: &ConsentRequest) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consent_requests (id, source, app_jid, name, logo_url, description, \
+             redirect_uri, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&request.id)
+        .bind(&request.source)
+        .bind(&request.app_jid)
+        .bind(&request.name)
+        .bind(&request.logo_url)
+        .bind(&request.description)
+        .bind(&request.redirect_uri)
+        .bind(request.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn consent_request(&self, id: &str) -> Result<Option<ConsentRequest>, StoreError> {
+        let row: Option<ConsentRequestRow> = sqlx::query_as(&format!(
+            "SELECT {CONSENT_REQUEST_COLUMNS} FROM consent_requests WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(ConsentRequest::from))
+    }
+
+    async fn count_consent_requests(&self, app_jid: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM consent_requests WHERE app_jid = ?")
+            .bind(app_jid)
+            .fetch_one(&self.pool)
+            .await?;
+        count_from_sql(n)
+    }
+
+    async fn add_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO oauth_states (state, request_id, duration, app_state, redirect_uri, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&state.state)
+        .bind(&state.request_id)
+        .bind(&state.duration)
+        .bind(&state.app_state)
+        .bind(&state.redirect_uri)
+        .bind(state.created_at)
+        .bind(state.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_oauth_state(
+        &self,
+        state: &str,
+        now: i64,
+    ) -> Result<Option<OAuthState>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<OAuthStateRow> = sqlx::query_as(&format!(
+            "DELETE FROM oauth_states WHERE state = ? RETURNING {OAUTH_STATE_COLUMNS}"
+        ))
+        .bind(state)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row.map(OAuthState::from))
+    }
+
+    async fn record_consent(
+        &self,
+        consent: &Consent,
+        grant: &Grant,
+    ) -> Result<(i64, i64), StoreError> {
+        let now = unix_now();
+        let mut tx = self.begin_write().await?;
+        let grant_id = insert_grant(&mut *tx, grant, grant.origin, now).await?;
+        let consent_id = sqlx::query_scalar(
+            "INSERT INTO consents (source, usage_point, app_jid, purpose, request_id, reference, \
+             begins_at, expires_at, grant_id, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&consent.source)
+        .bind(&consent.usage_point)
+        .bind(&consent.app_jid)
+        .bind(&consent.purpose)
+        .bind(&consent.request_id)
+        .bind(&consent.reference)
+        .bind(consent.begins_at)
+        .bind(consent.expires_at)
+        .bind(grant_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((consent_id, grant_id))
+    }
+
+    async fn active_consents(&self, source: &str, now: i64) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<ConsentRow> = sqlx::query_as(&format!(
+            "SELECT {CONSENT_COLUMNS} FROM consents WHERE source = ? AND revoked_at IS NULL \
+             AND begins_at <= ? AND ? < expires_at ORDER BY id"
+        ))
+        .bind(source)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Consent::from).collect())
+    }
+
+    async fn revoke_consents(&self, usage_point: &str) -> Result<Vec<Consent>, StoreError> {
+        let now = unix_now();
+        let mut tx = self.begin_write().await?;
+        let rows: Vec<ConsentRow> = sqlx::query_as(&format!(
+            "UPDATE consents SET revoked_at = ? WHERE usage_point = ? AND revoked_at IS NULL \
+             RETURNING {CONSENT_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(usage_point)
+        .fetch_all(&mut *tx)
+        .await?;
+        let consents: Vec<Consent> = rows.into_iter().map(Consent::from).collect();
+        for grant_id in consents.iter().filter_map(|c| c.grant_id) {
+            sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(grant_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(consents)
+    }
+
+    async fn start_upstream_call(&self, call: &UpstreamCall) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO upstream_calls (source, api, usage_point, range_start, range_end, \
+             consent_id, requester, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&call.source)
+        .bind(&call.api)
+        .bind(&call.usage_point)
+        .bind(&call.range_start)
+        .bind(&call.range_end)
+        .bind(call.consent_id)
+        .bind(&call.requester)
+        .bind(call.started_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn finish_upstream_call(
+        &self,
+        id: i64,
+        status: &str,
+        code: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE upstream_calls SET status = ?, code = ?, finished_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(code)
+            .bind(unix_now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn upstream_calls(
+        &self,
+        source: &str,
+        since: i64,
+    ) -> Result<Vec<UpstreamCall>, StoreError> {
+        let rows: Vec<UpstreamCallRow> = sqlx::query_as(&format!(
+            "SELECT {UPSTREAM_CALL_COLUMNS} FROM upstream_calls WHERE source = ? \
+             AND started_at >= ? ORDER BY id"
+        ))
+        .bind(source)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(UpstreamCall::from).collect())
+    }
+
+    async fn fetched_days(
+        &self,
+        usage_point: &str,
+        api: &str,
+        first: &str,
+        end: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT day FROM fetched_days WHERE usage_point = ? AND api = ? AND day >= ? \
+             AND day < ? ORDER BY day",
+        )
+        .bind(usage_point)
+        .bind(api)
+        .bind(first)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn mark_fetched(
+        &self,
+        usage_point: &str,
+        api: &str,
+        days: &[String],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for day in days {
+            sqlx::query(
+                "INSERT INTO fetched_days (usage_point, api, day, fetched_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (usage_point, api, day) DO NOTHING",
+            )
+            .bind(usage_point)
+            .bind(api)
+            .bind(day)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }
 
