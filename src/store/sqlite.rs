@@ -986,7 +986,7 @@ impl Store for SqliteStore {
     ) -> Result<(i64, i64), StoreError> {
         let now = unix_now();
         let mut tx = self.begin_write().await?;
-        let grant_id = insert_grant(&mut *tx, grant, grant.origin, now).await?;
+        let grant_id = insert_grant(&mut tx, grant, grant.origin, now).await?;
         let consent_id = sqlx::query_scalar(
             "INSERT INTO consents (source, usage_point, app_jid, purpose, request_id, reference, \
              begins_at, expires_at, grant_id, created_at) \
