@@ -15,6 +15,7 @@
 //! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
 //! - [`stanzas`]: our own XML models and namespaces.
 //! - [`app`]: wiring, supervision and graceful shutdown.
+//! - [`web`]: the consent pages (duration, description sanitising, HTML rendering).
 
 pub mod access;
 pub mod app;
@@ -26,5 +27,6 @@ pub mod publisher;
 pub mod source;
 pub mod stanzas;
 pub mod store;
+pub mod web;
 pub mod xep;
 pub mod xmpp;
