@@ -16,12 +16,14 @@
 //! - [`stanzas`]: our own XML models and namespaces.
 //! - [`app`]: wiring, supervision and graceful shutdown.
 //! - [`web`]: the consent pages (duration, description sanitising, HTML rendering).
+//! - [`metrics`]: counters and gauges in the Prometheus text format.
 
 pub mod access;
 pub mod app;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod metrics;
 pub mod model;
 pub mod publisher;
 pub mod source;
