@@ -15,16 +15,20 @@
 //! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
 //! - [`stanzas`]: our own XML models and namespaces.
 //! - [`app`]: wiring, supervision and graceful shutdown.
+//! - [`web`]: the consent pages (duration, description sanitising, HTML rendering).
+//! - [`metrics`]: counters and gauges in the Prometheus text format.
 
 pub mod access;
 pub mod app;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod metrics;
 pub mod model;
 pub mod publisher;
 pub mod source;
 pub mod stanzas;
 pub mod store;
+pub mod web;
 pub mod xep;
 pub mod xmpp;

@@ -1,0 +1,508 @@
+//! Operational metrics, rendered in the Prometheus text exposition format (version 0.0.4).
+//!
+//! A handful of counters and gauges does not need a metrics crate: they live in small maps behind
+//! one mutex, held only to bump a number or to render. Label values come from upstream answers
+//! (HTTP status codes), so each metric keeps at most [`MAX_LABEL_SETS`] label sets: further ones
+//! are counted under the label value [`OVERFLOW`], and a misbehaving upstream cannot grow memory
+//! without bound.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Distinct label sets kept per metric, beyond which new ones are counted under [`OVERFLOW`].
+pub const MAX_LABEL_SETS: usize = 1000;
+
+/// Label value standing for every label set beyond [`MAX_LABEL_SETS`].
+pub const OVERFLOW: &str = "_overflow";
+
+/// The component's metrics; clones share the same values.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner(Mutex<State>);
+
+#[derive(Default)]
+struct State {
+    /// (api, status) → calls.
+    upstream_calls: BTreeMap<(String, String), u64>,
+    /// api → (waits, total time waited).
+    quota_waits: BTreeMap<String, (u64, Duration)>,
+    notifications_sent: u64,
+    subscriptions: u64,
+    connected: bool,
+    reconnects: u64,
+}
+
+/// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
+fn capped<K: Ord, V: Default>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    overflow: impl FnOnce() -> K,
+) -> &mut V {
+    let key = if map.contains_key(&key) || map.len() < MAX_LABEL_SETS {
+        key
+    } else {
+        overflow()
+    };
+    map.entry(key).or_default()
+}
+
+impl Metrics {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves numbers, not broken invariants: keep counting.
+        self.0 .0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One call to an upstream API answered with `status` (the HTTP code, or `"error"` when no
+    /// answer came: connection, TLS or timeout).
+    pub fn upstream_call(&self, api: &str, status: &str) {
+        let mut state = self.state();
+        let calls = capped(
+            &mut state.upstream_calls,
+            (api.to_owned(), status.to_owned()),
+            || (OVERFLOW.to_owned(), OVERFLOW.to_owned()),
+        );
+        *calls = calls.saturating_add(1);
+    }
+
+    /// A call to `api` waited `waited` for its rate-limit quota.
+    pub fn quota_wait(&self, api: &str, waited: Duration) {
+        let mut state = self.state();
+        let (waits, total) = capped(&mut state.quota_waits, api.to_owned(), || {
+            OVERFLOW.to_owned()
+        });
+        *waits = waits.saturating_add(1);
+        *total = total.saturating_add(waited);
+    }
+
+    /// `n` more notifications were sent to subscribers.
+    pub fn notifications_sent(&self, n: u64) {
+        let mut state = self.state();
+        state.notifications_sent = state.notifications_sent.saturating_add(n);
+    }
+
+    /// The current number of subscriptions.
+    pub fn set_subscriptions(&self, n: u64) {
+        self.state().subscriptions = n;
+    }
+
+    /// Whether the XMPP link to the server is up.
+    pub fn set_connected(&self, connected: bool) {
+        self.state().connected = connected;
+    }
+
+    /// The XMPP link came back up after having been lost.
+    pub fn reconnected(&self) {
+        let mut state = self.state();
+        state.reconnects = state.reconnects.saturating_add(1);
+    }
+
+    /// All metrics in the text exposition format, in a stable order (metrics as declared, label
+    /// sets sorted).
+    pub fn render(&self) -> String {
+        let state = self.state();
+        let mut out = String::with_capacity(1024);
+        // `write!` to a String cannot fail: its results are ignored below.
+        header(
+            &mut out,
+            "quoalise_upstream_calls_total",
+            "counter",
+            "Calls to upstream APIs, by API and HTTP status (\"error\": no answer).",
+        );
+        for ((api, status), calls) in &state.upstream_calls {
+            let _ = writeln!(
+                out,
+                "quoalise_upstream_calls_total{{api=\"{}\",status=\"{}\"}} {calls}",
+                escape_label(api),
+                escape_label(status)
+            );
+        }
+        header(
+            &mut out,
+            "quoalise_quota_waits_total",
+            "counter",
+            "Upstream calls that waited for their rate-limit quota, by API.",
+        );
+        for (api, (waits, _)) in &state.quota_waits {
+            let _ = writeln!(
+                out,
+                "quoalise_quota_waits_total{{api=\"{}\"}} {waits}",
+                escape_label(api)
+            );
+        }
+        header(
+            &mut out,
+            "quoalise_quota_wait_seconds_total",
+            "counter",
+            "Time spent waiting for rate-limit quotas, by API.",
+        );
+        for (api, (_, waited)) in &state.quota_waits {
+            let _ = writeln!(
+                out,
+                "quoalise_quota_wait_seconds_total{{api=\"{}\"}} {}",
+                escape_label(api),
+                waited.as_secs_f64()
+            );
+        }
+        let scalars = [
+            (
+                "quoalise_notifications_sent_total",
+                "counter",
+                "Notifications sent to subscribers.",
+                state.notifications_sent,
+            ),
+            (
+                "quoalise_subscriptions",
+                "gauge",
+                "Current subscriptions.",
+                state.subscriptions,
+            ),
+            (
+                "quoalise_xmpp_connected",
+                "gauge",
+                "1 while the XMPP link to the server is up, 0 otherwise.",
+                u64::from(state.connected),
+            ),
+            (
+                "quoalise_xmpp_reconnects_total",
+                "counter",
+                "Times the XMPP link came back up after being lost.",
+                state.reconnects,
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the format wants it: backslash, double quote and line feed escaped.
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One sample line: name, labels (unescaped), value.
+    #[derive(Debug, PartialEq)]
+    struct Sample {
+        name: String,
+        labels: Vec<(String, String)>,
+        value: f64,
+    }
+
+    /// A strict parser for the subset of the format we write.
+    fn parse(text: &str) -> (Vec<Sample>, Vec<String>) {
+        let mut samples = Vec::new();
+        let mut comments = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                comments.push(line.to_owned());
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("value");
+            let value: f64 = value.parse().expect("number");
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_owned(), Vec::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').expect("closing brace");
+                    (name.to_owned(), parse_labels(body))
+                }
+            };
+            samples.push(Sample {
+                name,
+                labels,
+                value,
+            });
+        }
+        (samples, comments)
+    }
+
+    fn parse_labels(mut body: &str) -> Vec<(String, String)> {
+        let mut labels = Vec::new();
+        while !body.is_empty() {
+            let (name, rest) = body.split_once("=\"").expect("label name");
+            let mut value = String::new();
+            let mut chars = rest.char_indices();
+            let end = loop {
+                match chars.next().expect("closing quote") {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next().expect("escape") {
+                        (_, '\\') => value.push('\\'),
+                        (_, '"') => value.push('"'),
+                        (_, 'n') => value.push('\n'),
+                        (_, c) => panic!("bad escape \\{c}"),
+                    },
+                    (_, '\n') => panic!("raw newline in label value"),
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((name.to_owned(), value));
+            body = rest[end + 1..]
+                .strip_prefix(',')
+                .unwrap_or(&rest[end + 1..]);
+        }
+        labels
+    }
+
+    fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && s.labels.len() == labels.len()
+                    && s.labels
+                        .iter()
+                        .zip(labels)
+                        .all(|((k, v), (k2, v2))| k == k2 && v == v2)
+            })
+            .map(|s| s.value)
+    }
+
+    #[test]
+    fn empty_registry_renders_every_metric_with_help_and_type() {
+        let (samples, comments) = parse(&Metrics::default().render());
+        for (name, kind) in [
+            ("quoalise_upstream_calls_total", "counter"),
+            ("quoalise_quota_waits_total", "counter"),
+            ("quoalise_quota_wait_seconds_total", "counter"),
+            ("quoalise_notifications_sent_total", "counter"),
+            ("quoalise_subscriptions", "gauge"),
+            ("quoalise_xmpp_connected", "gauge"),
+            ("quoalise_xmpp_reconnects_total", "counter"),
+        ] {
+            assert!(
+                comments.contains(&format!("# TYPE {name} {kind}")),
+                "{name}"
+            );
+            assert!(
+                comments
+                    .iter()
+                    .any(|c| c.starts_with(&format!("# HELP {name} "))),
+                "{name}"
+            );
+        }
+        assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(0.0));
+        assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(0.0));
+        assert!(samples.iter().all(|s| s.labels.is_empty()));
+    }
+
+    #[test]
+    fn counts_and_gauges() {
+        let m = Metrics::default();
+        let shared = m.clone();
+        m.upstream_call("enedis_metering", "200");
+        m.upstream_call("enedis_metering", "200");
+        shared.upstream_call("enedis_metering", "429");
+        m.upstream_call("enedis_token", "error");
+        m.quota_wait("enedis_metering", Duration::from_millis(1500));
+        m.quota_wait("enedis_metering", Duration::from_millis(250));
+        m.notifications_sent(3);
+        m.notifications_sent(4);
+        m.set_subscriptions(12);
+        m.set_subscriptions(10);
+        m.set_connected(true);
+        m.reconnected();
+        m.reconnected();
+
+        let (samples, _) = parse(&shared.render());
+        let calls = "quoalise_upstream_calls_total";
+        let api = |a| ("api", a);
+        assert_eq!(
+            value(
+                &samples,
+                calls,
+                &[api("enedis_metering"), ("status", "200")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &samples,
+                calls,
+                &[api("enedis_metering"), ("status", "429")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&samples, calls, &[api("enedis_token"), ("status", "error")]),
+            Some(1.0)
+        );
+        let waits = [api("enedis_metering")];
+        assert_eq!(
+            value(&samples, "quoalise_quota_waits_total", &waits),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&samples, "quoalise_quota_wait_seconds_total", &waits),
+            Some(1.75)
+        );
+        assert_eq!(
+            value(&samples, "quoalise_notifications_sent_total", &[]),
+            Some(7.0)
+        );
+        assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(10.0));
+        assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(1.0));
+        assert_eq!(
+            value(&samples, "quoalise_xmpp_reconnects_total", &[]),
+            Some(2.0)
+        );
+
+        m.set_connected(false);
+        let (samples, _) = parse(&m.render());
+        assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        let nasty = "a\"b\\c\nd} 1\n# TYPE x counter";
+        m.upstream_call(nasty, "200");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "quoalise_upstream_calls_total{api=\"a\\\"b\\\\c\\nd} 1\\n# TYPE x counter\",\
+                 status=\"200\"} 1\n"
+            ),
+            "{text}"
+        );
+        let (samples, comments) = parse(&text);
+        assert_eq!(
+            value(
+                &samples,
+                "quoalise_upstream_calls_total",
+                &[("api", nasty), ("status", "200")]
+            ),
+            Some(1.0)
+        );
+        assert!(!comments.contains(&"# TYPE x counter".to_owned()));
+    }
+
+    #[test]
+    fn output_order_is_stable() {
+        let a = Metrics::default();
+        let b = Metrics::default();
+        for (api, status) in [("z", "500"), ("a", "200"), ("m", "error"), ("a", "404")] {
+            a.upstream_call(api, status);
+        }
+        for (api, status) in [("a", "404"), ("m", "error"), ("a", "200"), ("z", "500")] {
+            b.upstream_call(api, status);
+        }
+        assert_eq!(a.render(), b.render());
+        let (samples, _) = parse(&a.render());
+        let order: Vec<_> = samples
+            .iter()
+            .filter(|s| s.name == "quoalise_upstream_calls_total")
+            .map(|s| format!("{}/{}", s.labels[0].1, s.labels[1].1))
+            .collect();
+        assert_eq!(order, ["a/200", "a/404", "m/error", "z/500"]);
+    }
+
+    #[test]
+    fn label_sets_are_capped() {
+        let m = Metrics::default();
+        for i in 0..MAX_LABEL_SETS + 50 {
+            m.upstream_call("api", &i.to_string());
+            m.quota_wait(&format!("api{i}"), Duration::from_secs(1));
+        }
+        // Known label sets keep counting once the cap is reached.
+        m.upstream_call("api", "0");
+        let (samples, _) = parse(&m.render());
+        let calls: Vec<_> = samples
+            .iter()
+            .filter(|s| s.name == "quoalise_upstream_calls_total")
+            .collect();
+        assert_eq!(calls.len(), MAX_LABEL_SETS + 1);
+        assert_eq!(
+            calls.iter().map(|s| s.value).sum::<f64>(),
+            (MAX_LABEL_SETS + 51) as f64
+        );
+        let overflow = [("api", OVERFLOW), ("status", OVERFLOW)];
+        assert_eq!(
+            value(&samples, "quoalise_upstream_calls_total", &overflow),
+            Some(50.0)
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "quoalise_upstream_calls_total",
+                &[("api", "api"), ("status", "0")]
+            ),
+            Some(2.0)
+        );
+        let waits = samples
+            .iter()
+            .filter(|s| s.name == "quoalise_quota_waits_total")
+            .count();
+        assert_eq!(waits, MAX_LABEL_SETS + 1);
+        assert_eq!(
+            value(
+                &samples,
+                "quoalise_quota_wait_seconds_total",
+                &[("api", OVERFLOW)]
+            ),
+            Some(50.0)
+        );
+    }
+
+    #[test]
+    fn concurrent_updates_are_all_counted() {
+        let m = Metrics::default();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.upstream_call("api", "200");
+                        m.notifications_sent(1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let (samples, _) = parse(&m.render());
+        assert_eq!(
+            value(
+                &samples,
+                "quoalise_upstream_calls_total",
+                &[("api", "api"), ("status", "200")]
+            ),
+            Some(4000.0)
+        );
+        assert_eq!(
+            value(&samples, "quoalise_notifications_sent_total", &[]),
+            Some(4000.0)
+        );
+    }
+
+    #[test]
+    fn output_ends_with_a_line_feed() {
+        // The format requires every line, the last one included, to end with a line feed.
+        assert!(Metrics::default().render().ends_with('\n'));
+    }
+}
