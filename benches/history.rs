@@ -314,6 +314,9 @@ async fn router_figures(backend: &str, store: Arc<dyn Store>, summary: &mut Summ
         ),
         commands: Engine::new(commands::all()),
         max_stanza_size: MAX_STANZA_SIZE,
+        upstreams: Default::default(),
+        enedis: Default::default(),
+        public_url: "http://127.0.0.1:8080".into(),
     });
 
     let first = full_year(&router).await;

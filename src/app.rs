@@ -3,6 +3,8 @@
 //! Tasks: one per source, the publisher (stores what sources send), the XMPP link (the only
 //! socket writer). Shutdown cancels one token; each task finishes its current step and returns.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,11 +18,14 @@ use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
-use crate::source::SourceEvent;
+use crate::source::enedis::Enedis;
+use crate::source::{SourceDeps, SourceEvent, Upstream};
+use crate::web::server::WebState;
 use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
 use crate::xmpp::router::{Context, Router};
-use crate::{commands, delivery, publisher, store, xep};
+use crate::{commands, delivery, publisher, store, web, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 pub const SOURCE_EVENTS: usize = 1024;
@@ -59,6 +64,37 @@ pub async fn serve_with_events(
         .await
         .context("cannot load [[access.grant]] into the store")?;
 
+    let metrics = Metrics::default();
+    let access_changed = Arc::new(Notify::new());
+    let deps = SourceDeps {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        access_changed: access_changed.clone(),
+    };
+
+    // One channel per source, so the publisher knows who sent what (and a slow source cannot
+    // fill another's queue); `events_rx` carries what the caller injects.
+    let mut feeds: Vec<Feed> = vec![(None, events_rx)];
+    let mut sources = JoinSet::new();
+    let mut upstreams: HashMap<String, Arc<dyn Upstream>> = HashMap::new();
+    let mut enedis = HashMap::new();
+    for (i, source) in config.sources.iter().cloned().enumerate() {
+        let id = source.id().to_owned();
+        let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
+        feeds.push((Some(id.clone()), rx));
+        let running = source
+            .start(&format!("source[{i}]"), &deps, tx, shutdown.child_token())
+            .with_context(|| format!("cannot start source {id}"))?;
+        if let Some(upstream) = running.upstream {
+            upstreams.insert(id.clone(), upstream);
+        }
+        if let Some(service) = running.enedis {
+            enedis.insert(id, service);
+        }
+        sources.spawn(running.task);
+    }
+    drop(events_tx);
+
     let router = Router::new(Context {
         domain: settings.domain.clone(),
         sources: config.sources.iter().map(|s| s.info()).collect(),
@@ -66,20 +102,13 @@ pub async fn serve_with_events(
         access: Access::new(settings.admins.clone(), store.clone()),
         commands: xep::adhoc::Engine::new(commands::all()),
         max_stanza_size: config.xmpp.max_stanza_size,
+        upstreams,
+        enedis: enedis.clone(),
+        public_url: config.web.public_url.clone(),
     });
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());
 
-    // One channel per source, so the publisher knows who sent what (and a slow source cannot
-    // fill another's queue); `events_rx` carries what the caller injects.
-    let mut feeds: Vec<Feed> = vec![(None, events_rx)];
-    let mut sources = JoinSet::new();
-    for source in config.sources.iter().cloned() {
-        let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
-        feeds.push((Some(source.id().to_owned()), rx));
-        sources.spawn(source.run(tx, shutdown.child_token()));
-    }
-    drop(events_tx);
     let publisher = tokio::spawn(
         Publisher {
             ctx: ctx.clone(),
@@ -121,7 +150,7 @@ pub async fn serve_with_events(
     let sender = tokio::spawn(delivery::send_pending(
         store.clone(),
         outbound_tx,
-        connected_rx,
+        connected_rx.clone(),
         wake.clone(),
         rate,
         written_tx,
@@ -131,9 +160,22 @@ pub async fn serve_with_events(
         store.clone(),
         written_rx,
         released_rx,
-        wake,
+        wake.clone(),
+        metrics.clone(),
     ));
-    let maintenance = tokio::spawn(maintain(ctx, shutdown.clone()));
+    let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
+    let web = match web_server(&settings, &store, enedis, &metrics, &wake, &connected_rx).await? {
+        Some((listener, state)) => {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = web::server::serve(listener, state, shutdown).await {
+                    tracing::error!(error = %e, "web server failed");
+                }
+            })
+        }
+        None => tokio::spawn(async {}),
+    };
+    let reconnects = tokio::spawn(count_reconnects(connected_rx, metrics));
 
     tracing::info!(domain = %settings.domain, sources = config.sources.len(), "component started");
     shutdown.cancelled().await;
@@ -144,6 +186,7 @@ pub async fn serve_with_events(
             ("xmpp link", link),
             ("delivery", sender),
             ("maintenance", maintenance),
+            ("web server", web),
         ] {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "{name} task failed");
@@ -162,6 +205,7 @@ pub async fn serve_with_events(
         if let Err(e) = recorder.await {
             tracing::error!(error = %e, "delivery recorder task failed");
         }
+        reconnects.abort();
     };
     if tokio::time::timeout(Duration::from_secs(10), drained)
         .await
@@ -178,12 +222,14 @@ const GRANT_CHECK: Duration = Duration::from_secs(60);
 /// How long sent outbox entries are kept to match bounces.
 const KEEP_SENT_SECS: i64 = 24 * 3600;
 
-/// Periodic work: end subscriptions whose grant is gone, forget old sent notifications.
-async fn maintain(ctx: Arc<Context>, shutdown: CancellationToken) {
+/// Periodic work: end subscriptions whose grant is gone, forget old sent notifications. A
+/// source that revokes access (`access_changed`) has subscriptions checked at once.
+async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(GRANT_CHECK);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = access_changed.notified() => {}
             _ = shutdown.cancelled() => return,
         }
         match publisher::expire_subscriptions(&ctx).await {
@@ -193,6 +239,55 @@ async fn maintain(ctx: Arc<Context>, shutdown: CancellationToken) {
         }
         if let Err(e) = ctx.store.purge_sent(access::now() - KEEP_SENT_SECS).await {
             tracing::error!(error = %e, "cannot purge sent notifications");
+        }
+    }
+}
+
+/// The web server's socket and state: it runs when an `enedis` source needs its pages, or when
+/// `[web] enabled` asks for `/healthz` and `/metrics` alone.
+async fn web_server(
+    settings: &Settings,
+    store: &Arc<dyn store::Store>,
+    enedis: HashMap<String, Arc<Enedis>>,
+    metrics: &Metrics,
+    wake: &Arc<Notify>,
+    connected: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<WebState>)>> {
+    let web = &settings.config.web;
+    if enedis.is_empty() && !web.enabled {
+        return Ok(None);
+    }
+    let bind: SocketAddr = web
+        .bind
+        .parse()
+        .with_context(|| format!("invalid web.bind {:?}", web.bind))?;
+    // Bound here, before anything runs, so that a port in use stops the start with a clear error.
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on web.bind {bind}"))?;
+    tracing::info!(%bind, "web server listening");
+    Ok(Some((
+        listener,
+        Arc::new(WebState {
+            domain: settings.domain.clone(),
+            store: store.clone(),
+            enedis,
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+            connected: connected.clone(),
+        }),
+    )))
+}
+
+/// Counts the sessions after the first (the link coming back after a loss), for `/metrics`.
+async fn count_reconnects(mut connected: watch::Receiver<bool>, metrics: Metrics) {
+    let mut sessions = 0u64;
+    while connected.changed().await.is_ok() {
+        if *connected.borrow_and_update() {
+            sessions += 1;
+            if sessions > 1 {
+                metrics.reconnected();
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
             message: message.into(),
@@ -178,8 +178,11 @@ impl Default for StoreConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
+    /// Serve `/healthz` and `/metrics` even without an `enedis` source (which always needs the
+    /// web server for its consent pages).
+    pub enabled: bool,
     pub bind: String,
     pub public_url: String,
 }
@@ -187,6 +190,7 @@ pub struct WebConfig {
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
+            enabled: false,
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
         }
@@ -381,33 +385,75 @@ impl Config {
 }
 
 fn resolve_secret(xmpp: &XmppConfig, env_secret: Option<String>) -> Result<Secret, ConfigError> {
-    if let Some(value) = env_secret.filter(|v| !v.is_empty()) {
-        return Ok(Secret(value));
+    SecretKeys {
+        inline: "xmpp.secret",
+        file: "xmpp.secret_file",
+        env: SECRET_ENV,
     }
-    match (&xmpp.secret, &xmpp.secret_file) {
-        (Some(_), Some(_)) => Err(ConfigError::invalid(
-            "xmpp.secret",
-            "set either secret or secret_file, not both",
-        )),
-        (Some(s), None) if !s.0.is_empty() => Ok(s.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::invalid(
-                    "xmpp.secret_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let trimmed = text.trim_end_matches(['\n', '\r']);
-            if trimmed.is_empty() {
-                return Err(ConfigError::invalid("xmpp.secret_file", "file is empty"));
-            }
-            Ok(Secret(trimmed.to_owned()))
+    .resolve(
+        xmpp.secret.as_ref(),
+        xmpp.secret_file.as_deref(),
+        env_secret,
+    )
+}
+
+/// Where a secret may come from: an inline key, a file key, an environment variable (which
+/// wins, so that a deployment can keep secrets out of the config file). The key names are the
+/// full paths used in error messages (`xmpp.secret`, `source[0].client_secret`).
+pub(crate) struct SecretKeys<'a> {
+    pub inline: &'a str,
+    pub file: &'a str,
+    pub env: &'a str,
+}
+
+impl SecretKeys<'_> {
+    /// Resolves the secret; `env_value` is the variable's value, passed in so that tests need
+    /// not touch the process environment.
+    pub(crate) fn resolve(
+        &self,
+        inline: Option<&Secret>,
+        file: Option<&std::path::Path>,
+        env_value: Option<String>,
+    ) -> Result<Secret, ConfigError> {
+        if let Some(value) = env_value.filter(|v| !v.is_empty()) {
+            return Ok(Secret(value));
         }
-        _ => Err(ConfigError::invalid(
-            "xmpp.secret",
-            format!("missing: set secret, secret_file or the {SECRET_ENV} environment variable"),
-        )),
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                self.inline,
+                format!(
+                    "set either {} or {}, not both",
+                    leaf(self.inline),
+                    leaf(self.file)
+                ),
+            )),
+            (Some(s), None) if !s.0.is_empty() => Ok(s.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::invalid(self.file, format!("cannot read {}: {e}", path.display()))
+                })?;
+                let trimmed = text.trim_end_matches(['\n', '\r']);
+                if trimmed.is_empty() {
+                    return Err(ConfigError::invalid(self.file, "file is empty"));
+                }
+                Ok(Secret(trimmed.to_owned()))
+            }
+            _ => Err(ConfigError::invalid(
+                self.inline,
+                format!(
+                    "missing: set {}, {} or the {} environment variable",
+                    leaf(self.inline),
+                    leaf(self.file),
+                    self.env
+                ),
+            )),
+        }
     }
+}
+
+/// The last component of a key path: `xmpp.secret` → `secret`.
+fn leaf(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
 }
 
 pub(crate) fn parse_bare_jid(text: &str, key: &str) -> Result<BareJid, ConfigError> {

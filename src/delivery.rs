@@ -109,6 +109,7 @@ pub async fn record_reports(
     mut written: mpsc::UnboundedReceiver<i64>,
     mut released: mpsc::UnboundedReceiver<i64>,
     wake: Arc<Notify>,
+    metrics: crate::metrics::Metrics,
 ) {
     /// Puts `first` and what else is already queued on `rx` into `batch`, up to [`CLAIM`] ids.
     fn drain(first: i64, rx: &mut mpsc::UnboundedReceiver<i64>, batch: &mut Vec<i64>) {
@@ -127,6 +128,7 @@ pub async fn record_reports(
             id = written.recv() => match id {
                 Some(id) => {
                     drain(id, &mut written, &mut batch);
+                    metrics.notifications_sent(batch.len() as u64);
                     if let Err(e) = store.mark_sent(&batch, now()).await {
                         // They will be sent again when their lease expires: a duplicate, not a loss.
                         tracing::error!(error = %e, entries = batch.len(), "cannot mark outbox entries sent");

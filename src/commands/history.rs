@@ -104,6 +104,20 @@ pub async fn serve(
             .filter(|t| (range.start..range.end).contains(t))
             .ok_or_else(|| RequestError::bad_request("sessionid: corrupt paging state"))?,
     };
+    if cursor.is_none() {
+        // The first page fetches what the store lacks; later pages only read the store.
+        if let Some(upstream) = ctx.upstreams.get(&target.usage_point.source) {
+            upstream
+                .ensure(
+                    &target.usage_point.id,
+                    &target.series.path,
+                    range.start,
+                    range.end,
+                    req.requester.as_str(),
+                )
+                .await?;
+        }
+    }
     let budget = ctx.max_stanza_size.saturating_sub(ENVELOPE);
     let (readings, next) = read_page(ctx, target, start, range.end, budget, presentation).await?;
 

@@ -12,6 +12,7 @@ use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::AdHocCommand;
 use crate::xmpp::error::RequestError;
 
+mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
 mod history;
@@ -35,5 +36,6 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(subscribe::Subscribe),
         Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
+        Arc::new(get_authorize_uri::GetAuthorizeUri),
     ]
 }

@@ -4,12 +4,18 @@
 //! (`crate::publisher`) persists them. Each `[[source]]` table of the config becomes one source,
 //! selected by its `type` key.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
+use crate::metrics::Metrics;
 use crate::model::{Batch, Series, UsagePoint};
+use crate::store::Store;
 
 pub mod demo;
 pub mod enedis;
@@ -20,6 +26,7 @@ pub mod xaal;
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Demo(demo::DemoConfig),
+    Enedis(enedis::EnedisConfig),
 }
 
 impl SourceConfig {
@@ -27,6 +34,7 @@ impl SourceConfig {
     pub fn id(&self) -> &str {
         match self {
             SourceConfig::Demo(c) => &c.id,
+            SourceConfig::Enedis(c) => &c.id,
         }
     }
 
@@ -34,6 +42,7 @@ impl SourceConfig {
     pub fn info(&self) -> SourceInfo {
         match self {
             SourceConfig::Demo(c) => c.info(),
+            SourceConfig::Enedis(c) => c.info(),
         }
     }
 
@@ -46,15 +55,107 @@ impl SourceConfig {
         }
         match self {
             SourceConfig::Demo(c) => c.validate(key),
+            SourceConfig::Enedis(c) => c.validate(key),
         }
     }
 
-    /// Runs the source until `shutdown` is cancelled or the receiver is gone.
-    pub async fn run(self, events: mpsc::Sender<SourceEvent>, shutdown: CancellationToken) {
+    /// Builds the source: its task (which runs until `shutdown` is cancelled or the receiver of
+    /// `events` is gone) and what it offers the rest of the component. `key` is the table's
+    /// path in the config (`source[0]`), for error messages.
+    pub fn start(
+        self,
+        key: &str,
+        deps: &SourceDeps,
+        events: mpsc::Sender<SourceEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<Running, ConfigError> {
         match self {
-            SourceConfig::Demo(c) => demo::run(c, events, shutdown).await,
+            SourceConfig::Demo(c) => Ok(Running::task(demo::run(c, events, shutdown))),
+            SourceConfig::Enedis(c) => {
+                let secret =
+                    c.client_secret(key, std::env::var(enedis::config::CLIENT_SECRET_ENV).ok())?;
+                let service = Arc::new(
+                    enedis::Enedis::new(
+                        c,
+                        secret,
+                        deps.store.clone(),
+                        deps.metrics.clone(),
+                        events,
+                        deps.access_changed.clone(),
+                    )
+                    .map_err(|e| ConfigError::invalid(key, e))?,
+                );
+                Ok(Running {
+                    task: Box::pin(service.clone().run(shutdown)),
+                    upstream: Some(service.clone()),
+                    enedis: Some(service),
+                })
+            }
         }
     }
+}
+
+/// What sources may use besides their event channel.
+#[derive(Clone)]
+pub struct SourceDeps {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    /// Notified when a source revoked access (a withdrawn consent), so that subscriptions end
+    /// at once rather than at the next periodic check.
+    pub access_changed: Arc<Notify>,
+}
+
+/// A started source.
+pub struct Running {
+    pub task: BoxFuture<'static, ()>,
+    /// Fetches history on demand before it is served (the `enedis` source).
+    pub upstream: Option<Arc<dyn Upstream>>,
+    /// The consent chain of an `enedis` source, for the web pages.
+    pub enedis: Option<Arc<enedis::Enedis>>,
+}
+
+impl Running {
+    /// A source that only produces events.
+    pub fn task(task: impl std::future::Future<Output = ()> + Send + 'static) -> Running {
+        Running {
+            task: Box::pin(task),
+            upstream: None,
+            enedis: None,
+        }
+    }
+}
+
+/// A source whose history lives upstream and is fetched when asked for.
+#[async_trait]
+pub trait Upstream: Send + Sync {
+    /// Makes sure the readings of `series` of `usage_point` over `[start, end)` are in the
+    /// store, fetching what is missing on behalf of `requester` (a bare JID).
+    async fn ensure(
+        &self,
+        usage_point: &str,
+        series: &str,
+        start: i64,
+        end: i64,
+        requester: &str,
+    ) -> Result<(), FetchError>;
+}
+
+/// Why history could not be fetched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The upstream API refused or failed: its own code (or HTTP status) and message.
+    #[error("{issuer} error {code}: {message}")]
+    Upstream {
+        issuer: &'static str,
+        code: String,
+        message: String,
+    },
+    /// Our share of the upstream quota is used up for now.
+    #[error("{message}")]
+    Busy { message: String },
+    /// A failure of ours (store); logged, not shown.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A data source as discovery shows it (`<source>@D`, form `urn:quoalise:0#source`).

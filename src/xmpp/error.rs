@@ -57,6 +57,14 @@ pub enum RequestError {
     /// Too many open sessions or requests from this requester; try later.
     #[error("resource constraint: {0}")]
     ResourceConstraint(String),
+    /// An upstream API failed (DESIGN §4): `issuer` names it, `code` is its own error code
+    /// (or the HTTP status), `message` its text.
+    #[error("upstream error {code} from {issuer}: {message}")]
+    Upstream {
+        issuer: &'static str,
+        code: String,
+        message: String,
+    },
     /// A failure of ours; the detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,6 +73,25 @@ pub enum RequestError {
 impl From<StoreError> for RequestError {
     fn from(e: StoreError) -> Self {
         RequestError::Internal(format!("store: {e}"))
+    }
+}
+
+impl From<crate::source::FetchError> for RequestError {
+    fn from(e: crate::source::FetchError) -> Self {
+        use crate::source::FetchError;
+        match e {
+            FetchError::Upstream {
+                issuer,
+                code,
+                message,
+            } => RequestError::Upstream {
+                issuer,
+                code,
+                message,
+            },
+            FetchError::Busy { message } => RequestError::ResourceConstraint(message),
+            FetchError::Internal(detail) => RequestError::Internal(detail),
+        }
     }
 }
 
@@ -197,6 +224,28 @@ impl RequestError {
                 DefinedCondition::ResourceConstraint,
                 text.clone(),
             ),
+            RequestError::Upstream {
+                issuer,
+                code,
+                message,
+            } => {
+                let mut error = StanzaError::new(
+                    ErrorType::Cancel,
+                    DefinedCondition::UndefinedCondition,
+                    "en",
+                    message.clone(),
+                );
+                error.other = Some(
+                    Element::builder("upstream-error", crate::stanzas::ns::QUOALISE)
+                        .attr(minidom::rxml::xml_ncname!("issuer").to_ncname(), *issuer)
+                        .attr(
+                            minidom::rxml::xml_ncname!("code").to_ncname(),
+                            code.as_str(),
+                        )
+                        .build(),
+                );
+                return error;
+            }
             RequestError::Internal(detail) => {
                 tracing::error!(%detail, "internal error while serving a request");
                 (
@@ -286,6 +335,26 @@ mod tests {
             let e = error.to_stanza_error();
             assert_eq!((e.type_, e.defined_condition), (type_, condition));
         }
+    }
+
+    #[test]
+    fn upstream_errors_carry_issuer_code_and_message() {
+        let e = RequestError::Upstream {
+            issuer: "enedis-data-connect",
+            code: "ADAM-ERR0123".into(),
+            message: "La période demandée est antérieure à la mise en service".into(),
+        }
+        .to_stanza_error();
+        assert_eq!(e.type_, ErrorType::Cancel);
+        assert_eq!(e.defined_condition, DefinedCondition::UndefinedCondition);
+        let other = e.other.unwrap();
+        assert!(other.is("upstream-error", crate::stanzas::ns::QUOALISE));
+        assert_eq!(other.attr("issuer"), Some("enedis-data-connect"));
+        assert_eq!(other.attr("code"), Some("ADAM-ERR0123"));
+        assert_eq!(
+            e.texts.values().next().map(String::as_str),
+            Some("La période demandée est antérieure à la mise en service")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! behaviour can be tested with golden XML and an in-memory store. It resolves the addressed
 //! entity and the requester's rights once per stanza, then dispatches on the payload.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use minidom::Element;
@@ -12,7 +13,8 @@ use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::access::{Access, View};
 use crate::model::UsagePoint;
-use crate::source::SourceInfo;
+use crate::source::enedis::Enedis;
+use crate::source::{SourceInfo, Upstream};
 use crate::stanzas::ns;
 use crate::store::Store;
 use crate::xep;
@@ -28,6 +30,12 @@ pub struct Context {
     pub commands: xep::adhoc::Engine,
     /// Largest stanza the server accepts from us; answers are paged below it.
     pub max_stanza_size: usize,
+    /// Per source id: sources whose history is fetched on demand before it is served.
+    pub upstreams: HashMap<String, Arc<dyn Upstream>>,
+    /// Per source id: `enedis` sources (consent chain).
+    pub enedis: HashMap<String, Arc<Enedis>>,
+    /// Base URL of the web pages (`[web] public_url`), for consent links.
+    pub public_url: String,
 }
 
 /// The entity a stanza is addressed to.

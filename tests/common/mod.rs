@@ -64,6 +64,9 @@ pub async fn demo_router(
         ),
         commands: Engine::new(commands::all()),
         max_stanza_size,
+        upstreams: Default::default(),
+        enedis: Default::default(),
+        public_url: "http://127.0.0.1:8080".into(),
     });
     (router, store)
 }

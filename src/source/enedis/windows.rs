@@ -96,6 +96,43 @@ pub fn plan(
     windows
 }
 
+/// Like [`plan`], for the days not in `fetched` only: each run of consecutive missing days is
+/// split into windows of at most `max_days`, so no day already paid for is asked again.
+pub fn plan_missing(
+    start: NaiveDate,
+    end: NaiveDate,
+    max_days: u32,
+    today: NaiveDate,
+    earliest: NaiveDate,
+    fetched: &std::collections::BTreeSet<NaiveDate>,
+) -> Vec<Window> {
+    let mut windows = Vec::new();
+    let mut run_start: Option<NaiveDate> = None;
+    for window in plan(start, end, 1, today, earliest) {
+        let day = window.start;
+        match (fetched.contains(&day), run_start) {
+            (false, None) => run_start = Some(day),
+            (true, Some(from)) => {
+                windows.extend(plan(from, day, max_days, today, earliest));
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = run_start {
+        windows.extend(plan(from, end, max_days, today, earliest));
+    }
+    windows
+}
+
+/// Every day of a window.
+pub fn days_of(window: &Window) -> impl Iterator<Item = NaiveDate> {
+    window.start.iter_days().take_while({
+        let end = window.end;
+        move |d| *d < end
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +339,45 @@ mod tests {
             paris_today(at("2026-09-28T22:00:00Z")),
             Some(day("2026-09-29"))
         );
+    }
+
+    #[test]
+    fn only_missing_days_are_planned() {
+        let fetched: std::collections::BTreeSet<NaiveDate> =
+            ["2026-09-03", "2026-09-04", "2026-09-12"]
+                .into_iter()
+                .map(day)
+                .collect();
+        let w = plan_missing(
+            day("2026-09-01"),
+            day("2026-09-22"),
+            LOAD_CURVE_MAX_DAYS,
+            day("2026-09-20"),
+            day(FAR_PAST),
+            &fetched,
+        );
+        assert_eq!(
+            spans(&w),
+            [
+                ("2026-09-01".into(), "2026-09-03".into()),
+                ("2026-09-05".into(), "2026-09-12".into()),
+                ("2026-09-13".into(), "2026-09-20".into()),
+            ]
+        );
+        let all: std::collections::BTreeSet<NaiveDate> = w
+            .iter()
+            .flat_map(days_of)
+            .chain(fetched.iter().copied())
+            .collect();
+        assert_eq!(all.len(), 19, "every day before today, once");
+        let none = plan_missing(
+            day("2026-09-03"),
+            day("2026-09-05"),
+            7,
+            day("2026-09-20"),
+            day(FAR_PAST),
+            &fetched,
+        );
+        assert!(none.is_empty());
     }
 }

@@ -1,0 +1,198 @@
+//! The HTTP server (axum): consent pages, Enedis' callback, `/healthz`, `/metrics`.
+//!
+//! Handlers take the raw query as a map and answer with a [`Page`], so that every bad request
+//! gets a readable French page rather than a framework rejection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use xmpp_parsers::jid::BareJid;
+
+use super::consent;
+use super::pages::{render_message, CONTENT_SECURITY_POLICY};
+use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::source::enedis::Enedis;
+use crate::store::Store;
+
+/// What the handlers share.
+pub struct WebState {
+    pub domain: BareJid,
+    pub store: Arc<dyn Store>,
+    /// `enedis` sources by id.
+    pub enedis: HashMap<String, Arc<Enedis>>,
+    pub metrics: Metrics,
+    /// Wakes the delivery task after queueing a message.
+    pub wake: Arc<Notify>,
+    /// Whether the XMPP link is up.
+    pub connected: watch::Receiver<bool>,
+}
+
+/// An answer of ours.
+#[derive(Debug)]
+pub enum Page {
+    Html {
+        status: u16,
+        body: String,
+    },
+    /// 303 See Other to this URL.
+    Redirect(String),
+}
+
+impl Page {
+    pub fn html(status: u16, body: String) -> Page {
+        Page::Html { status, body }
+    }
+
+    pub fn redirect(to: &str) -> Page {
+        Page::Redirect(to.to_owned())
+    }
+
+    pub fn error(status: u16, title: &str, text: &str) -> Page {
+        Page::html(status, render_message(title, text))
+    }
+
+    /// A failure of ours: logged with its detail, shown without.
+    pub fn internal(detail: impl std::fmt::Display) -> Page {
+        tracing::error!(%detail, "internal error while serving a web page");
+        Page::error(
+            500,
+            "Erreur interne",
+            "Le service a rencontré une erreur. Réessayez plus tard.",
+        )
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let mut response = match self {
+            Page::Html { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                (
+                    status,
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    body,
+                )
+                    .into_response()
+            }
+            Page::Redirect(to) => match HeaderValue::from_str(&to) {
+                Ok(location) => {
+                    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+                }
+                Err(_) => {
+                    return Page::internal("redirect URL is not a header value").into_response()
+                }
+            },
+        };
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+}
+
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/authorize", get(authorize))
+        .route("/enedis/callback", get(callback))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<WebState>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+async fn authorize(
+    State(state): State<Arc<WebState>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Page {
+    match query {
+        Ok(Query(query)) => consent::authorize_page(&state, &query).await,
+        Err(_) => bad_query(),
+    }
+}
+
+async fn callback(
+    State(state): State<Arc<WebState>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Page {
+    match query {
+        Ok(Query(query)) => consent::callback(&state, &query).await,
+        Err(_) => bad_query(),
+    }
+}
+
+fn bad_query() -> Page {
+    Page::error(
+        400,
+        "Lien invalide",
+        "Les paramètres de cette adresse sont mal encodés.",
+    )
+}
+
+async fn not_found() -> Page {
+    Page::error(404, "Page introuvable", "Cette adresse n'existe pas.")
+}
+
+/// 200 when the store answers and the XMPP link is up, 503 otherwise; JSON says which.
+async fn healthz(State(state): State<Arc<WebState>>) -> Response {
+    let xmpp = *state.connected.borrow();
+    let store = state.store.pending_count().await.is_ok();
+    let status = if xmpp && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
+        "xmpp": if xmpp { "connected" } else { "disconnected" },
+        "store": if store { "ok" } else { "error" },
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<WebState>>) -> Response {
+    state.metrics.set_connected(*state.connected.borrow());
+    match state.store.all_subscriptions().await {
+        Ok(subs) => state.metrics.set_subscriptions(subs.len() as u64),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
+    }
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
