@@ -31,7 +31,7 @@ BINARY = Path(os.environ.get("QUOALISE_BIN", REPO / "target" / "debug" / "quoali
 HOST = "localhost"
 COMPONENT_DOMAIN = "quoalise.localhost"
 PASSWORD = "e2e-password"
-ACCOUNTS = ("alice", "bob", "admin")
+ACCOUNTS = ("alice", "bob", "carol", "admin")
 
 ESTABLISHED = "xmpp session established"
 
@@ -518,12 +518,15 @@ def component_config(
     reconnect_max_delay: str = "2s",
     xmpp_port: int | None = None,
     log_level: str = "info",
+    web_port: int | None = None,
+    extra_sources: str = "",
 ) -> str:
     """The component's TOML: the demo source backfills `history_days` days at start (3 is enough
     for two full past days; more only slows the start) and publishes a live reading of each meter
     every `live_interval`. `store_url` defaults to a SQLite file in `workdir`; `xmpp_port` (e.g. a
-    `GatedProxy`) defaults to the server's component port."""
-    web_port = free_port()
+    `GatedProxy`) defaults to the server's component port. `extra_sources` is appended TOML
+    (more `[[source]]` tables); `web_port` defaults to a free port."""
+    web_port = web_port or free_port()
     if store_url is None:
         store_url = f"sqlite://{workdir / 'quoalise.db'}"
     return f"""\
@@ -558,7 +561,7 @@ live_interval = "{live_interval}"
 history_days = {history_days}
 title = "Demo meters"
 description = "Simulated Linky-like electricity meters"
-
+{extra_sources}
 [log]
 level = "{log_level}"
 """
