@@ -35,7 +35,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
             key: key.into(),
             message: message.into(),
@@ -381,32 +381,48 @@ impl Config {
 }
 
 fn resolve_secret(xmpp: &XmppConfig, env_secret: Option<String>) -> Result<Secret, ConfigError> {
-    if let Some(value) = env_secret.filter(|v| !v.is_empty()) {
-        return Ok(Secret(value));
-    }
-    match (&xmpp.secret, &xmpp.secret_file) {
-        (Some(_), Some(_)) => Err(ConfigError::invalid(
+    secret_from(
+        (xmpp.secret.as_ref(), "xmpp.secret"),
+        (xmpp.secret_file.as_deref(), "xmpp.secret_file"),
+        env_secret,
+    )?
+    .ok_or_else(|| {
+        ConfigError::invalid(
             "xmpp.secret",
-            "set either secret or secret_file, not both",
+            format!("missing: set secret, secret_file or the {SECRET_ENV} environment variable"),
+        )
+    })
+}
+
+/// A secret given inline, in a file (trailing newline ignored) or by an environment variable,
+/// which wins when set and non-empty; `None` when none of them is. Setting both the inline key
+/// and the file is an error named after the inline key. Shared by every secret of the config so
+/// that they all behave alike.
+pub(crate) fn secret_from(
+    (inline, inline_key): (Option<&Secret>, &str),
+    (file, file_key): (Option<&Path>, &str),
+    env: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret(value)));
+    }
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            inline_key,
+            format!("set either {inline_key} or {file_key}, not both"),
         )),
-        (Some(s), None) if !s.0.is_empty() => Ok(s.clone()),
+        (Some(s), None) if !s.0.is_empty() => Ok(Some(s.clone())),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::invalid(
-                    "xmpp.secret_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
+                ConfigError::invalid(file_key, format!("cannot read {}: {e}", path.display()))
             })?;
             let trimmed = text.trim_end_matches(['\n', '\r']);
             if trimmed.is_empty() {
-                return Err(ConfigError::invalid("xmpp.secret_file", "file is empty"));
+                return Err(ConfigError::invalid(file_key, "file is empty"));
             }
-            Ok(Secret(trimmed.to_owned()))
+            Ok(Some(Secret(trimmed.to_owned())))
         }
-        _ => Err(ConfigError::invalid(
-            "xmpp.secret",
-            format!("missing: set secret, secret_file or the {SECRET_ENV} environment variable"),
-        )),
+        _ => Ok(None),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod xaal;
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceConfig {
     Demo(demo::DemoConfig),
+    Xaal(xaal::XaalConfig),
 }
 
 impl SourceConfig {
@@ -27,6 +28,7 @@ impl SourceConfig {
     pub fn id(&self) -> &str {
         match self {
             SourceConfig::Demo(c) => &c.id,
+            SourceConfig::Xaal(c) => &c.id,
         }
     }
 
@@ -34,6 +36,7 @@ impl SourceConfig {
     pub fn info(&self) -> SourceInfo {
         match self {
             SourceConfig::Demo(c) => c.info(),
+            SourceConfig::Xaal(c) => c.info(),
         }
     }
 
@@ -46,6 +49,7 @@ impl SourceConfig {
         }
         match self {
             SourceConfig::Demo(c) => c.validate(key),
+            SourceConfig::Xaal(c) => c.validate(key),
         }
     }
 
@@ -53,6 +57,7 @@ impl SourceConfig {
     pub async fn run(self, events: mpsc::Sender<SourceEvent>, shutdown: CancellationToken) {
         match self {
             SourceConfig::Demo(c) => demo::run(c, events, shutdown).await,
+            SourceConfig::Xaal(c) => xaal::gateway::run(c, events, shutdown).await,
         }
     }
 }
@@ -82,4 +87,10 @@ pub enum SourceEvent {
     /// New readings as they are produced: stored like [`SourceEvent::Readings`], published as a
     /// PubSub item and notified to subscribers.
     Live(Batch),
+    /// The bare JIDs that own a usage point (xAAL `owners`): they get a grant of origin
+    /// `source` on all of its series; owners no longer listed lose theirs.
+    Owners {
+        usage_point: String,
+        owners: Vec<String>,
+    },
 }
