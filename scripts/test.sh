@@ -45,7 +45,7 @@ step() {
     RESULTS+=("ok")
 }
 
-step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event && ensure_venv"
+step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event iproute2 libsodium23 && ensure_venv"
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test
