@@ -29,6 +29,23 @@ pub const ASK_ATTEMPTS: u32 = 3;
 /// Longest usage-point name built from a description.
 const MAX_NAME_CHARS: usize = 200;
 
+/// Longest dev_type accepted.
+const MAX_DEV_TYPE: usize = 64;
+
+/// `class.subclass`, each a letter then letters, digits, `_` or `-`: what xaal-lib accepts. The
+/// dev_type is stored and shown, so anything else from the network is refused.
+pub fn is_valid_dev_type(dev_type: &str) -> bool {
+    let part = |p: &str| {
+        p.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    dev_type.len() <= MAX_DEV_TYPE
+        && dev_type
+            .split_once('.')
+            .is_some_and(|(class, sub)| part(class) && part(sub))
+}
+
 /// What `get_description` told us (xaal-lib sends only the non-empty keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Description {
@@ -146,7 +163,7 @@ impl Devices {
     /// Takes in a message from another device, received at `now` (unix seconds).
     pub fn on_message(&mut self, msg: &Message, now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
-        if msg.source.is_nil() {
+        if msg.source.is_nil() || !is_valid_dev_type(&msg.dev_type) {
             return effects;
         }
         let id = msg.source;
@@ -414,5 +431,29 @@ mod tests {
         assert_eq!(d.refused, 5);
         let nil = Message::new(Uuid::nil(), "x.y", MsgType::Notify, "alive");
         assert!(d.on_message(&nil, 0).is_empty());
+    }
+
+    #[test]
+    fn odd_dev_types_are_refused() {
+        for ok in ["powermeter.basic", "any.any", "lamp.dimmer", "a_b-c.d9"] {
+            assert!(is_valid_dev_type(ok), "{ok}");
+        }
+        let long = format!("a.{}", "b".repeat(63));
+        for bad in [
+            "",
+            "powermeter",
+            ".basic",
+            "a.",
+            "a.b.c",
+            "1a.b",
+            "a b.c",
+            "é.b",
+            &long,
+        ] {
+            assert!(!is_valid_dev_type(bad), "{bad}");
+        }
+        let mut d = Devices::new();
+        let m = Message::new(PM, "not a type", MsgType::Notify, "alive");
+        assert!(d.on_message(&m, 0).is_empty() && d.is_empty());
     }
 }
