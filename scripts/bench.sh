@@ -8,9 +8,12 @@
 # Then, separately, the issue 4 fan-out benchmark (scripts/bench_fanout.py, skip with --no-fanout):
 # notifications/s from our component, the server's own PubSub and a trivial component, on Prosody
 # and ejabberd, with 100 subscribers.
+# Then the xAAL benchmark (skip with --no-xaal): decode throughput of the codec
+# (benches/xaal_codec.rs) and the latency from an attributes_change on a bus to the PubSub
+# notification (scripts/bench_xaal.py, in a private network namespace).
 # DESIGN.md §11 has the reference figures; each part prints them next to ours.
 #
-# Usage: scripts/bench.sh [--no-e2e] [--no-fanout]
+# Usage: scripts/bench.sh [--no-e2e] [--no-fanout] [--no-xaal]
 # Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
 set -euo pipefail
 
@@ -20,10 +23,12 @@ cd "$REPO_ROOT"
 
 E2E=1
 FANOUT=1
+XAAL=1
 for arg in "$@"; do
     case "$arg" in
         --no-e2e) E2E= ;;
         --no-fanout) FANOUT= ;;
+        --no-xaal) XAAL= ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
@@ -65,3 +70,19 @@ else
     FANOUT_DRIVER="$REPO_ROOT/target/release/examples/fanout_driver" "$VENV/bin/python" scripts/bench_fanout.py
 fi
 # ---- end of the fan-out benchmark --------------------------------------------------------------
+
+# ---- xAAL benchmark ----------------------------------------------------------------------------
+# Codec decode throughput in process, then attributes_change -> notification latency through a
+# real Prosody, with a real xaal-lib power meter, inside `unshare --net` (loopback only; root).
+if [ -z "$XAAL" ]; then
+    log "xAAL benchmark skipped (--no-xaal)"
+else
+    log "xAAL codec benchmark: cargo bench --bench xaal_codec (release)"
+    cargo bench --bench xaal_codec
+    log "xAAL latency benchmark: scripts/bench_xaal.py (release build)"
+    ensure_apt_packages prosody lua-event iproute2 libsodium23
+    cargo build --release
+    ensure_venv
+    QUOALISE_BIN="$REPO_ROOT/target/release/quoalise-component" "$VENV/bin/python" scripts/bench_xaal.py
+fi
+# ---- end of the xAAL benchmark -----------------------------------------------------------------

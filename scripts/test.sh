@@ -3,7 +3,8 @@
 #   cargo fmt --check, cargo clippy -D warnings, cargo test (Rust unit + integration tests,
 #   which start their own PostgreSQL), cargo build (the binary the end-to-end tests drive),
 #   pytest tests/e2e (real Prosody and ejabberd, slixmpp clients).
-# Installs what the tests need first: prosody, ejabberd, lua-event, chromium (Debian packages) and the
+# Installs what the tests need first: prosody, ejabberd, lua-event, chromium, iproute2, libsodium23
+# (Debian packages) and the
 # Python packages of requirements-test.txt in .venv/.
 #
 # Usage: scripts/test.sh [extra pytest arguments, e.g. -k discovery]
@@ -45,7 +46,7 @@ step() {
     RESULTS+=("ok")
 }
 
-step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event chromium && ensure_venv"
+step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event chromium iproute2 libsodium23 && ensure_venv"
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test

@@ -397,9 +397,8 @@ fn resolve_secret(xmpp: &XmppConfig, env_secret: Option<String>) -> Result<Secre
     )
 }
 
-/// Where a secret may come from: an inline key, a file key, an environment variable (which
-/// wins, so that a deployment can keep secrets out of the config file). The key names are the
-/// full paths used in error messages (`xmpp.secret`, `source[0].client_secret`).
+/// Where a required secret may come from: an inline key, a file key, an environment variable.
+/// The key names are the full paths used in error messages (`source[0].client_secret`).
 pub(crate) struct SecretKeys<'a> {
     pub inline: &'a str,
     pub file: &'a str,
@@ -407,38 +406,16 @@ pub(crate) struct SecretKeys<'a> {
 }
 
 impl SecretKeys<'_> {
-    /// Resolves the secret; `env_value` is the variable's value, passed in so that tests need
-    /// not touch the process environment.
+    /// The secret, which must be given one way; `env_value` is the variable's value, passed in
+    /// so that tests need not touch the process environment.
     pub(crate) fn resolve(
         &self,
         inline: Option<&Secret>,
-        file: Option<&std::path::Path>,
+        file: Option<&Path>,
         env_value: Option<String>,
     ) -> Result<Secret, ConfigError> {
-        if let Some(value) = env_value.filter(|v| !v.is_empty()) {
-            return Ok(Secret(value));
-        }
-        match (inline, file) {
-            (Some(_), Some(_)) => Err(ConfigError::invalid(
-                self.inline,
-                format!(
-                    "set either {} or {}, not both",
-                    leaf(self.inline),
-                    leaf(self.file)
-                ),
-            )),
-            (Some(s), None) if !s.0.is_empty() => Ok(s.clone()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::invalid(self.file, format!("cannot read {}: {e}", path.display()))
-                })?;
-                let trimmed = text.trim_end_matches(['\n', '\r']);
-                if trimmed.is_empty() {
-                    return Err(ConfigError::invalid(self.file, "file is empty"));
-                }
-                Ok(Secret(trimmed.to_owned()))
-            }
-            _ => Err(ConfigError::invalid(
+        secret_from((inline, self.inline), (file, self.file), env_value)?.ok_or_else(|| {
+            ConfigError::invalid(
                 self.inline,
                 format!(
                     "missing: set {}, {} or the {} environment variable",
@@ -446,14 +423,46 @@ impl SecretKeys<'_> {
                     leaf(self.file),
                     self.env
                 ),
-            )),
-        }
+            )
+        })
     }
 }
 
 /// The last component of a key path: `xmpp.secret` → `secret`.
 fn leaf(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
+}
+
+/// A secret given inline, in a file (trailing newline ignored) or by an environment variable,
+/// which wins when set and non-empty; `None` when none of them is. Setting both the inline key
+/// and the file is an error named after the inline key. Shared by every secret of the config so
+/// that they all behave alike.
+pub(crate) fn secret_from(
+    (inline, inline_key): (Option<&Secret>, &str),
+    (file, file_key): (Option<&Path>, &str),
+    env: Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret(value)));
+    }
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            inline_key,
+            format!("set either {inline_key} or {file_key}, not both"),
+        )),
+        (Some(s), None) if !s.0.is_empty() => Ok(Some(s.clone())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(file_key, format!("cannot read {}: {e}", path.display()))
+            })?;
+            let trimmed = text.trim_end_matches(['\n', '\r']);
+            if trimmed.is_empty() {
+                return Err(ConfigError::invalid(file_key, "file is empty"));
+            }
+            Ok(Some(Secret(trimmed.to_owned())))
+        }
+        _ => Ok(None),
+    }
 }
 
 pub(crate) fn parse_bare_jid(text: &str, key: &str) -> Result<BareJid, ConfigError> {

@@ -6,13 +6,14 @@
 //! transaction (the outbox): after a crash either all of it exists or none, and the delivery task
 //! sends whatever is pending once the link is up.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use crate::access::now;
-use crate::model::{Batch, Item, SubscriptionKind};
+use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, ANY};
 use crate::source::SourceEvent;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
@@ -84,6 +85,7 @@ impl Publisher {
             SourceEvent::Declare { usage_point, .. } => return Ok(usage_point.source == source),
             SourceEvent::Online { usage_point, .. } => usage_point,
             SourceEvent::Readings(batch) | SourceEvent::Live(batch) => &batch.usage_point,
+            SourceEvent::Owners { usage_point, .. } => usage_point,
         };
         // An unknown usage point is reported precisely by the store when the event is applied.
         Ok(self
@@ -281,5 +283,57 @@ pub async fn apply(store: &dyn Store, event: &SourceEvent) -> Result<(), StoreEr
         SourceEvent::Readings(batch) | SourceEvent::Live(batch) => {
             store.insert_readings(batch).await.map(|_| ())
         }
+        SourceEvent::Owners {
+            usage_point,
+            owners,
+        } => reconcile_owners(store, usage_point, owners).await,
     }
+}
+
+/// Makes the unrevoked grants of origin `source` on `usage_point` match `owners`: one grant on
+/// every series per owner, added when missing, revoked when its owner is no longer listed.
+/// Idempotent, so a source may send its owners again at every start.
+async fn reconcile_owners(
+    store: &dyn Store,
+    usage_point: &str,
+    owners: &[String],
+) -> Result<(), StoreError> {
+    let Some(up) = store.usage_point(usage_point).await? else {
+        tracing::error!(%usage_point, "owners of an undeclared usage point; dropped");
+        return Ok(());
+    };
+    let wanted = |g: &Grant| g.series == ANY && g.valid_from.is_none() && g.valid_until.is_none();
+    let mut kept: HashSet<&str> = HashSet::new();
+    for grant in store.grants().await? {
+        if grant.origin != GrantOrigin::Source || grant.usage_point != up.id {
+            continue;
+        }
+        let owner = owners.iter().find(|o| **o == grant.subject);
+        match (owner, grant.id) {
+            (Some(owner), _) if wanted(&grant) && kept.insert(owner.as_str()) => {}
+            (_, Some(id)) => {
+                store.revoke_grant(id).await?;
+                tracing::info!(usage_point = %up.id, subject = %grant.subject, "owner grant revoked");
+            }
+            (_, None) => {}
+        }
+    }
+    for owner in owners {
+        if kept.insert(owner.as_str()) {
+            store
+                .add_grant(&Grant {
+                    id: None,
+                    subject: owner.clone(),
+                    usage_point: up.id.clone(),
+                    series: ANY.into(),
+                    valid_from: None,
+                    valid_until: None,
+                    origin: GrantOrigin::Source,
+                    purpose: Some(format!("owner of the devices of source {}", up.source)),
+                })
+                .await?;
+            tracing::info!(usage_point = %up.id, subject = %owner, "owner grant added");
+        }
+    }
+    Ok(())
 }

@@ -27,6 +27,7 @@ pub mod xaal;
 pub enum SourceConfig {
     Demo(demo::DemoConfig),
     Enedis(enedis::EnedisConfig),
+    Xaal(xaal::XaalConfig),
 }
 
 impl SourceConfig {
@@ -35,6 +36,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Demo(c) => &c.id,
             SourceConfig::Enedis(c) => &c.id,
+            SourceConfig::Xaal(c) => &c.id,
         }
     }
 
@@ -43,6 +45,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Demo(c) => c.info(),
             SourceConfig::Enedis(c) => c.info(),
+            SourceConfig::Xaal(c) => c.info(),
         }
     }
 
@@ -56,6 +59,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Demo(c) => c.validate(key),
             SourceConfig::Enedis(c) => c.validate(key),
+            SourceConfig::Xaal(c) => c.validate(key),
         }
     }
 
@@ -91,6 +95,7 @@ impl SourceConfig {
                     enedis: Some(service),
                 })
             }
+            SourceConfig::Xaal(c) => Ok(Running::task(xaal::gateway::run(c, events, shutdown))),
         }
     }
 }
@@ -183,4 +188,10 @@ pub enum SourceEvent {
     /// New readings as they are produced: stored like [`SourceEvent::Readings`], published as a
     /// PubSub item and notified to subscribers.
     Live(Batch),
+    /// The bare JIDs that own a usage point (xAAL `owners`): they get a grant of origin
+    /// `source` on all of its series; owners no longer listed lose theirs.
+    Owners {
+        usage_point: String,
+        owners: Vec<String>,
+    },
 }

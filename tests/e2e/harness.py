@@ -519,16 +519,34 @@ def component_config(
     xmpp_port: int | None = None,
     log_level: str = "info",
     web_port: int | None = None,
-    extra_sources: str = "",
+    sources: str | None = None,
+    alice_sees_all: bool = True,
 ) -> str:
     """The component's TOML: the demo source backfills `history_days` days at start (3 is enough
     for two full past days; more only slows the start) and publishes a live reading of each meter
     every `live_interval`. `store_url` defaults to a SQLite file in `workdir`; `xmpp_port` (e.g. a
-    `GatedProxy`) defaults to the server's component port. `extra_sources` is appended TOML
-    (more `[[source]]` tables); `web_port` defaults to a free port."""
+    `GatedProxy`) defaults to the server's component port. `sources` (TOML `[[source]]` tables)
+    replaces the demo source; without `alice_sees_all`, alice gets no grant on every usage point;
+    `web_port` defaults to a free port."""
     web_port = web_port or free_port()
     if store_url is None:
         store_url = f"sqlite://{workdir / 'quoalise.db'}"
+    alice_grant = f"""\
+[[access.grant]]
+jid = "alice@{server.host}"
+usage_points = ["*"]
+purpose = "end-to-end tests"
+"""
+    demo_source = f"""\
+[[source]]
+type = "demo"
+id = "demo"
+meters = {meters}
+live_interval = "{live_interval}"
+history_days = {history_days}
+title = "Demo meters"
+description = "Simulated Linky-like electricity meters"
+"""
     return f"""\
 # Written by tests/e2e/harness.py
 [xmpp]
@@ -548,20 +566,9 @@ public_url = "http://127.0.0.1:{web_port}"
 [access]
 admins = ["admin@{server.host}"]
 
-[[access.grant]]
-jid = "alice@{server.host}"
-usage_points = ["*"]
-purpose = "end-to-end tests"
+{alice_grant if alice_sees_all else ""}
+{sources if sources is not None else demo_source}
 
-[[source]]
-type = "demo"
-id = "demo"
-meters = {meters}
-live_interval = "{live_interval}"
-history_days = {history_days}
-title = "Demo meters"
-description = "Simulated Linky-like electricity meters"
-{extra_sources}
 [log]
 level = "{log_level}"
 """

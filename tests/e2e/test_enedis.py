@@ -94,7 +94,7 @@ client_secret = "test-secret"
 max_quota_wait = "2s"
 """
         self.component = Component(
-            workdir, component_config(server, workdir, web_port=self.web_port, extra_sources=source)
+            workdir, component_config(server, workdir, web_port=self.web_port, sources=source)
         )
         self.component.start()
         self.component.wait_established()

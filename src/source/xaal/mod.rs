@@ -1,4 +1,4 @@
-//! xAAL stack 7: the codec for the home-automation bus that `xaal-lib` 0.9 devices speak.
+//! The xAAL source: the home-automation bus that `xaal-lib` 0.9 devices speak (stack 7).
 //!
 //! A datagram is a CBOR array `[7, ts_sec, ts_usec, targets, ciphertext]`; the ciphertext is a
 //! ChaCha20-Poly1305 seal of the CBOR array `[source, dev_type, msg_type, action, body?]`, with the
@@ -12,16 +12,26 @@
 //!   rejection is counted ([`Counters`]) and logged at most once per sender per minute
 //!   ([`RejectLog`]).
 //!
-//! The transport (multicast socket) and the device discovery built on top live elsewhere.
+//! - [`config`]: the `[[source]] type = "xaal"` table ([`XaalConfig`]).
+//! - [`bus`]: the multicast socket ([`bus::BusSocket`]).
+//! - [`devices`]: the table of devices heard, their alive timeouts and pending requests.
+//! - [`mapping`]: which attribute of which device class feeds which series, in which unit.
+//! - [`gateway`]: the source task, a `gateway.basic` device on the bus.
 
+pub mod bus;
 pub mod codec;
+pub mod config;
+pub mod devices;
+pub mod gateway;
 pub mod key;
+pub mod mapping;
 pub mod message;
 
 #[cfg(test)]
 mod tests;
 
 pub use codec::{Codec, Counters, DecodeError, EncodeError, RejectLog};
+pub use config::XaalConfig;
 pub use key::{Key, KeyError};
 pub use message::{Message, MsgType, Timestamp, Value};
 

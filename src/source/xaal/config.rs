@@ -1,0 +1,319 @@
+//! The `[[source]] type = "xaal"` table: which bus to join, with which key, and who owns it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::key::Key;
+use crate::config::{parse_bare_jid, secret_from, ConfigError, HumanDuration, Secret};
+use crate::source::SourceInfo;
+
+/// Environment variable that overrides `passphrase` / `passphrase_file` / `key`.
+pub const PASSPHRASE_ENV: &str = "QUOALISE_XAAL_PASSPHRASE";
+
+/// The group and port every xAAL device uses unless configured otherwise.
+pub const DEFAULT_GROUP: &str = "224.0.29.200:1236";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XaalConfig {
+    pub id: String,
+    /// The bus passphrase, inline (prefer `passphrase_file` or the environment).
+    #[serde(default)]
+    pub passphrase: Option<Secret>,
+    /// The bus key itself, 64 hex digits (the `key=` of `xaal.ini`).
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// File holding the passphrase (trailing newline ignored).
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Multicast group and port, `ip:port`.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Address of the interface that joins the group; `0.0.0.0` lets the routing table choose.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Multicast TTL of our datagrams (xaal-lib uses 10).
+    #[serde(default = "default_hops")]
+    pub hops: u32,
+    /// Bare JIDs granted every series of every usage point of this bus.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// Our own device address on the bus; a random one at each start when unset.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// Period of our own `alive` (we announce a timeout of twice this).
+    #[serde(default = "default_alive_interval")]
+    pub alive_interval: HumanDuration,
+    /// Period of the `is_alive` request that makes every device announce itself.
+    #[serde(default = "default_is_alive_interval")]
+    pub is_alive_interval: HumanDuration,
+    #[serde(default = "default_title")]
+    pub title: String,
+    #[serde(default = "default_description")]
+    pub description: String,
+}
+
+fn default_group() -> String {
+    DEFAULT_GROUP.into()
+}
+
+fn default_interface() -> String {
+    "0.0.0.0".into()
+}
+
+fn default_hops() -> u32 {
+    10
+}
+
+fn default_alive_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(100))
+}
+
+fn default_is_alive_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+fn default_title() -> String {
+    "xAAL home automation".into()
+}
+
+fn default_description() -> String {
+    "Sensors and power meters of an xAAL home-automation bus".into()
+}
+
+/// Where the bus key comes from, before the (costly) scrypt derivation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Passphrase(Secret),
+    Key(Key),
+}
+
+impl KeySource {
+    /// The key; from a passphrase this runs scrypt (16 MiB, tens of milliseconds).
+    pub fn derive(&self) -> Key {
+        match self {
+            KeySource::Passphrase(p) => Key::from_passphrase(p.expose()),
+            KeySource::Key(k) => k.clone(),
+        }
+    }
+}
+
+/// The settings of a validated table, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    pub group: SocketAddrV4,
+    pub interface: Ipv4Addr,
+}
+
+impl XaalConfig {
+    pub fn info(&self) -> SourceInfo {
+        SourceInfo {
+            id: self.id.clone(),
+            kind: "xaal".into(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+        }
+    }
+
+    pub(crate) fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        self.key_source(key, std::env::var(PASSPHRASE_ENV).ok())?;
+        self.bus(key)?;
+        for (i, owner) in self.owners.iter().enumerate() {
+            parse_bare_jid(owner, &format!("{key}.owners[{i}]"))?;
+        }
+        if !(1..=255).contains(&self.hops) {
+            return Err(ConfigError::invalid(
+                format!("{key}.hops"),
+                "must be between 1 and 255",
+            ));
+        }
+        self.own_uuid(key)?;
+        for (name, d) in [
+            ("alive_interval", self.alive_interval.0),
+            ("is_alive_interval", self.is_alive_interval.0),
+        ] {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.{name}"),
+                    "must be between 1s and 24h",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's origin: the environment variable wins; otherwise exactly one of `passphrase`,
+    /// `passphrase_file` and `key` must be set.
+    pub fn key_source(&self, key: &str, env: Option<String>) -> Result<KeySource, ConfigError> {
+        let passphrase = secret_from(
+            (self.passphrase.as_ref(), &format!("{key}.passphrase")),
+            (
+                self.passphrase_file.as_deref(),
+                &format!("{key}.passphrase_file"),
+            ),
+            env.clone(),
+        )?;
+        let from_env = env.is_some_and(|v| !v.is_empty());
+        match (passphrase, &self.key) {
+            (Some(p), _) if from_env => Ok(KeySource::Passphrase(p)),
+            (Some(_), Some(_)) => Err(ConfigError::invalid(
+                format!("{key}.key"),
+                "set either a passphrase (passphrase, passphrase_file) or key, not both",
+            )),
+            (Some(p), None) => Ok(KeySource::Passphrase(p)),
+            (None, Some(hex)) => Key::from_hex(hex.expose())
+                .map(KeySource::Key)
+                .map_err(|e| ConfigError::invalid(format!("{key}.key"), e.to_string())),
+            (None, None) => Err(ConfigError::invalid(
+                format!("{key}.passphrase"),
+                format!(
+                    "missing: set passphrase, passphrase_file, key or the {PASSPHRASE_ENV} \
+                     environment variable"
+                ),
+            )),
+        }
+    }
+
+    /// The group and interface, checked.
+    pub fn bus(&self, key: &str) -> Result<Bus, ConfigError> {
+        let group: SocketAddrV4 = self
+            .group
+            .parse()
+            .ok()
+            .filter(|g: &SocketAddrV4| g.ip().is_multicast() && g.port() != 0)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.group"),
+                    "must be an IPv4 multicast ip:port, e.g. 224.0.29.200:1236",
+                )
+            })?;
+        let interface: Ipv4Addr = self.interface.parse().map_err(|_| {
+            ConfigError::invalid(
+                format!("{key}.interface"),
+                "must be the IPv4 address of an interface, or 0.0.0.0",
+            )
+        })?;
+        Ok(Bus { group, interface })
+    }
+
+    /// Our configured device address, if any.
+    pub fn own_uuid(&self, key: &str) -> Result<Option<Uuid>, ConfigError> {
+        self.uuid
+            .as_deref()
+            .map(|u| {
+                Uuid::parse_str(u)
+                    .ok()
+                    .filter(|u| !u.is_nil())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(format!("{key}.uuid"), "must be a non-nil UUID")
+                    })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> XaalConfig {
+        toml::from_str(&format!("id = \"xaal\"\n{extra}")).unwrap()
+    }
+
+    fn err(c: &XaalConfig, env: Option<&str>) -> String {
+        c.key_source("source[1]", env.map(str::to_owned))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("passphrase = \"xaal\"");
+        assert_eq!(
+            c.bus("s").unwrap(),
+            Bus {
+                group: "224.0.29.200:1236".parse().unwrap(),
+                interface: Ipv4Addr::UNSPECIFIED
+            }
+        );
+        assert_eq!(c.hops, 10);
+        assert_eq!(c.alive_interval.0, Duration::from_secs(100));
+        assert!(c.owners.is_empty());
+        c.validate("source[0]").unwrap();
+        assert_eq!(c.info().kind, "xaal");
+    }
+
+    #[test]
+    fn exactly_one_key_source() {
+        let hex = "13af792910d83072e46f8d5f13fd5e41a8ae4e86755bf56d3ae200f2af06ec0b";
+        let c = parse(&format!("key = \"{hex}\""));
+        let KeySource::Key(k) = c.key_source("s", None).unwrap() else {
+            panic!("not a key");
+        };
+        assert_eq!(k.to_hex(), hex);
+
+        let both = parse(&format!("key = \"{hex}\"\npassphrase = \"xaal\""));
+        assert!(err(&both, None).starts_with("source[1].key"));
+        // The environment wins over everything in the file.
+        assert_eq!(
+            both.key_source("s", Some("env".into())).unwrap(),
+            KeySource::Passphrase(Secret::new("env"))
+        );
+
+        let none = parse("");
+        assert!(err(&none, None).starts_with("source[1].passphrase: missing"));
+        let twice = parse("passphrase = \"a\"\npassphrase_file = \"/nonexistent\"");
+        assert!(err(&twice, None).starts_with("source[1].passphrase"));
+        let bad = parse("key = \"12\"");
+        assert!(err(&bad, None).starts_with("source[1].key"));
+        let missing_file = parse("passphrase_file = \"/nonexistent/x\"");
+        assert!(err(&missing_file, None).starts_with("source[1].passphrase_file"));
+    }
+
+    #[test]
+    fn passphrase_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pass");
+        std::fs::write(&path, "xaal\n").unwrap();
+        let c = parse(&format!(
+            "passphrase_file = {:?}",
+            path.display().to_string()
+        ));
+        assert_eq!(
+            c.key_source("s", None).unwrap(),
+            KeySource::Passphrase(Secret::new("xaal"))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("group = \"10.0.0.1:1236\"", "source[2].group"),
+            ("group = \"224.0.29.200\"", "source[2].group"),
+            ("interface = \"eth0\"", "source[2].interface"),
+            (
+                "owners = [\"ok@example.org\", \"@@\"]",
+                "source[2].owners[1]",
+            ),
+            ("hops = 0", "source[2].hops"),
+            ("uuid = \"nope\"", "source[2].uuid"),
+            ("alive_interval = \"0s\"", "source[2].alive_interval"),
+        ];
+        for (line, key) in cases {
+            let c = parse(&format!("passphrase = \"p\"\n{line}"));
+            let e = c.validate("source[2]").unwrap_err().to_string();
+            assert!(e.starts_with(key), "{line}: {e}");
+        }
+        assert!(toml::from_str::<XaalConfig>("id = \"x\"\npassword = \"p\"").is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = parse("passphrase = \"very-secret\"");
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}
