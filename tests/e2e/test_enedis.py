@@ -334,6 +334,31 @@ async def test_consent_page_in_headless_chromium(server, enedis, workspace):
     assert query["duration"] == ["P1Y"] and len(query["state"][0]) == 32
 
 
+async def test_legacy_callback_and_token_renewal(server, enedis):
+    """Authorize v1's callback (`code` + `usage_point_id`) is still accepted; a token Enedis no
+    longer accepts (401) is renewed once and the call made again."""
+    async with connected(server, "bob", presence=True) as bob:
+        inbox = Inbox(bob)
+        enedis.fake.legacy = True
+        try:
+            uri = await authorize_uri(bob, redirect_uri=None)
+            status, _, body = consent_in_browser(enedis, uri, state="v1")
+        finally:
+            enedis.fake.legacy = False
+        assert status == 200 and PRM in body, body
+        message = await wait_for_message(inbox, NS_AUTHORIZE)
+        assert message.find(f".//{{{NS_AUTHORIZE}}}state").text == "v1"
+
+        enedis.fake.expire_tokens()
+        before = len(enedis.fake.calls)
+        answer = await run_command(bob, ENEDIS, "get_history", history_fields(
+            identifier(LOAD_CURVE), "2026-09-20T22:00:00Z", "2026-09-21T22:00:00Z"), timeout=T)
+        assert answer.records == []  # a day the fixture has no data for
+        measure = "/mesure_synchrone_auto/v2/courbe_de_charge_consommation"
+        assert [(c.path, c.status) for c in enedis.fake.calls[before:]] == [
+            (measure, 401), ("/oauth2/v3/token", 200), (measure, 404)]
+
+
 async def test_quota_exhaustion_gives_an_upstream_error(server, enedis):
     """Enedis throttles (429, 900807, nextAccessTime in 3 s): the requester gets the upstream
     error, nothing is called until then, the component stays up, and the call works after."""

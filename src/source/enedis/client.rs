@@ -188,9 +188,8 @@ impl Client {
         let limits = Api::ALL
             .into_iter()
             .map(|api| {
-                let hour = Quota::with_period(Duration::from_secs(3600) / settings.per_hour.get())
-                    .unwrap_or_else(|| Quota::per_hour(settings.per_hour))
-                    .allow_burst(settings.per_second);
+                // Any `per_hour` calls within an hour: a burst of that size, refilled evenly.
+                let hour = Quota::per_hour(settings.per_hour).allow_burst(settings.per_hour);
                 (
                     api,
                     Limits {
