@@ -182,11 +182,12 @@ impl Enedis {
         Ok(batches)
     }
 
-    /// Turns a failed call into what the requester sees; a withdrawn consent also ends access.
+    /// Turns a failed call into what the requester sees; a withdrawn consent also ends access
+    /// to `prm` (empty when the call was about no meter in particular).
     async fn failed(&self, prm: &str, error: ClientError) -> FetchError {
         match error {
             ClientError::Upstream(e) => {
-                if e.code == NO_CONSENT {
+                if e.code == NO_CONSENT && !prm.is_empty() {
                     self.revoke(prm).await;
                 }
                 FetchError::Upstream {
