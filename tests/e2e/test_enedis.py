@@ -28,11 +28,9 @@ import pytest
 
 from commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
 from fake_dataconnect import FakeDataConnect, throttled_body
-from harness import HarnessError, component_config, connected, free_port, Component, wait_until
+from harness import HarnessError, component_config, connected, free_port, Component, start_server
 from live import Inbox
 from xmpp import expect_error
-
-pytestmark = pytest.mark.servers("prosody")
 
 PRM = "99999999999991"
 DOMAIN = "quoalise.localhost"
@@ -78,7 +76,11 @@ def button_href(page: str) -> str:
 
 
 class Setup:
-    def __init__(self, server, workdir: Path):
+    """A private Prosody (the session's own component holds quoalise.localhost on the shared
+    one), the fake Data Connect server, and a component with the `enedis` source."""
+
+    def __init__(self, workdir: Path):
+        self.server = server = start_server("prosody", workdir / "prosody")
         self.fake = FakeDataConnect().start()
         self.web_port = free_port()
         self.web = f"http://127.0.0.1:{self.web_port}"
@@ -93,6 +95,7 @@ client_id = "test-client"
 client_secret = "test-secret"
 max_quota_wait = "2s"
 """
+        workdir = workdir / "component"
         self.component = Component(
             workdir, component_config(server, workdir, web_port=self.web_port, sources=source)
         )
@@ -102,16 +105,20 @@ max_quota_wait = "2s"
     def stop(self):
         self.component.stop()
         self.fake.stop()
+        self.server.stop()
 
     def measure_calls(self, name: str) -> int:
         return self.fake.count(f"/mesure_synchrone_auto/v2/{name}")
 
 
 @pytest.fixture(scope="module")
-def enedis(server, workspace):
+def enedis(workspace):
+    setup = None
     try:
-        setup = Setup(server, workspace.mkdir("component-enedis"))
+        setup = Setup(workspace.mkdir("enedis"))
     except HarnessError as e:
+        if setup is not None:
+            setup.stop()
         pytest.fail(str(e), pytrace=False)
     yield setup
     setup.stop()
@@ -172,10 +179,10 @@ def epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=timezone.utc).timestamp()
 
 
-async def test_consent_chain_then_history_from_the_cache(server, enedis):
+async def test_consent_chain_then_history_from_the_cache(enedis):
     """get_authorize_uri → consent page → Enedis → callback → the app's message and redirect;
     then the fixture's two days, fetched once and served from the store the second time."""
-    async with connected(server, "bob", presence=True) as bob:
+    async with connected(enedis.server, "bob", presence=True) as bob:
         inbox = Inbox(bob)
         uri = await authorize_uri(bob)
         assert uri.startswith(f"{enedis.web}/authorize?id="), uri
@@ -225,7 +232,7 @@ async def test_consent_chain_then_history_from_the_cache(server, enedis):
 
         # A client without grant is refused, and costs no upstream call.
         calls = len(enedis.fake.calls)
-        async with connected(server, "carol") as carol:
+        async with connected(enedis.server, "carol") as carol:
             await expect_error(
                 send_command(carol, ENEDIS, "get_history",
                              history_fields(identifier(LOAD_CURVE), START, END), timeout=T),
@@ -240,8 +247,8 @@ async def test_consent_chain_then_history_from_the_cache(server, enedis):
         assert health_status == 200 and json.loads(health)["xmpp"] == "connected"
 
 
-async def test_replayed_forged_and_incomplete_callbacks_record_nothing(server, enedis):
-    async with connected(server, "bob", presence=True) as bob:
+async def test_replayed_forged_and_incomplete_callbacks_record_nothing(enedis):
+    async with connected(enedis.server, "bob", presence=True) as bob:
         inbox = Inbox(bob)
         uri = await authorize_uri(bob, redirect_uri=None)
         status, _, page = http_get(uri)
@@ -271,8 +278,8 @@ async def test_replayed_forged_and_incomplete_callbacks_record_nothing(server, e
         assert len(inbox.messages) == received, "a refused callback sent a message"
 
 
-async def test_foreign_redirect_is_refused(server, enedis):
-    async with connected(server, "bob") as bob:
+async def test_foreign_redirect_is_refused(enedis):
+    async with connected(enedis.server, "bob") as bob:
         uri = await authorize_uri(bob)
         status, headers, body = consent_in_browser(enedis, uri, redirect_uri="https://evil.example.net/steal")
         assert status == 200, (status, headers)
@@ -281,11 +288,11 @@ async def test_foreign_redirect_is_refused(server, enedis):
         assert "n'est pas celle que l'application a déclarée" in html.unescape(body)
 
 
-async def test_xss_description_is_neutralised(server, enedis):
+async def test_xss_description_is_neutralised(enedis):
     hostile = ('<p onclick="alert(0)">Bonjour</p><script>alert(1)</script>'
                '<img src=x onerror="alert(2)"><a href="javascript:alert(3)">clic</a>'
                '<a href="JaVaScRiPt:alert(4)">x</a><iframe src="https://evil.example.net"></iframe>')
-    async with connected(server, "bob") as bob:
+    async with connected(enedis.server, "bob") as bob:
         uri = await authorize_uri(bob, description=hostile, name='<b>"Évil"</b>')
     status, _, page = http_get(uri)
     assert status == 200
@@ -295,8 +302,8 @@ async def test_xss_description_is_neutralised(server, enedis):
     assert "Bonjour" in page and "&lt;b&gt;" in page
 
 
-async def test_bad_requests_are_named(server, enedis):
-    async with connected(server, "bob") as bob:
+async def test_bad_requests_are_named(enedis):
+    async with connected(enedis.server, "bob") as bob:
         for fields, text in [
             ({"logo_url": "http://example.org/logo.png"}, "logo_url"),
             ({"redirect_uri": "javascript:alert(1)"}, "redirect_uri"),
@@ -311,9 +318,9 @@ async def test_bad_requests_are_named(server, enedis):
             assert text in e.iq["error"]["text"], e.iq
 
 
-async def test_consent_page_in_headless_chromium(server, enedis, workspace):
+async def test_consent_page_in_headless_chromium(enedis, workspace):
     assert shutil.which("chromium"), "chromium is missing: scripts/test.sh installs it"
-    async with connected(server, "bob") as bob:
+    async with connected(enedis.server, "bob") as bob:
         uri = await authorize_uri(bob)
     out = workspace.mkdir("chromium")
     # Loopback only: every other host resolves to nothing (the logo stays unloaded).
@@ -334,10 +341,10 @@ async def test_consent_page_in_headless_chromium(server, enedis, workspace):
     assert query["duration"] == ["P1Y"] and len(query["state"][0]) == 32
 
 
-async def test_legacy_callback_and_token_renewal(server, enedis):
+async def test_legacy_callback_and_token_renewal(enedis):
     """Authorize v1's callback (`code` + `usage_point_id`) is still accepted; a token Enedis no
     longer accepts (401) is renewed once and the call made again."""
-    async with connected(server, "bob", presence=True) as bob:
+    async with connected(enedis.server, "bob", presence=True) as bob:
         inbox = Inbox(bob)
         enedis.fake.legacy = True
         try:
@@ -359,10 +366,10 @@ async def test_legacy_callback_and_token_renewal(server, enedis):
             (measure, 401), ("/oauth2/v3/token", 200), (measure, 404)]
 
 
-async def test_quota_exhaustion_gives_an_upstream_error(server, enedis):
+async def test_quota_exhaustion_gives_an_upstream_error(enedis):
     """Enedis throttles (429, 900807, nextAccessTime in 3 s): the requester gets the upstream
     error, nothing is called until then, the component stays up, and the call works after."""
-    async with connected(server, "bob") as bob:
+    async with connected(enedis.server, "bob") as bob:
         await ensure_consent(enedis, bob)
         window = history_fields(identifier(MAX_POWER), START, END)
         enedis.fake.fail("/mesure_synchrone_auto/v2/", 429, throttled_body(time.time() + 3), times=1)
@@ -381,10 +388,10 @@ async def test_quota_exhaustion_gives_an_upstream_error(server, enedis):
         assert len(answer.records) == 2
 
 
-async def test_enedis_errors_and_withdrawn_consent(server, enedis):
+async def test_enedis_errors_and_withdrawn_consent(enedis):
     """ADAM-ERR0123 reaches the requester with Enedis' code and text; ADAM-DC-0008 (consent
     withdrawn) also revokes the grant and ends the app's subscriptions."""
-    async with connected(server, "bob", presence=True) as bob:
+    async with connected(enedis.server, "bob", presence=True) as bob:
         await ensure_consent(enedis, bob)
         enedis.fake.fail("/mesure_synchrone_auto/v2/consommation_quotidienne", 400,
                          {"error": "ADAM-ERR0123", "error_description": "Période antérieure à la mise en service"},
