@@ -27,6 +27,8 @@ const MAX_POWER: &str = "consumption/power/apparent/max";
 struct Fake {
     child: Child,
     url: String,
+    /// Kept open: the fake prints more lines, and a closed pipe would make it exit.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Fake {
@@ -40,8 +42,9 @@ impl Fake {
             .spawn()
             .expect("python3 runs the fake Data Connect server");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("the fake prints its address");
         let url = line
@@ -49,7 +52,11 @@ impl Fake {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Fake { child, url }
+        Fake {
+            child,
+            url,
+            _stdout: stdout,
+        }
     }
 }
 
@@ -133,7 +140,12 @@ async fn daily_poll_publishes_yesterday_once() {
 
     // Today 2026-10-01: D-1 is the fixture's second day; the poll looks back three days.
     let lacking = enedis.poll_once(day("2026-10-01")).await;
-    assert_eq!(lacking, 0, "yesterday was there for every series");
+    assert_eq!(
+        lacking,
+        0,
+        "yesterday was there for every series: {:?}",
+        store.upstream_calls("enedis", 0).await
+    );
     let published = drain(&mut rx);
     assert_eq!(
         published,
