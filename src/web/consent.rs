@@ -26,6 +26,8 @@ use crate::xmpp::id::random_id;
 pub const AUTHORIZE_NS: &str = "https://consometers.org/dataconnect#authorize";
 /// Longest application `state` we carry.
 const MAX_STATE: usize = 512;
+/// Most meters a legacy (v1) callback may name.
+const MAX_LEGACY_POINTS: usize = 10;
 /// Longest redirect URI we accept.
 pub const MAX_REDIRECT_URI: usize = 2048;
 
@@ -194,7 +196,7 @@ pub async fn callback(state: &WebState, query: &HashMap<String, String>) -> Page
                     return Page::error(
                         400,
                         "Lien invalide",
-                        "Le paramètre usage_point_id doit lister des PRM de 14 chiffres.",
+                        "Le paramètre usage_point_id doit lister au plus dix PRM de 14 chiffres.",
                     );
                 }
                 let meters = usage_points

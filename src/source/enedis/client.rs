@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::{RequestBuilder, StatusCode, Url};
+use reqwest::{RequestBuilder, Url};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -550,11 +550,6 @@ fn describe(error: &reqwest::Error) -> String {
         text.push_str(" (timeout)");
     }
     text
-}
-
-/// The status text used in the call log and metrics for an HTTP status.
-pub fn status_label(status: StatusCode) -> String {
-    status.as_u16().to_string()
 }
 
 #[cfg(test)]

@@ -158,7 +158,7 @@ impl Enedis {
             let mut with_data = BTreeSet::new();
             for series in answer.into_iter().filter(|s| s.path == wanted) {
                 for reading in &series.readings {
-                    if let Some(day) = paris_day(reading.time) {
+                    if let Some(day) = paris_today(reading.time) {
                         with_data.insert(day);
                     }
                 }
@@ -375,7 +375,7 @@ impl Enedis {
                         let has_yesterday = batches
                             .iter()
                             .flat_map(|b| &b.readings)
-                            .any(|r| paris_day(r.time) == Some(yesterday));
+                            .any(|r| paris_today(r.time) == Some(yesterday));
                         let endpoint = super::client::endpoint(kind, direction).unwrap_or("");
                         if !has_yesterday && !self.was_fetched(&prm, endpoint, yesterday).await {
                             lacking += 1;
@@ -475,10 +475,6 @@ impl Upstream for Enedis {
 
 fn internal(e: impl std::fmt::Display) -> FetchError {
     FetchError::Internal(e.to_string())
-}
-
-fn paris_day(time: i64) -> Option<NaiveDate> {
-    paris_today(time)
 }
 
 /// Time from `now` to the next `at` in Europe/Paris (tomorrow's if today's has passed).
