@@ -192,7 +192,12 @@ pub async fn callback(state: &WebState, query: &HashMap<String, String>) -> Page
                 Err(e) => return Page::internal(e),
             },
             Reference::Legacy { code, usage_points } => {
-                if !usage_points.iter().all(|p| meter::is_prm(p)) {
+                // v1 named the meters in the URL: Enedis still checks each call against its own
+                // consents (ADAM-DC-0008 revokes what it does not know), and a share rarely
+                // covers more than a few meters.
+                if usage_points.len() > MAX_LEGACY_POINTS
+                    || !usage_points.iter().all(|p| meter::is_prm(p))
+                {
                     return Page::error(
                         400,
                         "Lien invalide",
