@@ -33,10 +33,15 @@ struct Fake {
 
 impl Fake {
     fn start() -> Fake {
+        Fake::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Fake {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/fake_dataconnect.py");
         let mut child = Command::new("python3")
             .arg(script)
             .args(["--port", "0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -240,4 +245,37 @@ async fn nothing_is_fetched_without_consent() {
     assert!(grants
         .iter()
         .all(|g| g.origin != GrantOrigin::Consent || g.usage_point == ANY));
+}
+
+/// A meter whose load curve comes every 10 minutes: the series says so once data arrived.
+#[tokio::test]
+async fn load_curve_series_follow_the_meters_step() {
+    let shared = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/enedis-data-connect-2026/fixtures"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(shared).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            dir.path().join(path.file_name().unwrap()),
+            text.replace("\"PT30M\"", "\"PT10M\""),
+        )
+        .unwrap();
+    }
+    let fake = Fake::start_with(&["--fixtures", dir.path().to_str().unwrap()]);
+    let (enedis, store, _rx) = setup(&fake).await;
+    let step = |store: Arc<dyn Store>| async move {
+        store
+            .series(PRM)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.path == LOAD_CURVE)
+            .map(|s| s.measurement.sampling_interval)
+    };
+    assert_eq!(step(store.clone()).await.as_deref(), Some("PT30M"));
+    enedis.poll_once(day("2026-10-01")).await;
+    assert_eq!(step(store.clone()).await.as_deref(), Some("PT10M"));
 }

@@ -162,6 +162,9 @@ impl Enedis {
                         with_data.insert(day);
                     }
                 }
+                if let Some(step) = series.sampling_interval.as_deref() {
+                    self.follow_step(prm, kind, direction, step).await?;
+                }
                 let batch = series.into_batch(prm);
                 if !batch.readings.is_empty() {
                     self.store.insert_readings(&batch).await.map_err(internal)?;
@@ -180,6 +183,38 @@ impl Enedis {
                 .map_err(internal)?;
         }
         Ok(batches)
+    }
+
+    /// Load curves come at the meter's own step (PT30M mostly, PT10M or PT60M on some meters):
+    /// the series' metadata follows what Enedis sends.
+    async fn follow_step(
+        &self,
+        prm: &str,
+        kind: Kind,
+        direction: Direction,
+        step: &str,
+    ) -> Result<(), FetchError> {
+        if kind != Kind::LoadCurve {
+            return Ok(());
+        }
+        let path = kind.path(direction);
+        let known = self.store.series(prm).await.map_err(internal)?;
+        let mut series = match known.into_iter().find(|s| s.path == path) {
+            Some(s) if s.measurement.sampling_interval == step => return Ok(()),
+            Some(s) => s,
+            None => meter::series(prm, kind, direction),
+        };
+        series.measurement.sampling_interval = step.to_owned();
+        let up = self
+            .store
+            .usage_point(prm)
+            .await
+            .map_err(internal)?
+            .unwrap_or_else(|| meter::usage_point(self.id(), prm));
+        self.store
+            .declare_usage_point(&up, &[series])
+            .await
+            .map_err(internal)
     }
 
     /// Turns a failed call into what the requester sees; a withdrawn consent also ends access
