@@ -1,8 +1,10 @@
 //! Data sources: long-running tasks that declare usage points and produce readings.
 //!
-//! A source never touches XMPP or SQL. It sends [`SourceEvent`]s on a channel; the publisher task
+//! A source never touches XMPP. It sends [`SourceEvent`]s on a channel; the publisher task
 //! (`crate::publisher`) persists them. Each `[[source]]` table of the config becomes one source,
-//! selected by its `type` key.
+//! selected by its `type` key. The exception to "no SQL" is the `enedis` source, whose history
+//! lives upstream: the store is its per-day cache, filled on demand ([`Upstream`]) before a
+//! history request is answered.
 
 use std::sync::Arc;
 

@@ -231,21 +231,19 @@ impl Enedis {
                     message: e.message,
                 }
             }
-            ClientError::Transport(detail) => FetchError::Upstream {
+            // The client's own texts are the messages: one wording per failure.
+            e @ ClientError::Transport(_) => FetchError::Upstream {
                 issuer: ISSUER,
                 code: "unreachable".into(),
-                message: format!("Enedis cannot be reached: {detail}"),
+                message: e.to_string(),
             },
-            ClientError::Quota { api, retry_after } => FetchError::Busy {
-                message: format!(
-                    "Enedis quota for {api} reached; retry in {} s",
-                    retry_after.as_secs().max(1)
-                ),
+            e @ ClientError::Quota { .. } => FetchError::Busy {
+                message: e.to_string(),
             },
-            ClientError::Invalid { api, detail } => FetchError::Upstream {
+            e @ ClientError::Invalid { .. } => FetchError::Upstream {
                 issuer: ISSUER,
                 code: "invalid-answer".into(),
-                message: format!("Enedis answered {api} with data we cannot read: {detail}"),
+                message: e.to_string(),
             },
             ClientError::Store(e) => internal(e),
         }
