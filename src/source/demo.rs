@@ -463,11 +463,16 @@ struct LiveCursor {
     next_half_hour: i64,
     /// First local day not sent yet.
     next_day: Option<LocalDay>,
+    /// Stamp of the last instant reading: a late tick followed by a punctual one can fall in
+    /// the same wall-clock second, and one series never gets two readings at one time.
+    last_instant: Option<i64>,
 }
 
 /// What became due at one look.
 #[derive(Debug, Default, PartialEq)]
 struct Due {
+    /// The stamp of this look's instant reading, if the clock moved past the last one.
+    instant: Option<i64>,
     half_hours: Vec<i64>,
     days: Vec<LocalDay>,
 }
@@ -478,11 +483,20 @@ impl LiveCursor {
         LiveCursor {
             next_half_hour: align_down(backfilled_at, STEP),
             next_day: LocalDay::containing(backfilled_at),
+            last_instant: None,
         }
     }
 
-    /// The half-hours and days that ended at or before `now` and were not returned before.
+    /// The instant reading of `now` unless one was stamped at or after it, and the half-hours
+    /// and days that ended at or before `now` and were not returned before.
     fn due(&mut self, now: i64) -> Due {
+        let instant = match self.last_instant {
+            Some(last) if now <= last => None,
+            _ => {
+                self.last_instant = Some(now);
+                Some(now)
+            }
+        };
         let half_hours: Vec<i64> = half_hours(self.next_half_hour, now).collect();
         if let Some(last) = half_hours.last() {
             self.next_half_hour = last + STEP;
@@ -492,20 +506,27 @@ impl LiveCursor {
             days.push(day);
             self.next_day = day.next();
         }
-        Due { half_hours, days }
+        Due {
+            instant,
+            half_hours,
+            days,
+        }
     }
 }
 
-/// The live events of one meter at `now`: its instant power, and the intervals just completed.
-fn live(usage_point: &str, meter: u64, now: i64, due: &Due) -> Vec<Batch> {
-    let mut out = vec![Batch {
-        usage_point: usage_point.to_owned(),
-        series: LIVE.to_owned(),
-        readings: vec![Reading {
-            time: now,
-            value: instant_w(meter, now),
-        }],
-    }];
+/// The live events of one meter at one look: its instant power, and the intervals just completed.
+fn live(usage_point: &str, meter: u64, due: &Due) -> Vec<Batch> {
+    let mut out = Vec::new();
+    if let Some(now) = due.instant {
+        out.push(Batch {
+            usage_point: usage_point.to_owned(),
+            series: LIVE.to_owned(),
+            readings: vec![Reading {
+                time: now,
+                value: instant_w(meter, now),
+            }],
+        });
+    }
     if !due.half_hours.is_empty() {
         let readings = due
             .half_hours
@@ -587,7 +608,7 @@ async fn run_with_clock(
         let now = clock();
         let due = cursor.due(now);
         for (usage_point, meter) in config.meters() {
-            for batch in live(&usage_point, meter, now, &due) {
+            for batch in live(&usage_point, meter, &due) {
                 if !send(&events, &shutdown, SourceEvent::Live(batch)).await {
                     return;
                 }
@@ -873,13 +894,16 @@ mod tests {
         // 23:50 local on 28 March, before the spring change.
         let started = utc(2026, 3, 28, 22, 50, 0);
         let mut cursor = LiveCursor::new(started);
-        assert_eq!(cursor.due(started + 300), Due::default());
+        let due = cursor.due(started + 300);
+        assert_eq!(due.instant, Some(started + 300));
+        assert!(due.half_hours.is_empty() && due.days.is_empty());
 
         let midnight = utc(2026, 3, 28, 23, 0, 0);
         let due = cursor.due(midnight);
         assert_eq!(due.half_hours, [utc(2026, 3, 28, 22, 30, 0)]);
         assert_eq!(due.days, [LocalDay::of(date(2026, 3, 28)).unwrap()]);
-        assert_eq!(cursor.due(midnight + 60), Due::default());
+        let due = cursor.due(midnight + 60);
+        assert!(due.half_hours.is_empty() && due.days.is_empty());
 
         // A long stall: everything in between comes at once, in order.
         let later = utc(2026, 3, 30, 22, 50, 0);
@@ -912,10 +936,11 @@ mod tests {
     fn live_events_of_a_meter() {
         let now = utc(2026, 3, 28, 23, 0, 3);
         let due = Due {
+            instant: Some(now),
             half_hours: vec![utc(2026, 3, 28, 22, 30, 0)],
             days: vec![LocalDay::of(date(2026, 3, 28)).unwrap()],
         };
-        let batches = live("m", 3, now, &due);
+        let batches = live("m", 3, &due);
         let series: Vec<&str> = batches.iter().map(|b| b.series.as_str()).collect();
         assert_eq!(series, [LIVE, LOAD_CURVE, DAILY]);
         assert_eq!(
@@ -927,7 +952,19 @@ mod tests {
         );
         assert_eq!(batches[1].readings[0].time, due.half_hours[0]);
         assert_eq!(batches[2].readings[0].time, due.days[0].start);
-        assert_eq!(live("m", 3, now, &Due::default()).len(), 1);
+        assert!(live("m", 3, &Due::default()).is_empty());
+    }
+
+    #[test]
+    fn a_late_tick_does_not_stamp_two_readings_in_one_second() {
+        let started = utc(2026, 3, 28, 10, 0, 0);
+        let mut cursor = LiveCursor::new(started);
+        // A tick delayed into the next second, then a punctual one: both read the same clock.
+        assert_eq!(cursor.due(started + 1).instant, Some(started + 1));
+        assert_eq!(cursor.due(started + 1).instant, None);
+        // A clock stepped backwards waits until it passes the last stamp again.
+        assert_eq!(cursor.due(started).instant, None);
+        assert_eq!(cursor.due(started + 2).instant, Some(started + 2));
     }
 
     /// Everything the source sends, in order, until `count` readings events arrived.
