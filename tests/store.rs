@@ -804,6 +804,7 @@ fn item_ids(items: &[Item]) -> Vec<&str> {
 /// expects to find after a restart.
 async fn subscription_story(store: Arc<dyn Store>) -> Vec<Subscription> {
     assert!(store.all_subscriptions().await.unwrap().is_empty());
+    assert_eq!(store.count_subscriptions().await.unwrap(), 0);
     assert!(store.subscribers(PRM, LOAD_CURVE).await.unwrap().is_empty());
 
     let sub = |kind, up: &'static str, series: &'static str, jid: &'static str, subid| {
@@ -856,6 +857,10 @@ async fn subscription_story(store: Arc<dyn Store>) -> Vec<Subscription> {
     assert_eq!(
         store.all_subscriptions().await.unwrap().len(),
         created.len()
+    );
+    assert_eq!(
+        store.count_subscriptions().await.unwrap(),
+        created.len() as u64
     );
 
     // Both kinds, ordered by id.
@@ -964,6 +969,10 @@ async fn subscription_story(store: Arc<dyn Store>) -> Vec<Subscription> {
 
     let left = vec![push, evil, orgx, sensor];
     assert_eq!(store.all_subscriptions().await.unwrap(), left);
+    assert_eq!(
+        store.count_subscriptions().await.unwrap(),
+        left.len() as u64
+    );
     left
 }
 

@@ -52,6 +52,12 @@ pub(super) fn limit_to_sql(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// An optional limit as one `LIMIT $n` both backends read: none is the largest `i64`, since
+/// SQLite's "no limit" (-1) is an error in PostgreSQL and PostgreSQL's (NULL) one in SQLite.
+pub(super) fn sql_limit(limit: Option<usize>) -> i64 {
+    limit.map_or(i64::MAX, limit_to_sql)
+}
+
 /// The JIDs whose bare part is `bare_jid`, other than `bare_jid` itself, are the full JIDs
 /// `bare_jid/…`: in byte order, exactly the strings in `[bare_jid + "/", bare_jid + "0")`, `0`
 /// being the byte after `/`. A range, unlike `LIKE` or a prefix function, needs no escaping and

@@ -16,6 +16,7 @@ use crate::model::{
 mod common;
 mod postgres;
 mod rows;
+mod shared;
 mod sqlite;
 
 pub use postgres::PostgresStore;
@@ -187,6 +188,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every subscription, ordered by id (for the periodic grant check).
     async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
+
+    /// How many subscriptions there are, of both kinds.
+    async fn count_subscriptions(&self) -> Result<u64, StoreError>;
 
     // ---- Publishing and the outbox ----
 

@@ -186,8 +186,8 @@ async fn healthz(State(state): State<Arc<WebState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     state.metrics.set_connected(*state.connected.borrow());
-    match state.store.all_subscriptions().await {
-        Ok(subs) => state.metrics.set_subscriptions(subs.len() as u64),
+    match state.store.count_subscriptions().await {
+        Ok(n) => state.metrics.set_subscriptions(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
     }
     (
