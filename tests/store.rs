@@ -1627,10 +1627,13 @@ async fn consent_story(store: Arc<dyn Store>) {
         expires_at,
     };
     store
-        .add_oauth_state(&state("s-live", 5_000))
+        .add_oauth_state(&state("s-live", 5_000), 8)
         .await
         .unwrap();
-    store.add_oauth_state(&state("s-old", 2_000)).await.unwrap();
+    store
+        .add_oauth_state(&state("s-old", 2_000), 8)
+        .await
+        .unwrap();
     assert_eq!(
         store.take_oauth_state("s-old", 3_000).await.unwrap(),
         None,
@@ -1644,6 +1647,34 @@ async fn consent_story(store: Arc<dyn Store>) {
         store.take_oauth_state("s-live", 3_000).await.unwrap(),
         None,
         "single use"
+    );
+
+    // Of one page's states only the `keep` newest stay, the one just added included.
+    for (i, name) in ["k1", "k2", "k3"].into_iter().enumerate() {
+        let mut s = state(name, 5_000);
+        s.created_at = 1_100 + i as i64;
+        store.add_oauth_state(&s, 2).await.unwrap();
+    }
+    assert_eq!(
+        store.take_oauth_state("k1", 3_000).await.unwrap(),
+        None,
+        "the oldest made room"
+    );
+    for name in ["k3", "k2"] {
+        assert!(store.take_oauth_state(name, 3_000).await.unwrap().is_some());
+    }
+    // Adding a state purges the expired ones, whatever page they belong to.
+    store
+        .add_oauth_state(&state("s-short", 2_000), 8)
+        .await
+        .unwrap();
+    let mut later = state("s-later", 9_000);
+    later.created_at = 4_000;
+    store.add_oauth_state(&later, 8).await.unwrap();
+    assert_eq!(
+        store.take_oauth_state("s-short", 0).await.unwrap(),
+        None,
+        "purged when s-later was added"
     );
 
     let now = quoalise_component::access::now();

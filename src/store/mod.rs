@@ -276,7 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many consent pages an application has: bounds what one requester can make us keep.
     async fn count_consent_requests(&self, app_jid: &str) -> Result<u64, StoreError>;
 
-    async fn add_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+    /// Stores the state of a consent link just handed out. Expired states go on the way, and
+    /// of the states of its consent page only the `keep` newest stay (this one included): a page
+    /// reloaded in a loop cannot grow the table.
+    async fn add_oauth_state(&self, state: &OAuthState, keep: usize) -> Result<(), StoreError>;
 
     /// Removes and returns a state still valid at `now`: a state works once. Expired states are
     /// deleted on the way.

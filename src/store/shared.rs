@@ -773,7 +773,34 @@ async fn series_id(
                     count_from_sql(n)
                 }
 
-                async fn add_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+                async fn add_oauth_state(
+                    &self,
+                    state: &OAuthState,
+                    keep: usize,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query("DELETE FROM oauth_states WHERE expires_at <= $1")
+                        .bind(state.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    let live: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM oauth_states WHERE request_id = $1",
+                    )
+                    .bind(&state.request_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let excess = live.saturating_sub(limit_to_sql(keep)).saturating_add(1);
+                    if excess > 0 {
+                        sqlx::query(
+                            "DELETE FROM oauth_states WHERE state IN (SELECT state FROM \
+                             oauth_states WHERE request_id = $1 ORDER BY created_at, state \
+                             LIMIT $2)",
+                        )
+                        .bind(&state.request_id)
+                        .bind(excess)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     sqlx::query(
                         "INSERT INTO oauth_states (state, request_id, duration, app_state, \
                          redirect_uri, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -785,8 +812,9 @@ async fn series_id(
                     .bind(&state.redirect_uri)
                     .bind(state.created_at)
                     .bind(state.expires_at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                    tx.commit().await?;
                     Ok(())
                 }
 

@@ -24,6 +24,9 @@ use crate::xmpp::id::random_id;
 
 /// Namespace of the message that tells an application a consent was given (seed 000).
 pub const AUTHORIZE_NS: &str = "https://consometers.org/dataconnect#authorize";
+/// Consent links (OAuth states) kept per consent page: far more than one person opening the page
+/// on a few devices needs, and a bound on what reloading it in a loop can make us store.
+const MAX_LINKS_PER_PAGE: usize = 64;
 /// Longest application `state` we carry.
 const MAX_STATE: usize = 512;
 /// Most meters a legacy (v1) callback may name.
@@ -87,7 +90,11 @@ pub async fn authorize_page(state: &WebState, query: &HashMap<String, String>) -
         created_at,
         expires_at: created_at + lifetime,
     };
-    if let Err(e) = state.store.add_oauth_state(&oauth).await {
+    if let Err(e) = state
+        .store
+        .add_oauth_state(&oauth, MAX_LINKS_PER_PAGE)
+        .await
+    {
         return Page::internal(e);
     }
     let Some(button) = enedis_authorize_url(enedis, &oauth.state, &duration) else {
