@@ -113,6 +113,7 @@ pub async fn serve_with_events(
         Publisher {
             ctx: ctx.clone(),
             wake: wake.clone(),
+            access_changed: access_changed.clone(),
             max_items: config.pubsub.max_items,
         }
         .run(feeds),

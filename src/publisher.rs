@@ -33,6 +33,8 @@ pub struct Publisher {
     pub ctx: Arc<Context>,
     /// Woken after each publication so delivery starts at once.
     pub wake: Arc<Notify>,
+    /// Woken when an event revoked a grant, so the subscriptions it covered end at once.
+    pub access_changed: Arc<Notify>,
     /// Items kept per node.
     pub max_items: usize,
 }
@@ -53,7 +55,15 @@ impl Publisher {
             let result = match self.owned_by(source.as_deref(), &event).await {
                 Ok(true) => match &event {
                     SourceEvent::Live(batch) => self.publish(batch).await,
-                    other => apply(self.ctx.store.as_ref(), other).await,
+                    other => match apply_event(self.ctx.store.as_ref(), other).await {
+                        Ok(revoked) => {
+                            if revoked > 0 {
+                                self.access_changed.notify_one();
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                 },
                 Ok(false) => {
                     tracing::error!(
@@ -86,6 +96,7 @@ impl Publisher {
             SourceEvent::Online { usage_point, .. } => usage_point,
             SourceEvent::Readings(batch) | SourceEvent::Live(batch) => &batch.usage_point,
             SourceEvent::Owners { usage_point, .. } => usage_point,
+            SourceEvent::Started { source: s, .. } => return Ok(s == source),
         };
         // An unknown usage point is reported precisely by the store when the event is applied.
         Ok(self
@@ -271,37 +282,55 @@ fn log_error(e: StoreError) {
 /// Stores an event without publishing (declarations, history, and live batches in tests that
 /// have no subscribers).
 pub async fn apply(store: &dyn Store, event: &SourceEvent) -> Result<(), StoreError> {
+    apply_event(store, event).await.map(|_| ())
+}
+
+/// [`apply`]; returns how many grants the event revoked.
+async fn apply_event(store: &dyn Store, event: &SourceEvent) -> Result<usize, StoreError> {
     match event {
         SourceEvent::Declare {
             usage_point,
             series,
-        } => store.declare_usage_point(usage_point, series).await,
+        } => store.declare_usage_point(usage_point, series).await?,
         SourceEvent::Online {
             usage_point,
             online,
-        } => store.set_online(usage_point, *online).await.map(|_| ()),
+        } => {
+            store.set_online(usage_point, *online).await?;
+        }
         SourceEvent::Readings(batch) | SourceEvent::Live(batch) => {
-            store.insert_readings(batch).await.map(|_| ())
+            store.insert_readings(batch).await?;
         }
         SourceEvent::Owners {
             usage_point,
             owners,
-        } => reconcile_owners(store, usage_point, owners).await,
+        } => return reconcile_owners(store, usage_point, owners).await,
+        SourceEvent::Started { source, owners } => {
+            let mut revoked = 0;
+            for up in store.usage_points(Some(source)).await? {
+                store.set_online(&up.id, false).await?;
+                revoked += reconcile_owners(store, &up.id, owners).await?;
+            }
+            return Ok(revoked);
+        }
     }
+    Ok(0)
 }
 
 /// Makes the unrevoked grants of origin `source` on `usage_point` match `owners`: one grant on
 /// every series per owner, added when missing, revoked when its owner is no longer listed.
-/// Idempotent, so a source may send its owners again at every start.
+/// Idempotent, so a source may send its owners again at every start. Returns how many grants
+/// were revoked.
 async fn reconcile_owners(
     store: &dyn Store,
     usage_point: &str,
     owners: &[String],
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let Some(up) = store.usage_point(usage_point).await? else {
         tracing::error!(%usage_point, "owners of an undeclared usage point; dropped");
-        return Ok(());
+        return Ok(0);
     };
+    let mut revoked = 0;
     let wanted = |g: &Grant| g.series == ANY && g.valid_from.is_none() && g.valid_until.is_none();
     let mut kept: HashSet<&str> = HashSet::new();
     for grant in store.grants().await? {
@@ -312,7 +341,9 @@ async fn reconcile_owners(
         match (owner, grant.id) {
             (Some(owner), _) if wanted(&grant) && kept.insert(owner.as_str()) => {}
             (_, Some(id)) => {
-                store.revoke_grant(id).await?;
+                if store.revoke_grant(id).await? {
+                    revoked += 1;
+                }
                 tracing::info!(usage_point = %up.id, subject = %grant.subject, "owner grant revoked");
             }
             (_, None) => {}
@@ -335,5 +366,5 @@ async fn reconcile_owners(
             tracing::info!(usage_point = %up.id, subject = %owner, "owner grant added");
         }
     }
-    Ok(())
+    Ok(revoked)
 }

@@ -24,6 +24,7 @@ async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
     let publisher = Publisher {
         ctx: router.shared_context(),
         wake: Arc::new(Notify::new()),
+        access_changed: Arc::new(Notify::new()),
         max_items: 10,
     };
     (router, publisher, store)
@@ -60,6 +61,54 @@ async fn publish(publisher: &Publisher, time: i64, value: f64) {
         })
         .await
         .unwrap();
+}
+
+/// An event that revokes a grant (an owner dropped) wakes the grant check at once; one that
+/// only adds grants does not.
+#[tokio::test]
+async fn a_revoking_event_wakes_the_grant_check() {
+    use futures::FutureExt;
+
+    let (_router, publisher, store) = setup().await;
+    let ctx = publisher.ctx.clone();
+    let owners = |list: &[&str]| SourceEvent::Owners {
+        usage_point: UP.into(),
+        owners: list.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    // Runs a publisher over `events` until they are all applied; true if it woke the check.
+    let run = |events: Vec<SourceEvent>| {
+        let access_changed = Arc::new(Notify::new());
+        let publisher = Publisher {
+            ctx: ctx.clone(),
+            wake: Arc::new(Notify::new()),
+            access_changed: access_changed.clone(),
+            max_items: 10,
+        };
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            for event in events {
+                tx.send(event).await.unwrap();
+            }
+            drop(tx);
+            publisher.run(vec![(None, rx)]).await;
+            access_changed.notified().now_or_never().is_some()
+        }
+    };
+    drop(publisher);
+
+    assert!(!run(vec![owners(&[ALICE, BOB])]).await, "nothing revoked");
+    let subjects = |grants: Vec<Grant>| -> Vec<String> {
+        let mut s: Vec<String> = grants
+            .into_iter()
+            .filter(|g| g.origin == GrantOrigin::Source)
+            .map(|g| g.subject)
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(subjects(store.grants().await.unwrap()), [ALICE, BOB]);
+    assert!(run(vec![owners(&[ALICE])]).await, "Bob's grant revoked");
+    assert_eq!(subjects(store.grants().await.unwrap()), [ALICE]);
 }
 
 #[tokio::test]

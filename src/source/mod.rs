@@ -196,4 +196,10 @@ pub enum SourceEvent {
         usage_point: String,
         owners: Vec<String>,
     },
+    /// Source `source` (re)started and has heard from none of its devices yet (xAAL): its
+    /// stored usage points are offline until declared again, and the grants of origin `source`
+    /// on each follow `owners`. Without it, a device gone while the component was down would
+    /// stay online forever, and an owner removed from the config would keep the devices that
+    /// never come back.
+    Started { source: String, owners: Vec<String> },
 }

@@ -233,6 +233,34 @@ async def scenario(workspace) -> None:
             assert 23.0 in {r.value for r in answer.records}, answer.records
             pm_info = forms(await disco.get_info(jid=jid(pm), timeout=T))[UP_FORM]
             assert pm_info["online"] == ["1"], "the power meter still announces itself"
+
+            # A restart with another owner list, the power meter gone while the component was
+            # down: it is offline (not heard since the restart), Alice's subscriptions to it end
+            # at once (she is no longer an owner) and Bob, the new owner, sees it.
+            component.stop()
+            await asyncio.to_thread(devices.stop, "pm")
+            config = component.config.read_text()
+            assert 'owners = ["alice@localhost"]' in config, config
+            component.config.write_text(
+                config.replace('owners = ["alice@localhost"]', 'owners = ["bob@localhost"]'))
+            restarted = time.monotonic()
+            component.start()
+            await asyncio.to_thread(component.wait_established, 2)
+
+            def ended(node: str) -> bool:
+                return any(
+                    m.get("from") == jid(pm) and m.find(
+                        f".//{{http://jabber.org/protocol/pubsub#event}}subscription"
+                        f"[@node='{node}'][@subscription='none']") is not None
+                    for at, m in inbox.messages if at >= restarted)
+            await wait_for(lambda: ended(POWER) and ended(ENERGY), 10,
+                           "Alice's subscriptions to the power meter ended", 0.1)
+            await expect_error(disco.get_info(jid=jid(pm), timeout=T), "item-not-found")
+            pm_info = forms(await bob.plugin["xep_0030"].get_info(jid=jid(pm), timeout=T))[UP_FORM]
+            assert pm_info["online"] == ["0"], "not heard since the restart"
+            answer = await run_command(bob, SOURCE, "get_history",
+                                       history_fields(urn(pm, POWER), *window))
+            assert 1234.0 in {r.value for r in answer.records}, "the history stays, for the new owner"
     finally:
         if devices is not None:
             devices.close()

@@ -1,8 +1,10 @@
 //! The xAAL source task: a `gateway.basic` device on the bus that turns what the other devices
 //! say into source events.
 //!
-//! At start it announces itself (`alive`) and asks every device to do the same (`is_alive` for
-//! `any.any`); both are repeated periodically. A device heard for the first time is declared as a
+//! At start it tells the publisher it has heard no device yet (usage points stored before are
+//! offline until heard again, and their owners follow the config's list), announces itself
+//! (`alive`) and asks every device to do the same (`is_alive` for `any.any`); both are repeated
+//! periodically. A device heard for the first time is declared as a
 //! usage point (id = its UUID) and asked for its description and attributes; its
 //! `attributes_change` notifications become live readings at once. A device silent past its
 //! alive timeout is reported offline; its usage point and history stay.
@@ -130,6 +132,13 @@ impl Gateway {
         let mut tick = interval(TICK);
         for t in [&mut alive, &mut is_alive, &mut tick] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        }
+        let started = SourceEvent::Started {
+            source: self.source.clone(),
+            owners: self.owners.clone(),
+        };
+        if self.emit(started).await.is_err() {
+            return;
         }
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         loop {
@@ -433,5 +442,81 @@ mod tests {
         assert_eq!(bob(&first), bob(&second));
         apply(store.as_ref(), &owners(&[])).await.unwrap();
         assert!(store.grants().await.unwrap().is_empty());
+    }
+
+    /// A restart: devices stored before are offline until heard, and owners removed from the
+    /// config lose even the devices that never come back. Other sources are left alone.
+    #[tokio::test]
+    async fn a_restart_sets_devices_offline_and_applies_the_owner_list() {
+        use crate::publisher::apply;
+
+        let store = crate::store::open("sqlite::memory:").await.unwrap();
+        let device = |id: &str, source: &str| SourceEvent::Declare {
+            usage_point: UsagePoint {
+                id: id.into(),
+                source: source.into(),
+                device_type: "thermometer.basic".into(),
+                identifier: Identifier {
+                    authority: "xaal".into(),
+                    kind: "uuid".into(),
+                    value: id.into(),
+                },
+                name: id.into(),
+                online: true,
+            },
+            series: mapping::series(id, "thermometer.basic"),
+        };
+        let owners = |up: &str, list: &[&str]| SourceEvent::Owners {
+            usage_point: up.into(),
+            owners: list.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let (ours, theirs) = (
+            "aaaaaaaa-0000-4000-8000-000000000001",
+            "bbbbbbbb-0000-4000-8000-000000000002",
+        );
+        apply(store.as_ref(), &device(ours, "xaal")).await.unwrap();
+        apply(store.as_ref(), &device(theirs, "other-bus"))
+            .await
+            .unwrap();
+        for up in [ours, theirs] {
+            apply(
+                store.as_ref(),
+                &owners(up, &["alice@example.org", "bob@example.org"]),
+            )
+            .await
+            .unwrap();
+        }
+
+        let started = SourceEvent::Started {
+            source: "xaal".into(),
+            owners: vec!["alice@example.org".into()],
+        };
+        apply(store.as_ref(), &started).await.unwrap();
+
+        let online = |up: &'static str| {
+            let store = store.clone();
+            async move { store.usage_point(up).await.unwrap().unwrap().online }
+        };
+        assert!(!online(ours).await, "not heard since the restart");
+        assert!(online(theirs).await, "another source's device");
+        let subjects = |up: &str, grants: &[crate::model::Grant]| -> Vec<String> {
+            let mut s: Vec<String> = grants
+                .iter()
+                .filter(|g| g.usage_point == up)
+                .map(|g| g.subject.clone())
+                .collect();
+            s.sort();
+            s
+        };
+        let grants = store.grants().await.unwrap();
+        assert_eq!(subjects(ours, &grants), ["alice@example.org"]);
+        assert_eq!(
+            subjects(theirs, &grants),
+            ["alice@example.org", "bob@example.org"]
+        );
+
+        // Heard again: declared online.
+        apply(store.as_ref(), &device(ours, "xaal")).await.unwrap();
+        assert!(online(ours).await);
     }
 }
