@@ -58,30 +58,53 @@ const fn spec(
     }
 }
 
-const POWERMETER: &[SeriesSpec] = &[
-    spec(
-        "power",
-        "consumption/power/active/instant",
-        "Active power",
-        "active-power",
-        "consumption",
-        "power",
+const ACTIVE_POWER: SeriesSpec = spec(
+    "power",
+    "consumption/power/active/instant",
+    "Active power",
+    "active-power",
+    "consumption",
+    "power",
+    "electrical",
+    "W",
+    "instant",
+    1.0,
+);
+
+const ACTIVE_ENERGY: SeriesSpec = spec(
+    "energy",
+    "consumption/energy/active/index",
+    "Active energy index",
+    "active-energy",
+    "consumption",
+    "energy",
+    "electrical",
+    "Wh",
+    "index",
+    1000.0, // kWh
+);
+
+const POWERMETER: &[SeriesSpec] = &[ACTIVE_POWER, ACTIVE_ENERGY];
+
+/// `powermeter.extended` adds the mains voltage and the current drawn.
+const POWERMETER_EXTENDED: &[SeriesSpec] = &[
+    ACTIVE_POWER,
+    ACTIVE_ENERGY,
+    sensor(
+        "voltage",
+        "voltage/raw",
+        "Voltage",
+        "voltage",
         "electrical",
-        "W",
-        "instant",
-        1.0,
+        "V",
     ),
-    spec(
-        "energy",
-        "consumption/energy/active/index",
-        "Active energy index",
-        "active-energy",
-        "consumption",
-        "energy",
+    sensor(
+        "current",
+        "current/raw",
+        "Current",
+        "current",
         "electrical",
-        "Wh",
-        "index",
-        1000.0, // kWh
+        "A",
     ),
 ];
 
@@ -175,9 +198,12 @@ const BATTERY: &[SeriesSpec] = &[sensor(
     "%EL",
 )];
 
-/// The series of a `class.subclass` dev_type: chosen by class, so `powermeter.extended` gets
-/// the power and energy of `powermeter.basic`. Unknown classes have none.
+/// The series of a `class.subclass` dev_type: chosen by class (any power meter has power and
+/// energy), plus what a known subclass adds. Unknown classes have none.
 pub fn series_specs(dev_type: &str) -> &'static [SeriesSpec] {
+    if dev_type == "powermeter.extended" {
+        return POWERMETER_EXTENDED;
+    }
     match dev_type.split('.').next().unwrap_or("") {
         "powermeter" => POWERMETER,
         "apparentpowermeter" => APPARENT_POWERMETER,
@@ -280,6 +306,29 @@ mod tests {
             ),
             [("consumption/energy/active/index", 100.0)]
         );
+    }
+
+    #[test]
+    fn extended_powermeter_adds_voltage_and_current() {
+        let paths: Vec<(String, String)> = series("u", "powermeter.extended")
+            .into_iter()
+            .map(|s| (s.path, s.measurement.unit))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("consumption/power/active/instant".into(), "W".into()),
+                ("consumption/energy/active/index".into(), "Wh".into()),
+                ("voltage/raw".into(), "V".into()),
+                ("current/raw".into(), "A".into()),
+            ]
+        );
+        let b = body(&[("voltage", Value::Float(231.5)), ("current", Value::Int(4))]);
+        let mut got = readings("powermeter.extended", &b);
+        got.sort_by(|a, b| a.0.cmp(b.0));
+        assert_eq!(got, [("current/raw", 4.0), ("voltage/raw", 231.5)]);
+        // Other power meters have no such series: their voltage is not a reading.
+        assert!(readings("powermeter.basic", &b).is_empty());
     }
 
     #[test]
