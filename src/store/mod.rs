@@ -2,7 +2,9 @@
 //!
 //! All SQL of the program lives under this module. Queries are checked at run time (`sqlx::query`,
 //! not `query!`) so that building needs no database. Each backend has its own migrations folder
-//! (`migrations/sqlite`, `migrations/postgres`), applied when the store is opened.
+//! (`migrations/sqlite`, `migrations/postgres`), applied when the store is opened. The
+//! statements both backends speak alike are written once, in `shared`; `sqlite` and `postgres`
+//! hold only what each does its own way.
 
 use std::sync::Arc;
 
