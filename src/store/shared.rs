@@ -221,12 +221,15 @@ async fn series_id(
                         sqlx::query(
                             "INSERT INTO series (usage_point, path, title, measurement_name, \
                              direction, quantity, kind, unit, aggregation, sampling_interval, \
-                             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                             $10, $11, $12) ON CONFLICT (usage_point, path) DO UPDATE SET title = \
-                             excluded.title, measurement_name = excluded.measurement_name, \
-                             direction = excluded.direction, quantity = excluded.quantity, kind = \
-                             excluded.kind, unit = excluded.unit, aggregation = \
-                             excluded.aggregation, sampling_interval = excluded.sampling_interval, \
+                             created_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                             ON CONFLICT (usage_point, path) DO UPDATE \
+                             SET title = excluded.title, \
+                             measurement_name = excluded.measurement_name, \
+                             direction = excluded.direction, quantity = excluded.quantity, \
+                             kind = excluded.kind, unit = excluded.unit, \
+                             aggregation = excluded.aggregation, \
+                             sampling_interval = excluded.sampling_interval, \
                              updated_at = excluded.updated_at",
                         )
                         .bind(&up.id)
@@ -310,8 +313,8 @@ async fn series_id(
                     let now = unix_now();
                     let mut tx = self.begin_config_grants().await?;
                     let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants WHERE origin = $1 AND revoked_at IS \
-                         NULL ORDER BY id"
+                        "SELECT {GRANT_COLUMNS} FROM grants WHERE origin = $1 \
+                         AND revoked_at IS NULL ORDER BY id"
                     ))
                     .bind(GrantOrigin::Config.as_str())
                     .fetch_all(&mut *tx)
@@ -353,8 +356,8 @@ async fn series_id(
 
                 async fn grants_for(&self, subject: &str) -> Result<Vec<Grant>, StoreError> {
                     let rows: Vec<GrantRow> = sqlx::query_as(&format!(
-                        "SELECT {GRANT_COLUMNS} FROM grants WHERE subject = $1 AND revoked_at IS \
-                         NULL ORDER BY id"
+                        "SELECT {GRANT_COLUMNS} FROM grants WHERE subject = $1 \
+                         AND revoked_at IS NULL ORDER BY id"
                     ))
                     .bind(subject)
                     .fetch_all(&self.pool)
@@ -432,8 +435,8 @@ async fn series_id(
                 async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
                     let id = sqlx::query_scalar(
                         "INSERT INTO audit_log (at, requester, usage_point, series, range_start, \
-                         range_end, grant_id, command, records) VALUES ($1, $2, $3, $4, $5, $6, \
-                         $7, $8, $9) RETURNING id",
+                         range_end, grant_id, command, records) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                     )
                     .bind(entry.at)
                     .bind(&entry.requester)
@@ -734,8 +737,8 @@ async fn series_id(
                 ) -> Result<(), StoreError> {
                     sqlx::query(
                         "INSERT INTO consent_requests (id, source, app_jid, name, logo_url, \
-                         description, redirect_uri, created_at) VALUES ($1, $2, $3, $4, $5, $6, \
-                         $7, $8)",
+                         description, redirect_uri, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
                     .bind(&request.id)
                     .bind(&request.source)
@@ -848,8 +851,8 @@ async fn series_id(
                     let grant_id = insert_grant(&mut tx, grant, grant.origin, now).await?;
                     let consent_id = sqlx::query_scalar(
                         "INSERT INTO consents (source, usage_point, app_jid, purpose, request_id, \
-                         reference, begins_at, expires_at, grant_id, created_at) VALUES ($1, $2, \
-                         $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                         reference, begins_at, expires_at, grant_id, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                     )
                     .bind(&consent.source)
                     .bind(&consent.usage_point)
@@ -873,8 +876,9 @@ async fn series_id(
                     now: i64,
                 ) -> Result<Vec<Consent>, StoreError> {
                     let rows: Vec<ConsentRow> = sqlx::query_as(&format!(
-                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE source = $1 AND revoked_at \
-                         IS NULL AND begins_at <= $2 AND $3 < expires_at ORDER BY id"
+                        "SELECT {CONSENT_COLUMNS} FROM consents WHERE source = $1 \
+                         AND revoked_at IS NULL AND begins_at <= $2 AND $3 < expires_at \
+                         ORDER BY id"
                     ))
                     .bind(source)
                     .bind(now)
@@ -891,8 +895,8 @@ async fn series_id(
                     let now = unix_now();
                     let mut tx = self.begin_write().await?;
                     let rows: Vec<ConsentRow> = sqlx::query_as(&format!(
-                        "UPDATE consents SET revoked_at = $1 WHERE usage_point = $2 AND revoked_at \
-                         IS NULL RETURNING {CONSENT_COLUMNS}"
+                        "UPDATE consents SET revoked_at = $1 WHERE usage_point = $2 \
+                         AND revoked_at IS NULL RETURNING {CONSENT_COLUMNS}"
                     ))
                     .bind(now)
                     .bind(usage_point)
@@ -916,8 +920,8 @@ async fn series_id(
                 ) -> Result<i64, StoreError> {
                     let id = sqlx::query_scalar(
                         "INSERT INTO upstream_calls (source, api, usage_point, range_start, \
-                         range_end, consent_id, requester, started_at) VALUES ($1, $2, $3, $4, $5, \
-                         $6, $7, $8) RETURNING id",
+                         range_end, consent_id, requester, started_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                     )
                     .bind(&call.source)
                     .bind(&call.api)
@@ -939,8 +943,8 @@ async fn series_id(
                     code: Option<&str>,
                 ) -> Result<(), StoreError> {
                     sqlx::query(
-                        "UPDATE upstream_calls SET status = $1, code = $2, finished_at = $3 WHERE \
-                         id = $4",
+                        "UPDATE upstream_calls SET status = $1, code = $2, finished_at = $3 \
+                         WHERE id = $4",
                     )
                     .bind(status)
                     .bind(code)
@@ -975,8 +979,8 @@ async fn series_id(
                     end: &str,
                 ) -> Result<Vec<String>, StoreError> {
                     Ok(sqlx::query_scalar(
-                        "SELECT day FROM fetched_days WHERE usage_point = $1 AND api = $2 AND day \
-                         >= $3 AND day < $4 ORDER BY day",
+                        "SELECT day FROM fetched_days WHERE usage_point = $1 AND api = $2 \
+                         AND day >= $3 AND day < $4 ORDER BY day",
                     )
                     .bind(usage_point)
                     .bind(api)
@@ -996,8 +1000,9 @@ async fn series_id(
                     let mut tx = self.begin_write().await?;
                     for day in days {
                         sqlx::query(
-                            "INSERT INTO fetched_days (usage_point, api, day, fetched_at) VALUES \
-                             ($1, $2, $3, $4) ON CONFLICT (usage_point, api, day) DO NOTHING",
+                            "INSERT INTO fetched_days (usage_point, api, day, fetched_at) \
+                             VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (usage_point, api, day) DO NOTHING",
                         )
                         .bind(usage_point)
                         .bind(api)
