@@ -146,16 +146,61 @@ impl StanzaParser {
     }
 }
 
-/// Where the value of the `to='…'` attribute of the first tag of `text` lies, when it reads
-/// the same parsed as raw (no entity, no character a parser would normalise): otherwise the
-/// text is parsed whole.
+/// Where the value of the `to` attribute of the first tag of `text` lies, when it reads the
+/// same parsed as raw (no entity, no character a parser would normalise); `None` sends the text
+/// to a full parse. The attributes are walked one by one, so a ` to='` inside another
+/// attribute's value is never taken for the attribute.
 fn to_value(text: &str) -> Option<(usize, usize)> {
-    let tag_end = text.find('>')?;
-    let start = text[..tag_end].find(" to='")? + " to='".len();
-    let len = text[start..tag_end].find('\'')?;
-    let value = &text[start..start + len];
-    let plain = !value.contains(|c: char| c == '&' || c == '<' || c < ' ');
-    plain.then_some((start, start + len))
+    let bytes = text.as_bytes();
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let skip_spaces = |mut i: usize| {
+        while bytes.get(i).copied().is_some_and(is_space) {
+            i += 1;
+        }
+        i
+    };
+    // `<` and the element name, ended by a space: `>` or `/` first means no attribute at all.
+    if bytes.first() != Some(&b'<') {
+        return None;
+    }
+    let mut i = 1;
+    while bytes
+        .get(i)
+        .is_some_and(|&b| !is_space(b) && b != b'>' && b != b'/')
+    {
+        i += 1;
+    }
+    if !bytes.get(i).copied().is_some_and(is_space) {
+        return None;
+    }
+    loop {
+        i = skip_spaces(i);
+        let name_start = i;
+        while bytes
+            .get(i)
+            .is_some_and(|&b| b != b'=' && !is_space(b) && b != b'>' && b != b'/')
+        {
+            i += 1;
+        }
+        if i == name_start {
+            return None; // `>`, `/>` or the end: no `to`
+        }
+        let name = &text[name_start..i];
+        i = skip_spaces(i);
+        if bytes.get(i) != Some(&b'=') {
+            return None;
+        }
+        i = skip_spaces(i + 1);
+        let quote = *bytes.get(i).filter(|&&q| q == b'\'' || q == b'"')?;
+        let start = i + 1;
+        let end = start + bytes.get(start..)?.iter().position(|&b| b == quote)?;
+        if name == "to" {
+            let value = &text[start..end];
+            let plain = !value.contains(|c: char| c == '&' || c == '<' || c < ' ');
+            return plain.then_some((start, end));
+        }
+        i = end + 1;
+    }
 }
 
 /// Records what the link reports: written entries are marked sent (in batches), entries handed
@@ -314,12 +359,52 @@ mod tests {
 
     #[test]
     fn the_to_value_is_found_only_where_it_reads_raw() {
-        let text = "<message from='a' to='b@c/d'><x to='no'/></message>";
-        assert_eq!(to_value(text).map(|(s, e)| &text[s..e]), Some("b@c/d"));
-        assert_eq!(to_value("<message from='a'><x to='no'/></message>"), None);
+        let value = |text: &'static str| to_value(text).map(|(s, e)| &text[s..e]);
+        assert_eq!(
+            value("<message from='a' to='b@c/d'><x/></message>"),
+            Some("b@c/d")
+        );
+        assert_eq!(value("<message\nto = \"b@c\" type='chat'/>"), Some("b@c"));
+        assert_eq!(value("<message from='a'><x to='no'/></message>"), None);
+        assert_eq!(value("<message/>"), None);
+        assert_eq!(value("<message"), None);
+        // A ` to='` inside another attribute's value is not the attribute.
+        assert_eq!(value("<message from=\"a to='x'\" to='b@c'/>"), Some("b@c"));
+        assert_eq!(value("<message from=\"a to='x'\"/>"), None);
+        // Nor is one in the content, whatever the first tag holds.
+        assert_eq!(value("<message><body>x to='evil'</body></message>"), None);
+        assert_eq!(value("<message/><x to='evil'/>"), None);
+        assert_eq!(value(" <message to='b@c'/>"), None);
         assert_eq!(to_value("<message to='a&amp;b'/>"), None);
         assert_eq!(to_value("<message to='a\tb'/>"), None);
         assert_eq!(to_value("<message to='unterminated>"), None);
+    }
+
+    proptest::proptest! {
+        /// Any sequence of notifications, with `to`s and contents drawn from characters that
+        /// matter to XML and to the scan (quotes, `&`, `<`, `>`, spaces, ` to='`), parses as a
+        /// full parse would.
+        #[test]
+        fn any_sequence_parses_as_a_full_parse_would(
+            stanzas in proptest::collection::vec(
+                ("[a-c' &<>=/\"]{0,8}|alice@example[.]org|a to='b'", "[a-c' &<>=\"]{0,8}"),
+                1..12,
+            )
+        ) {
+            let mut parser = StanzaParser::default();
+            for (to, body) in &stanzas {
+                let text = crate::xep::pubsub::notification_xml(
+                    "99999000000001@quoalise.example",
+                    to,
+                    "node",
+                    "item-1",
+                    &format!("<x xmlns='urn:x' a='{0}'>{0}</x>", crate::xep::pubsub::escape(body)),
+                    None,
+                );
+                let full: Element = text.parse().unwrap();
+                proptest::prop_assert_eq!(parser.parse(&text).unwrap(), full);
+            }
+        }
     }
 
     #[test]
