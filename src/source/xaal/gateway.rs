@@ -64,6 +64,18 @@ pub async fn run(
         tracing::error!(source = %config.id, "xAAL key derivation failed");
         return;
     };
+    // Nothing heard yet, from any device: said before joining, which may take a while.
+    let started = SourceEvent::Started {
+        source: config.id.clone(),
+        owners: config.owners.clone(),
+    };
+    let sent = tokio::select! {
+        sent = events.send(started) => sent.is_ok(),
+        _ = shutdown.cancelled() => false,
+    };
+    if !sent {
+        return;
+    }
     let socket = loop {
         match BusSocket::join(bus.group, bus.interface, config.hops) {
             Ok(s) => break s,
@@ -132,13 +144,6 @@ impl Gateway {
         let mut tick = interval(TICK);
         for t in [&mut alive, &mut is_alive, &mut tick] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        }
-        let started = SourceEvent::Started {
-            source: self.source.clone(),
-            owners: self.owners.clone(),
-        };
-        if self.emit(started).await.is_err() {
-            return;
         }
         let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         loop {
