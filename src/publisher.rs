@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use crate::access::now;
-use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, ANY};
+use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
 use crate::source::SourceEvent;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
@@ -55,15 +55,13 @@ impl Publisher {
             let result = match self.owned_by(source.as_deref(), &event).await {
                 Ok(true) => match &event {
                     SourceEvent::Live(batch) => self.publish(batch).await,
-                    other => match apply_event(self.ctx.store.as_ref(), other).await {
-                        Ok(revoked) => {
+                    other => apply_event(self.ctx.store.as_ref(), other)
+                        .await
+                        .map(|revoked| {
                             if revoked > 0 {
                                 self.access_changed.notify_one();
                             }
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    },
+                        }),
                 },
                 Ok(false) => {
                     tracing::error!(
@@ -304,12 +302,20 @@ async fn apply_event(store: &dyn Store, event: &SourceEvent) -> Result<usize, St
         SourceEvent::Owners {
             usage_point,
             owners,
-        } => return reconcile_owners(store, usage_point, owners).await,
+        } => {
+            let Some(up) = store.usage_point(usage_point).await? else {
+                tracing::error!(%usage_point, "owners of an undeclared usage point; dropped");
+                return Ok(0);
+            };
+            return reconcile_owners(store, &up, owners, &store.grants().await?).await;
+        }
         SourceEvent::Started { source, owners } => {
+            // Reconciling one usage point touches only its own grants: one read serves all.
+            let grants = store.grants().await?;
             let mut revoked = 0;
             for up in store.usage_points(Some(source)).await? {
                 store.set_online(&up.id, false).await?;
-                revoked += reconcile_owners(store, &up.id, owners).await?;
+                revoked += reconcile_owners(store, &up, owners, &grants).await?;
             }
             return Ok(revoked);
         }
@@ -319,27 +325,24 @@ async fn apply_event(store: &dyn Store, event: &SourceEvent) -> Result<usize, St
 
 /// Makes the unrevoked grants of origin `source` on `usage_point` match `owners`: one grant on
 /// every series per owner, added when missing, revoked when its owner is no longer listed.
-/// Idempotent, so a source may send its owners again at every start. Returns how many grants
-/// were revoked.
+/// Idempotent, so a source may send its owners again at every start. `grants` are the unrevoked
+/// grants as stored (those of other usage points are ignored). Returns how many were revoked.
 async fn reconcile_owners(
     store: &dyn Store,
-    usage_point: &str,
+    up: &UsagePoint,
     owners: &[String],
+    grants: &[Grant],
 ) -> Result<usize, StoreError> {
-    let Some(up) = store.usage_point(usage_point).await? else {
-        tracing::error!(%usage_point, "owners of an undeclared usage point; dropped");
-        return Ok(0);
-    };
     let mut revoked = 0;
     let wanted = |g: &Grant| g.series == ANY && g.valid_from.is_none() && g.valid_until.is_none();
     let mut kept: HashSet<&str> = HashSet::new();
-    for grant in store.grants().await? {
+    for grant in grants {
         if grant.origin != GrantOrigin::Source || grant.usage_point != up.id {
             continue;
         }
         let owner = owners.iter().find(|o| **o == grant.subject);
         match (owner, grant.id) {
-            (Some(owner), _) if wanted(&grant) && kept.insert(owner.as_str()) => {}
+            (Some(owner), _) if wanted(grant) && kept.insert(owner.as_str()) => {}
             (_, Some(id)) => {
                 if store.revoke_grant(id).await? {
                     revoked += 1;
