@@ -94,6 +94,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub pubsub: PubSubConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,14 +104,94 @@ pub struct PubSubConfig {
     /// Published items kept per node (for item retrieval and the last item on subscribe).
     #[serde(default = "default_max_items")]
     pub max_items: usize,
+    /// Notifications waiting per subscription at most (link down or slow); beyond it the oldest
+    /// are dropped and the subscriber gets one notice that it missed items.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
 }
 
 impl Default for PubSubConfig {
     fn default() -> Self {
         PubSubConfig {
             max_items: default_max_items(),
+            max_pending: default_max_pending(),
         }
     }
+}
+
+fn default_max_pending() -> usize {
+    1000
+}
+
+/// What one requester (a bare JID, all its resources together) may ask of the component.
+/// Above a limit a request gets an immediate error, never a silent drop or a queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests of one requester being handled at once; more get `wait`/`resource-constraint`.
+    #[serde(default = "default_requests_in_flight")]
+    pub requests_in_flight: u32,
+    /// Requests per second one requester may sustain; more get `wait`/`policy-violation`.
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: u32,
+    /// Requests one requester may send in a burst above the sustained rate.
+    #[serde(default = "default_requests_burst")]
+    pub requests_burst: u32,
+    /// What a request that reads history (ad-hoc commands, PubSub items) costs, in requests.
+    #[serde(default = "default_history_cost")]
+    pub history_cost: u32,
+    /// Ad-hoc command sessions one requester may hold open.
+    #[serde(default = "default_sessions_per_requester")]
+    pub sessions_per_requester: usize,
+    /// Ad-hoc command sessions open at once, all requesters together.
+    #[serde(default = "default_sessions_total")]
+    pub sessions_total: usize,
+    /// Subscriptions (PubSub and push) one requester may hold, all nodes together.
+    #[serde(default = "default_subscriptions_per_requester")]
+    pub subscriptions_per_requester: usize,
+    /// Subscriptions one requester may hold on one node (one per resource it subscribes).
+    #[serde(default = "default_subscriptions_per_node")]
+    pub subscriptions_per_node: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_in_flight: default_requests_in_flight(),
+            requests_per_second: default_requests_per_second(),
+            requests_burst: default_requests_burst(),
+            history_cost: default_history_cost(),
+            sessions_per_requester: default_sessions_per_requester(),
+            sessions_total: default_sessions_total(),
+            subscriptions_per_requester: default_subscriptions_per_requester(),
+            subscriptions_per_node: default_subscriptions_per_node(),
+        }
+    }
+}
+
+fn default_requests_in_flight() -> u32 {
+    8
+}
+fn default_requests_per_second() -> u32 {
+    50
+}
+fn default_requests_burst() -> u32 {
+    200
+}
+fn default_history_cost() -> u32 {
+    5
+}
+fn default_sessions_per_requester() -> usize {
+    32
+}
+fn default_sessions_total() -> usize {
+    10_000
+}
+fn default_subscriptions_per_requester() -> usize {
+    1000
+}
+fn default_subscriptions_per_node() -> usize {
+    16
 }
 
 fn default_max_items() -> usize {
@@ -144,6 +226,21 @@ pub struct XmppConfig {
     /// Notifications sent per second at most, so a large fan-out cannot flood the server.
     #[serde(default = "default_delivery_rate")]
     pub delivery_rate: u32,
+    /// Deepest inbound stanza accepted; deeper ones are refused before any tree is built.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// A session with something to write that wrote nothing for this long is torn down and
+    /// reconnected (the server stopped reading us).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: HumanDuration,
+}
+
+fn default_max_depth() -> usize {
+    64
+}
+
+fn default_stall_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
 }
 
 fn default_delivery_rate() -> u32 {
@@ -306,6 +403,25 @@ impl Config {
             return Err(ConfigError::invalid(
                 "xmpp.delivery_rate",
                 "must be at least 1 stanza per second",
+            ));
+        }
+        if !(8..=1024).contains(&self.xmpp.max_depth) {
+            return Err(ConfigError::invalid(
+                "xmpp.max_depth",
+                "must be between 8 and 1024",
+            ));
+        }
+        if self.xmpp.stall_timeout.0 < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "xmpp.stall_timeout",
+                "must be at least 1s",
+            ));
+        }
+        self.limits.validate()?;
+        if self.pubsub.max_pending == 0 {
+            return Err(ConfigError::invalid(
+                "pubsub.max_pending",
+                "must be at least 1",
             ));
         }
         if self.pubsub.max_items == 0 || self.pubsub.max_items > 10_000 {
@@ -471,6 +587,40 @@ pub(crate) fn parse_bare_jid(text: &str, key: &str) -> Result<BareJid, ConfigErr
 }
 
 /// `quoalise.example.org` → `example.org`; a single-label domain is its own parent.
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            (
+                "limits.requests_in_flight",
+                self.requests_in_flight as usize,
+            ),
+            (
+                "limits.requests_per_second",
+                self.requests_per_second as usize,
+            ),
+            ("limits.requests_burst", self.requests_burst as usize),
+            ("limits.history_cost", self.history_cost as usize),
+            ("limits.sessions_per_requester", self.sessions_per_requester),
+            ("limits.sessions_total", self.sessions_total),
+            (
+                "limits.subscriptions_per_requester",
+                self.subscriptions_per_requester,
+            ),
+            ("limits.subscriptions_per_node", self.subscriptions_per_node),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::invalid(*key, "must be at least 1"));
+        }
+        if self.history_cost > self.requests_burst {
+            return Err(ConfigError::invalid(
+                "limits.history_cost",
+                "must not exceed limits.requests_burst (such a request could never run)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn parent_domain(domain: &str) -> String {
     match domain.split_once('.') {
         Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
