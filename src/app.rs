@@ -23,7 +23,8 @@ use crate::publisher::{Feed, Publisher};
 use crate::source::enedis::Enedis;
 use crate::source::{SourceDeps, SourceEvent, Upstream};
 use crate::web::server::WebState;
-use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
+use crate::xmpp::connection::{Link, LinkConfig, OutboxReports};
+use crate::xmpp::limits::RequestLimits;
 use crate::xmpp::router::{Context, Router};
 use crate::{commands, delivery, publisher, store, web, xep};
 
@@ -129,6 +130,8 @@ pub async fn serve_with_events(
         ping_interval: config.xmpp.ping_interval.0,
         max_backoff: config.xmpp.reconnect_max_delay.0,
         max_stanza_size: config.xmpp.max_stanza_size,
+        max_depth: config.xmpp.max_depth,
+        stall_timeout: config.xmpp.stall_timeout.0,
     };
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND);
     let (connected_tx, connected_rx) = watch::channel(false);
@@ -138,15 +141,15 @@ pub async fn serve_with_events(
         written: written_tx.clone(),
         released: released_tx,
     };
-    let link = tokio::spawn(connection::run(
-        link_config,
+    let link = Link {
+        config: link_config,
         router,
-        outbound_rx,
-        outbound_tx.clone(),
+        limits: RequestLimits::new(&config.limits),
+        metrics: metrics.clone(),
         reports,
-        connected_tx,
-        shutdown.clone(),
-    ));
+        connected: connected_tx,
+    };
+    let link = tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);
     let sender = tokio::spawn(delivery::send_pending(
         store.clone(),

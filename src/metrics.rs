@@ -37,6 +37,12 @@ struct State {
     subscriptions: u64,
     connected: bool,
     reconnects: u64,
+    /// Sessions torn down because nothing could be written for the stall timeout.
+    link_stalls: u64,
+    /// Inbound stanzas refused before being read: (too deep, too large).
+    stanzas_refused: (u64, u64),
+    /// Requests refused by the per-requester limits: (in flight, rate).
+    requests_limited: (u64, u64),
 }
 
 /// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
@@ -101,6 +107,34 @@ impl Metrics {
     pub fn reconnected(&self) {
         let mut state = self.state();
         state.reconnects = state.reconnects.saturating_add(1);
+    }
+
+    /// The link was torn down: it had something to write and wrote nothing for the stall timeout.
+    pub fn link_stalled(&self) {
+        let mut state = self.state();
+        state.link_stalls = state.link_stalls.saturating_add(1);
+    }
+
+    /// An inbound stanza was refused for its depth (`deep`) or its size.
+    pub fn stanza_refused(&self, deep: bool) {
+        let mut state = self.state();
+        let counter = if deep {
+            &mut state.stanzas_refused.0
+        } else {
+            &mut state.stanzas_refused.1
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    /// A request was refused by a per-requester limit: in flight (`in_flight`) or rate.
+    pub fn request_limited(&self, in_flight: bool) {
+        let mut state = self.state();
+        let counter = if in_flight {
+            &mut state.requests_limited.0
+        } else {
+            &mut state.requests_limited.1
+        };
+        *counter = counter.saturating_add(1);
     }
 
     /// All metrics in the text exposition format, in a stable order (metrics as declared, label
@@ -180,6 +214,43 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
+        header(
+            &mut out,
+            "quoalise_xmpp_stalls_total",
+            "counter",
+            "Sessions torn down because nothing could be written for [xmpp] stall_timeout.",
+        );
+        let _ = writeln!(out, "quoalise_xmpp_stalls_total {}", state.link_stalls);
+        header(
+            &mut out,
+            "quoalise_stanzas_refused_total",
+            "counter",
+            "Inbound stanzas refused before being read, by reason.",
+        );
+        let (deep, large) = state.stanzas_refused;
+        let _ = writeln!(
+            out,
+            "quoalise_stanzas_refused_total{{reason=\"depth\"}} {deep}"
+        );
+        let _ = writeln!(
+            out,
+            "quoalise_stanzas_refused_total{{reason=\"size\"}} {large}"
+        );
+        header(
+            &mut out,
+            "quoalise_requests_limited_total",
+            "counter",
+            "Requests refused by the per-requester limits ([limits]), by limit.",
+        );
+        let (in_flight, rate) = state.requests_limited;
+        let _ = writeln!(
+            out,
+            "quoalise_requests_limited_total{{limit=\"in_flight\"}} {in_flight}"
+        );
+        let _ = writeln!(
+            out,
+            "quoalise_requests_limited_total{{limit=\"rate\"}} {rate}"
+        );
         out
     }
 }
@@ -293,6 +364,9 @@ mod tests {
             ("quoalise_subscriptions", "gauge"),
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
+            ("quoalise_xmpp_stalls_total", "counter"),
+            ("quoalise_stanzas_refused_total", "counter"),
+            ("quoalise_requests_limited_total", "counter"),
         ] {
             assert!(
                 comments.contains(&format!("# TYPE {name} {kind}")),
@@ -307,7 +381,34 @@ mod tests {
         }
         assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(0.0));
         assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(0.0));
-        assert!(samples.iter().all(|s| s.labels.is_empty()));
+        // Only the fixed-label counters have samples with labels when nothing was counted.
+        assert!(samples.iter().all(|s| s.labels.is_empty()
+            || s.name == "quoalise_stanzas_refused_total"
+            || s.name == "quoalise_requests_limited_total"));
+    }
+
+    #[test]
+    fn link_defence_counters() {
+        let m = Metrics::default();
+        m.link_stalled();
+        m.stanza_refused(true);
+        m.stanza_refused(true);
+        m.stanza_refused(false);
+        m.request_limited(true);
+        m.request_limited(false);
+        m.request_limited(false);
+        let (samples, _) = parse(&m.render());
+        assert_eq!(
+            value(&samples, "quoalise_xmpp_stalls_total", &[]),
+            Some(1.0)
+        );
+        let refused = |r| value(&samples, "quoalise_stanzas_refused_total", &[("reason", r)]);
+        assert_eq!((refused("depth"), refused("size")), (Some(2.0), Some(1.0)));
+        let limited = |l| value(&samples, "quoalise_requests_limited_total", &[("limit", l)]);
+        assert_eq!(
+            (limited("in_flight"), limited("rate")),
+            (Some(1.0), Some(2.0))
+        );
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub enum RequestError {
     /// Too many open sessions or requests from this requester; try later.
     #[error("resource constraint: {0}")]
     ResourceConstraint(String),
+    /// The requester sends faster than its rate allows (XEP-0205); try later.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The stanza breaks a structural limit (depth, size) and was not read.
+    #[error("stanza refused: {0}")]
+    StanzaRefused(String),
     /// An upstream API failed (DESIGN §4): `issuer` names it, `code` is its own error code
     /// (or the HTTP status), `message` its text.
     #[error("upstream error {code} from {issuer}: {message}")]
@@ -224,6 +230,16 @@ impl RequestError {
                 DefinedCondition::ResourceConstraint,
                 text.clone(),
             ),
+            RequestError::RateLimited(text) => (
+                ErrorType::Wait,
+                DefinedCondition::PolicyViolation,
+                text.clone(),
+            ),
+            RequestError::StanzaRefused(text) => (
+                ErrorType::Modify,
+                DefinedCondition::PolicyViolation,
+                text.clone(),
+            ),
             RequestError::Upstream {
                 issuer,
                 code,
@@ -329,6 +345,21 @@ mod tests {
                 RequestError::ServiceUnavailable,
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,
+            ),
+            (
+                RequestError::ResourceConstraint("8 requests in flight".into()),
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+            ),
+            (
+                RequestError::RateLimited("50 requests per second".into()),
+                ErrorType::Wait,
+                DefinedCondition::PolicyViolation,
+            ),
+            (
+                RequestError::StanzaRefused("deeper than 64".into()),
+                ErrorType::Modify,
+                DefinedCondition::PolicyViolation,
             ),
         ];
         for (error, type_, condition) in cases {
