@@ -66,6 +66,8 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// How often the per-requester rate state forgets requesters that went quiet.
 const FORGET_IDLE: Duration = Duration::from_secs(60);
+/// Requesters whose rate state may be remembered before it is pruned early.
+const MAX_TRACKED_REQUESTERS: usize = 100_000;
 /// Time given to queued stanzas at shutdown.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
 
@@ -269,7 +271,13 @@ impl Link {
                     return end;
                 }
             }
-            if forgot.elapsed() >= FORGET_IDLE {
+            // Many requesters (accounts of a hostile federated server, say) would grow the rate
+            // state: it is pruned early past a bound.
+            let since = forgot.elapsed();
+            if since >= FORGET_IDLE
+                || (since >= Duration::from_secs(1)
+                    && self.limits.tracked() > MAX_TRACKED_REQUESTERS)
+            {
                 self.limits.forget_idle();
                 forgot = Instant::now();
             }
