@@ -171,8 +171,9 @@ pub async fn serve_with_events(
     let web = match web_server(&settings, &store, enedis, &metrics, &wake, &connected_rx).await? {
         Some((listener, state)) => {
             let shutdown = shutdown.clone();
+            let limits = web::listener::Limits::for_this_process(&config.web);
             tokio::spawn(async move {
-                if let Err(e) = web::server::serve(listener, state, shutdown).await {
+                if let Err(e) = web::server::serve(listener, state, limits, shutdown).await {
                     tracing::error!(error = %e, "web server failed");
                 }
             })
@@ -279,6 +280,7 @@ async fn web_server(
             metrics: metrics.clone(),
             wake: wake.clone(),
             connected: connected.clone(),
+            max_body: web.max_body,
         }),
     )))
 }

@@ -33,6 +33,8 @@ pub struct WebState {
     pub wake: Arc<Notify>,
     /// Whether the XMPP link is up.
     pub connected: watch::Receiver<bool>,
+    /// Largest request body accepted, in bytes (`[web] max_body`).
+    pub max_body: usize,
 }
 
 /// An answer of ours.
@@ -110,24 +112,52 @@ impl IntoResponse for Page {
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
+    let max_body = state.max_body;
     Router::new()
         .route("/authorize", get(authorize))
         .route("/enedis/callback", get(callback))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_large_bodies(max_body, request, next)
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown`.
+/// Answers 413 to a request that announces a body larger than `max_body`, before reading it.
+/// (A body without a length is cut at `max_body` by [`axum::extract::DefaultBodyLimit`] where
+/// a route reads one.)
+async fn refuse_large_bodies(
+    max_body: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_body as u64) {
+        return Page::error(
+            413,
+            "Requête trop grande",
+            "Le corps de la requête dépasse la taille acceptée.",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Serves on `listener` until `shutdown`, within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<WebState>,
+    limits: super::listener::Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    super::listener::serve(listener, router(state), limits, shutdown).await
 }
 
 async fn authorize(
