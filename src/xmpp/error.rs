@@ -230,14 +230,17 @@ impl RequestError {
                 DefinedCondition::ResourceConstraint,
                 text.clone(),
             ),
+            // XEP-0205 allows policy-violation here, but slixmpp (which the Quoalise Python
+            // client is built on) does not know that condition and turns the answer into a
+            // timeout: resource-constraint, with a text saying why, reaches every client.
             RequestError::RateLimited(text) => (
                 ErrorType::Wait,
-                DefinedCondition::PolicyViolation,
+                DefinedCondition::ResourceConstraint,
                 text.clone(),
             ),
             RequestError::StanzaRefused(text) => (
                 ErrorType::Modify,
-                DefinedCondition::PolicyViolation,
+                DefinedCondition::BadRequest,
                 text.clone(),
             ),
             RequestError::Upstream {
@@ -354,12 +357,12 @@ mod tests {
             (
                 RequestError::RateLimited("50 requests per second".into()),
                 ErrorType::Wait,
-                DefinedCondition::PolicyViolation,
+                DefinedCondition::ResourceConstraint,
             ),
             (
                 RequestError::StanzaRefused("deeper than 64".into()),
                 ErrorType::Modify,
-                DefinedCondition::PolicyViolation,
+                DefinedCondition::BadRequest,
             ),
         ];
         for (error, type_, condition) in cases {

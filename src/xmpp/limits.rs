@@ -1,8 +1,8 @@
 //! Fair limits per requester (bare JID): requests in flight and requests per second.
 //!
 //! The link asks [`RequestLimits::admit`] before handing a request to a handler. A requester
-//! over a limit gets an immediate error (`wait` + `resource-constraint` for too many in flight,
-//! `wait` + `policy-violation` for its rate, as XEP-0205 suggests), never a silent drop and never
+//! over a limit gets an immediate error (`wait` + `resource-constraint`, with a text naming the
+//! limit: in flight or rate), never a silent drop and never
 //! a queue: one account flooding the component only fills its own allowance, so the handler
 //! pool stays free for everybody else. Requests that read history cost more tokens.
 //!
