@@ -9,6 +9,7 @@ use super::history::{self, parse_identifier};
 use crate::model::SubscriptionKind;
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xep::pubsub::subscribe_within_limits;
 use crate::xmpp::error::RequestError;
 use crate::xmpp::router::{Context, Request};
 
@@ -84,15 +85,15 @@ impl AdHocCommand for Subscribe {
         })?;
         let target =
             history::authorize(ctx, req, value, path, "identifier", req.source_id()).await?;
-        ctx.store
-            .subscribe(
-                SubscriptionKind::Push,
-                &target.usage_point.id,
-                &target.series.path,
-                req.requester.as_str(),
-                &crate::xmpp::id::random_id(),
-            )
-            .await?;
+        subscribe_within_limits(
+            ctx,
+            &req.requester,
+            SubscriptionKind::Push,
+            &target.usage_point.id,
+            &target.series.path,
+            req.requester.as_str(),
+        )
+        .await?;
         tracing::info!(jid = %req.requester, %identifier, "push subscription");
         Ok(done(
             "Subscribed",
