@@ -158,7 +158,10 @@ async fn the_seventeenth_subscription_on_one_node_is_refused() {
     let reply = send(&r, subscribe(ALICE, UP, LIVE, &alice_resource(17))).await;
     let (_, defined, app, _) = error_of(&reply);
     assert_eq!(defined, "policy-violation");
-    assert_eq!(app, Some(format!("{{{PUBSUB_ERRORS}}}too-many-subscriptions")));
+    assert_eq!(
+        app,
+        Some(format!("{{{PUBSUB_ERRORS}}}too-many-subscriptions"))
+    );
 }
 
 /// Requests of one requester are handled concurrently: all of them passing the first count
@@ -179,7 +182,10 @@ async fn concurrent_subscriptions_stay_within_the_node_limit() {
         .count();
     for reply in replies.iter().filter(|r| r.attr("type") == Some("error")) {
         let (type_, defined, app, _) = error_of(reply);
-        assert_eq!((type_.as_str(), defined.as_str()), ("wait", "policy-violation"));
+        assert_eq!(
+            (type_.as_str(), defined.as_str()),
+            ("wait", "policy-violation")
+        );
         assert!(app.is_some());
     }
     let stored = held(&store, "alice@localhost").await;
@@ -400,7 +406,10 @@ async fn one_account_with_many_resources_cannot_deny_the_others() {
                 Some("result") => opened += 1,
                 _ => {
                     let (type_, defined, _, _) = error_of(&reply);
-                    assert_eq!((type_.as_str(), defined.as_str()), ("wait", "resource-constraint"));
+                    assert_eq!(
+                        (type_.as_str(), defined.as_str()),
+                        ("wait", "resource-constraint")
+                    );
                     refused += 1;
                 }
             }
@@ -422,7 +431,11 @@ async fn the_per_requester_session_limit() {
     let mut ids = Vec::new();
     for i in 0..32 {
         // Resources of one account share the limit.
-        let from = if i % 2 == 0 { BOB } else { "bob@localhost/phone" };
+        let from = if i % 2 == 0 {
+            BOB
+        } else {
+            "bob@localhost/phone"
+        };
         ids.push((from, sessionid(&send(&r, open_session(from)).await)));
     }
     let reply = send(&r, open_session("bob@localhost/third")).await;
