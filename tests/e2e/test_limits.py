@@ -96,17 +96,22 @@ async def test_subscriptions_per_node(server, component):
 
 
 async def test_sessions_per_requester(server, component):
-    """bob opens 40 multi-stage command sessions: 32 open, the rest get wait/resource-constraint;
-    alice still opens one."""
-    async with connected(server, "bob") as bob, connected(server, "alice") as alice:
-        opened = {bob: [], alice: []}
+    """bob opens 40 multi-stage command sessions from two resources: 32 open (the limit is for
+    the account, all its resources together), the rest get wait/resource-constraint; alice
+    still opens one."""
+    async with connected(server, "bob", resource="one") as bob1, \
+            connected(server, "bob", resource="two") as bob2, \
+            connected(server, "alice") as alice:
+        opened = {bob1: [], bob2: [], alice: []}
         try:
-            for _ in range(SESSIONS):
+            for n in range(SESSIONS):
+                bob = (bob1, bob2)[n % 2]
                 iq = await send_command(bob, SOURCE, "get_history", timeout=T)
                 cmd = command_of(iq)
                 assert cmd.get("status") == "executing", cmd.attrib
                 opened[bob].append(cmd.get("sessionid"))
-            for _ in range(40 - SESSIONS):
+            for n in range(40 - SESSIONS):
+                bob = (bob1, bob2)[n % 2]
                 error = await expect_error(
                     send_command(bob, SOURCE, "get_history", timeout=T), "resource-constraint"
                 )
@@ -118,10 +123,10 @@ async def test_sessions_per_requester(server, component):
             assert cmd.get("status") == "executing", cmd.attrib
             opened[alice].append(cmd.get("sessionid"))
 
-            # Ending one of bob's sessions makes room for one.
-            await send_command(bob, SOURCE, "get_history", action="cancel", sessionid=opened[bob].pop(), timeout=T)
-            iq = await send_command(bob, SOURCE, "get_history", timeout=T)
-            opened[bob].append(command_of(iq).get("sessionid"))
+            # Ending one of bob's sessions makes room for one, from either resource.
+            await send_command(bob1, SOURCE, "get_history", action="cancel", sessionid=opened[bob1].pop(), timeout=T)
+            iq = await send_command(bob2, SOURCE, "get_history", timeout=T)
+            opened[bob2].append(command_of(iq).get("sessionid"))
         finally:
             for client, sessions in opened.items():
                 for sessionid in sessions:
