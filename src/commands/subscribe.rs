@@ -1,5 +1,7 @@
 //! `subscribe` / `unsubscribe` (Quoalise generation 2): push subscriptions. New readings of the
 //! series then arrive as `<message>`s to the requester's bare JID carrying `<quoalise><data>`.
+//! They count towards the same `[limits]` as PubSub subscriptions; above them the command
+//! answers `wait`/`policy-violation` with a text naming the limit.
 
 use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};

@@ -4,6 +4,11 @@
 //! access model is a whitelist whose entries are the grants (DESIGN.md §7): no grant, no
 //! subscription and no items. Subscriptions and items live in the store, so they survive
 //! restarts; notifications go through the store's outbox (see `crate::delivery`).
+//!
+//! Each subscription costs a notification per publication, so one requester (a bare JID, all
+//! its resources together) holds at most `[limits] subscriptions_per_node` on one node and
+//! `subscriptions_per_requester` in all, generation-2 pushes included
+//! ([`subscribe_within_limits`], which the `subscribe` command uses too).
 
 use minidom::rxml::xml_ncname;
 use minidom::Element;
