@@ -106,6 +106,7 @@ pub async fn serve_with_events(
         upstreams,
         enedis: enedis.clone(),
         public_url: config.web.public_url.clone(),
+        limits: config.limits.clone(),
     });
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());

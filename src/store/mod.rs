@@ -52,6 +52,17 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// The subscriptions of one requester, counted (see [`Store::subscription_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// On every node of every usage point.
+    pub total: u64,
+    /// On the one series asked about.
+    pub on_series: u64,
+    /// The exact subscription asked about exists.
+    pub exists: bool,
+}
+
 /// Everything the component keeps. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -187,6 +198,18 @@ pub trait Store: Send + Sync + 'static {
         bare_jid: &str,
         usage_point: Option<&str>,
     ) -> Result<Vec<Subscription>, StoreError>;
+
+    /// What the requester `bare_jid` (its full JIDs included) holds, both kinds: for its
+    /// subscription limits, and whether (`kind`, `usage_point`, `series`, `jid`) already exists
+    /// (re-subscribing is no new subscription). A count, not a list.
+    async fn subscription_counts(
+        &self,
+        bare_jid: &str,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: &str,
+        jid: &str,
+    ) -> Result<SubscriptionCounts, StoreError>;
 
     /// Every subscription, ordered by id (for the periodic grant check).
     async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;

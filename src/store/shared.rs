@@ -54,6 +54,14 @@ pub(super) const SUBSCRIPTIONS_OF: &str = "SELECT id, kind, usage_point, series,
      created_at FROM subscriptions WHERE (jid = $1 OR (jid >= $2 AND jid < $3)) \
      AND (CAST($4 AS TEXT) IS NULL OR usage_point = $4) ORDER BY id";
 
+/// What one requester holds, for its subscription limits: `$1`..`$3` as in [`SUBSCRIPTIONS_OF`];
+/// then its subscriptions in all, those on series (`$4`, `$5`), and those of kind `$6` and exact
+/// JID `$7` there (0 or 1). One scan of the requester's rows of the jid index.
+pub(super) const SUBSCRIPTION_COUNTS: &str = "SELECT COUNT(*), \
+     COUNT(CASE WHEN usage_point = $4 AND series = $5 THEN 1 END), \
+     COUNT(CASE WHEN usage_point = $4 AND series = $5 AND kind = $6 AND jid = $7 THEN 1 END) \
+     FROM subscriptions WHERE jid = $1 OR (jid >= $2 AND jid < $3)";
+
 /// Keeps the `$2` newest items of series `$1`: deletes from the (`$2` + 1)-th newest down. No
 /// such item, nothing deleted (`id <= NULL` is never true).
 pub(super) const TRIM_ITEMS: &str = "DELETE FROM items WHERE series_id = $1 AND id <= \
@@ -102,6 +110,7 @@ macro_rules! impl_store {
             use async_trait::async_trait;
 
             use super::*;
+            use $crate::store::SubscriptionCounts;
             use $crate::model::{
                 AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Item, OAuthState,
                 OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
@@ -123,7 +132,8 @@ macro_rules! impl_store {
             use $crate::store::shared::{
                 COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, PENDING_COUNT, PURGE_SENT,
                 READINGS_IN_RANGE, REMOVE_SUBSCRIPTION, RETRY_LATER, REVOKE_GRANT, SERIES_ID,
-                SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS, UNSUBSCRIBE,
+                SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, SUBSCRIPTION_COUNTS, TRIM_ITEMS,
+                UNSUBSCRIBE,
             };
             use $crate::store::{Store, StoreError};
 
@@ -550,6 +560,33 @@ async fn series_id(
                         .fetch_all(&self.pool)
                         .await?;
                     subscriptions_from_rows(rows)
+                }
+
+                async fn subscription_counts(
+                    &self,
+                    bare_jid: &str,
+                    kind: SubscriptionKind,
+                    usage_point: &str,
+                    series: &str,
+                    jid: &str,
+                ) -> Result<SubscriptionCounts, StoreError> {
+                    let (from, to) = jid_range(bare_jid);
+                    let (total, on_series, same): (i64, i64, i64) =
+                        sqlx::query_as(SUBSCRIPTION_COUNTS)
+                            .bind(bare_jid)
+                            .bind(from)
+                            .bind(to)
+                            .bind(usage_point)
+                            .bind(series)
+                            .bind(kind.as_str())
+                            .bind(jid)
+                            .fetch_one(&self.pool)
+                            .await?;
+                    Ok(SubscriptionCounts {
+                        total: count_from_sql(total)?,
+                        on_series: count_from_sql(on_series)?,
+                        exists: same > 0,
+                    })
                 }
 
                 async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {

@@ -379,6 +379,29 @@ mod tests {
         }
     }
 
+    /// The count behind the subscription limits reads only the requester's rows of the jid
+    /// index, however many subscriptions others hold.
+    #[tokio::test]
+    async fn subscription_counts_use_the_jid_index() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let sql = crate::store::shared::SUBSCRIPTION_COUNTS;
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        assert!(
+            plan.iter()
+                .any(|s| s.contains("SEARCH subscriptions USING INDEX subscriptions_jid")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.starts_with("SCAN subscriptions")),
+            "{plan:?}"
+        );
+    }
+
     #[test]
     fn json_arrays() {
         assert_eq!(id_list(&[]), "[]");

@@ -54,6 +54,10 @@ pub enum RequestError {
     /// XEP-0060: a request we do not implement, by feature name.
     #[error("unsupported pubsub feature {0}")]
     Unsupported(&'static str),
+    /// A subscription limit of `[limits]` is reached; the text names it. `pubsub`: the request
+    /// was XEP-0060's, whose answer also carries `<too-many-subscriptions/>` (§6.1.3).
+    #[error("too many subscriptions: {text}")]
+    TooManySubscriptions { text: String, pubsub: bool },
     /// Too many open sessions or requests from this requester; try later.
     #[error("resource constraint: {0}")]
     ResourceConstraint(String),
@@ -224,6 +228,18 @@ impl RequestError {
                     "unsupported",
                     Some(feature),
                 )
+            }
+            RequestError::TooManySubscriptions { text, pubsub } => {
+                let error = StanzaError::new(
+                    ErrorType::Wait,
+                    DefinedCondition::PolicyViolation,
+                    "en",
+                    text.clone(),
+                );
+                if !*pubsub {
+                    return error;
+                }
+                return with_pubsub_condition(error, "too-many-subscriptions", None);
             }
             RequestError::ResourceConstraint(text) => (
                 ErrorType::Wait,
@@ -417,6 +433,30 @@ mod tests {
         );
         let e = RequestError::NotSubscribed.to_stanza_error();
         assert_eq!(e.defined_condition, DefinedCondition::UnexpectedRequest);
+    }
+
+    #[test]
+    fn subscription_limits_are_policy_violations_to_retry_later() {
+        for pubsub in [true, false] {
+            let e = RequestError::TooManySubscriptions {
+                text: "limit subscriptions_per_node".into(),
+                pubsub,
+            }
+            .to_stanza_error();
+            assert_eq!(
+                (e.type_, e.defined_condition),
+                (ErrorType::Wait, DefinedCondition::PolicyViolation)
+            );
+            assert!(e.texts["en"].contains("subscriptions_per_node"));
+            let other = e.other.map(|o| (o.name().to_owned(), o.ns()));
+            let expected = pubsub.then(|| {
+                (
+                    "too-many-subscriptions".to_owned(),
+                    crate::stanzas::ns::PUBSUB_ERRORS.to_owned(),
+                )
+            });
+            assert_eq!(other, expected);
+        }
     }
 
     #[test]
