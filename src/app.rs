@@ -18,6 +18,7 @@ use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
 use crate::config::Settings;
+use crate::health::{self, Health, LinkProgress, Thresholds};
 use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
 use crate::source::enedis::Enedis;
@@ -30,6 +31,8 @@ use crate::{commands, delivery, publisher, store, web, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 pub const SOURCE_EVENTS: usize = 1024;
+/// How long `/healthz` and the watchdog wait for the store's answer.
+const STORE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Capacity of the writer channel; a full channel slows handlers down.
 const OUTBOUND: usize = 1024;
 
@@ -142,6 +145,17 @@ pub async fn serve_with_events(
         written: written_tx.clone(),
         released: released_tx,
     };
+    let progress = Arc::new(LinkProgress::default());
+    let health = Health {
+        link: progress.clone(),
+        store: store.clone(),
+        thresholds: Thresholds {
+            silence: config.xmpp.ping_interval.0 * 3,
+            // Half the watchdog's delay: monitoring sees a stall before the link is torn down.
+            stall: config.xmpp.stall_timeout.0 / 2,
+            store_timeout: STORE_HEALTH_TIMEOUT,
+        },
+    };
     let link = Link {
         config: link_config,
         router,
@@ -149,6 +163,7 @@ pub async fn serve_with_events(
         metrics: metrics.clone(),
         reports,
         connected: connected_tx,
+        progress,
     };
     let link = tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);
@@ -169,7 +184,18 @@ pub async fn serve_with_events(
         metrics.clone(),
     ));
     let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
-    let web = match web_server(&settings, &store, enedis, &metrics, &wake, &connected_rx).await? {
+    let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
+    let web = match web_server(
+        &settings,
+        &store,
+        enedis,
+        &metrics,
+        &wake,
+        &connected_rx,
+        health,
+    )
+    .await?
+    {
         Some((listener, state)) => {
             let shutdown = shutdown.clone();
             let limits = web::listener::Limits::for_this_process(&config.web);
@@ -212,6 +238,7 @@ pub async fn serve_with_events(
             tracing::error!(error = %e, "delivery recorder task failed");
         }
         reconnects.abort();
+        watchdog.abort();
     };
     if tokio::time::timeout(Duration::from_secs(10), drained)
         .await
@@ -258,6 +285,7 @@ async fn web_server(
     metrics: &Metrics,
     wake: &Arc<Notify>,
     connected: &watch::Receiver<bool>,
+    health: Health,
 ) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<WebState>)>> {
     let web = &settings.config.web;
     if enedis.is_empty() && !web.enabled {
@@ -282,6 +310,7 @@ async fn web_server(
             wake: wake.clone(),
             connected: connected.clone(),
             max_body: web.max_body,
+            health,
         }),
     )))
 }

@@ -10,10 +10,12 @@ mod common;
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
 use quoalise_component::config::{LimitsConfig, Secret};
+use quoalise_component::health::{LinkProgress, LinkTrouble};
 use quoalise_component::metrics::Metrics;
 use quoalise_component::xmpp::connection::{Link, LinkConfig, OutboxReports, Outgoing};
 use quoalise_component::xmpp::framing::{Frame, Framer};
@@ -105,6 +107,7 @@ struct Harness {
     written: mpsc::UnboundedReceiver<i64>,
     released: mpsc::UnboundedReceiver<i64>,
     metrics: Metrics,
+    progress: Arc<LinkProgress>,
     shutdown: CancellationToken,
 }
 
@@ -127,6 +130,7 @@ async fn start_link(stall_timeout: Duration, limits: LimitsConfig) -> Harness {
     let (released_tx, released) = mpsc::unbounded_channel();
     let metrics = Metrics::default();
     let shutdown = CancellationToken::new();
+    let progress = Arc::new(LinkProgress::default());
     let link = Link {
         config,
         router,
@@ -137,6 +141,7 @@ async fn start_link(stall_timeout: Duration, limits: LimitsConfig) -> Harness {
             released: released_tx,
         },
         connected: watch::channel(false).0,
+        progress: progress.clone(),
     };
     tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     Harness {
@@ -145,6 +150,7 @@ async fn start_link(stall_timeout: Duration, limits: LimitsConfig) -> Harness {
         written,
         released,
         metrics,
+        progress,
         shutdown,
     }
 }
@@ -354,6 +360,23 @@ async fn the_watchdog_reconnects_a_server_that_stopped_reading() {
     let server = ServerSide::accept(&h.listener).await;
     let queued = stalled_burst(&h, 2000, 4096).await;
     let started = Instant::now();
+    // Health sees the stall before the watchdog acts: unhealthy once a write waited longer
+    // than half the stall timeout (what the component uses for /healthz).
+    let silence = Duration::from_secs(60);
+    let healthy = async {
+        while h.progress.verdict(silence, Duration::from_secs(1)).is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(Duration::from_secs(1), healthy)
+        .await
+        .expect("healthy once the session is up");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let verdict = h.progress.verdict(silence, Duration::from_secs(1));
+    assert!(
+        matches!(verdict, Err(LinkTrouble::Stalled(_))),
+        "{verdict:?}"
+    );
     // The server never reads again: within the stall timeout (plus the time to fill the
     // buffers) the link gives up this session and logs in again.
     let mut again = timeout(Duration::from_secs(15), ServerSide::accept(&h.listener))

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quoalise_component::health::{Health, LinkProgress, Thresholds};
 use quoalise_component::metrics::Metrics;
 use quoalise_component::store;
 use quoalise_component::web::listener::{self, Limits};
@@ -18,6 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
     let store = store::open("sqlite::memory:").await.unwrap();
+    let health = Health {
+        link: Arc::new(LinkProgress::default()),
+        store: store.clone(),
+        thresholds: Thresholds {
+            silence: Duration::from_secs(60),
+            stall: Duration::from_secs(15),
+            store_timeout: Duration::from_secs(2),
+        },
+    };
     let state = Arc::new(WebState {
         domain: "quoalise.localhost".parse().unwrap(),
         store,
@@ -26,6 +36,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
         wake: Arc::new(Notify::new()),
         connected: watch::channel(true).1,
         max_body: 1024,
+        health,
     });
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();

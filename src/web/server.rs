@@ -18,6 +18,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::consent;
 use super::pages::{render_message, CONTENT_SECURITY_POLICY};
+use crate::health::Health;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::source::enedis::Enedis;
 use crate::store::Store;
@@ -35,6 +36,8 @@ pub struct WebState {
     pub connected: watch::Receiver<bool>,
     /// Largest request body accepted, in bytes (`[web] max_body`).
     pub max_body: usize,
+    /// What `/healthz` checks.
+    pub health: Health,
 }
 
 /// An answer of ours.
@@ -193,23 +196,18 @@ async fn not_found() -> Page {
 }
 
 /// 200 when the store answers and the XMPP link is up, 503 otherwise; JSON says which.
+/// 200 when the link makes progress and the store answers; 503 with the reasons otherwise.
 async fn healthz(State(state): State<Arc<WebState>>) -> Response {
-    let xmpp = *state.connected.borrow();
-    let store = state.store.pending_count().await.is_ok();
-    let status = if xmpp && store {
+    let report = state.health.check().await;
+    let status = if report.healthy() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
-        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-        "xmpp": if xmpp { "connected" } else { "disconnected" },
-        "store": if store { "ok" } else { "error" },
-    });
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        report.to_json().to_string(),
     )
         .into_response()
 }

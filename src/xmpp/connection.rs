@@ -41,6 +41,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::config::Secret;
+use crate::health::LinkProgress;
 use crate::metrics::Metrics;
 use crate::stanzas::ns;
 use crate::xep;
@@ -150,6 +151,8 @@ pub struct Link {
     pub reports: OutboxReports,
     /// Reflects the link state.
     pub connected: watch::Sender<bool>,
+    /// Where the link says it made progress, for health checks.
+    pub progress: Arc<LinkProgress>,
 }
 
 /// A logged-in stream: the socket, the framer that read the handshake, and any stanza the
@@ -182,9 +185,11 @@ impl Link {
                     tracing::info!(domain = %config.domain, server = %config.server, "xmpp session established");
                     let started = Instant::now();
                     self.connected.send_replace(true);
+                    self.progress.session_started();
                     let end = self
                         .session(established, &mut outbound, &replies, &shutdown)
                         .await;
+                    self.progress.session_ended();
                     self.connected.send_replace(false);
                     release_queued(&mut outbound, &self.reports);
                     match end {
@@ -291,6 +296,7 @@ impl Link {
                 Ok(Ok(0)) => return SessionEnd::Lost("the server closed the connection".into()),
                 Ok(Ok(n)) => n,
             };
+            self.progress.read();
             if let Err(e) = framer.push(buf.get(..n).unwrap_or_default(), &mut frames) {
                 return SessionEnd::Lost(e.to_string());
             }
@@ -489,6 +495,7 @@ impl Link {
         mut bytes: &[u8],
     ) -> Result<(), SessionEnd> {
         let stall = self.config.stall_timeout;
+        self.progress.write_started();
         while !bytes.is_empty() {
             match tokio::time::timeout(stall, socket.write(bytes)).await {
                 Err(_) => {
@@ -509,6 +516,7 @@ impl Link {
                 Ok(Ok(n)) => bytes = bytes.get(n..).unwrap_or_default(),
             }
         }
+        self.progress.write_done();
         Ok(())
     }
 
