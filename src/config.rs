@@ -299,7 +299,7 @@ impl Default for WebConfig {
             enabled: false,
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
-            max_connections: 1024,
+            max_connections: 4096,
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             connection_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             max_body: 1024 * 1024,
