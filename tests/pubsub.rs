@@ -26,6 +26,8 @@ async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
         wake: Arc::new(Notify::new()),
         access_changed: Arc::new(Notify::new()),
         max_items: 10,
+        max_pending: 1000,
+        metrics: Default::default(),
     };
     (router, publisher, store)
 }
@@ -83,6 +85,8 @@ async fn a_revoking_event_wakes_the_grant_check() {
             wake: Arc::new(Notify::new()),
             access_changed: access_changed.clone(),
             max_items: 10,
+            max_pending: 1000,
+            metrics: Default::default(),
         };
         async move {
             let (tx, rx) = tokio::sync::mpsc::channel(8);

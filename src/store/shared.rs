@@ -88,8 +88,15 @@ pub(super) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_a
 /// - `$store::begin_config_grants(&self)`: the same, safe against other instances reconciling
 ///   the config grants at the same moment;
 /// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
-/// - `insert_outbox(conn, &[(Option<i64>, String)], now) -> Result<Vec<i64>, StoreError>`:
-///   the new entries' ids, in order;
+/// - `insert_outbox(conn, &[NewEntry], now) -> Result<Vec<i64>, StoreError>`: the new
+///   entries' ids, in order;
+/// - for the bound of [`Store::publish`](super::Store::publish): `bump_outbox_seq(conn,
+///   &[(subscription, n)])` adds `n` to each subscription's `outbox_seq` and returns the new
+///   values (on PostgreSQL, having locked those subscriptions until the transaction ends);
+///   `drop_beyond(conn, &[subscription], keep, now)` deletes their unclaimed waiting entries
+///   numbered `keep` or more behind the newest and returns `(subscription, created_at)` of each;
+///   `add_to_notices(conn, &[(subscription, n)])` adds `n` to the newest waiting unclaimed notice
+///   of each and returns the subscriptions that had one;
 /// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
 ///   newest of its node, replacing one of the same id;
 /// - `id_list(&[i64])` and `item_id_list(&[String])`: a list as one bound parameter;
@@ -108,8 +115,9 @@ macro_rules! impl_store {
                 UsagePoint,
             };
             use $crate::store::common::{
-                count_from_sql, jid_range, limit_to_sql, plan_config_grants, prepare_readings,
-                sql_limit, ConfigGrantPlan,
+                count_from_sql, entries_per_subscription, jid_range, limit_to_sql,
+                number_entries, plan_config_grants, prepare_readings, sql_limit, tally_drops,
+                ConfigGrantPlan, NewEntry,
             };
             use $crate::store::rows::{
                 grants_from_rows, items_from_rows, outbox_from_rows, reading_from_row,
@@ -125,7 +133,7 @@ macro_rules! impl_store {
                 READINGS_IN_RANGE, REMOVE_SUBSCRIPTION, RETRY_LATER, REVOKE_GRANT, SERIES_ID,
                 SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS, UNSUBSCRIBE,
             };
-            use $crate::store::{Store, StoreError};
+            use $crate::store::{PublishLimits, Published, Store, StoreError};
 
             /// The id of series (`usage_point`, `series`), or [`StoreError::UnknownSeries`].
 async fn series_id(
@@ -573,8 +581,8 @@ async fn series_id(
                     batch: &Batch,
                     item: Option<&Item>,
                     outbox: &[(Option<i64>, String)],
-                    max_items: usize,
-                ) -> Result<Vec<i64>, StoreError> {
+                    limits: &PublishLimits<'_>,
+                ) -> Result<Published, StoreError> {
                     let readings = prepare_readings(batch)?;
                     let now = unix_now();
                     let mut tx = self.begin_write().await?;
@@ -592,13 +600,57 @@ async fn series_id(
                         put_item(&mut tx, item_series, item).await?;
                         sqlx::query(TRIM_ITEMS)
                             .bind(item_series)
-                            .bind(limit_to_sql(max_items))
+                            .bind(limit_to_sql(limits.max_items))
                             .execute(&mut *tx)
                             .await?;
                     }
-                    let ids = insert_outbox(&mut tx, outbox, now).await?;
+                    let counts = entries_per_subscription(outbox);
+                    if counts.is_empty() {
+                        let entries: Vec<NewEntry<'_>> = outbox
+                            .iter()
+                            .map(|(s, stanza)| NewEntry::plain(*s, stanza))
+                            .collect();
+                        let ids = insert_outbox(&mut tx, &entries, now).await?;
+                        tx.commit().await?;
+                        return Ok(Published { ids, dropped: 0 });
+                    }
+                    let newest = bump_outbox_seq(&mut tx, &counts).await?;
+                    let ids = insert_outbox(&mut tx, &number_entries(outbox, &newest), now).await?;
+                    let subscriptions: Vec<i64> = newest.iter().map(|(id, _)| *id).collect();
+                    let gone = drop_beyond(
+                        &mut tx,
+                        &subscriptions,
+                        limit_to_sql(limits.max_pending),
+                        now,
+                    )
+                    .await?;
+                    let tally = tally_drops(&gone);
+                    if !tally.is_empty() {
+                        let counts: Vec<(i64, i64)> =
+                            tally.iter().map(|(s, (n, _))| (*s, *n)).collect();
+                        let counted: std::collections::HashSet<i64> =
+                            add_to_notices(&mut tx, &counts).await?.into_iter().collect();
+                        let texts: Vec<(i64, i64, String)> = tally
+                            .iter()
+                            .filter(|(s, _)| !counted.contains(*s))
+                            .filter_map(|(s, (n, since))| {
+                                Some((*s, *n, (limits.notice)(*s, *since)?))
+                            })
+                            .collect();
+                        let notices: Vec<NewEntry<'_>> = texts
+                            .iter()
+                            .map(|(s, n, text)| NewEntry {
+                                missed: Some(*n),
+                                ..NewEntry::plain(Some(*s), text)
+                            })
+                            .collect();
+                        insert_outbox(&mut tx, &notices, now).await?;
+                    }
                     tx.commit().await?;
-                    Ok(ids)
+                    Ok(Published {
+                        ids,
+                        dropped: u64::try_from(gone.len()).unwrap_or(u64::MAX),
+                    })
                 }
 
                 async fn enqueue(
@@ -608,9 +660,13 @@ async fn series_id(
                     if outbox.is_empty() {
                         return Ok(Vec::new());
                     }
+                    let entries: Vec<NewEntry<'_>> = outbox
+                        .iter()
+                        .map(|(s, stanza)| NewEntry::plain(*s, stanza))
+                        .collect();
                     // SQLite may need several statements for a long list: all of them or none.
                     let mut tx = self.begin_write().await?;
-                    let ids = insert_outbox(&mut tx, outbox, unix_now()).await?;
+                    let ids = insert_outbox(&mut tx, &entries, unix_now()).await?;
                     tx.commit().await?;
                     Ok(ids)
                 }
