@@ -443,3 +443,45 @@ async fn reconcile_owners(
     }
     Ok(revoked)
 }
+
+#[cfg(test)]
+mod tests {
+    use minidom::Element;
+
+    use super::*;
+
+    /// With the count written in, a well-formed headline; names with markup in them stay text,
+    /// and cannot pass for the count's marker.
+    #[test]
+    fn missed_notices_are_well_formed_and_escaped() {
+        let node = format!("a'<b>&{MISSED_COUNT}");
+        let text = missed_notice_xml(
+            "1@d",
+            "o'hara@b/r<&",
+            &node,
+            SubscriptionKind::PubSub,
+            1_790_632_800,
+        );
+        assert_eq!(text.matches(MISSED_COUNT).count(), 2);
+        let el: Element = text.replace(MISSED_COUNT, "12").parse().unwrap();
+        assert_eq!(
+            (el.attr("type"), el.attr("from"), el.attr("to")),
+            (Some("headline"), Some("1@d"), Some("o'hara@b/r<&"))
+        );
+        let missed = el.get_child("missed", ns::QUOALISE).unwrap();
+        assert_eq!(missed.attr("node"), Some(&*node));
+        assert_eq!(missed.attr("count"), Some("12"));
+        assert_eq!(missed.attr("since"), Some("2026-09-28T22:00:00Z"));
+        let body = el.get_child("body", ns::COMPONENT).unwrap().text();
+        assert_eq!(
+            body,
+            format!(
+                "Notifications for node {node} dropped while you could not be reached: 12, the \
+                 oldest from 2026-09-28T22:00:00Z. Fetch the readings with PubSub items or the \
+                 history command."
+            )
+        );
+        let push = missed_notice_xml("1@d", "a@b", "n", SubscriptionKind::Push, 0);
+        assert!(push.contains("the get_history command"), "{push}");
+    }
+}

@@ -1755,6 +1755,93 @@ async fn bound_story(store: Arc<dyn Store>) {
     assert_eq!(of(&waiting().await, a.id).len(), 5);
 }
 
+/// Instances sharing a database publish to the same subscriptions at once: the bound holds
+/// exactly, and the drops are counted in one notice per subscription, none lost.
+async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
+    const CAP: usize = 3;
+    const EACH: i64 = 12;
+    let first = &stores[0];
+    let up = usage_point("99999000000003", "demo", "Shared meter");
+    first
+        .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
+        .await
+        .unwrap();
+    let mut subs = Vec::new();
+    for jid in [ALICE, "bob@example.org"] {
+        subs.push(
+            first
+                .subscribe(PubSub, &up.id, LOAD_CURVE, jid, jid)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let notice = |subscription: i64, _since: i64| {
+        Some(format!(
+            "<missed sub='{subscription}' count='{MISSED_COUNT}'/>"
+        ))
+    };
+    let tasks = stores.iter().enumerate().map(|(i, store)| {
+        let (store, id, subs) = (store.clone(), up.id.clone(), subs.clone());
+        tokio::spawn(async move {
+            let limits = PublishLimits {
+                max_items: 1,
+                max_pending: CAP,
+                notice: &notice,
+            };
+            let mut dropped = 0;
+            for k in 0..EACH {
+                let at = T0 + (i as i64 * EACH + k) * HALF_HOUR;
+                let outbox: Vec<(Option<i64>, String)> = subs
+                    .iter()
+                    .map(|s| (Some(*s), format!("{s}@{at}")))
+                    .collect();
+                dropped += store
+                    .publish(
+                        &batch(&id, LOAD_CURVE, &[(at, 1.0)]),
+                        None,
+                        &outbox,
+                        &limits,
+                    )
+                    .await
+                    .unwrap()
+                    .dropped;
+            }
+            dropped
+        })
+    });
+    let mut dropped = 0;
+    for task in tasks {
+        dropped += task.await.unwrap();
+    }
+    let total = stores.len() as i64 * EACH;
+    assert_eq!(dropped, subs.len() as u64 * (total as u64 - CAP as u64));
+    let waiting = first.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    for sub in subs {
+        let mine: Vec<&str> = waiting
+            .iter()
+            .filter(|e| e.subscription == Some(sub))
+            .map(|e| e.stanza.as_str())
+            .collect();
+        let expected_notice = format!("<missed sub='{sub}' count='{}'/>", total - CAP as i64);
+        assert_eq!(
+            mine.iter()
+                .filter(|s| s.starts_with("<missed"))
+                .collect::<Vec<_>>(),
+            [&expected_notice.as_str()],
+            "{mine:?}"
+        );
+        assert_eq!(mine.len(), CAP + 1, "{mine:?}");
+    }
+    assert_eq!(
+        first
+            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        total as u64
+    );
+}
+
 /// What both stories leave behind; checked again after a restart.
 async fn check_final_state(store: Arc<dyn Store>) {
     assert_eq!(
@@ -2104,7 +2191,8 @@ async fn sqlite_file() {
     let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
     let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
     concurrent_config_reconciliation(a.clone(), b.clone()).await;
-    concurrent_claims(vec![a, b]).await;
+    concurrent_claims(vec![a.clone(), b.clone()]).await;
+    concurrent_bound(vec![a, b]).await;
 
     let url = format!("sqlite://{}", dir.path().join("timing.db").display());
     fan_out(store::open(&url).await.unwrap()).await;
@@ -2166,7 +2254,8 @@ async fn postgres() {
     let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
     concurrent_config_reconciliation(other.clone(), second.clone()).await;
     let third: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    concurrent_claims(vec![other, second, third]).await;
+    concurrent_claims(vec![other.clone(), second.clone(), third.clone()]).await;
+    concurrent_bound(vec![other, second, third]).await;
 
     let fan_out_url = cluster.create_database("store_fan_out").await;
     fan_out(store::open(&fan_out_url).await.unwrap()).await;
