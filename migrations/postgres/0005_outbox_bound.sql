@@ -6,6 +6,9 @@
 -- the index below, found without counting what waits. Bumping it also locks the subscription for
 -- the rest of the publish transaction (PostgreSQL), so two publishers never trim it at once.
 ALTER TABLE subscriptions ADD COLUMN outbox_seq BIGINT NOT NULL DEFAULT 0;
+-- Every publication rewrites the row of each subscriber: room on each page lets PostgreSQL do it
+-- in place (a HOT update, no index entry), about four times cheaper for a large fan-out.
+ALTER TABLE subscriptions SET (fillfactor = 50);
 
 -- seq: the entry's number among its subscription's (above); NULL for entries outside
 -- publications, for notices, and for entries queued before this migration: never dropped.
