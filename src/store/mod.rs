@@ -40,6 +40,7 @@ pub struct PublishLimits<'a> {
     pub max_items: usize,
     /// Notifications waiting per subscription at most.
     pub max_pending: usize,
+    /// The text of a new notice of dropped notifications.
     pub notice: &'a NoticeText<'a>,
 }
 

@@ -176,6 +176,42 @@ async fn series_id(
                 Ok(id)
             }
 
+            /// The bound of [`Store::publish`], once the publication's entries are queued and
+            /// numbered (`newest`: each subscription's last number): drops the waiting entries
+            /// beyond `limits.max_pending` and counts them into each subscription's waiting
+            /// notice, or a new one. Returns how many were dropped.
+            async fn bound_outbox(
+                conn: &mut $connection,
+                newest: &[(i64, i64)],
+                limits: &PublishLimits<'_>,
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let subscriptions: Vec<i64> = newest.iter().map(|(id, _)| *id).collect();
+                let keep = limit_to_sql(limits.max_pending);
+                let gone = drop_beyond(&mut *conn, &subscriptions, keep, now).await?;
+                let tally = tally_drops(&gone);
+                if tally.is_empty() {
+                    return Ok(0);
+                }
+                let counts: Vec<(i64, i64)> = tally.iter().map(|(s, (n, _))| (*s, *n)).collect();
+                let counted: std::collections::HashSet<i64> =
+                    add_to_notices(&mut *conn, &counts).await?.into_iter().collect();
+                let texts: Vec<(i64, i64, String)> = tally
+                    .iter()
+                    .filter(|(s, _)| !counted.contains(*s))
+                    .filter_map(|(s, (n, since))| Some((*s, *n, (limits.notice)(*s, *since)?)))
+                    .collect();
+                let notices: Vec<NewEntry<'_>> = texts
+                    .iter()
+                    .map(|(s, n, text)| NewEntry {
+                        missed: Some(*n),
+                        ..NewEntry::plain(Some(*s), text)
+                    })
+                    .collect();
+                insert_outbox(conn, &notices, now).await?;
+                Ok(u64::try_from(gone.len()).unwrap_or(u64::MAX))
+            }
+
             #[async_trait]
             impl Store for $store {
                 async fn declare_usage_point(
@@ -604,53 +640,21 @@ async fn series_id(
                             .execute(&mut *tx)
                             .await?;
                     }
+                    // Rows for no subscription, or for none left, are not numbered: never dropped.
                     let counts = entries_per_subscription(outbox);
-                    if counts.is_empty() {
-                        let entries: Vec<NewEntry<'_>> = outbox
-                            .iter()
-                            .map(|(s, stanza)| NewEntry::plain(*s, stanza))
-                            .collect();
-                        let ids = insert_outbox(&mut tx, &entries, now).await?;
-                        tx.commit().await?;
-                        return Ok(Published { ids, dropped: 0 });
-                    }
-                    let newest = bump_outbox_seq(&mut tx, &counts).await?;
+                    let newest = if counts.is_empty() {
+                        Vec::new()
+                    } else {
+                        bump_outbox_seq(&mut tx, &counts).await?
+                    };
                     let ids = insert_outbox(&mut tx, &number_entries(outbox, &newest), now).await?;
-                    let subscriptions: Vec<i64> = newest.iter().map(|(id, _)| *id).collect();
-                    let gone = drop_beyond(
-                        &mut tx,
-                        &subscriptions,
-                        limit_to_sql(limits.max_pending),
-                        now,
-                    )
-                    .await?;
-                    let tally = tally_drops(&gone);
-                    if !tally.is_empty() {
-                        let counts: Vec<(i64, i64)> =
-                            tally.iter().map(|(s, (n, _))| (*s, *n)).collect();
-                        let counted: std::collections::HashSet<i64> =
-                            add_to_notices(&mut tx, &counts).await?.into_iter().collect();
-                        let texts: Vec<(i64, i64, String)> = tally
-                            .iter()
-                            .filter(|(s, _)| !counted.contains(*s))
-                            .filter_map(|(s, (n, since))| {
-                                Some((*s, *n, (limits.notice)(*s, *since)?))
-                            })
-                            .collect();
-                        let notices: Vec<NewEntry<'_>> = texts
-                            .iter()
-                            .map(|(s, n, text)| NewEntry {
-                                missed: Some(*n),
-                                ..NewEntry::plain(Some(*s), text)
-                            })
-                            .collect();
-                        insert_outbox(&mut tx, &notices, now).await?;
-                    }
+                    let dropped = if newest.is_empty() {
+                        0
+                    } else {
+                        bound_outbox(&mut tx, &newest, limits, now).await?
+                    };
                     tx.commit().await?;
-                    Ok(Published {
-                        ids,
-                        dropped: u64::try_from(gone.len()).unwrap_or(u64::MAX),
-                    })
+                    Ok(Published { ids, dropped })
                 }
 
                 async fn enqueue(
