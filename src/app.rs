@@ -120,6 +120,8 @@ pub async fn serve_with_events(
             wake: wake.clone(),
             access_changed: access_changed.clone(),
             max_items: config.pubsub.max_items,
+            max_pending: config.pubsub.max_pending,
+            metrics: metrics.clone(),
         }
         .run(feeds),
     );

@@ -34,6 +34,8 @@ struct State {
     /// api → (waits, total time waited).
     quota_waits: BTreeMap<String, (u64, Duration)>,
     notifications_sent: u64,
+    outbox_dropped: u64,
+    outbox_pending: u64,
     subscriptions: u64,
     connected: bool,
     reconnects: u64,
@@ -91,6 +93,17 @@ impl Metrics {
     pub fn notifications_sent(&self, n: u64) {
         let mut state = self.state();
         state.notifications_sent = state.notifications_sent.saturating_add(n);
+    }
+
+    /// `n` waiting notifications were dropped by `[pubsub] max_pending`.
+    pub fn outbox_dropped(&self, n: u64) {
+        let mut state = self.state();
+        state.outbox_dropped = state.outbox_dropped.saturating_add(n);
+    }
+
+    /// The current number of outbox entries not yet sent.
+    pub fn set_outbox_pending(&self, n: u64) {
+        self.state().outbox_pending = n;
     }
 
     /// The current number of subscriptions.
@@ -190,6 +203,19 @@ impl Metrics {
                 "counter",
                 "Notifications sent to subscribers.",
                 state.notifications_sent,
+            ),
+            (
+                "quoalise_outbox_dropped_total",
+                "counter",
+                "Waiting notifications dropped because a subscription had [pubsub] max_pending \
+                 waiting already (the subscriber is told how many).",
+                state.outbox_dropped,
+            ),
+            (
+                "quoalise_outbox_pending",
+                "gauge",
+                "Outbox entries (notifications, notices) not yet sent.",
+                state.outbox_pending,
             ),
             (
                 "quoalise_subscriptions",
@@ -361,6 +387,8 @@ mod tests {
             ("quoalise_quota_waits_total", "counter"),
             ("quoalise_quota_wait_seconds_total", "counter"),
             ("quoalise_notifications_sent_total", "counter"),
+            ("quoalise_outbox_dropped_total", "counter"),
+            ("quoalise_outbox_pending", "gauge"),
             ("quoalise_subscriptions", "gauge"),
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
@@ -423,6 +451,10 @@ mod tests {
         m.quota_wait("enedis_metering", Duration::from_millis(250));
         m.notifications_sent(3);
         m.notifications_sent(4);
+        m.outbox_dropped(5);
+        shared.outbox_dropped(1);
+        m.set_outbox_pending(40);
+        m.set_outbox_pending(12);
         m.set_subscriptions(12);
         m.set_subscriptions(10);
         m.set_connected(true);
@@ -465,6 +497,11 @@ mod tests {
             value(&samples, "quoalise_notifications_sent_total", &[]),
             Some(7.0)
         );
+        assert_eq!(
+            value(&samples, "quoalise_outbox_dropped_total", &[]),
+            Some(6.0)
+        );
+        assert_eq!(value(&samples, "quoalise_outbox_pending", &[]), Some(12.0));
         assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(10.0));
         assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(1.0));
         assert_eq!(

@@ -24,6 +24,35 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// Where the text of a notice of dropped notifications says how many: the store writes the count
+/// there each time the entry is read (claimed, looked up), since further drops raise it while
+/// the notice waits. It cannot occur in escaped text (`<` is always escaped there), nor in the
+/// markup the component writes.
+pub const MISSED_COUNT: &str = "<?missed-count?>";
+
+/// The text of a notice of dropped notifications for a subscription (its id), given the time
+/// the oldest dropped entry was queued; `None` queues no notice.
+pub type NoticeText<'a> = dyn Fn(i64, i64) -> Option<String> + Sync + 'a;
+
+/// The bounds of a publication (see [`Store::publish`]).
+pub struct PublishLimits<'a> {
+    /// Items kept per node.
+    pub max_items: usize,
+    /// Notifications waiting per subscription at most.
+    pub max_pending: usize,
+    /// The text of a new notice of dropped notifications.
+    pub notice: &'a NoticeText<'a>,
+}
+
+/// What a publication queued and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Outbox ids of the stanzas given, in their order.
+    pub ids: Vec<i64>,
+    /// Waiting notifications deleted by the bound.
+    pub dropped: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no backend we know.
@@ -221,16 +250,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// The publish transaction, all or nothing: writes the batch's readings (exactly as
     /// [`Store::insert_readings`], same errors), the item if any (replacing an item with the same
-    /// item id on its node, which makes it the newest; then keeping only the `max_items` newest
-    /// items of that node), and queues the stanzas, each with the subscription it is for, to go
-    /// at once. Returns the outbox ids, in the order of `outbox`.
+    /// item id on its node, which makes it the newest; then keeping only `limits.max_items`
+    /// newest items of that node), and queues the stanzas, each with the subscription it is for,
+    /// to go at once.
+    ///
+    /// Then the bound: each subscription given here keeps at most `limits.max_pending` waiting
+    /// notifications, its newest; older ones still unsent are deleted (the readings and items
+    /// stay), except those a delivery has claimed and not yet released (already on their way).
+    /// A subscription that lost some gets one notice, never dropped: its waiting notice, if one
+    /// is neither claimed nor sent, counts them too; otherwise a new one is queued, the text
+    /// `limits.notice` gives for (subscription, time the oldest dropped entry was queued), with
+    /// [`MISSED_COUNT`] where the count goes. Returns the outbox ids, in the order of `outbox`,
+    /// and how many entries were dropped.
     async fn publish(
         &self,
         batch: &Batch,
         item: Option<&Item>,
         outbox: &[(Option<i64>, String)],
-        max_items: usize,
-    ) -> Result<Vec<i64>, StoreError>;
+        limits: &PublishLimits<'_>,
+    ) -> Result<Published, StoreError>;
 
     /// Queues stanzas outside a publish (last item after a subscribe, subscription-ended
     /// notices), to go at once. Returns their ids, in order.
@@ -265,8 +303,8 @@ pub trait Store: Send + Sync + 'static {
     /// One entry by id, pending or sent (bounce handling).
     async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
 
-    /// Deletes the pending (unsent) entries of a subscription, claimed ones included, and
-    /// returns how many: for a subscription that ended because access ended, so that readings
+    /// Deletes the pending (unsent) entries of a subscription, claimed ones and notices included,
+    /// and returns how many: for a subscription that ended because access ended, so that readings
     /// queued before do not go out after. Entries queued afterwards are not affected.
     async fn discard_pending(&self, subscription: i64) -> Result<u64, StoreError>;
 

@@ -96,8 +96,15 @@ pub(super) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_a
 /// - `$store::begin_config_grants(&self)`: the same, safe against other instances reconciling
 ///   the config grants at the same moment;
 /// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
-/// - `insert_outbox(conn, &[(Option<i64>, String)], now) -> Result<Vec<i64>, StoreError>`:
-///   the new entries' ids, in order;
+/// - `insert_outbox(conn, &[NewEntry], now) -> Result<Vec<i64>, StoreError>`: the new
+///   entries' ids, in order;
+/// - for the bound of [`Store::publish`](super::Store::publish): `bump_outbox_seq(conn,
+///   &[(subscription, n)])` adds `n` to each subscription's `outbox_seq` and returns the new
+///   values (on PostgreSQL, having locked those subscriptions until the transaction ends);
+///   `drop_beyond(conn, &[subscription], keep, now)` deletes their unclaimed waiting entries
+///   numbered `keep` or more behind the newest and returns `(subscription, created_at)` of each;
+///   `add_to_notices(conn, &[(subscription, n)])` adds `n` to the newest waiting unclaimed notice
+///   of each and returns the subscriptions that had one;
 /// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
 ///   newest of its node, replacing one of the same id;
 /// - `id_list(&[i64])` and `item_id_list(&[String])`: a list as one bound parameter;
@@ -117,8 +124,9 @@ macro_rules! impl_store {
                 UsagePoint,
             };
             use $crate::store::common::{
-                count_from_sql, jid_range, limit_to_sql, plan_config_grants, prepare_readings,
-                sql_limit, ConfigGrantPlan,
+                count_from_sql, entries_per_subscription, jid_range, limit_to_sql,
+                number_entries, plan_config_grants, prepare_readings, sql_limit, tally_drops,
+                ConfigGrantPlan, NewEntry,
             };
             use $crate::store::rows::{
                 grants_from_rows, items_from_rows, outbox_from_rows, reading_from_row,
@@ -135,7 +143,7 @@ macro_rules! impl_store {
                 SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, SUBSCRIPTION_COUNTS, TRIM_ITEMS,
                 UNSUBSCRIBE,
             };
-            use $crate::store::{Store, StoreError};
+            use $crate::store::{PublishLimits, Published, Store, StoreError};
 
             /// The id of series (`usage_point`, `series`), or [`StoreError::UnknownSeries`].
 async fn series_id(
@@ -176,6 +184,42 @@ async fn series_id(
                 .fetch_one(conn)
                 .await?;
                 Ok(id)
+            }
+
+            /// The bound of [`Store::publish`], once the publication's entries are queued and
+            /// numbered (`newest`: each subscription's last number): drops the waiting entries
+            /// beyond `limits.max_pending` and counts them into each subscription's waiting
+            /// notice, or a new one. Returns how many were dropped.
+            async fn bound_outbox(
+                conn: &mut $connection,
+                newest: &[(i64, i64)],
+                limits: &PublishLimits<'_>,
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let subscriptions: Vec<i64> = newest.iter().map(|(id, _)| *id).collect();
+                let keep = limit_to_sql(limits.max_pending);
+                let gone = drop_beyond(&mut *conn, &subscriptions, keep, now).await?;
+                let tally = tally_drops(&gone);
+                if tally.is_empty() {
+                    return Ok(0);
+                }
+                let counts: Vec<(i64, i64)> = tally.iter().map(|(s, (n, _))| (*s, *n)).collect();
+                let counted: std::collections::HashSet<i64> =
+                    add_to_notices(&mut *conn, &counts).await?.into_iter().collect();
+                let texts: Vec<(i64, i64, String)> = tally
+                    .iter()
+                    .filter(|(s, _)| !counted.contains(*s))
+                    .filter_map(|(s, (n, since))| Some((*s, *n, (limits.notice)(*s, *since)?)))
+                    .collect();
+                let notices: Vec<NewEntry<'_>> = texts
+                    .iter()
+                    .map(|(s, n, text)| NewEntry {
+                        missed: Some(*n),
+                        ..NewEntry::plain(Some(*s), text)
+                    })
+                    .collect();
+                insert_outbox(conn, &notices, now).await?;
+                Ok(u64::try_from(gone.len()).unwrap_or(u64::MAX))
             }
 
             #[async_trait]
@@ -610,8 +654,8 @@ async fn series_id(
                     batch: &Batch,
                     item: Option<&Item>,
                     outbox: &[(Option<i64>, String)],
-                    max_items: usize,
-                ) -> Result<Vec<i64>, StoreError> {
+                    limits: &PublishLimits<'_>,
+                ) -> Result<Published, StoreError> {
                     let readings = prepare_readings(batch)?;
                     let now = unix_now();
                     let mut tx = self.begin_write().await?;
@@ -629,13 +673,25 @@ async fn series_id(
                         put_item(&mut tx, item_series, item).await?;
                         sqlx::query(TRIM_ITEMS)
                             .bind(item_series)
-                            .bind(limit_to_sql(max_items))
+                            .bind(limit_to_sql(limits.max_items))
                             .execute(&mut *tx)
                             .await?;
                     }
-                    let ids = insert_outbox(&mut tx, outbox, now).await?;
+                    // Rows for no subscription, or for none left, are not numbered: never dropped.
+                    let counts = entries_per_subscription(outbox);
+                    let newest = if counts.is_empty() {
+                        Vec::new()
+                    } else {
+                        bump_outbox_seq(&mut tx, &counts).await?
+                    };
+                    let ids = insert_outbox(&mut tx, &number_entries(outbox, &newest), now).await?;
+                    let dropped = if newest.is_empty() {
+                        0
+                    } else {
+                        bound_outbox(&mut tx, &newest, limits, now).await?
+                    };
                     tx.commit().await?;
-                    Ok(ids)
+                    Ok(Published { ids, dropped })
                 }
 
                 async fn enqueue(
@@ -645,9 +701,13 @@ async fn series_id(
                     if outbox.is_empty() {
                         return Ok(Vec::new());
                     }
+                    let entries: Vec<NewEntry<'_>> = outbox
+                        .iter()
+                        .map(|(s, stanza)| NewEntry::plain(*s, stanza))
+                        .collect();
                     // SQLite may need several statements for a long list: all of them or none.
                     let mut tx = self.begin_write().await?;
-                    let ids = insert_outbox(&mut tx, outbox, unix_now()).await?;
+                    let ids = insert_outbox(&mut tx, &entries, unix_now()).await?;
                     tx.commit().await?;
                     Ok(ids)
                 }

@@ -218,6 +218,10 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         Ok(n) => state.metrics.set_subscriptions(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
     }
+    match state.store.pending_count().await {
+        Ok(n) => state.metrics.set_outbox_pending(n),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
+    }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(),
