@@ -29,6 +29,11 @@ use crate::xmpp::router::Context;
 /// server's stanza limit.
 pub const PUSH_CHUNK: usize = 1000;
 
+/// First pause before an event is tried again after a passing store failure; it doubles.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest pause between two tries of one event.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The events of one source (`Some(id)`), or injected by the caller (`None`).
 pub type Feed = (Option<String>, mpsc::Receiver<SourceEvent>);
 
@@ -60,35 +65,65 @@ impl Publisher {
         });
         let mut all = futures::stream::select_all(streams);
         while let Some((source, event)) = all.next().await {
-            let result = match self.owned_by(source.as_deref(), &event).await {
-                Ok(true) => match &event {
-                    SourceEvent::Live(batch) => self.publish(batch).await,
-                    other => apply_event(self.ctx.store.as_ref(), other)
-                        .await
-                        .map(|revoked| {
-                            if revoked > 0 {
-                                self.access_changed.notify_one();
-                            }
-                        }),
-                },
-                Ok(false) => {
-                    tracing::error!(
-                        source = source.as_deref().unwrap_or("?"),
-                        "event about a usage point of another source; dropped"
-                    );
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.handle_until_stored(source.as_deref(), &event).await {
                 log_error(e);
             }
         }
     }
 
-    /// True when `source` may speak about the usage point of `event`: two sources declaring
-    /// the same id must not feed each other's series. Events of no source (injected by the
-    /// caller) are trusted.
+    /// Handles one event, again and again while the store fails in a way that passes (busy,
+    /// locked, restarting, unreachable): nothing a source produced is dropped for a store
+    /// stall. Meanwhile no other event is read, so each source's bounded channel fills and
+    /// its next send waits: the sources slow down instead of losing readings.
+    async fn handle_until_stored(
+        &self,
+        source: Option<&str>,
+        event: &SourceEvent,
+    ) -> Result<(), StoreError> {
+        let mut delay = RETRY_FIRST;
+        let mut retries = 0u32;
+        loop {
+            match self.handle(source, event).await {
+                Err(e) if e.is_transient() => {
+                    if retries == 0 {
+                        tracing::warn!(error = %e, "store unavailable; retrying the event until it is stored (sources wait meanwhile)");
+                    }
+                    retries += 1;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                result => {
+                    if retries > 0 && result.is_ok() {
+                        tracing::info!(retries, "store back; the waiting event is stored");
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, source: Option<&str>, event: &SourceEvent) -> Result<(), StoreError> {
+        match self.owned_by(source, event).await? {
+            true => match event {
+                SourceEvent::Live(batch) => self.publish(batch).await,
+                other => apply_event(self.ctx.store.as_ref(), other)
+                    .await
+                    .map(|revoked| {
+                        if revoked > 0 {
+                            self.access_changed.notify_one();
+                        }
+                    }),
+            },
+            false => {
+                tracing::error!(
+                    source = source.unwrap_or("?"),
+                    "event about a usage point of another source; dropped"
+                );
+                Ok(())
+            }
+        }
+    }
+
     async fn owned_by(
         &self,
         source: Option<&str>,

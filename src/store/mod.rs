@@ -81,6 +81,44 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// A failure that passes by itself: the database is busy or locked (SQLite), restarting or
+    /// unreachable (PostgreSQL), or a transaction lost a race. Trying again later makes sense;
+    /// for every other error it does not.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs (always five characters) and SQLite result codes (numbers of at most
+/// four digits, the primary code in the low byte) that pass by themselves.
+fn transient_code(code: &str) -> bool {
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    if code.len() < 5 {
+        return code
+            .parse::<i64>()
+            .is_ok_and(|n| matches!(n & 0xff, SQLITE_BUSY | SQLITE_LOCKED));
+    }
+    // 08: connection exceptions; 57P01-57P03: shutdown, crash shutdown, cannot connect now;
+    // 53300: too many connections; 40001, 40P01: serialization failure, deadlock.
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
 /// The subscriptions of one requester, counted (see [`Store::subscription_counts`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriptionCounts {
@@ -413,5 +451,29 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::*;
+
+    #[test]
+    fn passing_failures_are_told_apart() {
+        for code in [
+            "5", "517", "261", "6", "262", "08006", "57P01", "57P03", "40001",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["19", "2067", "23505", "42P01", "1"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Corrupt("x".into()).is_transient());
+        assert!(!StoreError::Conflict {
+            id: "a".into(),
+            owner: "b".into()
+        }
+        .is_transient());
     }
 }

@@ -400,6 +400,7 @@ class PgCluster:
             )
             if result.returncode == 0:
                 self.port = port
+                self.options = options
                 self.started = True
                 return self
         raise AssertionError("unreachable")
@@ -413,6 +414,16 @@ class PgCluster:
 
     def url(self, db: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop_server(self) -> None:
+        """Stops the server (fast shutdown: clients are disconnected), keeping the cluster."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start_server(self) -> None:
+        """Starts the stopped server again on the same port."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", self.options, "-w", "start"
+        )
 
     def stop(self) -> None:
         if self.started:
