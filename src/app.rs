@@ -156,6 +156,7 @@ pub async fn serve_with_events(
             // Half the watchdog's delay: monitoring sees a stall before the link is torn down.
             stall: config.xmpp.stall_timeout.0 / 2,
             store_timeout: STORE_HEALTH_TIMEOUT,
+            outbox_age: config.pubsub.outbox_alert.0,
         },
     };
     let link = Link {

@@ -108,6 +108,13 @@ pub struct PubSubConfig {
     /// are dropped and the subscriber gets one notice that it missed items.
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
+    /// `/healthz` says delivery lags when a notification has waited longer than this.
+    #[serde(default = "default_outbox_alert")]
+    pub outbox_alert: HumanDuration,
+}
+
+fn default_outbox_alert() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
 }
 
 impl Default for PubSubConfig {
@@ -115,6 +122,7 @@ impl Default for PubSubConfig {
         PubSubConfig {
             max_items: default_max_items(),
             max_pending: default_max_pending(),
+            outbox_alert: default_outbox_alert(),
         }
     }
 }

@@ -159,6 +159,8 @@ pub struct Thresholds {
     pub stall: Duration,
     /// How long a store query may take.
     pub store_timeout: Duration,
+    /// How long a notification may wait in the outbox before delivery is said to lag.
+    pub outbox_age: Duration,
 }
 
 /// One check's outcome; `reasons` is empty when healthy.
@@ -166,12 +168,14 @@ pub struct Thresholds {
 pub struct Report {
     pub xmpp: Result<(), LinkTrouble>,
     pub store: Result<(), StoreTrouble>,
+    /// Err(seconds) when the oldest waiting notification is older than the threshold.
+    pub outbox: Result<(), u64>,
 }
 
 impl Report {
     /// Serving everybody: what `/healthz` answers 200 for.
     pub fn healthy(&self) -> bool {
-        self.xmpp.is_ok() && self.store.is_ok()
+        self.xmpp.is_ok() && self.store.is_ok() && self.outbox.is_ok()
     }
 
     /// Stuck in a way only a restart cures: a link that is up but makes no progress, or a
@@ -196,6 +200,10 @@ impl Report {
             "status": if self.healthy() { "ok" } else { "unhealthy" },
             "xmpp": part(&self.xmpp),
             "store": part(&self.store),
+            "outbox": match self.outbox {
+                Ok(()) => serde_json::json!("ok"),
+                Err(age) => serde_json::json!(format!("oldest waiting notification queued {age}s ago")),
+            },
         })
     }
 }
@@ -211,14 +219,22 @@ pub struct Health {
 impl Health {
     pub async fn check(&self) -> Report {
         let t = self.thresholds;
-        let store = match tokio::time::timeout(t.store_timeout, self.store.pending_count()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(StoreTrouble::Failed(e.to_string())),
-            Err(_) => Err(StoreTrouble::NoAnswer(t.store_timeout)),
-        };
+        // The store's probe is a real query: the queue time of the oldest waiting notification.
+        let (store, oldest) =
+            match tokio::time::timeout(t.store_timeout, self.store.oldest_pending()).await {
+                Ok(Ok(oldest)) => (Ok(()), oldest),
+                Ok(Err(e)) => (Err(StoreTrouble::Failed(e.to_string())), None),
+                Err(_) => (Err(StoreTrouble::NoAnswer(t.store_timeout)), None),
+            };
+        let age = oldest
+            .map(|queued| u64::try_from(chrono::Utc::now().timestamp() - queued).unwrap_or(0));
         Report {
             xmpp: self.link.verdict(t.silence, t.stall),
             store,
+            outbox: match age {
+                Some(age) if age > t.outbox_age.as_secs() => Err(age),
+                _ => Ok(()),
+            },
         }
     }
 }
@@ -288,7 +304,11 @@ mod tests {
 
     #[test]
     fn reports_say_why_and_only_wedges_call_for_a_restart() {
-        let report = |xmpp, store| Report { xmpp, store };
+        let report = |xmpp, store| Report {
+            xmpp,
+            store,
+            outbox: Ok(()),
+        };
         let silent = report(Err(LinkTrouble::Silent(61)), Ok(()));
         assert!(!silent.healthy() && silent.wedged());
         let json = silent.to_json();
@@ -303,5 +323,15 @@ mod tests {
         let db_hangs = report(Ok(()), Err(StoreTrouble::NoAnswer(Duration::from_secs(2))));
         assert!(db_hangs.wedged());
         assert_eq!(report(Ok(()), Ok(())).to_json()["status"], "ok");
+        let lagging = Report {
+            xmpp: Ok(()),
+            store: Ok(()),
+            outbox: Err(400),
+        };
+        assert!(!lagging.healthy() && !lagging.wedged());
+        assert_eq!(
+            lagging.to_json()["outbox"],
+            "oldest waiting notification queued 400s ago"
+        );
     }
 }

@@ -45,6 +45,8 @@ struct State {
     stanzas_refused: (u64, u64),
     /// Requests refused by the per-requester limits: (in flight, rate).
     requests_limited: (u64, u64),
+    /// The last health check: (xmpp, store, outbox) healthy.
+    healthy: (bool, bool, bool),
 }
 
 /// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
@@ -120,6 +122,11 @@ impl Metrics {
     pub fn reconnected(&self) {
         let mut state = self.state();
         state.reconnects = state.reconnects.saturating_add(1);
+    }
+
+    /// The outcome of the health check made at this scrape (what `/healthz` would say).
+    pub fn set_health(&self, xmpp: bool, store: bool, outbox: bool) {
+        self.state().healthy = (xmpp, store, outbox);
     }
 
     /// The link was torn down: it had something to write and wrote nothing for the stall timeout.
@@ -239,6 +246,16 @@ impl Metrics {
         for (name, kind, help, value) in scalars {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        header(
+            &mut out,
+            "quoalise_healthy",
+            "gauge",
+            "1 when this part passes the health check (as /healthz), 0 otherwise.",
+        );
+        let (xmpp, store, outbox) = state.healthy;
+        for (part, ok) in [("xmpp", xmpp), ("store", store), ("outbox", outbox)] {
+            let _ = writeln!(out, "quoalise_healthy{{part=\"{part}\"}} {}", u8::from(ok));
         }
         header(
             &mut out,
@@ -393,6 +410,7 @@ mod tests {
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
             ("quoalise_xmpp_stalls_total", "counter"),
+            ("quoalise_healthy", "gauge"),
             ("quoalise_stanzas_refused_total", "counter"),
             ("quoalise_requests_limited_total", "counter"),
         ] {
@@ -412,7 +430,8 @@ mod tests {
         // Only the fixed-label counters have samples with labels when nothing was counted.
         assert!(samples.iter().all(|s| s.labels.is_empty()
             || s.name == "quoalise_stanzas_refused_total"
-            || s.name == "quoalise_requests_limited_total"));
+            || s.name == "quoalise_requests_limited_total"
+            || s.name == "quoalise_healthy"));
     }
 
     #[test]

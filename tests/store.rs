@@ -1013,6 +1013,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .is_empty());
     assert_eq!(store.last_item(XAAL_B2, TEMPERATURE).await.unwrap(), None);
     assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.oldest_pending().await.unwrap(), None);
 
     // One batch: its readings, its item, a notification per subscriber and one for nobody.
     let subscribers = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap();
@@ -1036,6 +1037,11 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .ids;
     assert_eq!(ids.len(), outbox.len());
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let queued_at = store.oldest_pending().await.unwrap();
+    assert!(
+        queued_at.is_some_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 60),
+        "{queued_at:?}"
+    );
     for (id, (subscription, stanza)) in ids.iter().zip(&outbox) {
         assert_eq!(
             store.outbox_entry(*id).await.unwrap(),
@@ -1218,6 +1224,7 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     assert!(store.claim_outbox(NOW, 10, LEASE).await.unwrap().is_empty());
     store.mark_sent(&entry_ids(&published), NOW).await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.oldest_pending().await.unwrap(), None);
     assert!(store
         .claim_outbox(NOW + 10 * LEASE, 10, LEASE)
         .await

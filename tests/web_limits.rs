@@ -26,6 +26,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
             silence: Duration::from_secs(60),
             stall: Duration::from_secs(15),
             store_timeout: Duration::from_secs(2),
+            outbox_age: Duration::from_secs(300),
         },
     };
     let state = Arc::new(WebState {

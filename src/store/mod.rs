@@ -352,6 +352,9 @@ pub trait Store: Send + Sync + 'static {
     /// Number of pending (unsent) entries, claimed or not, due or not.
     async fn pending_count(&self) -> Result<u64, StoreError>;
 
+    /// When the oldest pending entry on its first attempt was queued (unix seconds), if any.
+    async fn oldest_pending(&self) -> Result<Option<i64>, StoreError>;
+
     // ---- Items ----
 
     /// Items of a node, newest first, at most `limit` (`None` = all); with `ids`, only the items

@@ -86,6 +86,11 @@ pub(super) const PURGE_SENT: &str = "DELETE FROM outbox WHERE sent_at IS NOT NUL
 
 pub(super) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL";
 
+/// The queue time of the oldest pending entry on its first attempt (entries waiting for a retry
+/// after a bounce are old on purpose); the pending index in id order finds it at once.
+pub(super) const OLDEST_PENDING: &str = "SELECT created_at FROM outbox \
+     WHERE sent_at IS NULL AND attempts = 0 ORDER BY id LIMIT 1";
+
 /// The [`Store`](super::Store) implementation of `$store`, a backend whose connections are
 /// `$connection`.
 ///
@@ -138,7 +143,7 @@ macro_rules! impl_store {
                 USAGE_POINT_COLUMNS,
             };
             use $crate::store::shared::{
-                COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, PENDING_COUNT, PURGE_SENT,
+                COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, OLDEST_PENDING, PENDING_COUNT, PURGE_SENT,
                 READINGS_IN_RANGE, REMOVE_SUBSCRIPTION, RETRY_LATER, REVOKE_GRANT, SERIES_ID,
                 SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, SUBSCRIPTION_COUNTS, TRIM_ITEMS,
                 UNSUBSCRIBE,
@@ -814,6 +819,12 @@ async fn series_id(
                         .fetch_one(&self.pool)
                         .await?;
                     count_from_sql(count)
+                }
+
+                async fn oldest_pending(&self) -> Result<Option<i64>, StoreError> {
+                    Ok(sqlx::query_scalar(OLDEST_PENDING)
+                        .fetch_optional(&self.pool)
+                        .await?)
                 }
 
                 async fn last_item(

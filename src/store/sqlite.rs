@@ -372,8 +372,8 @@ impl_store!(SqliteStore, SqliteConnection);
 mod tests {
     use super::*;
     use crate::store::shared::{
-        COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, PENDING_COUNT, PURGE_SENT,
-        READINGS_IN_RANGE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS,
+        COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, OLDEST_PENDING, PENDING_COUNT,
+        PURGE_SENT, READINGS_IN_RANGE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS,
     };
 
     #[test]
@@ -435,6 +435,7 @@ mod tests {
         let expected = [
             (CLAIM_OUTBOX, "SCAN outbox USING INDEX outbox_pending"),
             (PENDING_COUNT, "USING INDEX outbox_pending"),
+            (OLDEST_PENDING, "SCAN outbox USING INDEX outbox_pending"),
             (DISCARD_PENDING, "USING INDEX outbox_pending"),
             (MARK_SENT, "SEARCH outbox USING INTEGER PRIMARY KEY"),
             (PURGE_SENT, "SEARCH outbox USING INDEX outbox_sent"),

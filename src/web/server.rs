@@ -222,6 +222,12 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         Ok(n) => state.metrics.set_outbox_pending(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
     }
+    let report = state.health.check().await;
+    state.metrics.set_health(
+        report.xmpp.is_ok(),
+        report.store.is_ok(),
+        report.outbox.is_ok(),
+    );
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(),
