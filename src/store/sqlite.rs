@@ -376,6 +376,16 @@ mod tests {
         PURGE_SENT, READINGS_IN_RANGE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS,
     };
 
+    /// The steps of SQLite's plan for `sql`.
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
     #[test]
     fn upsert_chunks_come_in_few_sizes() {
         let mut sizes = Vec::new();
@@ -401,12 +411,8 @@ mod tests {
     async fn range_queries_scan_the_primary_key() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         for sql in [READINGS_IN_RANGE, COUNT_IN_RANGE, LAST_READING] {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap();
-            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            let steps = plan(&store, sql).await;
+            let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
             assert!(
                 plan.iter()
                     .any(|step| step.starts_with("SEARCH readings USING PRIMARY KEY (series_id=?")),
@@ -455,12 +461,8 @@ mod tests {
             ),
         ];
         for (sql, step) in expected {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap();
-            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            let steps = plan(&store, sql).await;
+            let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
             assert!(plan.iter().any(|s| s.contains(step)), "{sql}: {plan:?}");
             assert!(
                 !plan.iter().any(|s| s.starts_with("SCAN outbox")
@@ -485,12 +487,8 @@ mod tests {
     async fn subscription_counts_use_the_jid_index() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         let sql = crate::store::shared::SUBSCRIPTION_COUNTS;
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&store.pool)
-                .await
-                .unwrap();
-        let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        let steps = plan(&store, sql).await;
+        let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
         assert!(
             plan.iter()
                 .any(|s| s.contains("SEARCH subscriptions USING INDEX subscriptions_jid")),
@@ -522,12 +520,8 @@ mod tests {
             ),
         ];
         for (sql, step) in expected {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .fetch_all(&store.pool)
-                    .await
-                    .unwrap();
-            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            let steps = plan(&store, sql).await;
+            let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
             assert!(plan.contains(&step), "{sql}: {plan:?}");
             let scans: Vec<&&str> = plan.iter().filter(|s| s.starts_with("SCAN")).collect();
             assert_eq!(
