@@ -86,6 +86,15 @@ def outcome(stanza) -> tuple[str, str]:
     return (stanza["error"]["type"], stanza["error"]["condition"])
 
 
+def describe(stanza, limit: int = 300) -> str:
+    """The start of a stanza's XML, for messages; a stanza echoing a deep payload is too deep
+    for slixmpp's recursive serializer, so then only its outcome is given."""
+    try:
+        return str(stanza)[:limit]
+    except RecursionError:
+        return f"<{stanza.name} type={stanza['type']!r} id={stanza['id']!r} …> (too deep to print)"
+
+
 def app_condition(stanza, namespace: str) -> str | None:
     """The local name of the first child of <error/> in `namespace`, if any."""
     error = stanza.xml.find(f"{{{stanza.namespace}}}error")
