@@ -317,6 +317,7 @@ async fn router_figures(backend: &str, store: Arc<dyn Store>, summary: &mut Summ
         upstreams: Default::default(),
         enedis: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
+        limits: Default::default(),
     });
 
     let first = full_year(&router).await;

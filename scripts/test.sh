@@ -3,7 +3,8 @@
 #   cargo fmt --check, cargo clippy -D warnings, cargo test (Rust unit + integration tests,
 #   which start their own PostgreSQL), cargo build (the binary the end-to-end tests drive),
 #   pytest tests/e2e (real Prosody and ejabberd, slixmpp clients).
-# Installs what the tests need first: prosody, ejabberd, lua-event, chromium, iproute2, libsodium23
+# Installs what the tests need first: prosody, ejabberd, lua-event, chromium, iproute2, libsodium23,
+# postgresql (the server binaries; tests start their own clusters)
 # (Debian packages) and the
 # Python packages of requirements-test.txt in .venv/.
 #
@@ -46,7 +47,7 @@ step() {
     RESULTS+=("ok")
 }
 
-step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event chromium iproute2 libsodium23 && ensure_venv"
+step "install test dependencies" bash -c "source scripts/lib.sh && ensure_apt_packages prosody ejabberd lua-event chromium iproute2 libsodium23 postgresql && ensure_venv"
 step "cargo fmt --all -- --check" cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 step "cargo test" cargo test

@@ -18,17 +18,21 @@ use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
 use crate::config::Settings;
+use crate::health::{self, Health, LinkProgress, Thresholds};
 use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
 use crate::source::enedis::Enedis;
 use crate::source::{SourceDeps, SourceEvent, Upstream};
 use crate::web::server::WebState;
-use crate::xmpp::connection::{self, LinkConfig, OutboxReports};
+use crate::xmpp::connection::{Link, LinkConfig, OutboxReports};
+use crate::xmpp::limits::RequestLimits;
 use crate::xmpp::router::{Context, Router};
 use crate::{commands, delivery, publisher, store, web, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 pub const SOURCE_EVENTS: usize = 1024;
+/// How long `/healthz` and the watchdog wait for the store's answer.
+const STORE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Capacity of the writer channel; a full channel slows handlers down.
 const OUTBOUND: usize = 1024;
 
@@ -105,6 +109,7 @@ pub async fn serve_with_events(
         upstreams,
         enedis: enedis.clone(),
         public_url: config.web.public_url.clone(),
+        limits: config.limits.clone(),
     });
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());
@@ -115,6 +120,8 @@ pub async fn serve_with_events(
             wake: wake.clone(),
             access_changed: access_changed.clone(),
             max_items: config.pubsub.max_items,
+            max_pending: config.pubsub.max_pending,
+            metrics: metrics.clone(),
         }
         .run(feeds),
     );
@@ -129,6 +136,8 @@ pub async fn serve_with_events(
         ping_interval: config.xmpp.ping_interval.0,
         max_backoff: config.xmpp.reconnect_max_delay.0,
         max_stanza_size: config.xmpp.max_stanza_size,
+        max_depth: config.xmpp.max_depth,
+        stall_timeout: config.xmpp.stall_timeout.0,
     };
     let (outbound_tx, outbound_rx) = mpsc::channel(OUTBOUND);
     let (connected_tx, connected_rx) = watch::channel(false);
@@ -138,15 +147,27 @@ pub async fn serve_with_events(
         written: written_tx.clone(),
         released: released_tx,
     };
-    let link = tokio::spawn(connection::run(
-        link_config,
+    let progress = Arc::new(LinkProgress::default());
+    let health = Health {
+        link: progress.clone(),
+        store: store.clone(),
+        thresholds: Thresholds {
+            silence: config.xmpp.ping_interval.0 * 3,
+            // Half the watchdog's delay: monitoring sees a stall before the link is torn down.
+            stall: config.xmpp.stall_timeout.0 / 2,
+            store_timeout: STORE_HEALTH_TIMEOUT,
+        },
+    };
+    let link = Link {
+        config: link_config,
         router,
-        outbound_rx,
-        outbound_tx.clone(),
+        limits: RequestLimits::new(&config.limits),
+        metrics: metrics.clone(),
         reports,
-        connected_tx,
-        shutdown.clone(),
-    ));
+        connected: connected_tx,
+        progress,
+    };
+    let link = tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);
     let sender = tokio::spawn(delivery::send_pending(
         store.clone(),
@@ -165,11 +186,23 @@ pub async fn serve_with_events(
         metrics.clone(),
     ));
     let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
-    let web = match web_server(&settings, &store, enedis, &metrics, &wake, &connected_rx).await? {
+    let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
+    let web = match web_server(
+        &settings,
+        &store,
+        enedis,
+        &metrics,
+        &wake,
+        &connected_rx,
+        health,
+    )
+    .await?
+    {
         Some((listener, state)) => {
             let shutdown = shutdown.clone();
+            let limits = web::listener::Limits::for_this_process(&config.web);
             tokio::spawn(async move {
-                if let Err(e) = web::server::serve(listener, state, shutdown).await {
+                if let Err(e) = web::server::serve(listener, state, limits, shutdown).await {
                     tracing::error!(error = %e, "web server failed");
                 }
             })
@@ -207,6 +240,7 @@ pub async fn serve_with_events(
             tracing::error!(error = %e, "delivery recorder task failed");
         }
         reconnects.abort();
+        watchdog.abort();
     };
     if tokio::time::timeout(Duration::from_secs(10), drained)
         .await
@@ -253,6 +287,7 @@ async fn web_server(
     metrics: &Metrics,
     wake: &Arc<Notify>,
     connected: &watch::Receiver<bool>,
+    health: Health,
 ) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<WebState>)>> {
     let web = &settings.config.web;
     if enedis.is_empty() && !web.enabled {
@@ -276,6 +311,8 @@ async fn web_server(
             metrics: metrics.clone(),
             wake: wake.clone(),
             connected: connected.clone(),
+            max_body: web.max_body,
+            health,
         }),
     )))
 }

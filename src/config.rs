@@ -282,6 +282,15 @@ pub struct WebConfig {
     pub enabled: bool,
     pub bind: String,
     pub public_url: String,
+    /// Connections served at once; more are closed at once, so the XMPP link and the store
+    /// always have file descriptors left.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (and an idle kept-alive connection lives).
+    pub header_timeout: HumanDuration,
+    /// Time a connection may stay open, whatever it does (slow bodies, long keep-alive).
+    pub connection_timeout: HumanDuration,
+    /// Largest request body accepted on any route, in bytes.
+    pub max_body: usize,
 }
 
 impl Default for WebConfig {
@@ -290,6 +299,10 @@ impl Default for WebConfig {
             enabled: false,
             bind: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
+            max_connections: 4096,
+            header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            connection_timeout: HumanDuration(std::time::Duration::from_secs(60)),
+            max_body: 1024 * 1024,
         }
     }
 }
@@ -438,6 +451,24 @@ impl Config {
             return Err(ConfigError::invalid(
                 "store.url",
                 "must start with sqlite: or postgres://",
+            ));
+        }
+        if !(1..=65_536).contains(&self.web.max_connections) {
+            return Err(ConfigError::invalid(
+                "web.max_connections",
+                "must be between 1 and 65536",
+            ));
+        }
+        if self.web.header_timeout.0.is_zero() {
+            return Err(ConfigError::invalid(
+                "web.header_timeout",
+                "must be at least 1s",
+            ));
+        }
+        if self.web.connection_timeout.0 < self.web.header_timeout.0 {
+            return Err(ConfigError::invalid(
+                "web.connection_timeout",
+                "must be at least web.header_timeout",
             ));
         }
         if self.web.bind.parse::<SocketAddr>().is_err() {

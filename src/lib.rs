@@ -17,12 +17,15 @@
 //! - [`app`]: wiring, supervision and graceful shutdown.
 //! - [`web`]: the consent pages (duration, description sanitising, HTML rendering).
 //! - [`metrics`]: counters and gauges in the Prometheus text format.
+//! - [`health`]: what healthy means (progress of the link, a store that answers), for
+//!   `/healthz` and the systemd watchdog.
 
 pub mod access;
 pub mod app;
 pub mod commands;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod publisher;

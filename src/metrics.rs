@@ -34,9 +34,17 @@ struct State {
     /// api → (waits, total time waited).
     quota_waits: BTreeMap<String, (u64, Duration)>,
     notifications_sent: u64,
+    outbox_dropped: u64,
+    outbox_pending: u64,
     subscriptions: u64,
     connected: bool,
     reconnects: u64,
+    /// Sessions torn down because nothing could be written for the stall timeout.
+    link_stalls: u64,
+    /// Inbound stanzas refused before being read: (too deep, too large).
+    stanzas_refused: (u64, u64),
+    /// Requests refused by the per-requester limits: (in flight, rate).
+    requests_limited: (u64, u64),
 }
 
 /// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
@@ -87,6 +95,17 @@ impl Metrics {
         state.notifications_sent = state.notifications_sent.saturating_add(n);
     }
 
+    /// `n` waiting notifications were dropped by `[pubsub] max_pending`.
+    pub fn outbox_dropped(&self, n: u64) {
+        let mut state = self.state();
+        state.outbox_dropped = state.outbox_dropped.saturating_add(n);
+    }
+
+    /// The current number of outbox entries not yet sent.
+    pub fn set_outbox_pending(&self, n: u64) {
+        self.state().outbox_pending = n;
+    }
+
     /// The current number of subscriptions.
     pub fn set_subscriptions(&self, n: u64) {
         self.state().subscriptions = n;
@@ -101,6 +120,34 @@ impl Metrics {
     pub fn reconnected(&self) {
         let mut state = self.state();
         state.reconnects = state.reconnects.saturating_add(1);
+    }
+
+    /// The link was torn down: it had something to write and wrote nothing for the stall timeout.
+    pub fn link_stalled(&self) {
+        let mut state = self.state();
+        state.link_stalls = state.link_stalls.saturating_add(1);
+    }
+
+    /// An inbound stanza was refused for its depth (`deep`) or its size.
+    pub fn stanza_refused(&self, deep: bool) {
+        let mut state = self.state();
+        let counter = if deep {
+            &mut state.stanzas_refused.0
+        } else {
+            &mut state.stanzas_refused.1
+        };
+        *counter = counter.saturating_add(1);
+    }
+
+    /// A request was refused by a per-requester limit: in flight (`in_flight`) or rate.
+    pub fn request_limited(&self, in_flight: bool) {
+        let mut state = self.state();
+        let counter = if in_flight {
+            &mut state.requests_limited.0
+        } else {
+            &mut state.requests_limited.1
+        };
+        *counter = counter.saturating_add(1);
     }
 
     /// All metrics in the text exposition format, in a stable order (metrics as declared, label
@@ -158,6 +205,19 @@ impl Metrics {
                 state.notifications_sent,
             ),
             (
+                "quoalise_outbox_dropped_total",
+                "counter",
+                "Waiting notifications dropped because a subscription had [pubsub] max_pending \
+                 waiting already (the subscriber is told how many).",
+                state.outbox_dropped,
+            ),
+            (
+                "quoalise_outbox_pending",
+                "gauge",
+                "Outbox entries (notifications, notices) not yet sent.",
+                state.outbox_pending,
+            ),
+            (
                 "quoalise_subscriptions",
                 "gauge",
                 "Current subscriptions.",
@@ -180,6 +240,43 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
+        header(
+            &mut out,
+            "quoalise_xmpp_stalls_total",
+            "counter",
+            "Sessions torn down because nothing could be written for [xmpp] stall_timeout.",
+        );
+        let _ = writeln!(out, "quoalise_xmpp_stalls_total {}", state.link_stalls);
+        header(
+            &mut out,
+            "quoalise_stanzas_refused_total",
+            "counter",
+            "Inbound stanzas refused before being read, by reason.",
+        );
+        let (deep, large) = state.stanzas_refused;
+        let _ = writeln!(
+            out,
+            "quoalise_stanzas_refused_total{{reason=\"depth\"}} {deep}"
+        );
+        let _ = writeln!(
+            out,
+            "quoalise_stanzas_refused_total{{reason=\"size\"}} {large}"
+        );
+        header(
+            &mut out,
+            "quoalise_requests_limited_total",
+            "counter",
+            "Requests refused by the per-requester limits ([limits]), by limit.",
+        );
+        let (in_flight, rate) = state.requests_limited;
+        let _ = writeln!(
+            out,
+            "quoalise_requests_limited_total{{limit=\"in_flight\"}} {in_flight}"
+        );
+        let _ = writeln!(
+            out,
+            "quoalise_requests_limited_total{{limit=\"rate\"}} {rate}"
+        );
         out
     }
 }
@@ -290,9 +387,14 @@ mod tests {
             ("quoalise_quota_waits_total", "counter"),
             ("quoalise_quota_wait_seconds_total", "counter"),
             ("quoalise_notifications_sent_total", "counter"),
+            ("quoalise_outbox_dropped_total", "counter"),
+            ("quoalise_outbox_pending", "gauge"),
             ("quoalise_subscriptions", "gauge"),
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
+            ("quoalise_xmpp_stalls_total", "counter"),
+            ("quoalise_stanzas_refused_total", "counter"),
+            ("quoalise_requests_limited_total", "counter"),
         ] {
             assert!(
                 comments.contains(&format!("# TYPE {name} {kind}")),
@@ -307,7 +409,34 @@ mod tests {
         }
         assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(0.0));
         assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(0.0));
-        assert!(samples.iter().all(|s| s.labels.is_empty()));
+        // Only the fixed-label counters have samples with labels when nothing was counted.
+        assert!(samples.iter().all(|s| s.labels.is_empty()
+            || s.name == "quoalise_stanzas_refused_total"
+            || s.name == "quoalise_requests_limited_total"));
+    }
+
+    #[test]
+    fn link_defence_counters() {
+        let m = Metrics::default();
+        m.link_stalled();
+        m.stanza_refused(true);
+        m.stanza_refused(true);
+        m.stanza_refused(false);
+        m.request_limited(true);
+        m.request_limited(false);
+        m.request_limited(false);
+        let (samples, _) = parse(&m.render());
+        assert_eq!(
+            value(&samples, "quoalise_xmpp_stalls_total", &[]),
+            Some(1.0)
+        );
+        let refused = |r| value(&samples, "quoalise_stanzas_refused_total", &[("reason", r)]);
+        assert_eq!((refused("depth"), refused("size")), (Some(2.0), Some(1.0)));
+        let limited = |l| value(&samples, "quoalise_requests_limited_total", &[("limit", l)]);
+        assert_eq!(
+            (limited("in_flight"), limited("rate")),
+            (Some(1.0), Some(2.0))
+        );
     }
 
     #[test]
@@ -322,6 +451,10 @@ mod tests {
         m.quota_wait("enedis_metering", Duration::from_millis(250));
         m.notifications_sent(3);
         m.notifications_sent(4);
+        m.outbox_dropped(5);
+        shared.outbox_dropped(1);
+        m.set_outbox_pending(40);
+        m.set_outbox_pending(12);
         m.set_subscriptions(12);
         m.set_subscriptions(10);
         m.set_connected(true);
@@ -364,6 +497,11 @@ mod tests {
             value(&samples, "quoalise_notifications_sent_total", &[]),
             Some(7.0)
         );
+        assert_eq!(
+            value(&samples, "quoalise_outbox_dropped_total", &[]),
+            Some(6.0)
+        );
+        assert_eq!(value(&samples, "quoalise_outbox_pending", &[]), Some(12.0));
         assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(10.0));
         assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(1.0));
         assert_eq!(

@@ -4,26 +4,35 @@
 //! slow store slows the sources down (bounded channel) instead of losing their events. A live
 //! batch is stored together with its PubSub item and every subscriber's notification in one
 //! transaction (the outbox): after a crash either all of it exists or none, and the delivery task
-//! sends whatever is pending once the link is up.
+//! sends whatever is pending once the link is up. The transaction also bounds what waits per
+//! subscription (`[pubsub] max_pending`): while the link is down the oldest waiting
+//! notifications give way, and the subscriber gets one notice of how many it missed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use crate::access::now;
+use crate::metrics::Metrics;
 use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
 use crate::source::SourceEvent;
+use crate::stanzas::ns;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
-use crate::store::{Store, StoreError};
-use crate::xep::pubsub::{notification_xml, push_xml, usage_point_jid};
+use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::xep::pubsub::{escape, notification_xml, push_xml, usage_point_jid};
 use crate::xmpp::router::Context;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
 /// server's stanza limit.
 pub const PUSH_CHUNK: usize = 1000;
+
+/// First pause before an event is tried again after a passing store failure; it doubles.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest pause between two tries of one event.
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The events of one source (`Some(id)`), or injected by the caller (`None`).
 pub type Feed = (Option<String>, mpsc::Receiver<SourceEvent>);
@@ -37,6 +46,10 @@ pub struct Publisher {
     pub access_changed: Arc<Notify>,
     /// Items kept per node.
     pub max_items: usize,
+    /// Notifications waiting per subscription at most.
+    pub max_pending: usize,
+    /// Counts the notifications the bound drops.
+    pub metrics: Metrics,
 }
 
 impl Publisher {
@@ -52,35 +65,65 @@ impl Publisher {
         });
         let mut all = futures::stream::select_all(streams);
         while let Some((source, event)) = all.next().await {
-            let result = match self.owned_by(source.as_deref(), &event).await {
-                Ok(true) => match &event {
-                    SourceEvent::Live(batch) => self.publish(batch).await,
-                    other => apply_event(self.ctx.store.as_ref(), other)
-                        .await
-                        .map(|revoked| {
-                            if revoked > 0 {
-                                self.access_changed.notify_one();
-                            }
-                        }),
-                },
-                Ok(false) => {
-                    tracing::error!(
-                        source = source.as_deref().unwrap_or("?"),
-                        "event about a usage point of another source; dropped"
-                    );
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.handle_until_stored(source.as_deref(), &event).await {
                 log_error(e);
             }
         }
     }
 
-    /// True when `source` may speak about the usage point of `event`: two sources declaring
-    /// the same id must not feed each other's series. Events of no source (injected by the
-    /// caller) are trusted.
+    /// Handles one event, again and again while the store fails in a way that passes (busy,
+    /// locked, restarting, unreachable): nothing a source produced is dropped for a store
+    /// stall. Meanwhile no other event is read, so each source's bounded channel fills and
+    /// its next send waits: the sources slow down instead of losing readings.
+    async fn handle_until_stored(
+        &self,
+        source: Option<&str>,
+        event: &SourceEvent,
+    ) -> Result<(), StoreError> {
+        let mut delay = RETRY_FIRST;
+        let mut retries = 0u32;
+        loop {
+            match self.handle(source, event).await {
+                Err(e) if e.is_transient() => {
+                    if retries == 0 {
+                        tracing::warn!(error = %e, "store unavailable; retrying the event until it is stored (sources wait meanwhile)");
+                    }
+                    retries += 1;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+                result => {
+                    if retries > 0 && result.is_ok() {
+                        tracing::info!(retries, "store back; the waiting event is stored");
+                    }
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, source: Option<&str>, event: &SourceEvent) -> Result<(), StoreError> {
+        match self.owned_by(source, event).await? {
+            true => match event {
+                SourceEvent::Live(batch) => self.publish(batch).await,
+                other => apply_event(self.ctx.store.as_ref(), other)
+                    .await
+                    .map(|revoked| {
+                        if revoked > 0 {
+                            self.access_changed.notify_one();
+                        }
+                    }),
+            },
+            false => {
+                tracing::error!(
+                    source = source.unwrap_or("?"),
+                    "event about a usage point of another source; dropped"
+                );
+                Ok(())
+            }
+        }
+    }
+
     async fn owned_by(
         &self,
         source: Option<&str>,
@@ -160,6 +203,8 @@ impl Publisher {
             .await?;
         let mut outbox = Vec::new();
         let mut ended = Vec::new();
+        // Where each subscription's notice of dropped notifications goes: its notifications' `to`.
+        let mut notice_to: HashMap<i64, (String, SubscriptionKind)> = HashMap::new();
         for (sub, bare) in subscribers.into_iter().zip(bares) {
             let allowed = bare
                 .as_ref()
@@ -169,6 +214,11 @@ impl Publisher {
                 ended.push(sub);
                 continue;
             };
+            let to = match sub.kind {
+                SubscriptionKind::PubSub => sub.jid.clone(),
+                SubscriptionKind::Push => bare.clone(),
+            };
+            notice_to.insert(sub.id, (to, sub.kind));
             match sub.kind {
                 SubscriptionKind::PubSub => outbox.push((
                     Some(sub.id),
@@ -188,9 +238,25 @@ impl Publisher {
                 ),
             }
         }
-        store
-            .publish(batch, Some(&item), &outbox, self.max_items)
-            .await?;
+        let notice = |subscription: i64, since: i64| {
+            let (to, kind) = notice_to.get(&subscription)?;
+            Some(missed_notice_xml(&from, to, &series.path, *kind, since))
+        };
+        let limits = PublishLimits {
+            max_items: self.max_items,
+            max_pending: self.max_pending,
+            notice: &notice,
+        };
+        let published = store.publish(batch, Some(&item), &outbox, &limits).await?;
+        if published.dropped > 0 {
+            self.metrics.outbox_dropped(published.dropped);
+            tracing::info!(
+                usage_point = %up.id,
+                series = %series.path,
+                dropped = published.dropped,
+                "notifications waiting beyond [pubsub] max_pending dropped"
+            );
+        }
         if !outbox.is_empty() {
             self.wake.notify_one();
         }
@@ -199,6 +265,47 @@ impl Publisher {
         }
         Ok(())
     }
+}
+
+/// The notice that notifications of `node` to `to` were dropped (see
+/// [`Store::publish`](crate::store::Store::publish)), `since` being when the oldest dropped one
+/// was queued; the store writes the count where [`MISSED_COUNT`] stands. A headline from the
+/// usage point, like the notifications it replaces: a human body, and for programs
+/// `<missed xmlns='urn:quoalise:0' node='…' count='N' since='RFC 3339'/>`.
+pub fn missed_notice_xml(
+    from: &str,
+    to: &str,
+    node: &str,
+    kind: SubscriptionKind,
+    since: i64,
+) -> String {
+    let since = chrono::DateTime::from_timestamp(since, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let fetch = match kind {
+        SubscriptionKind::PubSub => "PubSub items or the history command",
+        SubscriptionKind::Push => "the get_history command",
+    };
+    // Escaped around the count's marker, never over it: a node name cannot forge one.
+    let body = format!(
+        "{}{MISSED_COUNT}{}",
+        escape(&format!(
+            "Notifications for node {node} dropped while you could not be reached: "
+        )),
+        escape(&format!(
+            ", the oldest from {since}. Fetch the readings with {fetch}."
+        )),
+    );
+    format!(
+        "<message xmlns='{}' type='headline' from='{}' to='{}'><body>{body}</body>\
+         <missed xmlns='{}' node='{}' count='{MISSED_COUNT}' since='{since}'/></message>",
+        ns::COMPONENT,
+        escape(from),
+        escape(to),
+        ns::QUOALISE,
+        escape(node),
+    )
 }
 
 /// The bare part of a JID string (`alice@x/phone` → `alice@x`).
@@ -370,4 +477,46 @@ async fn reconcile_owners(
         }
     }
     Ok(revoked)
+}
+
+#[cfg(test)]
+mod tests {
+    use minidom::Element;
+
+    use super::*;
+
+    /// With the count written in, a well-formed headline; names with markup in them stay text,
+    /// and cannot pass for the count's marker.
+    #[test]
+    fn missed_notices_are_well_formed_and_escaped() {
+        let node = format!("a'<b>&{MISSED_COUNT}");
+        let text = missed_notice_xml(
+            "1@d",
+            "o'hara@b/r<&",
+            &node,
+            SubscriptionKind::PubSub,
+            1_790_632_800,
+        );
+        assert_eq!(text.matches(MISSED_COUNT).count(), 2);
+        let el: Element = text.replace(MISSED_COUNT, "12").parse().unwrap();
+        assert_eq!(
+            (el.attr("type"), el.attr("from"), el.attr("to")),
+            (Some("headline"), Some("1@d"), Some("o'hara@b/r<&"))
+        );
+        let missed = el.get_child("missed", ns::QUOALISE).unwrap();
+        assert_eq!(missed.attr("node"), Some(&*node));
+        assert_eq!(missed.attr("count"), Some("12"));
+        assert_eq!(missed.attr("since"), Some("2026-09-28T22:00:00Z"));
+        let body = el.get_child("body", ns::COMPONENT).unwrap().text();
+        assert_eq!(
+            body,
+            format!(
+                "Notifications for node {node} dropped while you could not be reached: 12, the \
+                 oldest from 2026-09-28T22:00:00Z. Fetch the readings with PubSub items or the \
+                 history command."
+            )
+        );
+        let push = missed_notice_xml("1@d", "a@b", "n", SubscriptionKind::Push, 0);
+        assert!(push.contains("the get_history command"), "{push}");
+    }
 }

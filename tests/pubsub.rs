@@ -26,6 +26,8 @@ async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
         wake: Arc::new(Notify::new()),
         access_changed: Arc::new(Notify::new()),
         max_items: 10,
+        max_pending: 1000,
+        metrics: Default::default(),
     };
     (router, publisher, store)
 }
@@ -83,6 +85,8 @@ async fn a_revoking_event_wakes_the_grant_check() {
             wake: Arc::new(Notify::new()),
             access_changed: access_changed.clone(),
             max_items: 10,
+            max_pending: 1000,
+            metrics: Default::default(),
         };
         async move {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -480,5 +484,105 @@ async fn a_source_cannot_feed_another_sources_usage_point() {
             time: 1_790_632_800,
             value: 1.0
         }]
+    );
+}
+
+/// While nothing is delivered, a subscriber of either kind keeps the `max_pending` newest
+/// notifications and gets one headline saying how many were dropped, readable by people and
+/// programs; the history keeps every reading, and the metric counts the drops.
+#[tokio::test]
+async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
+    let (r, p, store) = setup().await;
+    let metrics = quoalise_component::metrics::Metrics::default();
+    let p = Publisher {
+        max_pending: 2,
+        metrics: metrics.clone(),
+        ..p
+    };
+    let out = r
+        .handle(iq(
+            "set",
+            ALICE,
+            &format!("<subscribe node='{LIVE}' jid='{ALICE}'/>"),
+        ))
+        .await;
+    assert_eq!(out[0].attr("type"), Some("result"));
+    let command: Element = format!("<iq xmlns='jabber:component:accept' type='set' id='c1' from='{ALICE}' to='demo@{D}'><command xmlns='http://jabber.org/protocol/commands' node='subscribe' action='execute'><x xmlns='jabber:x:data' type='submit'><field var='identifier'><value>urn:dev:prm:{UP}_{LIVE}</value></field></x></command></iq>").parse().unwrap();
+    assert_eq!(r.handle(command).await[0].attr("type"), Some("result"));
+
+    let t0 = 1_790_632_800;
+    let before = quoalise_component::access::now();
+    for n in 0..6 {
+        publish(&p, t0 + 2 * n, n as f64).await;
+    }
+    let pending = store.claim_outbox(i64::MAX / 2, 100, 60).await.unwrap();
+    let messages: Vec<Element> = pending.iter().map(|e| e.stanza.parse().unwrap()).collect();
+    let notices: Vec<&Element> = messages
+        .iter()
+        .filter(|m| m.get_child("missed", "urn:quoalise:0").is_some())
+        .collect();
+    assert_eq!(messages.len(), 2 * 2 + 2, "{pending:#?}");
+    assert_eq!(notices.len(), 2);
+    for (notice, to) in notices.iter().zip([ALICE, "alice@localhost"]) {
+        assert_eq!(
+            (notice.attr("type"), notice.attr("from"), notice.attr("to")),
+            (Some("headline"), Some(&*format!("{UP}@{D}")), Some(to))
+        );
+        let missed = notice.get_child("missed", "urn:quoalise:0").unwrap();
+        assert_eq!(
+            (missed.attr("node"), missed.attr("count")),
+            (Some(LIVE), Some("4"))
+        );
+        let since = chrono::DateTime::parse_from_rfc3339(missed.attr("since").unwrap())
+            .unwrap()
+            .timestamp();
+        assert!(
+            (before..=quoalise_component::access::now()).contains(&since),
+            "{since}"
+        );
+        let body = notice.get_child("body", "jabber:component:accept").unwrap();
+        assert!(
+            body.text().contains(&format!("node {LIVE}")),
+            "{}",
+            body.text()
+        );
+        assert!(body.text().contains(": 4, "), "{}", body.text());
+    }
+    // The survivors are the newest: readings 4 and 5, for each subscriber.
+    let values: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get_child("missed", "urn:quoalise:0").is_none())
+        .map(|m| {
+            let quoalise = m
+                .get_child("event", EVENT)
+                .and_then(|e| e.get_child("items", EVENT))
+                .and_then(|i| i.get_child("item", EVENT))
+                .unwrap_or(m)
+                .get_child("quoalise", "urn:quoalise:0")
+                .unwrap();
+            let senml = quoalise
+                .get_child("data", "urn:quoalise:0")
+                .unwrap()
+                .get_child("sensml", "urn:ietf:params:xml:ns:senml")
+                .unwrap();
+            senml
+                .children()
+                .next()
+                .unwrap()
+                .attr("v")
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(values, ["4", "4", "5", "5"]);
+    assert!(metrics
+        .render()
+        .contains("\nquoalise_outbox_dropped_total 8\n"));
+    assert_eq!(
+        store
+            .count_readings(UP, LIVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        6
     );
 }

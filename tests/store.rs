@@ -11,7 +11,9 @@ use quoalise_component::model::{
     OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
     UsagePoint, ANY,
 };
-use quoalise_component::store::{self, PostgresStore, SqliteStore, Store, StoreError};
+use quoalise_component::store::{
+    self, PostgresStore, PublishLimits, SqliteStore, Store, StoreError, MISSED_COUNT,
+};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
 use support::PgCluster;
@@ -763,6 +765,22 @@ const LEASE: i64 = 60;
 /// Items kept per node in the publish story.
 const MAX_ITEMS: usize = 3;
 
+/// Stories that are not about the bound publish with this one: far above what they queue.
+const ROOMY: usize = 1000;
+
+fn no_notice(_: i64, _: i64) -> Option<String> {
+    None
+}
+
+/// The limits of a publication that keeps `max_items` items and never drops notifications.
+fn roomy(max_items: usize) -> PublishLimits<'static> {
+    PublishLimits {
+        max_items,
+        max_pending: ROOMY,
+        notice: &no_notice,
+    }
+}
+
 use SubscriptionKind::{PubSub, Push};
 
 fn sub_ids(subs: &[Subscription]) -> Vec<i64> {
@@ -1011,10 +1029,11 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
             &batch(XAAL_B2, TEMPERATURE, &[(T0, 20.5), (T0 + 60, 20.75)]),
             Some(&first),
             &outbox,
-            MAX_ITEMS,
+            &roomy(MAX_ITEMS),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .ids;
     assert_eq!(ids.len(), outbox.len());
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     for (id, (subscription, stanza)) in ids.iter().zip(&outbox) {
@@ -1063,7 +1082,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     ];
     for (bad_batch, bad_item) in &failures {
         let err = store
-            .publish(bad_batch, Some(bad_item), &doomed, MAX_ITEMS)
+            .publish(bad_batch, Some(bad_item), &doomed, &roomy(MAX_ITEMS))
             .await
             .unwrap_err();
         assert!(
@@ -1094,7 +1113,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
                 &batch(XAAL_B2, TEMPERATURE, &[(at, 21.0)]),
                 Some(&item(TEMPERATURE, id, at)),
                 &[],
-                MAX_ITEMS,
+                &roomy(MAX_ITEMS),
             )
             .await
             .unwrap();
@@ -1115,7 +1134,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
             &batch(XAAL_B2, TEMPERATURE, &[]),
             Some(&replaced),
             &[],
-            MAX_ITEMS,
+            &roomy(MAX_ITEMS),
         )
         .await
         .unwrap();
@@ -1163,7 +1182,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
                 &batch(XAAL_B2, TEMPERATURE, &[]),
                 Some(&item(HUMIDITY, id, T0 + n as i64)),
                 &[],
-                odd_ids.len(),
+                &roomy(odd_ids.len()),
             )
             .await
             .unwrap();
@@ -1492,10 +1511,11 @@ async fn fan_out(store: Arc<dyn Store>) {
                 &batch(&up.id, LOAD_CURVE, &[(at, 100.0)]),
                 Some(&item),
                 &outbox,
-                10,
+                &roomy(10),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .ids;
         assert_eq!(ids.len(), SUBSCRIBERS);
     }
     let pending = store.pending_count().await.unwrap();
@@ -1511,6 +1531,315 @@ async fn fan_out(store: Arc<dyn Store>) {
     }
     assert_eq!(claims, (SUBSCRIBERS * PUBLISHES).div_ceil(256));
     assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
+/// The bound on waiting notifications (`max_pending`): while nothing is delivered, each
+/// subscription keeps its newest waiting entries and one notice counting the others; the
+/// readings all stay. Claimed entries are on their way and neither dropped nor recounted; a
+/// notice once delivered (or claimed) is never changed, the next drops get a new one.
+async fn bound_story(store: Arc<dyn Store>) {
+    const CAP: usize = 3;
+    let up = usage_point("99999000000002", "demo", "Bounded meter");
+    store
+        .declare_usage_point(
+            &up,
+            &[
+                series(&up.id, LOAD_CURVE, "Load curve"),
+                series(&up.id, DAILY, "Daily"),
+            ],
+        )
+        .await
+        .unwrap();
+    let a = store
+        .subscribe(PubSub, &up.id, LOAD_CURVE, ALICE, "a")
+        .await
+        .unwrap();
+    let b = store
+        .subscribe(Push, &up.id, LOAD_CURVE, "bob@example.org", "b")
+        .await
+        .unwrap();
+    let c = store
+        .subscribe(PubSub, &up.id, DAILY, ALICE, "c")
+        .await
+        .unwrap();
+
+    // Each call of the notice text is recorded: one per overflow, never one per drop.
+    let asked = std::sync::Mutex::new(Vec::new());
+    let notice = |subscription: i64, since: i64| {
+        asked.lock().unwrap().push(subscription);
+        Some(format!(
+            "<message to='s{subscription}'><body>{MISSED_COUNT} missed, O&apos;Hara</body>\
+             <missed count='{MISSED_COUNT}' since='{since}'/></message>"
+        ))
+    };
+    let limits = PublishLimits {
+        max_items: 2,
+        max_pending: CAP,
+        notice: &notice,
+    };
+    let started = quoalise_component::access::now();
+    // Publication k: alice gets one notification, bob (push, a large batch) two, nobody one.
+    let publish = |k: i64| {
+        let store = store.clone();
+        let limits = &limits;
+        let id = up.id.clone();
+        let (a, b) = (a.id, b.id);
+        async move {
+            let outbox = vec![
+                (Some(a), format!("a{k}")),
+                (Some(b), format!("b{k}.0")),
+                (Some(b), format!("b{k}.1")),
+                (None, format!("nobody{k}")),
+            ];
+            let item = Item {
+                usage_point: id.clone(),
+                series: LOAD_CURVE.into(),
+                item_id: format!("i{k}"),
+                published_at: T0 + k,
+                payload: "<x/>".into(),
+            };
+            let published = store
+                .publish(
+                    &batch(&id, LOAD_CURVE, &[(T0 + k * HALF_HOUR, k as f64)]),
+                    Some(&item),
+                    &outbox,
+                    limits,
+                )
+                .await
+                .unwrap();
+            assert_eq!(published.ids.len(), outbox.len());
+            published.dropped
+        }
+    };
+    // What waits, per subscription: stanzas in id order.
+    let waiting = || {
+        let store = store.clone();
+        async move {
+            let entries = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+            store.release(&entry_ids(&entries)).await.unwrap();
+            entries
+        }
+    };
+    let of = |entries: &[OutboxEntry], sub: i64| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e.subscription == Some(sub))
+            .map(|e| e.stanza.clone())
+            .collect()
+    };
+    let notice_of = |count: u64, sub: i64| {
+        move |text: &String| {
+            text.starts_with(&format!(
+                "<message to='s{sub}'><body>{count} missed, O&apos;Hara</body><missed count='{count}' since='"
+            ))
+        }
+    };
+
+    // Another series' subscription, with one waiting entry the bound of this node never touches.
+    let daily = [(Some(c.id), "c0".to_owned())];
+    store
+        .publish(&batch(&up.id, DAILY, &[(T0, 1.0)]), None, &daily, &limits)
+        .await
+        .unwrap();
+
+    // The link is down. Bob overflows first (two entries per publication), then alice.
+    assert_eq!(publish(0).await, 0);
+    assert_eq!(publish(1).await, 1);
+    assert_eq!(publish(2).await, 2);
+    assert_eq!(publish(3).await, 3);
+    assert_eq!(*asked.lock().unwrap(), [b.id, a.id]);
+    // CAP newest and one notice per subscription; the other node's entry and the entries for
+    // nobody are not bounded.
+    assert_eq!(
+        store.pending_count().await.unwrap(),
+        2 * (CAP as u64 + 1) + 1 + 4
+    );
+    let entries = waiting().await;
+    let a_now = of(&entries, a.id);
+    assert_eq!(a_now[..3], ["a1", "a2", "a3"]);
+    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
+    let b_now = of(&entries, b.id);
+    assert!(notice_of(5, b.id)(&b_now[0]), "{b_now:?}");
+    assert_eq!(b_now[1..], ["b2.1", "b3.0", "b3.1"]);
+    assert_eq!(of(&entries, c.id), ["c0"]);
+    // `since`: when the oldest dropped entry was queued.
+    let since: i64 = a_now[3]
+        .rsplit_once("since='")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(since, _)| since.parse().unwrap())
+        .unwrap();
+    assert!(
+        (started..=quoalise_component::access::now()).contains(&since),
+        "{since}"
+    );
+
+    // The link comes up: everything is claimed, on its way. Entries on their way are not
+    // dropped, nor counted again.
+    let claimed = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), entries.len());
+    assert_eq!(publish(4).await, 0);
+    // The link drops before writing them: waiting again, notices included.
+    store.release(&entry_ids(&claimed)).await.unwrap();
+    assert_eq!(publish(5).await, 2 + 4);
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        2,
+        "the waiting notices were counted into"
+    );
+    let entries = waiting().await;
+    // The notice keeps its place in the queue: before what was queued after it.
+    let a_now = of(&entries, a.id);
+    assert!(notice_of(3, a.id)(&a_now[1]), "{a_now:?}");
+    assert_eq!([&a_now[0], &a_now[2], &a_now[3]], ["a3", "a4", "a5"]);
+    let b_now = of(&entries, b.id);
+    assert!(notice_of(9, b.id)(&b_now[0]), "{b_now:?}");
+    assert_eq!(b_now[1..], ["b4.1", "b5.0", "b5.1"]);
+
+    // Delivered. A second overflow gets a new notice.
+    let delivered = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    store.mark_sent(&entry_ids(&delivered), NOW).await.unwrap();
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    asked.lock().unwrap().clear();
+    assert_eq!(publish(6).await, 0);
+    assert_eq!(publish(7).await, 1);
+    assert_eq!(publish(8).await, 2);
+    assert_eq!(publish(9).await, 1 + 2);
+    assert_eq!(*asked.lock().unwrap(), [b.id, a.id]);
+    let a_now = of(&waiting().await, a.id);
+    assert_eq!(a_now[..3], ["a7", "a8", "a9"]);
+    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
+
+    // A notice on its way keeps its count; the drops after it get another one.
+    let claimed = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    let (notices, others): (Vec<OutboxEntry>, Vec<OutboxEntry>) = claimed
+        .into_iter()
+        .partition(|e| e.stanza.starts_with("<message to='s"));
+    store.release(&entry_ids(&others)).await.unwrap();
+    asked.lock().unwrap().clear();
+    assert_eq!(publish(10).await, 1 + 2);
+    assert_eq!(*asked.lock().unwrap(), [a.id, b.id]);
+    let sent_a: Vec<&OutboxEntry> = notices
+        .iter()
+        .filter(|e| e.subscription == Some(a.id))
+        .collect();
+    assert_eq!(sent_a.len(), 1);
+    assert_eq!(
+        store.outbox_entry(sent_a[0].id).await.unwrap().as_ref(),
+        Some(sent_a[0])
+    );
+    assert!(notice_of(1, a.id)(&sent_a[0].stanza));
+    store.mark_sent(&entry_ids(&notices), NOW).await.unwrap();
+    let a_now = of(&waiting().await, a.id);
+    assert_eq!(a_now[..3], ["a8", "a9", "a10"]);
+    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
+
+    // Nothing is lost from the history: every reading, and the newest items.
+    assert_eq!(
+        store
+            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        11
+    );
+    assert_eq!(
+        item_ids(&store.items(&up.id, LOAD_CURVE, None, None).await.unwrap()),
+        ["i10", "i9"]
+    );
+
+    // A subscription removed before its publication: its entries are queued, never bounded.
+    store.remove_subscription(a.id).await.unwrap();
+    store.discard_pending(a.id).await.unwrap();
+    for k in 11..16 {
+        publish(k).await;
+    }
+    assert_eq!(of(&waiting().await, a.id).len(), 5);
+}
+
+/// Instances sharing a database publish to the same subscriptions at once: the bound holds
+/// exactly, and the drops are counted in one notice per subscription, none lost.
+async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
+    const CAP: usize = 3;
+    const EACH: i64 = 12;
+    let first = &stores[0];
+    let up = usage_point("99999000000003", "demo", "Shared meter");
+    first
+        .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
+        .await
+        .unwrap();
+    let mut subs = Vec::new();
+    for jid in [ALICE, "bob@example.org"] {
+        subs.push(
+            first
+                .subscribe(PubSub, &up.id, LOAD_CURVE, jid, jid)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let notice = |subscription: i64, _since: i64| {
+        Some(format!(
+            "<missed sub='{subscription}' count='{MISSED_COUNT}'/>"
+        ))
+    };
+    let tasks = stores.iter().enumerate().map(|(i, store)| {
+        let (store, id, subs) = (store.clone(), up.id.clone(), subs.clone());
+        tokio::spawn(async move {
+            let limits = PublishLimits {
+                max_items: 1,
+                max_pending: CAP,
+                notice: &notice,
+            };
+            let mut dropped = 0;
+            for k in 0..EACH {
+                let at = T0 + (i as i64 * EACH + k) * HALF_HOUR;
+                let outbox: Vec<(Option<i64>, String)> = subs
+                    .iter()
+                    .map(|s| (Some(*s), format!("{s}@{at}")))
+                    .collect();
+                dropped += store
+                    .publish(
+                        &batch(&id, LOAD_CURVE, &[(at, 1.0)]),
+                        None,
+                        &outbox,
+                        &limits,
+                    )
+                    .await
+                    .unwrap()
+                    .dropped;
+            }
+            dropped
+        })
+    });
+    let mut dropped = 0;
+    for task in tasks {
+        dropped += task.await.unwrap();
+    }
+    let total = stores.len() as i64 * EACH;
+    assert_eq!(dropped, subs.len() as u64 * (total as u64 - CAP as u64));
+    let waiting = first.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
+    for sub in subs {
+        let mine: Vec<&str> = waiting
+            .iter()
+            .filter(|e| e.subscription == Some(sub))
+            .map(|e| e.stanza.as_str())
+            .collect();
+        let expected_notice = format!("<missed sub='{sub}' count='{}'/>", total - CAP as i64);
+        assert_eq!(
+            mine.iter()
+                .filter(|s| s.starts_with("<missed"))
+                .collect::<Vec<_>>(),
+            [&expected_notice.as_str()],
+            "{mine:?}"
+        );
+        assert_eq!(mine.len(), CAP + 1, "{mine:?}");
+    }
+    assert_eq!(
+        first
+            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        total as u64
+    );
 }
 
 /// What both stories leave behind; checked again after a restart.
@@ -1862,16 +2191,20 @@ async fn sqlite_file() {
     let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
     let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
     concurrent_config_reconciliation(a.clone(), b.clone()).await;
-    concurrent_claims(vec![a, b]).await;
+    concurrent_claims(vec![a.clone(), b.clone()]).await;
+    concurrent_bound(vec![a, b]).await;
 
     let url = format!("sqlite://{}", dir.path().join("timing.db").display());
     fan_out(store::open(&url).await.unwrap()).await;
+    let url = format!("sqlite://{}", dir.path().join("bound.db").display());
+    bound_story(store::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn sqlite_memory() {
     all_stories(store::open("sqlite::memory:").await.unwrap()).await;
     fan_out(store::open("sqlite::memory:").await.unwrap()).await;
+    bound_story(store::open("sqlite::memory:").await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -1921,8 +2254,12 @@ async fn postgres() {
     let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
     concurrent_config_reconciliation(other.clone(), second.clone()).await;
     let third: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    concurrent_claims(vec![other, second, third]).await;
+    concurrent_claims(vec![other.clone(), second.clone(), third.clone()]).await;
+    concurrent_bound(vec![other, second, third]).await;
 
     let fan_out_url = cluster.create_database("store_fan_out").await;
     fan_out(store::open(&fan_out_url).await.unwrap()).await;
+
+    let bound_url = cluster.create_database("store_bound").await;
+    bound_story(store::open(&bound_url).await.unwrap()).await;
 }

@@ -1,5 +1,7 @@
 //! `subscribe` / `unsubscribe` (Quoalise generation 2): push subscriptions. New readings of the
 //! series then arrive as `<message>`s to the requester's bare JID carrying `<quoalise><data>`.
+//! They count towards the same `[limits]` as PubSub subscriptions; above them the command
+//! answers `wait`/`policy-violation` with a text naming the limit.
 
 use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
@@ -9,6 +11,7 @@ use super::history::{self, parse_identifier};
 use crate::model::SubscriptionKind;
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xep::pubsub::subscribe_within_limits;
 use crate::xmpp::error::RequestError;
 use crate::xmpp::router::{Context, Request};
 
@@ -84,15 +87,15 @@ impl AdHocCommand for Subscribe {
         })?;
         let target =
             history::authorize(ctx, req, value, path, "identifier", req.source_id()).await?;
-        ctx.store
-            .subscribe(
-                SubscriptionKind::Push,
-                &target.usage_point.id,
-                &target.series.path,
-                req.requester.as_str(),
-                &crate::xmpp::id::random_id(),
-            )
-            .await?;
+        subscribe_within_limits(
+            ctx,
+            &req.requester,
+            SubscriptionKind::Push,
+            &target.usage_point.id,
+            &target.series.path,
+            req.requester.as_str(),
+        )
+        .await?;
         tracing::info!(jid = %req.requester, %identifier, "push subscription");
         Ok(done(
             "Subscribed",

@@ -568,6 +568,21 @@ async fn send(
     }
 }
 
+/// How long from `now` to the middle of a wall-clock second.
+fn until_mid_second(now: std::time::SystemTime) -> std::time::Duration {
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let half = 500_000_000u32;
+    let wait = if nanos <= half {
+        half - nanos
+    } else {
+        1_000_000_000 - nanos + half
+    };
+    std::time::Duration::from_nanos(u64::from(wait))
+}
+
 /// [`run`] with the wall clock (unix seconds) as a parameter, for tests.
 async fn run_with_clock(
     config: DemoConfig,
@@ -597,7 +612,13 @@ async fn run_with_clock(
     tracing::info!(source = %config.id, days = config.history_days, "demo history sent");
 
     let mut cursor = LiveCursor::new(started);
-    let mut ticks = tokio::time::interval(config.live_interval.0);
+    // Readings are stamped in whole seconds: ticks placed half-way between two seconds of the
+    // wall clock stay in their own second despite a scheduling delay of up to half a second
+    // (ticks near a boundary would land two in one second and skip the next).
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + until_mid_second(std::time::SystemTime::now()),
+        config.live_interval.0,
+    );
     // After a stall (a slow store), one reading now is better than a burst of stale ones.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -953,6 +974,16 @@ mod tests {
         assert_eq!(batches[1].readings[0].time, due.half_hours[0]);
         assert_eq!(batches[2].readings[0].time, due.days[0].start);
         assert!(live("m", 3, &Due::default()).is_empty());
+    }
+
+    #[test]
+    fn ticks_are_placed_half_way_through_a_second() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |ms| UNIX_EPOCH + Duration::from_millis(ms);
+        assert_eq!(until_mid_second(at(1_000)), Duration::from_millis(500));
+        assert_eq!(until_mid_second(at(1_200)), Duration::from_millis(300));
+        assert_eq!(until_mid_second(at(1_500)), Duration::ZERO);
+        assert_eq!(until_mid_second(at(1_900)), Duration::from_millis(600));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Decisions both backends must take the same way, kept out of SQL so that they are written (and
-//! tested) once: how a batch of readings is cleaned before it is written, and how the config
-//! grants of a new start are reconciled with the stored ones.
+//! tested) once: how a batch of readings is cleaned before it is written, how the config
+//! grants of a new start are reconciled with the stored ones, and how a publication numbers the
+//! outbox entries it queues and accounts for those it drops.
+
+use std::collections::BTreeMap;
 
 use crate::model::{Batch, Grant, Reading};
 
@@ -64,6 +67,81 @@ pub(super) fn sql_limit(limit: Option<usize>) -> i64 {
 /// is one index scan.
 pub(super) fn jid_range(bare_jid: &str) -> (String, String) {
     (format!("{bare_jid}/"), format!("{bare_jid}0"))
+}
+
+/// An outbox entry about to be inserted.
+pub(super) struct NewEntry<'a> {
+    pub subscription: Option<i64>,
+    pub stanza: &'a str,
+    /// Its number among its subscription's entries (`outbox.seq`); `None`: never dropped.
+    pub seq: Option<i64>,
+    /// On a notice of dropped notifications, how many it reports.
+    pub missed: Option<i64>,
+}
+
+impl<'a> NewEntry<'a> {
+    /// An entry queued outside the bound (no number, not a notice).
+    pub fn plain(subscription: Option<i64>, stanza: &'a str) -> Self {
+        NewEntry {
+            subscription,
+            stanza,
+            seq: None,
+            missed: None,
+        }
+    }
+}
+
+/// How many of `outbox` go to each subscription, by subscription id.
+pub(super) fn entries_per_subscription(outbox: &[(Option<i64>, String)]) -> Vec<(i64, i64)> {
+    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    for id in outbox.iter().filter_map(|(s, _)| *s) {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
+
+/// `outbox` numbered: `newest` gives each subscription's last number once this publication's
+/// entries are counted in, so its `n` entries take the `n` numbers up to it, in list order.
+/// Entries of a subscription `newest` does not know (removed meanwhile) get no number.
+pub(super) fn number_entries<'a>(
+    outbox: &'a [(Option<i64>, String)],
+    newest: &[(i64, i64)],
+) -> Vec<NewEntry<'a>> {
+    let per_subscription: BTreeMap<i64, i64> =
+        entries_per_subscription(outbox).into_iter().collect();
+    // The next number to give, per subscription.
+    let mut next: BTreeMap<i64, i64> = newest
+        .iter()
+        .filter_map(|&(id, last)| {
+            let n = per_subscription.get(&id)?;
+            Some((id, last - n + 1))
+        })
+        .collect();
+    outbox
+        .iter()
+        .map(|(subscription, stanza)| {
+            let seq = subscription.and_then(|s| next.get_mut(&s)).map(|n| {
+                *n += 1;
+                *n - 1
+            });
+            NewEntry {
+                seq,
+                ..NewEntry::plain(*subscription, stanza)
+            }
+        })
+        .collect()
+}
+
+/// Dropped entries (`(subscription, created_at)`, as the delete returns them) per subscription:
+/// how many, and when the oldest was queued.
+pub(super) fn tally_drops(dropped: &[(i64, i64)]) -> BTreeMap<i64, (i64, i64)> {
+    let mut tally: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for &(subscription, created_at) in dropped {
+        let (count, since) = tally.entry(subscription).or_insert((0, created_at));
+        *count += 1;
+        *since = (*since).min(created_at);
+    }
+    tally
 }
 
 /// What reconciling the config grants changes.
@@ -194,6 +272,47 @@ mod tests {
             origin: GrantOrigin::Config,
             purpose: None,
         }
+    }
+
+    #[test]
+    fn entries_are_numbered_per_subscription_in_list_order() {
+        let outbox: Vec<(Option<i64>, String)> = [
+            (Some(7), "a"),
+            (None, "x"),
+            (Some(3), "b"),
+            (Some(7), "c"),
+            (Some(9), "gone"),
+            (Some(7), "d"),
+        ]
+        .into_iter()
+        .map(|(s, t)| (s, t.to_owned()))
+        .collect();
+        assert_eq!(entries_per_subscription(&outbox), [(3, 1), (7, 3), (9, 1)]);
+        // 7 had 10 entries before these three, 3 had none; 9 is unknown.
+        let numbered = number_entries(&outbox, &[(3, 1), (7, 13)]);
+        let seqs: Vec<_> = numbered.iter().map(|e| (e.stanza, e.seq)).collect();
+        assert_eq!(
+            seqs,
+            [
+                ("a", Some(11)),
+                ("x", None),
+                ("b", Some(1)),
+                ("c", Some(12)),
+                ("gone", None),
+                ("d", Some(13)),
+            ]
+        );
+        assert!(numbered.iter().all(|e| e.missed.is_none()));
+    }
+
+    #[test]
+    fn drops_are_tallied_per_subscription() {
+        let tally = tally_drops(&[(2, 50), (1, 40), (2, 30), (2, 60)]);
+        assert_eq!(
+            tally.into_iter().collect::<Vec<_>>(),
+            [(1, (1, 40)), (2, (3, 30))]
+        );
+        assert!(tally_drops(&[]).is_empty());
     }
 
     #[test]

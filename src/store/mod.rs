@@ -24,6 +24,35 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// Where the text of a notice of dropped notifications says how many: the store writes the count
+/// there each time the entry is read (claimed, looked up), since further drops raise it while
+/// the notice waits. It cannot occur in escaped text (`<` is always escaped there), nor in the
+/// markup the component writes.
+pub const MISSED_COUNT: &str = "<?missed-count?>";
+
+/// The text of a notice of dropped notifications for a subscription (its id), given the time
+/// the oldest dropped entry was queued; `None` queues no notice.
+pub type NoticeText<'a> = dyn Fn(i64, i64) -> Option<String> + Sync + 'a;
+
+/// The bounds of a publication (see [`Store::publish`]).
+pub struct PublishLimits<'a> {
+    /// Items kept per node.
+    pub max_items: usize,
+    /// Notifications waiting per subscription at most.
+    pub max_pending: usize,
+    /// The text of a new notice of dropped notifications.
+    pub notice: &'a NoticeText<'a>,
+}
+
+/// What a publication queued and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Outbox ids of the stanzas given, in their order.
+    pub ids: Vec<i64>,
+    /// Waiting notifications deleted by the bound.
+    pub dropped: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The URL names no backend we know.
@@ -50,6 +79,55 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// A failure that passes by itself: the database is busy or locked (SQLite), restarting or
+    /// unreachable (PostgreSQL), or a transaction lost a race. Trying again later makes sense;
+    /// for every other error it does not.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs (always five characters) and SQLite result codes (numbers of at most
+/// four digits, the primary code in the low byte) that pass by themselves.
+fn transient_code(code: &str) -> bool {
+    const SQLITE_BUSY: i64 = 5;
+    const SQLITE_LOCKED: i64 = 6;
+    if code.len() < 5 {
+        return code
+            .parse::<i64>()
+            .is_ok_and(|n| matches!(n & 0xff, SQLITE_BUSY | SQLITE_LOCKED));
+    }
+    // 08: connection exceptions; 57P01-57P03: shutdown, crash shutdown, cannot connect now;
+    // 53300: too many connections; 40001, 40P01: serialization failure, deadlock.
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01"
+        )
+}
+
+/// The subscriptions of one requester, counted (see [`Store::subscription_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionCounts {
+    /// On every node of every usage point.
+    pub total: u64,
+    /// On the one series asked about.
+    pub on_series: u64,
+    /// The exact subscription asked about exists.
+    pub exists: bool,
 }
 
 /// Everything the component keeps. Implementations are cheap to share (`Arc<dyn Store>`).
@@ -188,6 +266,18 @@ pub trait Store: Send + Sync + 'static {
         usage_point: Option<&str>,
     ) -> Result<Vec<Subscription>, StoreError>;
 
+    /// What the requester `bare_jid` (its full JIDs included) holds, both kinds: for its
+    /// subscription limits, and whether (`kind`, `usage_point`, `series`, `jid`) already exists
+    /// (re-subscribing is no new subscription). A count, not a list.
+    async fn subscription_counts(
+        &self,
+        bare_jid: &str,
+        kind: SubscriptionKind,
+        usage_point: &str,
+        series: &str,
+        jid: &str,
+    ) -> Result<SubscriptionCounts, StoreError>;
+
     /// Every subscription, ordered by id (for the periodic grant check).
     async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError>;
 
@@ -198,16 +288,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// The publish transaction, all or nothing: writes the batch's readings (exactly as
     /// [`Store::insert_readings`], same errors), the item if any (replacing an item with the same
-    /// item id on its node, which makes it the newest; then keeping only the `max_items` newest
-    /// items of that node), and queues the stanzas, each with the subscription it is for, to go
-    /// at once. Returns the outbox ids, in the order of `outbox`.
+    /// item id on its node, which makes it the newest; then keeping only `limits.max_items`
+    /// newest items of that node), and queues the stanzas, each with the subscription it is for,
+    /// to go at once.
+    ///
+    /// Then the bound: each subscription given here keeps at most `limits.max_pending` waiting
+    /// notifications, its newest; older ones still unsent are deleted (the readings and items
+    /// stay), except those a delivery has claimed and not yet released (already on their way).
+    /// A subscription that lost some gets one notice, never dropped: its waiting notice, if one
+    /// is neither claimed nor sent, counts them too; otherwise a new one is queued, the text
+    /// `limits.notice` gives for (subscription, time the oldest dropped entry was queued), with
+    /// [`MISSED_COUNT`] where the count goes. Returns the outbox ids, in the order of `outbox`,
+    /// and how many entries were dropped.
     async fn publish(
         &self,
         batch: &Batch,
         item: Option<&Item>,
         outbox: &[(Option<i64>, String)],
-        max_items: usize,
-    ) -> Result<Vec<i64>, StoreError>;
+        limits: &PublishLimits<'_>,
+    ) -> Result<Published, StoreError>;
 
     /// Queues stanzas outside a publish (last item after a subscribe, subscription-ended
     /// notices), to go at once. Returns their ids, in order.
@@ -242,8 +341,8 @@ pub trait Store: Send + Sync + 'static {
     /// One entry by id, pending or sent (bounce handling).
     async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>, StoreError>;
 
-    /// Deletes the pending (unsent) entries of a subscription, claimed ones included, and
-    /// returns how many: for a subscription that ended because access ended, so that readings
+    /// Deletes the pending (unsent) entries of a subscription, claimed ones and notices included,
+    /// and returns how many: for a subscription that ended because access ended, so that readings
     /// queued before do not go out after. Entries queued afterwards are not affected.
     async fn discard_pending(&self, subscription: i64) -> Result<u64, StoreError>;
 
@@ -352,5 +451,29 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
+    }
+}
+
+#[cfg(test)]
+mod transient_tests {
+    use super::*;
+
+    #[test]
+    fn passing_failures_are_told_apart() {
+        for code in [
+            "5", "517", "261", "6", "262", "08006", "57P01", "57P03", "40001",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["19", "2067", "23505", "42P01", "1"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Corrupt("x".into()).is_transient());
+        assert!(!StoreError::Conflict {
+            id: "a".into(),
+            owner: "b".into()
+        }
+        .is_transient());
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! The statements both backends share are in [`super::shared`]; here are those PostgreSQL
 //! writes its own way: arrays where SQLite needs many rows or JSON, a row lock for the outbox
-//! claim, and a table lock for the config grants.
+//! claim and for the subscriptions a publication bounds, and a table lock for the config grants.
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::common::NewEntry;
 use super::shared::impl_store;
 use super::StoreError;
 use crate::model::{Item, Reading};
@@ -71,11 +72,46 @@ const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
      WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
      AND item_id = ANY($4) ORDER BY id DESC LIMIT $3";
 
-/// Queues stanzas: two arrays unnested into rows, one statement whatever their number. Ids come
-/// from the sequence in the order rows are produced, i.e. `ORDER BY n`.
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (subscription_id, stanza, created_at) \
-     SELECT s, st, $3 FROM UNNEST($1::bigint[], $2::text[]) WITH ORDINALITY AS u (s, st, n) \
+/// Queues entries: four arrays unnested into rows, one statement whatever their number. Ids
+/// come from the sequence in the order rows are produced, i.e. `ORDER BY n`.
+const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (subscription_id, stanza, seq, missed, created_at) \
+     SELECT s, st, q, m, $5 \
+     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) \
+     WITH ORDINALITY AS u (s, st, q, m, n) \
      ORDER BY n RETURNING id";
+
+/// Locks the subscriptions `$1` a publication queues for, in id order (so that two publishers
+/// of overlapping sets cannot deadlock), until the transaction ends: numbering, trimming and
+/// counting into a notice are then never done by two publishers at once.
+const LOCK_SUBSCRIPTIONS: &str =
+    "SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Adds `$2[i]` to the entry count of subscription `$1[i]`; returns the new counts.
+const BUMP_SEQ: &str = "UPDATE subscriptions SET outbox_seq = subscriptions.outbox_seq + u.n \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS u (s, n) WHERE subscriptions.id = u.s \
+     RETURNING subscriptions.id, subscriptions.outbox_seq";
+
+/// Deletes the waiting entries of the subscriptions `$1` numbered `$2` or more behind their
+/// subscription's newest, unless claimed until after `$3` (now). A row a delivery claims
+/// meanwhile is re-checked once its claim commits, and then kept.
+const DROP_BEYOND: &str = "DELETE FROM outbox AS o USING subscriptions AS s \
+     WHERE s.id = ANY($1) AND o.subscription_id = s.id AND o.sent_at IS NULL \
+     AND o.seq <= s.outbox_seq - $2 \
+     AND (o.claimed_until IS NULL OR o.claimed_until <= $3) \
+     RETURNING o.subscription_id, o.created_at";
+
+/// Adds `$2[i]` to the count of the newest waiting, unclaimed notice of subscription `$1[i]`;
+/// returns the subscriptions that had one. The conditions on `outbox` itself are re-checked if
+/// a delivery claims the notice meanwhile: a claimed notice keeps its count, and the caller
+/// queues a new one.
+const ADD_TO_NOTICES: &str = "UPDATE outbox SET missed = outbox.missed + u.n \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS u (s, n) \
+     WHERE outbox.id = (SELECT MAX(o.id) FROM outbox AS o \
+     WHERE o.subscription_id = u.s AND o.sent_at IS NULL AND o.seq IS NULL \
+     AND o.missed IS NOT NULL AND o.claimed_until IS NULL) \
+     AND outbox.sent_at IS NULL AND outbox.claimed_until IS NULL \
+     RETURNING outbox.subscription_id";
 
 /// Claims due pending entries, oldest first. `FOR UPDATE SKIP LOCKED`: rows another instance is
 /// claiming at the same moment are skipped, not waited for, and a row it has just claimed no
@@ -85,7 +121,7 @@ const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = $1 WHERE id IN \
      (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= $2 \
       AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3 \
       FOR UPDATE SKIP LOCKED) \
-     RETURNING id, subscription_id, stanza, attempts, not_before";
+     RETURNING id, subscription_id, stanza, attempts, not_before, missed";
 
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1, claimed_until = NULL \
      WHERE id = ANY($2) AND sent_at IS NULL";
@@ -114,20 +150,72 @@ async fn upsert_readings(
     Ok(written)
 }
 
-/// Queues stanzas; returns their ids in order.
+/// Numbers the entries a publication queues: locks the subscriptions, adds each one's count to
+/// its total and returns the new totals `(subscription, total)` (removed subscriptions are
+/// missing).
+async fn bump_outbox_seq(
+    conn: &mut PgConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let (ids, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
+    sqlx::query(LOCK_SUBSCRIPTIONS)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_as(BUMP_SEQ)
+        .bind(ids)
+        .bind(ns)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Deletes the waiting entries of `subscriptions` beyond the newest `keep`; returns
+/// `(subscription, created_at)` of each.
+async fn drop_beyond(
+    conn: &mut PgConnection,
+    subscriptions: &[i64],
+    keep: i64,
+    now: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sqlx::query_as(DROP_BEYOND)
+        .bind(subscriptions)
+        .bind(keep)
+        .bind(now)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Adds the counts to the waiting notices of the subscriptions; returns those that had one.
+async fn add_to_notices(
+    conn: &mut PgConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<i64>, StoreError> {
+    let (ids, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
+    Ok(sqlx::query_scalar(ADD_TO_NOTICES)
+        .bind(ids)
+        .bind(ns)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Queues entries; returns their ids in order.
 async fn insert_outbox(
     conn: &mut PgConnection,
-    outbox: &[(Option<i64>, String)],
+    outbox: &[NewEntry<'_>],
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     if outbox.is_empty() {
         return Ok(Vec::new());
     }
-    let subscriptions: Vec<Option<i64>> = outbox.iter().map(|(s, _)| *s).collect();
-    let stanzas: Vec<&str> = outbox.iter().map(|(_, st)| st.as_str()).collect();
+    let subscriptions: Vec<Option<i64>> = outbox.iter().map(|e| e.subscription).collect();
+    let stanzas: Vec<&str> = outbox.iter().map(|e| e.stanza).collect();
+    let seqs: Vec<Option<i64>> = outbox.iter().map(|e| e.seq).collect();
+    let missed: Vec<Option<i64>> = outbox.iter().map(|e| e.missed).collect();
     let mut ids: Vec<i64> = sqlx::query_scalar(INSERT_OUTBOX)
         .bind(subscriptions)
         .bind(stanzas)
+        .bind(seqs)
+        .bind(missed)
         .bind(now)
         .fetch_all(conn)
         .await?;

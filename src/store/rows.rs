@@ -9,7 +9,7 @@ use crate::model::{
     UsagePoint,
 };
 
-use super::StoreError;
+use super::{StoreError, MISSED_COUNT};
 
 /// Columns read into [`UsagePointRow`], in a form both dialects accept.
 pub(super) const USAGE_POINT_COLUMNS: &str = "id, source, device_type, identifier_authority, \
@@ -224,7 +224,7 @@ pub(super) fn subscriptions_from_rows(
 }
 
 /// Columns read into [`OutboxRow`].
-pub(super) const OUTBOX_COLUMNS: &str = "id, subscription_id, stanza, attempts, not_before";
+pub(super) const OUTBOX_COLUMNS: &str = "id, subscription_id, stanza, attempts, not_before, missed";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct OutboxRow {
@@ -233,14 +233,20 @@ pub(super) struct OutboxRow {
     stanza: String,
     attempts: i32,
     not_before: i64,
+    /// Set on a notice of dropped notifications: the count to write into its text.
+    missed: Option<i64>,
 }
 
 impl From<OutboxRow> for OutboxEntry {
     fn from(row: OutboxRow) -> Self {
+        let stanza = match row.missed {
+            Some(count) => row.stanza.replace(MISSED_COUNT, &count.to_string()),
+            None => row.stanza,
+        };
         OutboxEntry {
             id: row.id,
             subscription: row.subscription_id,
-            stanza: row.stanza,
+            stanza,
             attempts: row.attempts,
             not_before: row.not_before,
         }

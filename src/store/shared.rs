@@ -54,6 +54,14 @@ pub(super) const SUBSCRIPTIONS_OF: &str = "SELECT id, kind, usage_point, series,
      created_at FROM subscriptions WHERE (jid = $1 OR (jid >= $2 AND jid < $3)) \
      AND (CAST($4 AS TEXT) IS NULL OR usage_point = $4) ORDER BY id";
 
+/// What one requester holds, for its subscription limits: `$1`..`$3` as in [`SUBSCRIPTIONS_OF`];
+/// then its subscriptions in all, those on series (`$4`, `$5`), and those of kind `$6` and exact
+/// JID `$7` there (0 or 1). One scan of the requester's rows of the jid index.
+pub(super) const SUBSCRIPTION_COUNTS: &str = "SELECT COUNT(*), \
+     COUNT(CASE WHEN usage_point = $4 AND series = $5 THEN 1 END), \
+     COUNT(CASE WHEN usage_point = $4 AND series = $5 AND kind = $6 AND jid = $7 THEN 1 END) \
+     FROM subscriptions WHERE jid = $1 OR (jid >= $2 AND jid < $3)";
+
 /// Keeps the `$2` newest items of series `$1`: deletes from the (`$2` + 1)-th newest down. No
 /// such item, nothing deleted (`id <= NULL` is never true).
 pub(super) const TRIM_ITEMS: &str = "DELETE FROM items WHERE series_id = $1 AND id <= \
@@ -88,8 +96,15 @@ pub(super) const PENDING_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE sent_a
 /// - `$store::begin_config_grants(&self)`: the same, safe against other instances reconciling
 ///   the config grants at the same moment;
 /// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
-/// - `insert_outbox(conn, &[(Option<i64>, String)], now) -> Result<Vec<i64>, StoreError>`:
-///   the new entries' ids, in order;
+/// - `insert_outbox(conn, &[NewEntry], now) -> Result<Vec<i64>, StoreError>`: the new
+///   entries' ids, in order;
+/// - for the bound of [`Store::publish`](super::Store::publish): `bump_outbox_seq(conn,
+///   &[(subscription, n)])` adds `n` to each subscription's `outbox_seq` and returns the new
+///   values (on PostgreSQL, having locked those subscriptions until the transaction ends);
+///   `drop_beyond(conn, &[subscription], keep, now)` deletes their unclaimed waiting entries
+///   numbered `keep` or more behind the newest and returns `(subscription, created_at)` of each;
+///   `add_to_notices(conn, &[(subscription, n)])` adds `n` to the newest waiting unclaimed notice
+///   of each and returns the subscriptions that had one;
 /// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
 ///   newest of its node, replacing one of the same id;
 /// - `id_list(&[i64])` and `item_id_list(&[String])`: a list as one bound parameter;
@@ -102,14 +117,16 @@ macro_rules! impl_store {
             use async_trait::async_trait;
 
             use super::*;
+            use $crate::store::SubscriptionCounts;
             use $crate::model::{
                 AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Item, OAuthState,
                 OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
                 UsagePoint,
             };
             use $crate::store::common::{
-                count_from_sql, jid_range, limit_to_sql, plan_config_grants, prepare_readings,
-                sql_limit, ConfigGrantPlan,
+                count_from_sql, entries_per_subscription, jid_range, limit_to_sql,
+                number_entries, plan_config_grants, prepare_readings, sql_limit, tally_drops,
+                ConfigGrantPlan, NewEntry,
             };
             use $crate::store::rows::{
                 grants_from_rows, items_from_rows, outbox_from_rows, reading_from_row,
@@ -123,9 +140,10 @@ macro_rules! impl_store {
             use $crate::store::shared::{
                 COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, PENDING_COUNT, PURGE_SENT,
                 READINGS_IN_RANGE, REMOVE_SUBSCRIPTION, RETRY_LATER, REVOKE_GRANT, SERIES_ID,
-                SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS, UNSUBSCRIBE,
+                SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, SUBSCRIPTION_COUNTS, TRIM_ITEMS,
+                UNSUBSCRIBE,
             };
-            use $crate::store::{Store, StoreError};
+            use $crate::store::{PublishLimits, Published, Store, StoreError};
 
             /// The id of series (`usage_point`, `series`), or [`StoreError::UnknownSeries`].
 async fn series_id(
@@ -166,6 +184,42 @@ async fn series_id(
                 .fetch_one(conn)
                 .await?;
                 Ok(id)
+            }
+
+            /// The bound of [`Store::publish`], once the publication's entries are queued and
+            /// numbered (`newest`: each subscription's last number): drops the waiting entries
+            /// beyond `limits.max_pending` and counts them into each subscription's waiting
+            /// notice, or a new one. Returns how many were dropped.
+            async fn bound_outbox(
+                conn: &mut $connection,
+                newest: &[(i64, i64)],
+                limits: &PublishLimits<'_>,
+                now: i64,
+            ) -> Result<u64, StoreError> {
+                let subscriptions: Vec<i64> = newest.iter().map(|(id, _)| *id).collect();
+                let keep = limit_to_sql(limits.max_pending);
+                let gone = drop_beyond(&mut *conn, &subscriptions, keep, now).await?;
+                let tally = tally_drops(&gone);
+                if tally.is_empty() {
+                    return Ok(0);
+                }
+                let counts: Vec<(i64, i64)> = tally.iter().map(|(s, (n, _))| (*s, *n)).collect();
+                let counted: std::collections::HashSet<i64> =
+                    add_to_notices(&mut *conn, &counts).await?.into_iter().collect();
+                let texts: Vec<(i64, i64, String)> = tally
+                    .iter()
+                    .filter(|(s, _)| !counted.contains(*s))
+                    .filter_map(|(s, (n, since))| Some((*s, *n, (limits.notice)(*s, *since)?)))
+                    .collect();
+                let notices: Vec<NewEntry<'_>> = texts
+                    .iter()
+                    .map(|(s, n, text)| NewEntry {
+                        missed: Some(*n),
+                        ..NewEntry::plain(Some(*s), text)
+                    })
+                    .collect();
+                insert_outbox(conn, &notices, now).await?;
+                Ok(u64::try_from(gone.len()).unwrap_or(u64::MAX))
             }
 
             #[async_trait]
@@ -552,6 +606,33 @@ async fn series_id(
                     subscriptions_from_rows(rows)
                 }
 
+                async fn subscription_counts(
+                    &self,
+                    bare_jid: &str,
+                    kind: SubscriptionKind,
+                    usage_point: &str,
+                    series: &str,
+                    jid: &str,
+                ) -> Result<SubscriptionCounts, StoreError> {
+                    let (from, to) = jid_range(bare_jid);
+                    let (total, on_series, same): (i64, i64, i64) =
+                        sqlx::query_as(SUBSCRIPTION_COUNTS)
+                            .bind(bare_jid)
+                            .bind(from)
+                            .bind(to)
+                            .bind(usage_point)
+                            .bind(series)
+                            .bind(kind.as_str())
+                            .bind(jid)
+                            .fetch_one(&self.pool)
+                            .await?;
+                    Ok(SubscriptionCounts {
+                        total: count_from_sql(total)?,
+                        on_series: count_from_sql(on_series)?,
+                        exists: same > 0,
+                    })
+                }
+
                 async fn all_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
                     let rows: Vec<SubscriptionRow> = sqlx::query_as(&format!(
                         "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY id"
@@ -573,8 +654,8 @@ async fn series_id(
                     batch: &Batch,
                     item: Option<&Item>,
                     outbox: &[(Option<i64>, String)],
-                    max_items: usize,
-                ) -> Result<Vec<i64>, StoreError> {
+                    limits: &PublishLimits<'_>,
+                ) -> Result<Published, StoreError> {
                     let readings = prepare_readings(batch)?;
                     let now = unix_now();
                     let mut tx = self.begin_write().await?;
@@ -592,13 +673,25 @@ async fn series_id(
                         put_item(&mut tx, item_series, item).await?;
                         sqlx::query(TRIM_ITEMS)
                             .bind(item_series)
-                            .bind(limit_to_sql(max_items))
+                            .bind(limit_to_sql(limits.max_items))
                             .execute(&mut *tx)
                             .await?;
                     }
-                    let ids = insert_outbox(&mut tx, outbox, now).await?;
+                    // Rows for no subscription, or for none left, are not numbered: never dropped.
+                    let counts = entries_per_subscription(outbox);
+                    let newest = if counts.is_empty() {
+                        Vec::new()
+                    } else {
+                        bump_outbox_seq(&mut tx, &counts).await?
+                    };
+                    let ids = insert_outbox(&mut tx, &number_entries(outbox, &newest), now).await?;
+                    let dropped = if newest.is_empty() {
+                        0
+                    } else {
+                        bound_outbox(&mut tx, &newest, limits, now).await?
+                    };
                     tx.commit().await?;
-                    Ok(ids)
+                    Ok(Published { ids, dropped })
                 }
 
                 async fn enqueue(
@@ -608,9 +701,13 @@ async fn series_id(
                     if outbox.is_empty() {
                         return Ok(Vec::new());
                     }
+                    let entries: Vec<NewEntry<'_>> = outbox
+                        .iter()
+                        .map(|(s, stanza)| NewEntry::plain(*s, stanza))
+                        .collect();
                     // SQLite may need several statements for a long list: all of them or none.
                     let mut tx = self.begin_write().await?;
-                    let ids = insert_outbox(&mut tx, outbox, unix_now()).await?;
+                    let ids = insert_outbox(&mut tx, &entries, unix_now()).await?;
                     tx.commit().await?;
                     Ok(ids)
                 }

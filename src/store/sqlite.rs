@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::common::NewEntry;
 use super::shared::impl_store;
 use super::StoreError;
 use crate::model::{Item, Reading};
@@ -81,7 +82,7 @@ fn is_memory(url: &str) -> bool {
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
 }
 
-/// Largest number of rows in one multi-row statement (readings upsert, outbox insert): at most 3
+/// Largest number of rows in one multi-row statement (readings upsert, outbox insert): at most 4
 /// parameters per row stay far below SQLite's 32766 bound parameters, and a statement this size
 /// already amortises the per-statement cost. A power of two, see [`chunk_len`].
 const MAX_ROWS: usize = 512;
@@ -133,14 +134,22 @@ fn upsert_sql(rows: usize) -> &'static str {
     statement_for(all, rows)
 }
 
-/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id and
-/// stanza of each row.
+/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id,
+/// stanza, seq and missed count of each row.
 fn outbox_insert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         multi_row_statements(
-            "INSERT INTO outbox (subscription_id, stanza, created_at) VALUES ",
-            |i| format!("(?{}, ?{}, ?1)", 2 * i + 2, 2 * i + 3),
+            "INSERT INTO outbox (subscription_id, stanza, seq, missed, created_at) VALUES ",
+            |i| {
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?1)",
+                    4 * i + 2,
+                    4 * i + 3,
+                    4 * i + 4,
+                    4 * i + 5
+                )
+            },
             " RETURNING id",
         )
     });
@@ -175,6 +184,12 @@ fn id_list(ids: &[i64]) -> String {
     format!("[{}]", items.join(","))
 }
 
+/// A JSON array of integer pairs, for [`PAIRS`].
+fn pair_list(pairs: &[(i64, i64)]) -> String {
+    let items: Vec<String> = pairs.iter().map(|(a, b)| format!("[{a},{b}]")).collect();
+    format!("[{}]", items.join(","))
+}
+
 /// Republishing an item id replaces the item; delete and insert give it a new row id, the
 /// newest. SQLite has a single writer, so the pair cannot race.
 const DELETE_ITEM: &str = "DELETE FROM items WHERE series_id = ? AND item_id = ?";
@@ -193,7 +208,7 @@ const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
 const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = ?1 WHERE id IN \
      (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= ?2 \
       AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY id LIMIT ?3) \
-     RETURNING id, subscription_id, stanza, attempts, not_before";
+     RETURNING id, subscription_id, stanza, attempts, not_before, missed";
 
 /// `?2` a JSON array of ids.
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
@@ -202,6 +217,86 @@ const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
 /// `?1` a JSON array of ids.
 const RELEASE: &str = "UPDATE outbox SET claimed_until = NULL \
      WHERE id IN (SELECT value FROM json_each(?1)) AND sent_at IS NULL AND claimed_until IS NOT NULL";
+
+/// The pairs of `?1`, a JSON array of two-integer arrays (see [`pair_list`]), as rows `(s, n)`:
+/// one pass over the list (two lists joined on their keys would scan one per row of the other).
+const PAIRS: &str = "(SELECT json_extract(value, '$[0]') AS s, json_extract(value, '$[1]') AS n \
+     FROM json_each(?1))";
+
+/// Adds `n` to the entry count of subscription `s`, for each pair; returns the new counts.
+/// SQLite has one writer: the transaction already keeps other publishers out.
+fn bump_seq_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE subscriptions SET outbox_seq = outbox_seq + u.n FROM {PAIRS} AS u \
+             WHERE subscriptions.id = u.s RETURNING id, outbox_seq"
+        )
+    })
+}
+
+/// Deletes the waiting entries of the subscriptions `?1` (a JSON array) numbered `?2` or more
+/// behind their subscription's newest, unless claimed until after `?3` (now).
+const DROP_BEYOND: &str = "DELETE FROM outbox WHERE id IN (SELECT o.id FROM subscriptions AS s \
+     JOIN outbox AS o ON o.subscription_id = s.id AND o.sent_at IS NULL \
+     AND o.seq <= s.outbox_seq - ?2 \
+     WHERE s.id IN (SELECT value FROM json_each(?1)) \
+     AND (o.claimed_until IS NULL OR o.claimed_until <= ?3)) \
+     RETURNING subscription_id, created_at";
+
+/// Adds `n` to the count of the newest waiting, unclaimed notice of subscription `s`, for each
+/// pair; returns the subscriptions that had one.
+fn add_to_notices_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE outbox SET missed = outbox.missed + u.n FROM {PAIRS} AS u \
+             WHERE outbox.id = (SELECT MAX(o.id) FROM outbox AS o \
+             WHERE o.subscription_id = u.s AND o.sent_at IS NULL AND o.seq IS NULL \
+             AND o.missed IS NOT NULL AND o.claimed_until IS NULL) \
+             RETURNING subscription_id"
+        )
+    })
+}
+
+/// Numbers the entries a publication queues: adds each subscription's count to its total and
+/// returns the new totals `(subscription, total)` (removed subscriptions are missing).
+async fn bump_outbox_seq(
+    conn: &mut SqliteConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sqlx::query_as(bump_seq_sql())
+        .bind(pair_list(counts))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Deletes the waiting entries of `subscriptions` beyond the newest `keep`; returns
+/// `(subscription, created_at)` of each.
+async fn drop_beyond(
+    conn: &mut SqliteConnection,
+    subscriptions: &[i64],
+    keep: i64,
+    now: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sqlx::query_as(DROP_BEYOND)
+        .bind(id_list(subscriptions))
+        .bind(keep)
+        .bind(now)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Adds the counts to the waiting notices of the subscriptions; returns those that had one.
+async fn add_to_notices(
+    conn: &mut SqliteConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<i64>, StoreError> {
+    Ok(sqlx::query_scalar(add_to_notices_sql())
+        .bind(pair_list(counts))
+        .fetch_all(conn)
+        .await?)
+}
 
 /// Writes prepared readings of one series; returns how many rows were inserted or changed.
 async fn upsert_readings(
@@ -223,10 +318,10 @@ async fn upsert_readings(
     Ok(written)
 }
 
-/// Queues stanzas; returns their ids in order.
+/// Queues entries; returns their ids in order.
 async fn insert_outbox(
     conn: &mut SqliteConnection,
-    outbox: &[(Option<i64>, String)],
+    outbox: &[NewEntry<'_>],
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(outbox.len());
@@ -234,8 +329,12 @@ async fn insert_outbox(
     while !rest.is_empty() {
         let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
         let mut query = sqlx::query_scalar(outbox_insert_sql(chunk.len())).bind(now);
-        for (subscription, stanza) in chunk {
-            query = query.bind(*subscription).bind(stanza);
+        for entry in chunk {
+            query = query
+                .bind(entry.subscription)
+                .bind(entry.stanza)
+                .bind(entry.seq)
+                .bind(entry.missed);
         }
         // Rows of one statement get increasing ids in VALUES order; RETURNING promises no order.
         let mut chunk_ids: Vec<i64> = query.fetch_all(&mut *conn).await?;
@@ -292,8 +391,8 @@ mod tests {
         assert_eq!(chunk_len(511), 256);
         assert!(upsert_sql(1).contains("VALUES (?1, ?2, ?3) ON CONFLICT"));
         assert!(upsert_sql(512).contains("(?1, ?1024, ?1025) ON CONFLICT"));
-        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?1) RETURNING id"));
-        assert!(outbox_insert_sql(512).ends_with("(?1024, ?1025, ?1) RETURNING id"));
+        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?4, ?5, ?1) RETURNING id"));
+        assert!(outbox_insert_sql(512).ends_with("(?2046, ?2047, ?2048, ?2049, ?1) RETURNING id"));
     }
 
     /// The plans SQLite picks: one-year queries must be range scans of the primary key, with
@@ -379,6 +478,69 @@ mod tests {
         }
     }
 
+    /// The count behind the subscription limits reads only the requester's rows of the jid
+    /// index, however many subscriptions others hold.
+    #[tokio::test]
+    async fn subscription_counts_use_the_jid_index() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let sql = crate::store::shared::SUBSCRIPTION_COUNTS;
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        assert!(
+            plan.iter()
+                .any(|s| s.contains("SEARCH subscriptions USING INDEX subscriptions_jid")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|s| s.starts_with("SCAN subscriptions")),
+            "{plan:?}"
+        );
+    }
+
+    /// The bound's statements cost per subscription of the publication, not per waiting row:
+    /// one pass over the list, then index lookups (the range beyond the bound, the notice).
+    #[tokio::test]
+    async fn bound_statements_walk_the_list_once() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let expected = [
+            (
+                DROP_BEYOND,
+                "SEARCH o USING INDEX outbox_pending_subscription (subscription_id=? AND seq<?)",
+            ),
+            (
+                add_to_notices_sql(),
+                "SEARCH o USING INDEX outbox_pending_subscription (subscription_id=? AND seq=?)",
+            ),
+            (
+                bump_seq_sql(),
+                "SEARCH subscriptions USING INTEGER PRIMARY KEY (rowid=?)",
+            ),
+        ];
+        for (sql, step) in expected {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&store.pool)
+                    .await
+                    .unwrap();
+            let plan: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            assert!(plan.contains(&step), "{sql}: {plan:?}");
+            let scans: Vec<&&str> = plan.iter().filter(|s| s.starts_with("SCAN")).collect();
+            assert_eq!(
+                scans,
+                [&"SCAN json_each VIRTUAL TABLE INDEX 1:"],
+                "{sql}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
+
     #[test]
     fn json_arrays() {
         assert_eq!(id_list(&[]), "[]");
@@ -386,6 +548,11 @@ mod tests {
         let strings = ["a\"b".to_owned(), "c\\d\n\u{1}é".to_owned(), String::new()];
         assert_eq!(item_id_list(&strings), r#"["a\"b","c\\d\u000a\u0001é",""]"#);
         assert_eq!(item_id_list(&[]), "[]");
+        assert_eq!(pair_list(&[]), "[]");
+        assert_eq!(
+            pair_list(&[(1, 2), (-3, i64::MAX)]),
+            "[[1,2],[-3,9223372036854775807]]"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use xmpp_parsers::jid::BareJid;
 
 use super::consent;
 use super::pages::{render_message, CONTENT_SECURITY_POLICY};
+use crate::health::Health;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::source::enedis::Enedis;
 use crate::store::Store;
@@ -33,6 +34,10 @@ pub struct WebState {
     pub wake: Arc<Notify>,
     /// Whether the XMPP link is up.
     pub connected: watch::Receiver<bool>,
+    /// Largest request body accepted, in bytes (`[web] max_body`).
+    pub max_body: usize,
+    /// What `/healthz` checks.
+    pub health: Health,
 }
 
 /// An answer of ours.
@@ -110,24 +115,52 @@ impl IntoResponse for Page {
 }
 
 pub fn router(state: Arc<WebState>) -> Router {
+    let max_body = state.max_body;
     Router::new()
         .route("/authorize", get(authorize))
         .route("/enedis/callback", get(callback))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            refuse_large_bodies(max_body, request, next)
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
-/// Serves on `listener` until `shutdown`.
+/// Answers 413 to a request that announces a body larger than `max_body`, before reading it.
+/// (A body without a length is cut at `max_body` by [`axum::extract::DefaultBodyLimit`] where
+/// a route reads one.)
+async fn refuse_large_bodies(
+    max_body: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max_body as u64) {
+        return Page::error(
+            413,
+            "Requête trop grande",
+            "Le corps de la requête dépasse la taille acceptée.",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Serves on `listener` until `shutdown`, within `limits`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<WebState>,
+    limits: super::listener::Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    super::listener::serve(listener, router(state), limits, shutdown).await
 }
 
 async fn authorize(
@@ -163,23 +196,18 @@ async fn not_found() -> Page {
 }
 
 /// 200 when the store answers and the XMPP link is up, 503 otherwise; JSON says which.
+/// 200 when the link makes progress and the store answers; 503 with the reasons otherwise.
 async fn healthz(State(state): State<Arc<WebState>>) -> Response {
-    let xmpp = *state.connected.borrow();
-    let store = state.store.pending_count().await.is_ok();
-    let status = if xmpp && store {
+    let report = state.health.check().await;
+    let status = if report.healthy() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({
-        "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-        "xmpp": if xmpp { "connected" } else { "disconnected" },
-        "store": if store { "ok" } else { "error" },
-    });
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        report.to_json().to_string(),
     )
         .into_response()
 }
@@ -189,6 +217,10 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
     match state.store.count_subscriptions().await {
         Ok(n) => state.metrics.set_subscriptions(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
+    }
+    match state.store.pending_count().await {
+        Ok(n) => state.metrics.set_outbox_pending(n),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
     }
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],

@@ -5,6 +5,12 @@
 //! submitted values. A command that has more to send than one stanza may carry returns
 //! [`Stage::More`] with a cursor: the engine keeps the session and the client fetches the rest
 //! with the `next` action.
+//!
+//! Sessions live in memory, bounded by `[limits]`: `sessions_per_requester` per bare JID (all
+//! its resources together, so that one account cannot fill the table from many resources) and
+//! `sessions_total` in all. Idle sessions expire after [`SESSION_TTL`], or after
+//! [`PRESSURE_TTL`] while the table is more than 3/4 full, so that a flood of abandoned
+//! sessions from many accounts cannot keep it full for long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +21,9 @@ use minidom::Element;
 use tokio::sync::Mutex;
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item};
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 
+use crate::config::LimitsConfig;
 use crate::stanzas::command::{Action, Actions, Command, Note, Status};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::ns;
@@ -25,10 +32,12 @@ use crate::xmpp::router::{Context, Request, Target};
 
 /// How long an idle session is kept.
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
-/// Open sessions per requester (full JID); more are refused until some end or expire.
-pub const MAX_SESSIONS_PER_REQUESTER: usize = 32;
-/// Open sessions in all.
-pub const MAX_SESSIONS: usize = 10_000;
+/// How long an idle session is kept while more than 3/4 of `sessions_total` are open: a client
+/// answers a form within a minute, an abandoned session need not hold a place for ten.
+pub const PRESSURE_TTL: Duration = Duration::from_secs(60);
+
+/// Where the engine reads the time: `Instant::now`, or a clock a test moves.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// Who may run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +115,10 @@ pub trait AdHocCommand: Send + Sync + 'static {
 
 struct Session {
     node: &'static str,
+    /// The full JID that opened it: only it may continue the session (XEP-0050 §4.3).
     owner: Jid,
+    /// Its bare JID, whose resources share the per-requester limit.
+    requester: BareJid,
     target: Jid,
     /// Set once the form has been submitted and the run has more pages.
     paging: Option<(Submitted, String)>,
@@ -118,6 +130,7 @@ pub struct Engine {
     commands: Vec<Arc<dyn AdHocCommand>>,
     sessions: Mutex<HashMap<String, Session>>,
     ttl: Duration,
+    clock: Clock,
 }
 
 impl Engine {
@@ -130,6 +143,22 @@ impl Engine {
             commands,
             sessions: Mutex::new(HashMap::new()),
             ttl,
+            clock: Arc::new(Instant::now),
+        }
+    }
+
+    /// The same engine reading the time from `clock` (tests move time without waiting).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How long an idle session is kept when `open` sessions are in the table.
+    fn ttl_at(&self, open: usize, limits: &LimitsConfig) -> Duration {
+        if open.saturating_mul(4) > limits.sessions_total.saturating_mul(3) {
+            self.ttl.min(PRESSURE_TTL)
+        } else {
+            self.ttl
         }
     }
 
@@ -211,10 +240,10 @@ impl Engine {
                 (_, Some(input)) => {
                     let sessionid = crate::xmpp::id::random_id();
                     let stage = command.run(ctx, req, &input, None).await?;
-                    self.finish(spec, req, sessionid, input, stage).await
+                    self.finish(ctx, spec, req, sessionid, input, stage).await
                 }
                 (_, None) => {
-                    let sessionid = self.open(spec.node, req).await?;
+                    let sessionid = self.open(spec.node, req, &ctx.limits).await?;
                     let form = command.form(ctx, req).await?;
                     let mut response = Command::response(spec.node, &sessionid, Status::Executing);
                     response.actions = Some(Actions {
@@ -227,7 +256,7 @@ impl Engine {
             };
         };
 
-        let paging = self.take(&sessionid, spec.node, req).await?;
+        let paging = self.take(&sessionid, spec.node, req, &ctx.limits).await?;
         match (action, submitted, paging) {
             (Action::Cancel, _, _) => Ok(Element::from(Command::response(
                 spec.node,
@@ -240,12 +269,12 @@ impl Engine {
             // A later page of a paged answer.
             (_, None, Some((input, cursor))) => {
                 let stage = command.run(ctx, req, &input, Some(&cursor)).await?;
-                self.finish(spec, req, sessionid, input, stage).await
+                self.finish(ctx, spec, req, sessionid, input, stage).await
             }
             // The form of a multi-stage execution, or a new form replacing a paged run.
             (_, Some(input), _) => {
                 let stage = command.run(ctx, req, &input, None).await?;
-                self.finish(spec, req, sessionid, input, stage).await
+                self.finish(ctx, spec, req, sessionid, input, stage).await
             }
             (_, None, None) => Err(RequestError::bad_request(format!(
                 "{}: submit the form (jabber:x:data type submit) to run the command",
@@ -257,6 +286,7 @@ impl Engine {
     /// Turns a stage into the response; keeps the session when more pages follow.
     async fn finish(
         &self,
+        ctx: &Context,
         spec: &'static Spec,
         req: &Request,
         sessionid: String,
@@ -271,10 +301,12 @@ impl Engine {
                     Session {
                         node: spec.node,
                         owner: req.from.clone(),
+                        requester: req.requester.clone(),
                         target: req.to.clone(),
                         paging: Some((input, cursor)),
-                        touched: Instant::now(),
+                        touched: (self.clock)(),
                     },
+                    &ctx.limits,
                 )
                 .await?;
                 (outcome, Status::Executing)
@@ -293,34 +325,63 @@ impl Engine {
         Ok(Element::from(response))
     }
 
-    async fn open(&self, node: &'static str, req: &Request) -> Result<String, RequestError> {
+    async fn open(
+        &self,
+        node: &'static str,
+        req: &Request,
+        limits: &LimitsConfig,
+    ) -> Result<String, RequestError> {
         let id = crate::xmpp::id::random_id();
         self.store(
             id.clone(),
             Session {
                 node,
                 owner: req.from.clone(),
+                requester: req.requester.clone(),
                 target: req.to.clone(),
                 paging: None,
-                touched: Instant::now(),
+                touched: (self.clock)(),
             },
+            limits,
         )
         .await?;
         Ok(id)
     }
 
-    async fn store(&self, id: String, session: Session) -> Result<(), RequestError> {
+    /// Keeps a session, within the limits; expired sessions go first. The table never holds
+    /// more than `sessions_total` entries, so the scans here are bounded whatever the requests.
+    async fn store(
+        &self,
+        id: String,
+        session: Session,
+        limits: &LimitsConfig,
+    ) -> Result<(), RequestError> {
+        let now = (self.clock)();
         let mut sessions = self.sessions.lock().await;
-        let ttl = self.ttl;
-        sessions.retain(|_, s| s.touched.elapsed() < ttl);
+        let ttl = self.ttl_at(sessions.len(), limits);
+        sessions.retain(|_, s| now.saturating_duration_since(s.touched) < ttl);
         let mine = sessions
             .values()
-            .filter(|s| s.owner == session.owner)
+            .filter(|s| s.requester == session.requester)
             .count();
-        if mine >= MAX_SESSIONS_PER_REQUESTER || sessions.len() >= MAX_SESSIONS {
-            return Err(RequestError::ResourceConstraint(
-                "Too many open command sessions; complete or cancel some first".into(),
-            ));
+        if mine >= limits.sessions_per_requester {
+            return Err(RequestError::ResourceConstraint(format!(
+                "Too many open command sessions for {}: {} at most (sessions_per_requester); \
+                 complete or cancel some first",
+                session.requester, limits.sessions_per_requester
+            )));
+        }
+        if sessions.len() >= limits.sessions_total {
+            // Debug only: a flood would otherwise flood the log too.
+            tracing::debug!(
+                open = sessions.len(),
+                "command session table full; refusing a new session"
+            );
+            return Err(RequestError::ResourceConstraint(format!(
+                "The service has too many open command sessions ({} at most, sessions_total); \
+                 try again later",
+                limits.sessions_total
+            )));
         }
         sessions.insert(id, session);
         Ok(())
@@ -332,8 +393,11 @@ impl Engine {
         id: &str,
         node: &str,
         req: &Request,
+        limits: &LimitsConfig,
     ) -> Result<Option<(Submitted, String)>, RequestError> {
+        let now = (self.clock)();
         let mut sessions = self.sessions.lock().await;
+        let ttl = self.ttl_at(sessions.len(), limits);
         let owned = sessions
             .get(id)
             .is_some_and(|s| s.owner == req.from && s.target == req.to && s.node == node);
@@ -341,7 +405,7 @@ impl Engine {
             return Err(RequestError::BadSession);
         }
         let session = sessions.remove(id).ok_or(RequestError::BadSession)?;
-        if session.touched.elapsed() >= self.ttl {
+        if now.saturating_duration_since(session.touched) >= ttl {
             return Err(RequestError::SessionExpired);
         }
         Ok(session.paging)

@@ -4,6 +4,11 @@
 //! access model is a whitelist whose entries are the grants (DESIGN.md §7): no grant, no
 //! subscription and no items. Subscriptions and items live in the store, so they survive
 //! restarts; notifications go through the store's outbox (see `crate::delivery`).
+//!
+//! Each subscription costs a notification per publication, so one requester (a bare JID, all
+//! its resources together) holds at most `[limits] subscriptions_per_node` on one node and
+//! `subscriptions_per_requester` in all, generation-2 pushes included
+//! ([`subscribe_within_limits`], which the `subscribe` command uses too).
 
 use minidom::rxml::xml_ncname;
 use minidom::Element;
@@ -114,16 +119,15 @@ async fn subscribe(
     if !req.view.may_read(&up.id, node) {
         return Err(closed(up, node));
     }
-    let subscription = ctx
-        .store
-        .subscribe(
-            SubscriptionKind::PubSub,
-            &up.id,
-            node,
-            jid,
-            &crate::xmpp::id::random_id(),
-        )
-        .await?;
+    let subscription = subscribe_within_limits(
+        ctx,
+        &req.requester,
+        SubscriptionKind::PubSub,
+        &up.id,
+        node,
+        jid,
+    )
+    .await?;
     tracing::info!(usage_point = %up.id, node, jid, "pubsub subscription");
     let reply = stanza::pubsub([stanza::subscription(
         ns::PUBSUB,
@@ -157,6 +161,84 @@ async fn subscribe(
     Ok(Answer {
         payload: Some(reply),
         followups,
+    })
+}
+
+/// Subscribes `jid` (the requester's own, already checked) to a series within the requester's
+/// `[limits]`: at most `subscriptions_per_node` on this series and `subscriptions_per_requester`
+/// in all, both kinds, all its resources together. Re-subscribing is no new subscription and is
+/// always allowed (the existing one is returned). Admins are limited like everyone: the limits
+/// bound what one account costs per publication, whoever it is.
+///
+/// The counts are read before the insert, so a refusal writes nothing; and read again after a
+/// new insert, because requests of one requester run concurrently and could all pass the first
+/// check: a subscription that went over is removed again and refused.
+pub async fn subscribe_within_limits(
+    ctx: &Context,
+    requester: &BareJid,
+    kind: SubscriptionKind,
+    usage_point: &str,
+    series: &str,
+    jid: &str,
+) -> Result<Subscription, RequestError> {
+    let store = &ctx.store;
+    let counts = store
+        .subscription_counts(requester.as_str(), kind, usage_point, series, jid)
+        .await?;
+    if !counts.exists {
+        check_limits(ctx, requester, kind, usage_point, series, counts, 1)?;
+    }
+    let subid = crate::xmpp::id::random_id();
+    let subscription = store
+        .subscribe(kind, usage_point, series, jid, &subid)
+        .await?;
+    if subscription.subid != subid {
+        // It existed already (created concurrently, perhaps): nothing new to count.
+        return Ok(subscription);
+    }
+    let counts = store
+        .subscription_counts(requester.as_str(), kind, usage_point, series, jid)
+        .await?;
+    if let Err(refused) = check_limits(ctx, requester, kind, usage_point, series, counts, 0) {
+        store.remove_subscription(subscription.id).await?;
+        store.discard_pending(subscription.id).await?;
+        return Err(refused);
+    }
+    Ok(subscription)
+}
+
+/// Refuses when the requester, with `adding` more subscriptions on this series, would hold more
+/// than its limits allow.
+fn check_limits(
+    ctx: &Context,
+    requester: &BareJid,
+    kind: SubscriptionKind,
+    usage_point: &str,
+    series: &str,
+    counts: crate::store::SubscriptionCounts,
+    adding: u64,
+) -> Result<(), RequestError> {
+    let limits = &ctx.limits;
+    let over = |held: u64, limit: usize| held.saturating_add(adding) > limit as u64;
+    let text = if over(counts.on_series, limits.subscriptions_per_node) {
+        format!(
+            "Too many subscriptions: {requester} holds the most allowed on node {series} of \
+             usage point {usage_point} ({} per node, subscriptions_per_node); unsubscribe one first",
+            limits.subscriptions_per_node
+        )
+    } else if over(counts.total, limits.subscriptions_per_requester) {
+        format!(
+            "Too many subscriptions: {requester} holds the most allowed in all ({}, \
+             subscriptions_per_requester); unsubscribe some first",
+            limits.subscriptions_per_requester
+        )
+    } else {
+        return Ok(());
+    };
+    tracing::info!(%requester, usage_point, series, "subscription refused: {text}");
+    Err(RequestError::TooManySubscriptions {
+        text,
+        pubsub: kind == SubscriptionKind::PubSub,
     })
 }
 

@@ -54,9 +54,19 @@ pub enum RequestError {
     /// XEP-0060: a request we do not implement, by feature name.
     #[error("unsupported pubsub feature {0}")]
     Unsupported(&'static str),
+    /// A subscription limit of `[limits]` is reached; the text names it. `pubsub`: the request
+    /// was XEP-0060's, whose answer also carries `<too-many-subscriptions/>` (§6.1.3).
+    #[error("too many subscriptions: {text}")]
+    TooManySubscriptions { text: String, pubsub: bool },
     /// Too many open sessions or requests from this requester; try later.
     #[error("resource constraint: {0}")]
     ResourceConstraint(String),
+    /// The requester sends faster than its rate allows (XEP-0205); try later.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The stanza breaks a structural limit (depth, size) and was not read.
+    #[error("stanza refused: {0}")]
+    StanzaRefused(String),
     /// An upstream API failed (DESIGN §4): `issuer` names it, `code` is its own error code
     /// (or the HTTP status), `message` its text.
     #[error("upstream error {code} from {issuer}: {message}")]
@@ -219,9 +229,34 @@ impl RequestError {
                     Some(feature),
                 )
             }
+            RequestError::TooManySubscriptions { text, pubsub } => {
+                let error = StanzaError::new(
+                    ErrorType::Wait,
+                    DefinedCondition::PolicyViolation,
+                    "en",
+                    text.clone(),
+                );
+                if !*pubsub {
+                    return error;
+                }
+                return with_pubsub_condition(error, "too-many-subscriptions", None);
+            }
             RequestError::ResourceConstraint(text) => (
                 ErrorType::Wait,
                 DefinedCondition::ResourceConstraint,
+                text.clone(),
+            ),
+            // XEP-0205 allows policy-violation here, but slixmpp (which the Quoalise Python
+            // client is built on) does not know that condition and turns the answer into a
+            // timeout: resource-constraint, with a text saying why, reaches every client.
+            RequestError::RateLimited(text) => (
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+                text.clone(),
+            ),
+            RequestError::StanzaRefused(text) => (
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
                 text.clone(),
             ),
             RequestError::Upstream {
@@ -330,6 +365,21 @@ mod tests {
                 ErrorType::Cancel,
                 DefinedCondition::ServiceUnavailable,
             ),
+            (
+                RequestError::ResourceConstraint("8 requests in flight".into()),
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+            ),
+            (
+                RequestError::RateLimited("50 requests per second".into()),
+                ErrorType::Wait,
+                DefinedCondition::ResourceConstraint,
+            ),
+            (
+                RequestError::StanzaRefused("deeper than 64".into()),
+                ErrorType::Modify,
+                DefinedCondition::BadRequest,
+            ),
         ];
         for (error, type_, condition) in cases {
             let e = error.to_stanza_error();
@@ -383,6 +433,30 @@ mod tests {
         );
         let e = RequestError::NotSubscribed.to_stanza_error();
         assert_eq!(e.defined_condition, DefinedCondition::UnexpectedRequest);
+    }
+
+    #[test]
+    fn subscription_limits_are_policy_violations_to_retry_later() {
+        for pubsub in [true, false] {
+            let e = RequestError::TooManySubscriptions {
+                text: "limit subscriptions_per_node".into(),
+                pubsub,
+            }
+            .to_stanza_error();
+            assert_eq!(
+                (e.type_, e.defined_condition),
+                (ErrorType::Wait, DefinedCondition::PolicyViolation)
+            );
+            assert!(e.texts["en"].contains("subscriptions_per_node"));
+            let other = e.other.map(|o| (o.name().to_owned(), o.ns()));
+            let expected = pubsub.then(|| {
+                (
+                    "too-many-subscriptions".to_owned(),
+                    crate::stanzas::ns::PUBSUB_ERRORS.to_owned(),
+                )
+            });
+            assert_eq!(other, expected);
+        }
     }
 
     #[test]

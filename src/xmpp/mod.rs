@@ -2,5 +2,8 @@
 
 pub mod connection;
 pub mod error;
+pub mod framing;
 pub mod id;
+pub mod limits;
+pub mod parse;
 pub mod router;

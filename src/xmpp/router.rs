@@ -36,6 +36,8 @@ pub struct Context {
     pub enedis: HashMap<String, Arc<Enedis>>,
     /// Base URL of the web pages (`[web] public_url`), for consent links.
     pub public_url: String,
+    /// What one requester may hold (`[limits]`): command sessions, subscriptions.
+    pub limits: crate::config::LimitsConfig,
 }
 
 /// The entity a stanza is addressed to.

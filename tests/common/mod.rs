@@ -29,6 +29,16 @@ pub async fn demo_router(
     alice_usage_points: &[&str],
     max_stanza_size: usize,
 ) -> (Router, Arc<dyn Store>) {
+    let (ctx, store) = demo_context(meters, alice_usage_points, max_stanza_size).await;
+    (Router::new(ctx), store)
+}
+
+/// The context of [`demo_router`], for tests that change a part (limits, command engine) first.
+pub async fn demo_context(
+    meters: u32,
+    alice_usage_points: &[&str],
+    max_stanza_size: usize,
+) -> (Context, Arc<dyn Store>) {
     let store = store::open("sqlite::memory:").await.unwrap();
     let demo = DemoConfig {
         id: "demo".into(),
@@ -54,7 +64,7 @@ pub async fn demo_router(
         valid_until: None,
     }]);
     store.replace_config_grants(&grants).await.unwrap();
-    let router = Router::new(Context {
+    let ctx = Context {
         domain: BareJid::from_str(D).unwrap(),
         sources: vec![demo.info()],
         store: store.clone(),
@@ -67,6 +77,7 @@ pub async fn demo_router(
         upstreams: Default::default(),
         enedis: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
-    });
-    (router, store)
+        limits: Default::default(),
+    };
+    (ctx, store)
 }

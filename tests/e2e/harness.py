@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -399,6 +400,7 @@ class PgCluster:
             )
             if result.returncode == 0:
                 self.port = port
+                self.options = options
                 self.started = True
                 return self
         raise AssertionError("unreachable")
@@ -412,6 +414,16 @@ class PgCluster:
 
     def url(self, db: str) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop_server(self) -> None:
+        """Stops the server (fast shutdown: clients are disconnected), keeping the cluster."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def start_server(self) -> None:
+        """Starts the stopped server again on the same port."""
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", self.options, "-w", "start"
+        )
 
     def stop(self) -> None:
         if self.started:
@@ -521,6 +533,8 @@ def component_config(
     web_port: int | None = None,
     sources: str | None = None,
     alice_sees_all: bool = True,
+    ping_interval: str = "20s",
+    extra_web: str = "",
 ) -> str:
     """The component's TOML: the demo source backfills `history_days` days at start (3 is enough
     for two full past days; more only slows the start) and publishes a live reading of each meter
@@ -553,7 +567,7 @@ description = "Simulated Linky-like electricity meters"
 domain = "{server.component_domain}"
 server = "127.0.0.1:{xmpp_port or server.component_port}"
 secret = "{secret if secret is not None else server.component_secret}"
-ping_interval = "20s"
+ping_interval = "{ping_interval}"
 reconnect_max_delay = "{reconnect_max_delay}"
 {extra_xmpp}
 [store]
@@ -562,6 +576,7 @@ url = "{store_url}"
 [web]
 bind = "127.0.0.1:{web_port}"
 public_url = "http://127.0.0.1:{web_port}"
+{extra_web}
 
 [access]
 admins = ["admin@{server.host}"]
@@ -577,8 +592,10 @@ level = "{log_level}"
 class Component:
     """One running quoalise-component process, its config and its log."""
 
-    def __init__(self, workdir: Path, config_text: str):
+    def __init__(self, workdir: Path, config_text: str, nofile: int | None = None):
         self.dir = workdir
+        # Open-files limit (soft and hard) of the process, to reproduce a small default.
+        self.nofile = nofile
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "component.toml"
         self.config.write_text(config_text)
@@ -594,6 +611,12 @@ class Component:
         env.pop("QUOALISE_XMPP_SECRET", None)
         log = open(self.log_path, "ab")
         self.started_at = time.time()
+        nofile = self.nofile
+
+        def limit_files():
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         self.proc = subprocess.Popen(
             [str(BINARY), "run", "--config", str(self.config)],
             stdin=subprocess.DEVNULL,
@@ -602,6 +625,7 @@ class Component:
             cwd=self.dir,
             env=env,
             start_new_session=True,
+            preexec_fn=limit_files,
         )
         log.close()
 
@@ -646,8 +670,10 @@ class Component:
         self.wait_for_count(ESTABLISHED, count, timeout)
 
 
-def start_component(server: XmppServer, workdir: Path, *, wait: bool = True, **kwargs) -> Component:
-    component = Component(workdir, component_config(server, workdir, **kwargs))
+def start_component(
+    server: XmppServer, workdir: Path, *, wait: bool = True, nofile: int | None = None, **kwargs
+) -> Component:
+    component = Component(workdir, component_config(server, workdir, **kwargs), nofile=nofile)
     component.start()
     if wait:
         try:

@@ -1,0 +1,206 @@
+//! Builds the element tree of one stanza that [`super::framing`] already bounded in depth and
+//! size.
+//!
+//! The tree is built by rxml's raw parser and minidom's tree builder, both iterative, with the
+//! stream's namespace context given up front (a stanza inherits `jabber:component:accept` and
+//! the `stream` prefix from the stream header). The token length limit is the stanza's own
+//! length: a long name or attribute value is valid XML and must not be refused for its length.
+//! Anything the parser refuses (an unbound prefix, a prefix bound to the XML namespace, broken
+//! UTF-8) fails this stanza only.
+
+use std::collections::BTreeMap;
+
+use minidom::rxml::{Options, RawReader};
+use minidom::tree_builder::TreeBuilder;
+use minidom::Element;
+
+use crate::stanzas::ns;
+
+/// Parses one stanza as sent inside the component stream.
+pub fn stanza(bytes: &[u8]) -> Result<Element, String> {
+    let prefixes: BTreeMap<Option<String>, String> = BTreeMap::from([
+        (None, ns::COMPONENT.to_owned()),
+        (Some("stream".to_owned()), ns::STREAM.to_owned()),
+    ]);
+    let mut builder = TreeBuilder::new().with_prefixes_stack(vec![prefixes.into()]);
+    let options = Options {
+        max_token_length: bytes.len().max(64),
+        ..Options::default()
+    };
+    let mut reader = RawReader::with_options(bytes, options);
+    loop {
+        match reader.read() {
+            Ok(Some(event)) => builder.process_event(event).map_err(|e| e.to_string())?,
+            Ok(None) => break,
+            Err(e) => return Err(e.to_string()),
+        }
+        if let Some(root) = builder.root.take() {
+            return Ok(root);
+        }
+    }
+    Err("incomplete element".into())
+}
+
+/// The addressing of a stanza read from its opening tag alone, without namespace processing:
+/// enough to answer a stanza that could not be read (too deep, too large, not namespace-valid).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addressing {
+    /// The element name as written (`iq`, `message`, `presence`, or a prefixed name).
+    pub name: String,
+    pub type_: Option<String>,
+    pub id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The opening tag of `bytes` (`<iq … >` or `<iq … />`), quotes respected.
+pub fn opening_tag(bytes: &[u8]) -> Option<&[u8]> {
+    let mut quote = None;
+    for (i, &b) in bytes.iter().enumerate() {
+        match (quote, b) {
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'>') => return bytes.get(..=i),
+            (None, _) => {}
+        }
+    }
+    None
+}
+
+/// Reads name, `type`, `id`, `from` and `to` from an opening tag, leniently: whatever else the
+/// tag holds (undeclared prefixes, reserved namespaces, huge attributes) is skipped.
+pub fn addressing(tag: &[u8]) -> Option<Addressing> {
+    let text = std::str::from_utf8(tag).ok()?;
+    let inner = text.strip_prefix('<')?;
+    let inner = inner.strip_suffix('>')?;
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    let name_end = inner
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(inner.len());
+    let mut found = Addressing {
+        name: inner.get(..name_end)?.to_owned(),
+        ..Addressing::default()
+    };
+    let mut rest = inner.get(name_end..)?;
+    loop {
+        rest = rest.trim_start();
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest.get(..eq)?.trim_end();
+        let after = rest.get(eq + 1..)?.trim_start();
+        let quote = after.chars().next()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let value_end = after.get(1..)?.find(quote)? + 1;
+        let value = unescape(after.get(1..value_end)?);
+        match key {
+            "type" => found.type_ = Some(value),
+            "id" => found.id = Some(value),
+            "from" => found.from = Some(value),
+            "to" => found.to = Some(value),
+            _ => {}
+        }
+        rest = after.get(value_end + 1..)?;
+    }
+    Some(found)
+}
+
+/// Replaces the predefined and numeric character references; others are left as written.
+fn unescape(value: &str) -> String {
+    if !value.contains('&') {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp..];
+        let Some(semi) = after.find(';') else { break };
+        let entity = &after[1..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => out.push(c),
+            None => out.push_str(&after[..=semi]),
+        }
+        rest = &after[semi + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stanzas_inherit_the_stream_namespaces() {
+        let el = stanza(b"<iq type='get' id='1' from='a@b/c' to='quoalise.localhost'><ping xmlns='urn:xmpp:ping'/></iq>").unwrap();
+        assert!(el.is("iq", ns::COMPONENT));
+        assert_eq!(el.attr("id"), Some("1"));
+        assert!(el.get_child("ping", "urn:xmpp:ping").is_some());
+        let err = stanza(
+            b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+        )
+        .unwrap();
+        assert!(err.is("error", ns::STREAM));
+    }
+
+    #[test]
+    fn long_names_and_values_are_valid_xml() {
+        let node = "n".repeat(200 * 1024);
+        let name = "e".repeat(9 * 1024);
+        let text = format!(
+            "<iq type='get' id='1'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/><{name} {name}='v'/></iq>"
+        );
+        let el = stanza(text.as_bytes()).unwrap();
+        let query = el.children().next().unwrap();
+        assert_eq!(query.attr("node").map(str::len), Some(node.len()));
+        assert_eq!(el.children().nth(1).unwrap().name(), name);
+    }
+
+    #[test]
+    fn xml_attributes_are_accepted() {
+        let el =
+            stanza(b"<iq xml:foo='2' xml:lang='fr' id='1'><query xmlns='q' xml:bar='3'/></iq>")
+                .unwrap();
+        assert_eq!(el.attr("id"), Some("1"));
+    }
+
+    #[test]
+    fn namespace_errors_fail_the_stanza_only() {
+        assert!(
+            stanza(b"<iq xmlns:foo='http://www.w3.org/XML/1998/namespace' foo:a='1'/>").is_err()
+        );
+        assert!(stanza(b"<iq><x:y/></iq>").is_err());
+        assert!(stanza(b"<iq a='\xff'/>").is_err());
+        assert!(stanza(b"<iq>").is_err());
+    }
+
+    #[test]
+    fn addressing_is_read_from_any_opening_tag() {
+        let tag = opening_tag(b"<iq type='get' id='d&amp;1' from=\"bob@localhost/r&#x27;\" to='quoalise.localhost' xmlns:foo='http://www.w3.org/XML/1998/namespace' foo:a='>'><a/></iq>").unwrap();
+        assert!(tag.ends_with(b"foo:a='>'>"));
+        let a = addressing(tag).unwrap();
+        assert_eq!(a.name, "iq");
+        assert_eq!(a.type_.as_deref(), Some("get"));
+        assert_eq!(a.id.as_deref(), Some("d&1"));
+        assert_eq!(a.from.as_deref(), Some("bob@localhost/r'"));
+        assert_eq!(a.to.as_deref(), Some("quoalise.localhost"));
+        let p = addressing(b"<presence/>").unwrap();
+        assert_eq!((p.name.as_str(), p.id), ("presence", None));
+        assert!(addressing(b"<iq id=x>").is_none());
+        assert!(opening_tag(b"<iq id='>").is_none());
+    }
+}
