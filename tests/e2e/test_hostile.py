@@ -6,7 +6,7 @@ namespace bindings; a loop mixing all of them; floods of requests sent without w
 subscribing thousands of her own full JIDs. In every test the component must stay alive: the
 process runs, its log says "xmpp session established" exactly once (the link was never lost and
 re-established), and carol — another user, on her own connection and thread — gets an answer to
-every XEP-0199 ping she sends to the component every 0.25 s all along, each within 2 s.
+every XEP-0199 ping she sends to the component every 0.5 s all along, each within 2 s.
 
 What is specified for each input:
 
@@ -78,7 +78,16 @@ from abuse import (
     wait_all,
 )
 from commands import LIVE
-from harness import ESTABLISHED, PASSWORD, HarnessError, IqError, IqTimeout, connected, start_component
+from harness import (
+    ESTABLISHED,
+    PASSWORD,
+    HarnessError,
+    IqError,
+    IqTimeout,
+    connected,
+    start_component,
+    start_server,
+)
 from live import subscriptions_of, unsubscribe_everything
 from xmpp import DOMAIN, SOURCE, UP1
 
@@ -117,9 +126,21 @@ AFTERMATH = 2.0  # carol goes on pinging this long after an attack (a late crash
 # Fixtures: a component of this module's own, replaced when a test broke it
 
 
-def _create_accounts(server) -> None:
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda user: server.create_account(user, PASSWORD), EXTRA_ACCOUNTS))
+@pytest.fixture(scope="module")
+def server(request, workspace):
+    """Overrides the shared session server: a private one for this module (conftest still runs
+    every test on both kinds), with the flooders' accounts, and Prosody logging at info (the
+    shared one logs every stanza at debug: under 15,000 stanzas that logging would be measured,
+    and would delay carol's pings, not the component)."""
+    kind = request.param
+    try:
+        srv = start_server(kind, workspace.mkdir(f"{kind}-hostile"), quiet=True)
+        with ThreadPoolExecutor(4) as pool:  # ejabberdctl starts an Erlang node per call
+            list(pool.map(lambda user: srv.create_account(user, PASSWORD), EXTRA_ACCOUNTS))
+    except HarnessError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield srv
+    srv.stop()
 
 
 async def _answers_ping(server) -> bool:
@@ -160,10 +181,6 @@ class _Components:
 
 @pytest.fixture(scope="module")
 def _components(server, workspace):
-    try:
-        _create_accounts(server)
-    except HarnessError as e:
-        pytest.fail(str(e), pytrace=False)
     holder = _Components(server, workspace)
     yield holder
     for comp in holder.started:
@@ -382,7 +399,7 @@ async def test_poison_loop(server, component):
         problems = [p for ps in await asyncio.gather(*tasks) for p in ps]
     assert_alive(component)
     assert not problems, "\n".join(problems)
-    pings.check(min_pings=100)
+    pings.check(min_pings=50)
 
 
 # --------------------------------------------------------------------------------------------
