@@ -300,9 +300,19 @@ class Ejabberd(XmppServer):
 SERVER_KINDS = {"prosody": Prosody, "ejabberd": Ejabberd}
 
 
-def start_server(kind: str, workdir: Path, accounts: Iterable[str] = ACCOUNTS) -> XmppServer:
+def start_server(
+    kind: str, workdir: Path, accounts: Iterable[str] = ACCOUNTS, *, quiet: bool = False
+) -> XmppServer:
+    """A started server with `accounts`. With `quiet`, Prosody logs at info instead of the
+    template's debug (every stanza, twice), for tests and benchmarks that send thousands of
+    stanzas: otherwise the logging is what they measure (ejabberd's template logs at info)."""
     server = SERVER_KINDS[kind](workdir)
     if kind == "prosody":
+        if quiet:
+            text = server.config.read_text()
+            if '\tdebug = "' not in text:
+                raise HarnessError(f"{server.config}: no debug log line to turn into info")
+            server.config.write_text(text.replace('\tdebug = "', '\tinfo = "'))
         for user in accounts:
             server.create_account(user, PASSWORD)
         server.start()
