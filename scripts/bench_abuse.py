@@ -19,7 +19,7 @@ flooders, default [limits]):
                      the server is started again and the time to drain the outbox is measured.
 
 For the floods it prints, per phase and binary: the requests answered (their result, or a
-limit error: wait + resource-constraint / policy-violation), the unanswered ones (a phase waits
+limit error: wait + resource-constraint), the unanswered ones (a phase waits
 `--timeout` s at most, and gives up after `--stall` s without any reply: a wedged link answers
 nothing more), requests answered per second (first write to last reply), carol's XEP-0199 pings
 to the component meanwhile (one every 0.5 s from her own thread and connection: p50, p99, lost)
@@ -353,7 +353,7 @@ def report(floods: list[FloodResult], outages: list[OutageResult], binaries: dic
                   f"{end[2]:>8} {rate:>7.1f} {o.db_bytes / 1e6:>7.1f}MB {fmt_s(o.reconnect_s):>8} "
                   f"{fmt_s(o.drain_s):>9} {o.left:>7} {fmt_rss(o.rss_kib):>9}")
     print()
-    print("results: requests served; limited: wait + resource-constraint or policy-violation;")
+    print("results: requests served; limited: wait + resource-constraint;")
     print("unanswered: no reply when the phase gave up (a wedged link); relinks: 'xmpp session")
     print("established' beyond the first; lost: carol's pings unanswered within 10 s.")
     print()

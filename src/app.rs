@@ -167,6 +167,7 @@ pub async fn serve_with_events(
         reports,
         connected: connected_tx,
         progress,
+        errors: Default::default(),
     };
     let link = tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);

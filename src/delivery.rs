@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::now;
 use crate::store::{Store, StoreError};
-use crate::xmpp::connection::Outgoing;
+use crate::xmpp::connection::{Outgoing, Payload};
 use crate::xmpp::router::Context;
 
 /// Entries claimed at once.
@@ -92,9 +92,8 @@ pub async fn send_pending(
                 stanza_id(entry.id),
             );
             let out = Outgoing {
-                stanza,
+                payload: Payload::Tree(stanza),
                 outbox_id: Some(entry.id),
-                text_len: Some(entry.stanza.len()),
             };
             if outbound.send(out).await.is_err() {
                 return;

@@ -17,7 +17,7 @@ use minidom::Element;
 use quoalise_component::config::{LimitsConfig, Secret};
 use quoalise_component::health::{LinkProgress, LinkTrouble};
 use quoalise_component::metrics::Metrics;
-use quoalise_component::xmpp::connection::{Link, LinkConfig, OutboxReports, Outgoing};
+use quoalise_component::xmpp::connection::{Link, LinkConfig, OutboxReports, Outgoing, Payload};
 use quoalise_component::xmpp::framing::{Frame, Framer};
 use quoalise_component::xmpp::limits::RequestLimits;
 use quoalise_component::xmpp::parse;
@@ -142,6 +142,7 @@ async fn start_link(stall_timeout: Duration, limits: LimitsConfig) -> Harness {
         },
         connected: watch::channel(false).0,
         progress: progress.clone(),
+        errors: Default::default(),
     };
     tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     Harness {
@@ -176,9 +177,8 @@ fn notification(outbox_id: i64, size: usize) -> Outgoing {
     .parse()
     .unwrap();
     Outgoing {
-        stanza: el,
+        payload: Payload::Tree(el),
         outbox_id: Some(outbox_id),
-        text_len: None,
     }
 }
 
@@ -249,7 +249,8 @@ async fn poison_stanzas_are_answered_and_the_stream_goes_on() {
         ("long-node", format!("<iq type='get' id='long-node' from='bob@localhost/r' to='quoalise.localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{long}'/></iq>"), Some("item-not-found")),
         ("long-name", format!("<iq type='get' id='long-name' from='bob@localhost/r' to='quoalise.localhost'><{name} xmlns='urn:x'/></iq>"), Some("service-unavailable")),
         ("xml-attr", "<iq type='get' id='xml-attr' xml:foo='2' from='bob@localhost/r' to='quoalise.localhost'><ping xmlns='urn:xmpp:ping' xml:bar='3'/></iq>".to_owned(), None),
-        ("reserved", "<iq type='get' id='reserved' from='bob@localhost/r' to='quoalise.localhost' xmlns:foo='http://www.w3.org/XML/1998/namespace' foo:a='1'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(), Some("bad-request")),
+        ("reserved", "<iq type='get' id='reserved' from='bob@localhost/r' to='quoalise.localhost' xmlns:xml='urn:not-the-xml-namespace'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(), Some("bad-request")),
+        ("xml-alias", "<iq type='get' id='xml-alias' from='bob@localhost/r' to='quoalise.localhost' xmlns:ns1='http://www.w3.org/XML/1998/namespace' ns1:foo='2'><ping xmlns='urn:xmpp:ping'/></iq>".to_owned(), None),
         ("too-large", format!("<iq type='get' id='too-large' from='bob@localhost/r' to='quoalise.localhost'><x xmlns='urn:x'>{}</x></iq>", "y".repeat(600 * 1024)), Some("bad-request")),
     ];
     for (id, text, expected) in &cases {
@@ -274,7 +275,7 @@ async fn poison_stanzas_are_answered_and_the_stream_goes_on() {
         .unwrap();
     let metrics = h.metrics.render();
     assert!(
-        metrics.contains("quoalise_stanzas_refused_total{reason=\"depth\"} 16"),
+        metrics.contains("quoalise_stanzas_refused_total{reason=\"depth\"} 18"),
         "{metrics}"
     );
     assert!(metrics.contains("quoalise_stanzas_refused_total{reason=\"size\"} 1"));

@@ -76,19 +76,23 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
 /// they are written (and hand them back when the link drops before writing them).
 #[derive(Debug)]
 pub struct Outgoing {
-    pub stanza: Element,
+    pub payload: Payload,
     pub outbox_id: Option<i64>,
-    /// Length of the stanza's text when it was read from text (the outbox). The link measures
-    /// every stanza as it encodes it, so this is informative only.
-    pub text_len: Option<usize>,
+}
+
+/// What is written: a tree the writer encodes, or bytes already on the wire format.
+#[derive(Debug)]
+pub enum Payload {
+    Tree(Element),
+    /// A complete stanza, well-formed, within the size limit (built by the link itself).
+    Wire(Vec<u8>),
 }
 
 impl From<Element> for Outgoing {
     fn from(stanza: Element) -> Self {
         Outgoing {
-            stanza,
+            payload: Payload::Tree(stanza),
             outbox_id: None,
-            text_len: None,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Link {
     pub connected: watch::Sender<bool>,
     /// Where the link says it made progress, for health checks.
     pub progress: Arc<LinkProgress>,
+    /// Limit errors, formatted without building trees.
+    pub errors: ErrorReplies,
 }
 
 /// A logged-in stream: the socket, the framer that read the handshake, and any stanza the
@@ -311,27 +317,19 @@ impl Link {
         replies: &mpsc::Sender<Outgoing>,
     ) -> Option<SessionEnd> {
         match frame {
-            Frame::Stanza(bytes) => match parse::stanza(&bytes) {
-                Ok(el) if el.is("error", ns::STREAM) => {
-                    return Some(SessionEnd::Lost(format!(
-                        "stream error from server: {}",
-                        stream_error_condition(&el)
-                    )))
+            Frame::Stanza(bytes) => {
+                let addressing = parse::opening_tag(&bytes).and_then(parse::addressing);
+                match addressing {
+                    Some(a)
+                        if a.name == "iq" && matches!(a.type_.as_deref(), Some("get" | "set")) =>
+                    {
+                        self.request(&bytes, a, pool, replies).await;
+                        return None;
+                    }
+                    _ => {}
                 }
-                Ok(el) => self.route(el, pool, replies).await,
-                Err(reason) => {
-                    let addressing = parse::opening_tag(&bytes).and_then(parse::addressing);
-                    tracing::info!(
-                        from = addressing.as_ref().and_then(|a| a.from.as_deref()).unwrap_or("?"),
-                        %reason,
-                        "unreadable stanza"
-                    );
-                    let error = RequestError::bad_request(format!(
-                        "The stanza is not namespace-well-formed XML: {reason}"
-                    ));
-                    self.answer_unread(addressing, error, replies).await;
-                }
-            },
+                return self.other_stanza(&bytes, pool, replies).await;
+            }
             Frame::Refused { head, reason } => {
                 self.metrics.stanza_refused(reason == Refusal::TooDeep);
                 let addressing = head.as_deref().and_then(parse::addressing);
@@ -359,51 +357,53 @@ impl Link {
         None
     }
 
-    /// Hands a readable stanza to the router: requests within their requester's limits get a
-    /// handler task; others get the limit's error at once.
-    async fn route(&self, el: Element, pool: &Arc<Semaphore>, replies: &mpsc::Sender<Outgoing>) {
-        if !el.has_ns(ns::COMPONENT) {
-            tracing::debug!(name = el.name(), "ignoring non-stanza element");
-            return;
-        }
-        let type_ = el.attr("type").unwrap_or("");
-        let is_request = el.name() == "iq" && matches!(type_, "get" | "set");
-        let is_bounce = el.name() == "message" && type_ == "error";
-        if !is_request && !is_bounce {
-            if el.name() != "iq" {
-                // Messages and presences carry nothing we act on: the router only logs the
-                // malformed ones, which is cheap enough to do here.
-                self.router.handle(el).await;
-            }
-            // Iq results and errors answer our pings: nothing to do.
-            return;
-        }
-        let Some(requester) = el
-            .attr("from")
+    /// An iq get or set: its requester's limits are checked on the opening tag alone, so that a
+    /// flood is refused at the cost of a scan and a formatted reply, without building a tree
+    /// (another requester's request queued behind the flood waits for that much only). Within
+    /// the limits, the stanza is parsed and handed to a handler task.
+    async fn request(
+        &self,
+        bytes: &[u8],
+        addressing: Addressing,
+        pool: &Arc<Semaphore>,
+        replies: &mpsc::Sender<Outgoing>,
+    ) {
+        let Some(requester) = addressing
+            .from
+            .as_deref()
             .and_then(|f| f.parse::<Jid>().ok())
             .map(|j| j.to_bare())
         else {
             tracing::info!(
-                id = el.attr("id").unwrap_or("?"),
-                "dropping stanza without a valid from"
+                id = addressing.id.as_deref().unwrap_or("?"),
+                "dropping a request without a valid from"
             );
             return;
         };
-        let slot = match self.limits.admit(&requester, cost(&el)) {
+        let hint = cost_hint(bytes);
+        let slot = match self.limits.admit(&requester, hint) {
             Ok(slot) => slot,
-            Err(error) => {
-                self.metrics
-                    .request_limited(matches!(error, RequestError::ResourceConstraint(_)));
-                tracing::debug!(%requester, %error, "request over its requester's limit");
-                // Never answer an error (a bounce): that could loop.
-                if is_request {
-                    if let Some(reply) = raw_iq_error(&el, error.to_stanza_error(), true) {
-                        let _ = replies.send(reply.into()).await;
-                    }
-                }
+            Err(error) => return self.refuse(&requester, &addressing, error, replies).await,
+        };
+        let el = match parse::stanza(bytes) {
+            Ok(el) => el,
+            Err(reason) => {
+                tracing::info!(%requester, %reason, "unreadable stanza");
+                let error = RequestError::bad_request(format!(
+                    "The stanza is not namespace-well-formed XML: {reason}"
+                ));
+                self.answer_unread(Some(addressing), error, replies).await;
                 return;
             }
         };
+        // The hint read the bytes; the tree says for sure. A history request that slipped
+        // through as light pays the rest of its cost now.
+        if hint == Cost::Light && cost(&el) == Cost::Heavy {
+            if let Err(error) = self.limits.charge_heavy(&requester) {
+                drop(slot);
+                return self.refuse(&requester, &addressing, error, replies).await;
+            }
+        }
         // All handler slots taken: stop reading until one is free (TCP pushes back on the
         // server). The writer goes on meanwhile, so the handlers finish.
         let Ok(permit) = pool.clone().acquire_owned().await else {
@@ -420,6 +420,89 @@ impl Link {
             drop(permit);
             drop(slot);
         });
+    }
+
+    /// Answers a request over its requester's limits with the limit's error, formatted from the
+    /// opening tag's addressing.
+    async fn refuse(
+        &self,
+        requester: &BareJid,
+        addressing: &Addressing,
+        error: RequestError,
+        replies: &mpsc::Sender<Outgoing>,
+    ) {
+        self.metrics
+            .request_limited(matches!(error, RequestError::ResourceConstraint(_)));
+        tracing::debug!(%requester, %error, "request over its requester's limit");
+        if let Some(bytes) = self.errors.reply(addressing, &error) {
+            let _ = replies
+                .send(Outgoing {
+                    payload: Payload::Wire(bytes),
+                    outbox_id: None,
+                })
+                .await;
+        }
+    }
+
+    /// Anything but a request: a stream error ends the session; a bounce goes to a handler
+    /// (silently dropped over its sender's rate: never answer an error); messages and presences
+    /// are only checked; results answer our pings.
+    async fn other_stanza(
+        &self,
+        bytes: &[u8],
+        pool: &Arc<Semaphore>,
+        replies: &mpsc::Sender<Outgoing>,
+    ) -> Option<SessionEnd> {
+        let el = match parse::stanza(bytes) {
+            Ok(el) => el,
+            Err(reason) => {
+                let addressing = parse::opening_tag(bytes).and_then(parse::addressing);
+                tracing::info!(
+                    from = addressing.as_ref().and_then(|a| a.from.as_deref()).unwrap_or("?"),
+                    %reason,
+                    "unreadable stanza"
+                );
+                return None;
+            }
+        };
+        if el.is("error", ns::STREAM) {
+            return Some(SessionEnd::Lost(format!(
+                "stream error from server: {}",
+                stream_error_condition(&el)
+            )));
+        }
+        if !el.has_ns(ns::COMPONENT) {
+            tracing::debug!(name = el.name(), "ignoring non-stanza element");
+            return None;
+        }
+        match (el.name(), el.attr("type")) {
+            ("message", Some("error")) => {
+                let requester = el
+                    .attr("from")
+                    .and_then(|f| f.parse::<Jid>().ok())
+                    .map(|j| j.to_bare())?;
+                let slot = self.limits.admit(&requester, Cost::Light).ok()?;
+                let permit = pool.clone().acquire_owned().await.ok()?;
+                let router = self.router.clone();
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    for reply in router.handle(el).await {
+                        if replies.send(reply.into()).await.is_err() {
+                            break;
+                        }
+                    }
+                    drop(permit);
+                    drop(slot);
+                });
+            }
+            // Iq results and errors answer our pings: nothing to do.
+            ("iq", _) => {}
+            // The router only logs the malformed ones, which is cheap enough to do here.
+            _ => {
+                self.router.handle(el).await;
+            }
+        }
+        None
     }
 
     /// Answers a stanza that could not be read: an error to a request, nothing to the rest.
@@ -525,12 +608,18 @@ impl Link {
     /// result is replaced by an error to its requester).
     fn encode(&self, out: Outgoing, buf: &mut Vec<u8>, unreported: &mut Vec<i64>) {
         unreported.extend(out.outbox_id);
-        let bytes = encode(&out.stanza);
+        let el = match out.payload {
+            Payload::Wire(bytes) => {
+                buf.extend(bytes);
+                return;
+            }
+            Payload::Tree(el) => el,
+        };
+        let bytes = encode(&el);
         if bytes.len() <= self.config.max_stanza_size {
             buf.extend(bytes);
             return;
         }
-        let el = out.stanza;
         tracing::error!(
             size = bytes.len(),
             limit = self.config.max_stanza_size,
@@ -575,6 +664,17 @@ impl Link {
     }
 }
 
+/// What a request probably costs, from its bytes: whether it names the ad-hoc commands or the
+/// PubSub namespace with an `items` child. [`cost`] on the tree has the last word.
+fn cost_hint(bytes: &[u8]) -> Cost {
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    if has(ns::COMMANDS.as_bytes()) || (has(ns::PUBSUB.as_bytes()) && has(b"items")) {
+        Cost::Heavy
+    } else {
+        Cost::Light
+    }
+}
+
 /// What a request costs against its requester's rate: reading history costs more.
 fn cost(el: &Element) -> Cost {
     let Some(payload) = el.children().next() else {
@@ -586,6 +686,58 @@ fn cost(el: &Element) -> Cost {
         Cost::Heavy
     } else {
         Cost::Light
+    }
+}
+
+/// Error replies formatted without a tree: the `<error/>` element of each limit error is
+/// encoded once and kept (a handful of texts), the addressing is escaped around it.
+#[derive(Default)]
+pub struct ErrorReplies {
+    encoded: std::sync::Mutex<std::collections::HashMap<String, Arc<Vec<u8>>>>,
+}
+
+impl ErrorReplies {
+    /// The `<iq type='error'/>` answering `addressing` with `error`; `None` without an id or a
+    /// valid sender.
+    fn reply(&self, addressing: &Addressing, error: &RequestError) -> Option<Vec<u8>> {
+        let id = addressing.id.as_deref()?;
+        let to = addressing
+            .from
+            .as_deref()
+            .filter(|f| f.parse::<Jid>().is_ok())?;
+        let from = addressing
+            .to
+            .as_deref()
+            .filter(|t| t.parse::<Jid>().is_ok());
+        let key = error.to_string();
+        let body = {
+            let mut cache = self
+                .encoded
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if cache.len() > 64 {
+                cache.clear();
+            }
+            cache
+                .entry(key)
+                .or_insert_with(|| Arc::new(encode(&Element::from(error.to_stanza_error()))))
+                .clone()
+        };
+        let escape =
+            |v: &str| String::from_utf8_lossy(&minidom::element::escape(v.as_bytes())).into_owned();
+        let mut out = Vec::with_capacity(body.len() + 160);
+        out.extend_from_slice(b"<iq xmlns='jabber:component:accept' type='error' id='");
+        out.extend_from_slice(escape(id).as_bytes());
+        if let Some(from) = from {
+            out.extend_from_slice(b"' from='");
+            out.extend_from_slice(escape(from).as_bytes());
+        }
+        out.extend_from_slice(b"' to='");
+        out.extend_from_slice(escape(to).as_bytes());
+        out.extend_from_slice(b"'>");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"</iq>");
+        Some(out)
     }
 }
 

@@ -95,16 +95,32 @@ impl RequestLimits {
             Cost::Heavy => self.heavy_cost,
         };
         if !matches!(self.rate.check_key_n(requester, tokens), Ok(Ok(()))) {
-            return Err(RequestError::RateLimited(format!(
-                "Too many requests: at most {} per second (history requests count {}); slow down",
-                self.per_second, self.heavy_cost
-            )));
+            return Err(self.rate_error());
         }
         *map.entry(requester.clone()).or_insert(0) += 1;
         Ok(InFlight {
             limits: self.clone(),
             requester: requester.clone(),
         })
+    }
+
+    /// Charges the rest of a heavy request's cost, for a request first admitted as light.
+    pub fn charge_heavy(&self, requester: &BareJid) -> Result<(), RequestError> {
+        let Some(rest) = NonZeroU32::new(self.heavy_cost.get() - 1) else {
+            return Ok(());
+        };
+        if matches!(self.rate.check_key_n(requester, rest), Ok(Ok(()))) {
+            Ok(())
+        } else {
+            Err(self.rate_error())
+        }
+    }
+
+    fn rate_error(&self) -> RequestError {
+        RequestError::RateLimited(format!(
+            "Too many requests: at most {} per second (history requests count {}); slow down",
+            self.per_second, self.heavy_cost
+        ))
     }
 
     /// Forgets requesters whose rate state is back to full (call it now and then).

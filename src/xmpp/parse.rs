@@ -18,6 +18,13 @@ use crate::stanzas::ns;
 
 /// Parses one stanza as sent inside the component stream.
 pub fn stanza(bytes: &[u8]) -> Result<Element, String> {
+    match unalias_xml_prefix(bytes) {
+        Some(rewritten) => tree(&rewritten),
+        None => tree(bytes),
+    }
+}
+
+fn tree(bytes: &[u8]) -> Result<Element, String> {
     let prefixes: BTreeMap<Option<String>, String> = BTreeMap::from([
         (None, ns::COMPONENT.to_owned()),
         (Some("stream".to_owned()), ns::STREAM.to_owned()),
@@ -39,6 +46,149 @@ pub fn stanza(bytes: &[u8]) -> Result<Element, String> {
         }
     }
     Err("incomplete element".into())
+}
+
+const XML_NAMESPACE: &[u8] = b"http://www.w3.org/XML/1998/namespace";
+
+/// One attribute of a start tag, by byte positions.
+struct Attribute {
+    /// From the white space before it to its closing quote, excluded.
+    start: usize,
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Prosody forwards a client's `xml:foo='2'` as `xmlns:ns1='http://www.w3.org/XML/1998/namespace'
+/// ns1:foo='2'`, a binding Namespaces in XML forbids and the parser refuses. Such stanzas are
+/// valid as the user sent them, so they are read as if the prefix were `xml` itself: the
+/// declarations are dropped and the aliased attributes renamed. `None` when nothing needs it.
+fn unalias_xml_prefix(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !bytes
+        .windows(XML_NAMESPACE.len())
+        .any(|w| w == XML_NAMESPACE)
+    {
+        return None;
+    }
+    let attributes = attributes(bytes);
+    let text = |(a, b): (usize, usize)| bytes.get(a..b).unwrap_or_default();
+    let aliases: Vec<&[u8]> = attributes
+        .iter()
+        .filter(|a| text(a.value) == XML_NAMESPACE)
+        .filter_map(|a| text(a.name).strip_prefix(b"xmlns:"))
+        .filter(|prefix| *prefix != b"xml")
+        .collect();
+    if aliases.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut copied = 0;
+    for a in &attributes {
+        let name = text(a.name);
+        let declares_alias = name
+            .strip_prefix(b"xmlns:")
+            .is_some_and(|p| aliases.contains(&p));
+        let local = name
+            .iter()
+            .position(|&b| b == b':')
+            .filter(|&colon| aliases.contains(&name.get(..colon).unwrap_or_default()))
+            .and_then(|colon| name.get(colon + 1..));
+        if declares_alias {
+            out.extend_from_slice(bytes.get(copied..a.start)?);
+            copied = a.value.1 + 1;
+        } else if let Some(local) = local {
+            out.extend_from_slice(bytes.get(copied..a.name.0)?);
+            out.extend_from_slice(b"xml:");
+            out.extend_from_slice(local);
+            copied = a.name.1;
+        }
+    }
+    out.extend_from_slice(bytes.get(copied..)?);
+    Some(out)
+}
+
+/// Every attribute of every start tag of `bytes`, skipping end tags, comments, CDATA and
+/// processing instructions. Stops at the first thing that is not markup as expected.
+fn attributes(bytes: &[u8]) -> Vec<Attribute> {
+    let mut found = Vec::new();
+    let mut i = 0;
+    let at = |i: usize| bytes.get(i).copied();
+    let find = |from: usize, needle: &[u8]| {
+        bytes
+            .get(from..)
+            .and_then(|rest| rest.windows(needle.len()).position(|w| w == needle))
+            .map(|p| from + p + needle.len())
+    };
+    while let Some(lt) = bytes
+        .get(i..)
+        .and_then(|r| r.iter().position(|&b| b == b'<'))
+    {
+        i += lt + 1;
+        let skip_to = match at(i) {
+            Some(b'/') => find(i, b">"),
+            Some(b'!') if bytes.get(i..i + 8) == Some(b"![CDATA[") => find(i, b"]]>"),
+            Some(b'!') if bytes.get(i..i + 3) == Some(b"!--") => find(i, b"-->"),
+            Some(b'!') => find(i, b">"),
+            Some(b'?') => find(i, b"?>"),
+            Some(_) => None,
+            None => break,
+        };
+        if matches!(at(i), Some(b'/' | b'!' | b'?')) {
+            match skip_to {
+                Some(next) => {
+                    i = next;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        // A start tag: its name, then attributes until `>` or `/>`.
+        while at(i).is_some_and(|b| !b.is_ascii_whitespace() && b != b'>' && b != b'/') {
+            i += 1;
+        }
+        loop {
+            let start = i;
+            while at(i).is_some_and(|b| b.is_ascii_whitespace()) {
+                i += 1;
+            }
+            match at(i) {
+                Some(b'>') => {
+                    i += 1;
+                    break;
+                }
+                Some(b'/') => {
+                    i += 1;
+                    continue;
+                }
+                None => return found,
+                Some(_) => {}
+            }
+            let name_start = i;
+            while at(i).is_some_and(|b| !b.is_ascii_whitespace() && b != b'=' && b != b'>') {
+                i += 1;
+            }
+            let name_end = i;
+            while at(i).is_some_and(|b| b.is_ascii_whitespace() || b == b'=') {
+                i += 1;
+            }
+            let Some(quote @ (b'"' | b'\'')) = at(i) else {
+                return found;
+            };
+            let value_start = i + 1;
+            let Some(len) = bytes
+                .get(value_start..)
+                .and_then(|r| r.iter().position(|&b| b == quote))
+            else {
+                return found;
+            };
+            i = value_start + len + 1;
+            found.push(Attribute {
+                start,
+                name: (name_start, name_end),
+                value: (value_start, value_start + len),
+            });
+        }
+    }
+    found
 }
 
 /// The addressing of a stanza read from its opening tag alone, without namespace processing:
@@ -179,10 +329,34 @@ mod tests {
     }
 
     #[test]
-    fn namespace_errors_fail_the_stanza_only() {
-        assert!(
-            stanza(b"<iq xmlns:foo='http://www.w3.org/XML/1998/namespace' foo:a='1'/>").is_err()
+    fn prosodys_aliases_of_the_xml_prefix_are_read_as_xml() {
+        let text = b"<iq type='get' id='1' xmlns:ns1='http://www.w3.org/XML/1998/namespace' ns1:foo='2'><ping xmlns='urn:xmpp:ping' xmlns:ns2=\"http://www.w3.org/XML/1998/namespace\" ns2:bar='a&gt;b'/><x><![CDATA[ ns1:x='y' ]]></x></iq>";
+        let rewritten = unalias_xml_prefix(text).unwrap();
+        assert_eq!(
+            String::from_utf8(rewritten).unwrap(),
+            "<iq type='get' id='1' xml:foo='2'><ping xmlns='urn:xmpp:ping' xml:bar='a&gt;b'/><x><![CDATA[ ns1:x='y' ]]></x></iq>"
         );
+        let el = stanza(text).unwrap();
+        assert_eq!(
+            el.attr_ns("http://www.w3.org/XML/1998/namespace", "foo"),
+            Some("2")
+        );
+        let ping = el.children().next().unwrap();
+        assert_eq!(
+            ping.attr_ns("http://www.w3.org/XML/1998/namespace", "bar"),
+            Some("a>b")
+        );
+        // The namespace as a value, or bound to `xml` itself, needs nothing.
+        assert!(unalias_xml_prefix(b"<iq a='http://www.w3.org/XML/1998/namespace'/>").is_none());
+        assert!(unalias_xml_prefix(
+            b"<iq xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='fr'/>"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn namespace_errors_fail_the_stanza_only() {
+        assert!(stanza(b"<iq xmlns:xml='urn:not-the-xml-namespace' xml:a='1'/>").is_err());
         assert!(stanza(b"<iq><x:y/></iq>").is_err());
         assert!(stanza(b"<iq a='\xff'/>").is_err());
         assert!(stanza(b"<iq>").is_err());

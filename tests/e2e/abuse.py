@@ -29,9 +29,12 @@ NS_PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 
 # What a refused request may get instead of its result ([limits] in component.toml.example).
-IN_FLIGHT = ("wait", "resource-constraint")  # too many of this requester's requests at once
-RATE = ("wait", "policy-violation")  # over the requester's rate
-LIMIT_ERRORS = {IN_FLIGHT, RATE}
+# Too many of this requester's requests at once, or over its rate: the same condition, which
+# every client knows (slixmpp lacks policy-violation); the text says which limit.
+LIMIT = ("wait", "resource-constraint")
+LIMIT_ERRORS = {LIMIT}
+# XEP-0060's answer to one subscription too many (with <too-many-subscriptions/>).
+TOO_MANY_SUBSCRIPTIONS = ("wait", "policy-violation")
 
 
 # --------------------------------------------------------------------------------------------
