@@ -11,8 +11,10 @@
 //! - the reader reads, frames and dispatches. A request goes to a handler task only with a free
 //!   slot of the handler pool (`MAX_IN_FLIGHT`); when all slots are taken the reader stops
 //!   **reading**, which pushes back on the server through TCP. Per-requester limits
-//!   ([`limits`]) answer an over-limit request at once with an error, so one flooding account
-//!   fills its own allowance and not the pool.
+//!   ([`limits`]) answer an over-limit request at once with an error, read from its opening tag
+//!   and formatted without a tree, so one flooding account fills its own allowance and not the
+//!   pool. Those errors wait in their own queue, which the writer serves only when no other
+//!   answer waits: a flood's errors never queue in front of another user's answers.
 //! - the writer drains the outbound channel (answers, notifications) and sends keepalive pings.
 //!   Handlers hold their slot until their replies are in that channel, which only the writer
 //!   empties, and the writer never waits on the reader or on a handler: the loop that once
@@ -67,6 +69,10 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// How often the per-requester rate state forgets requesters that went quiet.
 const FORGET_IDLE: Duration = Duration::from_secs(60);
+/// Limit errors waiting for the writer at most; beyond, the reader waits (stops reading).
+const REFUSALS: usize = 1024;
+/// Limit errors written together at most, between two looks at the other answers.
+const REFUSAL_BATCH: usize = 16;
 /// Requesters whose rate state may be remembered before it is pruned early.
 const MAX_TRACKED_REQUESTERS: usize = 100_000;
 /// Time given to queued stanzas at shutdown.
@@ -161,6 +167,13 @@ pub struct Link {
     pub errors: ErrorReplies,
 }
 
+/// Where the reader's answers go: handlers' answers share the writer channel with the outbox;
+/// limit errors have their own queue, which the writer serves only when nothing else waits.
+struct Answers {
+    replies: mpsc::Sender<Outgoing>,
+    refusals: mpsc::Sender<Vec<u8>>,
+}
+
 /// A logged-in stream: the socket, the framer that read the handshake, and any stanza the
 /// server sent right behind it.
 struct Established {
@@ -246,9 +259,20 @@ impl Link {
         // Outbox ids taken from the channel and not yet reported: whatever ends the session,
         // they are reported released below, so none is forgotten.
         let mut unreported = Vec::new();
+        let (refusals_tx, mut refusals) = mpsc::channel(REFUSALS);
+        let answers = Answers {
+            replies: replies.clone(),
+            refusals: refusals_tx,
+        };
         let end = {
-            let reader = self.read_loop(read_half, framer, frames, replies);
-            let writer = self.write_loop(write_half, outbound, &mut unreported, shutdown);
+            let reader = self.read_loop(read_half, framer, frames, &answers);
+            let writer = self.write_loop(
+                write_half,
+                outbound,
+                &mut refusals,
+                &mut unreported,
+                shutdown,
+            );
             tokio::pin!(reader, writer);
             tokio::select! {
                 end = &mut writer => end,
@@ -268,7 +292,7 @@ impl Link {
         mut socket: OwnedReadHalf,
         mut framer: Framer,
         mut frames: Vec<Frame>,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) -> SessionEnd {
         let pool = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let mut buf = vec![0u8; READ_BUFFER];
@@ -278,7 +302,7 @@ impl Link {
         let dead_after = self.config.ping_interval * 3;
         loop {
             for frame in frames.drain(..) {
-                if let Some(end) = self.dispatch(frame, &pool, replies).await {
+                if let Some(end) = self.dispatch(frame, &pool, answers).await {
                     return end;
                 }
             }
@@ -314,7 +338,7 @@ impl Link {
         &self,
         frame: Frame,
         pool: &Arc<Semaphore>,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) -> Option<SessionEnd> {
         match frame {
             Frame::Stanza(bytes) => {
@@ -323,12 +347,12 @@ impl Link {
                     Some(a)
                         if a.name == "iq" && matches!(a.type_.as_deref(), Some("get" | "set")) =>
                     {
-                        self.request(&bytes, a, pool, replies).await;
+                        self.request(&bytes, a, pool, answers).await;
                         return None;
                     }
                     _ => {}
                 }
-                return self.other_stanza(&bytes, pool, replies).await;
+                return self.other_stanza(&bytes, pool, answers).await;
             }
             Frame::Refused { head, reason } => {
                 self.metrics.stanza_refused(reason == Refusal::TooDeep);
@@ -349,7 +373,7 @@ impl Link {
                     "The stanza is {} (at most {limit}); it was not read",
                     reason.describe()
                 ));
-                self.answer_unread(addressing, error, replies).await;
+                self.answer_unread(addressing, error, answers).await;
             }
             Frame::Footer => return Some(SessionEnd::Lost("stream closed by the server".into())),
             Frame::Header(_) => tracing::debug!("ignoring a second stream header"),
@@ -366,7 +390,7 @@ impl Link {
         bytes: &[u8],
         addressing: Addressing,
         pool: &Arc<Semaphore>,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) {
         let Some(requester) = addressing
             .from
@@ -383,7 +407,7 @@ impl Link {
         let hint = cost_hint(bytes);
         let slot = match self.limits.admit(&requester, hint) {
             Ok(slot) => slot,
-            Err(error) => return self.refuse(&requester, &addressing, error, replies).await,
+            Err(error) => return self.refuse(&requester, &addressing, error, answers).await,
         };
         let el = match parse::stanza(bytes) {
             Ok(el) => el,
@@ -392,7 +416,7 @@ impl Link {
                 let error = RequestError::bad_request(format!(
                     "The stanza is not namespace-well-formed XML: {reason}"
                 ));
-                self.answer_unread(Some(addressing), error, replies).await;
+                self.answer_unread(Some(addressing), error, answers).await;
                 return;
             }
         };
@@ -401,7 +425,7 @@ impl Link {
         if hint == Cost::Light && cost(&el) == Cost::Heavy {
             if let Err(error) = self.limits.charge_heavy(&requester) {
                 drop(slot);
-                return self.refuse(&requester, &addressing, error, replies).await;
+                return self.refuse(&requester, &addressing, error, answers).await;
             }
         }
         // All handler slots taken: stop reading until one is free (TCP pushes back on the
@@ -410,7 +434,7 @@ impl Link {
             return;
         };
         let router = self.router.clone();
-        let replies = replies.clone();
+        let replies = answers.replies.clone();
         tokio::spawn(async move {
             for reply in router.handle(el).await {
                 if replies.send(reply.into()).await.is_err() {
@@ -429,18 +453,13 @@ impl Link {
         requester: &BareJid,
         addressing: &Addressing,
         error: RequestError,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) {
         self.metrics
             .request_limited(matches!(error, RequestError::ResourceConstraint(_)));
         tracing::debug!(%requester, %error, "request over its requester's limit");
         if let Some(bytes) = self.errors.reply(addressing, &error) {
-            let _ = replies
-                .send(Outgoing {
-                    payload: Payload::Wire(bytes),
-                    outbox_id: None,
-                })
-                .await;
+            let _ = answers.refusals.send(bytes).await;
         }
     }
 
@@ -451,7 +470,7 @@ impl Link {
         &self,
         bytes: &[u8],
         pool: &Arc<Semaphore>,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) -> Option<SessionEnd> {
         let el = match parse::stanza(bytes) {
             Ok(el) => el,
@@ -484,7 +503,7 @@ impl Link {
                 let slot = self.limits.admit(&requester, Cost::Light).ok()?;
                 let permit = pool.clone().acquire_owned().await.ok()?;
                 let router = self.router.clone();
-                let replies = replies.clone();
+                let replies = answers.replies.clone();
                 tokio::spawn(async move {
                     for reply in router.handle(el).await {
                         if replies.send(reply.into()).await.is_err() {
@@ -510,10 +529,10 @@ impl Link {
         &self,
         addressing: Option<Addressing>,
         error: RequestError,
-        replies: &mpsc::Sender<Outgoing>,
+        answers: &Answers,
     ) {
         if let Some(reply) = addressing.and_then(|a| unread_reply(&a, error)) {
-            let _ = replies.send(reply.into()).await;
+            let _ = answers.replies.send(reply.into()).await;
         }
     }
 
@@ -522,6 +541,7 @@ impl Link {
         &self,
         mut socket: OwnedWriteHalf,
         outbound: &mut mpsc::Receiver<Outgoing>,
+        refusals: &mut mpsc::Receiver<Vec<u8>>,
         unreported: &mut Vec<i64>,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
@@ -548,6 +568,15 @@ impl Link {
                         let Ok(next) = outbound.try_recv() else { break };
                         self.encode(next, &mut buf, unreported);
                         gathered += 1;
+                    }
+                }
+                // Refusals only when nothing else waits, a few at a time: what one flooding
+                // requester gets back never queues in front of other requesters' answers.
+                Some(bytes) = refusals.recv() => {
+                    buf.extend(bytes);
+                    for _ in 1..REFUSAL_BATCH {
+                        let Ok(next) = refusals.try_recv() else { break };
+                        buf.extend(next);
                     }
                 }
                 _ = ping.tick() => {
