@@ -1,8 +1,8 @@
 //! Enedis Data Connect 2026: error bodies turned into an upstream error code and message.
 //!
 //! Upstream failures reach clients as `<upstream-error issuer="enedis-data-connect" code="…"/>`
-//! plus a text (docs/protocol.md, "Errors"), `code` always set: Enedis' own code when the body has one, else the
-//! HTTP status. Shapes met so far:
+//! plus a text (docs/protocol.md §7), `code` always set: Enedis' own code when the body has one,
+//! else the HTTP status. Shapes met so far (docs/architecture.md §5.2):
 //! - measure APIs: `{"error": "ADAM-ERR0123", "error_description": "…"}`;
 //! - gateway: `{"code": "900908", "message": "Resource forbidden ", "description": "…"}`;
 //! - Swaggers: `{code, message}`, a list of those, or `{code, libelle}` (comptage);
@@ -234,7 +234,7 @@ mod tests {
     fn subscription_missing_fixture() {
         let e = parse_error(403, fixture!("erreur_900908_api_non_souscrite.json"));
         assert_eq!(e.code, "900908");
-        // "Resource forbidden " (trailing space, as the gateway writes it) joined to the description.
+        // "Resource forbidden " (trailing space, as the gateway writes it) and the description.
         assert_eq!(
             e.message,
             "Resource forbidden: This application has no subscription to the API it called."

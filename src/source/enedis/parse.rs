@@ -1,7 +1,7 @@
 //! Enedis Data Connect 2026: serde models of the measure responses, and their conversion to
 //! [`Reading`]s.
 //!
-//! Rules (issue 5, DESIGN.md §3):
+//! Rules (docs/architecture.md §5.2):
 //! - values `v` are strings; `"null"`, an empty string, JSON `null` or a missing `v` is a gap,
 //!   never a zero, and a missing point is a gap too (nothing is invented);
 //! - `d` is a naive Europe/Paris local time. A load-curve point's `d` is the **end** of its
