@@ -79,7 +79,7 @@ fn main() {
 async fn run() {
     let started = Instant::now();
     let mut summary = Summary::default();
-    println!("quoalise-component benchmark (issue 3), in-process part");
+    println!("quoalise-component history benchmark, in-process part");
     println!(
         "one year of PT30M = {} readings; {WARMUP} warm-up run(s), then median (min, max) of n runs\n",
         thousands(YEAR)
@@ -613,7 +613,8 @@ impl Summary {
     }
 
     fn print(&self) {
-        // Figures of DESIGN.md §11 that the end-to-end script measures, listed for completeness.
+        // Reference figures (docs/architecture.md §9) that the end-to-end script measures, listed
+        // for completeness.
         let e2e = [
             (
                 "Prosody routing component → 1 client",
@@ -634,7 +635,7 @@ impl Summary {
         let w1 = width(|r| r.1.chars().count()).max(24);
         println!("\n==================== summary ====================");
         println!(
-            "{:<w0$}  {:<w1$}  DESIGN.md §11 reference",
+            "{:<w0$}  {:<w1$}  reference (docs/architecture.md §9)",
             "figure", "ours"
         );
         println!("{:-<w0$}  {:-<w1$}  {:-<36}", "", "", "");

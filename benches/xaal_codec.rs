@@ -17,7 +17,8 @@ const SENDERS: u128 = 100;
 const PER_SENDER: usize = 1_000;
 const REPEAT: usize = 5;
 
-/// The powermeter `attributes_change` of reference/xaal/NOTES.md, from `sender`.
+/// A powermeter `attributes_change` like the one captured from a real xaal-lib device
+/// (docs/architecture.md §5.3), from `sender`.
 fn change(sender: u128, i: usize) -> Message {
     Message::new(
         Uuid::from_u128(0x3a4b5c6d_1111_11ef_8000_0242ac120000 + sender),

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The issue 3 benchmark, in two parts:
+# The history benchmark, in two parts:
 #   1. in-process (benches/history.rs, release build): SenML encode and decode throughput, store
 #      ingest and one-year range queries on SQLite and PostgreSQL (a throwaway cluster), and a
 #      one-year PT30M get_history answered through the router;
 #   2. end to end (scripts/bench_history_e2e.py, when present): the latency of that history query
 #      through a real Prosody with a slixmpp client.
-# Then, separately, the issue 4 fan-out benchmark (scripts/bench_fanout.py, skip with --no-fanout):
+# Then, separately, the fan-out benchmark (scripts/bench_fanout.py, skip with --no-fanout):
 # notifications/s from our component, the server's own PubSub and a trivial component, on Prosody
 # and ejabberd, with 100 subscribers.
 # Then the xAAL benchmark (skip with --no-xaal): decode throughput of the codec
 # (benches/xaal_codec.rs) and the latency from an attributes_change on a bus to the PubSub
 # notification (scripts/bench_xaal.py, in a private network namespace).
-# DESIGN.md §11 has the reference figures; each part prints them next to ours.
+# docs/architecture.md §9 has the reference figures; each part prints them next to ours.
 #
 # Usage: scripts/bench.sh [--no-e2e] [--no-fanout] [--no-xaal]
 # Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
@@ -56,7 +56,7 @@ else
 fi
 # ---- end of the end-to-end part ----------------------------------------------------------------
 
-# ---- fan-out benchmark (issue 4) ---------------------------------------------------------------
+# ---- fan-out benchmark -------------------------------------------------------------------------
 # Prosody and ejabberd (the e2e test packages), each with N=100 subscribers: our component
 # (examples/fanout_driver, release build) vs the server's own mod_pubsub vs a trivial component.
 # Takes a few minutes; its own options: .venv/bin/python scripts/bench_fanout.py --help.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fan-out benchmark (issue 4): PubSub notifications per second through a real XMPP server.
+"""Fan-out benchmark: PubSub notifications per second through a real XMPP server.
 
 For each server (Prosody, then ejabberd), one run with the same N subscribers and M readings:
 
@@ -19,7 +19,7 @@ processes took during each run is printed (from /proc/stat, less ours).
 
 It prints notifications/s for each (first to last arrival), the ratios a/b and a/c, and our
 component's CPU time per notification (utime+stime of the driver process over the run, until
-its outbox is written and marked sent), next to the DESIGN.md §11 reference figures.
+its outbox is written and marked sent), next to the reference figures of docs/architecture.md §9.
 
 Subscribers: N accounts sub000…, one c2s session each (resource `bench`), subscribed by full
 JID. They are lean raw-socket receivers (SASL PLAIN without TLS on loopback, XEP-0060 subscribe
@@ -821,7 +821,7 @@ def fmt_rate(r: Result | None) -> str:
 def print_table(bench: Bench, kinds: list[str], elapsed: float) -> None:
     expected = bench.n * bench.m
     print()
-    print(f"Fan-out benchmark (issue 4): N={bench.n} subscribers × M={bench.m} readings = "
+    print(f"Fan-out benchmark: N={bench.n} subscribers × M={bench.m} readings = "
           f"{expected:,} notifications per run, median of {bench.runs} run(s); loopback, "
           f"{os.cpu_count()} cores shared by server, component and clients")
     sizes = ", ".join(f"{k} {v} B" for k, v in bench.payload_bytes.items())
@@ -864,7 +864,7 @@ def print_table(bench: Bench, kinds: list[str], elapsed: float) -> None:
     for note in bench.notes:
         print(f"note: {note}")
     print()
-    print("DESIGN.md §11 reference figures (same machines):")
+    print("Reference figures, docs/architecture.md §9 (same machines):")
     for what, figure in REFERENCE:
         print(f"  {what:<46} {figure}")
     print(f"\n(whole benchmark: {elapsed:.0f} s)")

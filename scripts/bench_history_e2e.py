@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark (issue 3): the latency of a one-year PT30M history query (17,520
+"""End-to-end history benchmark: the latency of a one-year PT30M history query (17,520
 records) served from the store, through a real XMPP server, to a slixmpp client.
 
 Starts a private Prosody (log level info) on loopback, the component binary ($QUOALISE_BIN,
@@ -7,7 +7,7 @@ default target/release/quoalise-component) with one demo meter and 366 days of h
 until the year is in the store, then times `get_history` over a 365-day window aligned on the
 half-hour and fully in the past (exactly 17,520 half-hours), following `next` pages until the
 command completes. Prints median/min/max latency, pages, records, bytes and records/s, next to
-the DESIGN.md §11 reference figures.
+the reference figures of docs/architecture.md §9.
 
 Usage: .venv/bin/python scripts/bench_history_e2e.py [--runs N] [--server prosody|ejabberd]
                                                       [--store sqlite|postgres] [--keep]
@@ -225,7 +225,7 @@ def report(result: dict, args, server_version: str) -> None:
     print(f"throughput    {records / median:,.0f} records/s, {nbytes / median / 1e6:.1f} MB/s at the median")
     print(f"store ready   the whole year was in the store {result['waited']:.1f} s after the client logged in")
     print()
-    print("DESIGN.md §11 reference figures (context):")
+    print("Reference figures, docs/architecture.md §9 (context):")
     for what, figure in REFERENCE:
         print(f"  {what:<46} {figure}")
 

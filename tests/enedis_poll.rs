@@ -1,7 +1,7 @@
 //! The `enedis` source's daily poll and per-day cache, against the fake Data Connect server of
 //! the end-to-end tests (tests/e2e/fake_dataconnect.py, run here as a process) serving the
-//! recorded fixtures (days 2026-09-29 and 2026-09-30). "Today" is given to the poll, so the
-//! fixture's days can be D-1.
+//! fixtures of tests/fixtures/enedis/ (days 2026-09-29 and 2026-09-30). "Today" is given to the
+//! poll, so the fixture's days can be D-1.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +18,8 @@ use quoalise_component::source::SourceEvent;
 use quoalise_component::store::{self, Store};
 use tokio::sync::{mpsc, Notify};
 
-const PRM: &str = "99999999999991";
+/// The consumer meter of tests/fixtures/enedis/, the fake's default.
+const PRM: &str = "09876543210987";
 const LOAD_CURVE: &str = "consumption/power/active/raw";
 const DAILY: &str = "consumption/energy/active/daily";
 const MAX_POWER: &str = "consumption/power/apparent/max";
@@ -250,20 +251,20 @@ async fn nothing_is_fetched_without_consent() {
 /// A meter whose load curve comes every 10 minutes: the series says so once data arrived.
 #[tokio::test]
 async fn load_curve_series_follow_the_meters_step() {
-    let shared = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/enedis-data-connect-2026/fixtures"
-    );
+    // The fixtures, with the 10-minute load curve served as the consumption load curve.
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/enedis");
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(shared).unwrap() {
+    for entry in std::fs::read_dir(fixtures).unwrap() {
         let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(
-            dir.path().join(path.file_name().unwrap()),
-            text.replace("\"PT30M\"", "\"PT10M\""),
-        )
-        .unwrap();
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
     }
+    std::fs::copy(
+        dir.path().join("courbe_de_charge_pt10m.json"),
+        dir.path().join("mesure_courbe_de_charge_consommation.json"),
+    )
+    .unwrap();
     let fake = Fake::start_with(&["--fixtures", dir.path().to_str().unwrap()]);
     let (enedis, store, _rx) = setup(&fake).await;
     let step = |store: Arc<dyn Store>| async move {
@@ -278,4 +279,10 @@ async fn load_curve_series_follow_the_meters_step() {
     assert_eq!(step(store.clone()).await.as_deref(), Some("PT30M"));
     enedis.poll_once(day("2026-10-01")).await;
     assert_eq!(step(store.clone()).await.as_deref(), Some("PT10M"));
+    // Two days of 144 ten-minute intervals, all stored.
+    let stored = store
+        .count_readings(PRM, LOAD_CURVE, i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(stored, 288);
 }

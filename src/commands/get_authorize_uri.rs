@@ -1,5 +1,6 @@
-//! `get_authorize_uri` (seed 000, on `enedis@D`): an application without a web front-end asks
-//! for a consent page describing it; the answer is the page's address, to hand to customers.
+//! `get_authorize_uri` (on `enedis@D`; docs/architecture.md §4.2, docs/protocol.md §6): an
+//! application without a web front-end asks for a consent page describing it; the answer is the
+//! page's address, to hand to customers.
 
 use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};

@@ -1,7 +1,7 @@
 //! The consent chain over HTTP: the consent page (`/authorize`) and Enedis' callback
 //! (`/enedis/callback`).
 //!
-//! Made safe compared with seed 000: the page only exists for an id an application asked for
+//! Made safe (docs/architecture.md §4.2): the page only exists for an id an application asked for
 //! over XMPP; the `state` sent to Enedis is ours (opaque, single use, short-lived) and carries
 //! the application's own `state` and `redirect_uri` server-side; the browser is sent back only
 //! to the redirect URI the application registered, never to one read from the URL alone.
@@ -22,7 +22,7 @@ use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
 use crate::xmpp::id::random_id;
 
-/// Namespace of the message that tells an application a consent was given (seed 000).
+/// Namespace of the message that tells an application a consent was given (docs/protocol.md §6).
 pub const AUTHORIZE_NS: &str = "https://consometers.org/dataconnect#authorize";
 /// Consent links (OAuth states) kept per consent page: far more than one person opening the page
 /// on a few devices needs, and a bound on what reloading it in a loop can make us store.
@@ -301,7 +301,7 @@ async fn record(
     Ok(())
 }
 
-/// The message of seed 000: one `<usage-point>` per meter and the application's `state`.
+/// The message of docs/protocol.md §6: a `<usage-point>` per meter and the application's `state`.
 pub fn authorized_message(
     from: &str,
     to: &str,

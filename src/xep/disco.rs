@@ -1,6 +1,6 @@
 //! XEP-0030: Service Discovery (with XEP-0128 extended info).
 //!
-//! What each address shows is specified in DESIGN.md §2: the domain lists sources, a source lists
+//! What each address shows is in docs/protocol.md §2: the domain lists sources, a source lists
 //! the usage points the requester may see, a usage point lists its series as PubSub nodes.
 
 use minidom::Element;

@@ -1,7 +1,7 @@
 //! XEP-0060: Publish-Subscribe — the service hosted on each usage-point JID.
 //!
 //! Nodes are the usage point's series; sources create them, users only subscribe and read. The
-//! access model is a whitelist whose entries are the grants (DESIGN.md §7): no grant, no
+//! access model is a whitelist of the grants (docs/architecture.md §4.1): no grant, no
 //! subscription and no items. Subscriptions and items live in the store, so they survive
 //! restarts; notifications go through the store's outbox (see `crate::delivery`).
 //!

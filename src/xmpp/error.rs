@@ -67,7 +67,7 @@ pub enum RequestError {
     /// The stanza breaks a structural limit (depth, size) and was not read.
     #[error("stanza refused: {0}")]
     StanzaRefused(String),
-    /// An upstream API failed (DESIGN §4): `issuer` names it, `code` is its own error code
+    /// An upstream API failed (docs/protocol.md §7): `issuer` names it, `code` is its own code
     /// (or the HTTP status), `message` its text.
     #[error("upstream error {code} from {issuer}: {message}")]
     Upstream {

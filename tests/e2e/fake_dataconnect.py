@@ -1,8 +1,10 @@
 """A fake Enedis Data Connect 2026 server on 127.0.0.1, for the tests of the `enedis` source.
 
-It serves the recorded, anonymised responses of the shared reference folder (PRM 99999999999991,
-days 2026-09-29 and 2026-09-30, Paris local time). The fixtures are read from that folder when
-the fake starts; they are never copied into this repository.
+It serves the fixtures of tests/fixtures/enedis/ (found from this file's own location), made up
+by this project with tests/fixtures/enedis/make_fixtures.py, whose docstring explains the figures:
+a consumer meter, PRM 09876543210987, over days 2026-09-29 and 2026-09-30 (Paris local time),
+and a producer's load curve and daily energy, served for whichever PRM is asked. The error bodies
+it answers with come from the same folder.
 
 What it does (see `FakeDataConnect`):
 
@@ -13,20 +15,17 @@ What it does (see `FakeDataConnect`):
   authorize page.
 - `GET /dataconnect/v2/oauth2/authorize`: the customer consents at once; 302 to `callback_url`
   with `autorisation_id` + `state` (or, with `legacy = True`, v1's `code` + `usage_point_id`).
-- `GET /situation_contrat_auto/v1/<prm>`, `/synth_contrat_auto/v1/<prm>`,
-  `/donnees_generales_auto/v1/<prm>`: the consumer contract fixtures;
-  `/comptage_auto/v1/<prm>`: 403 900908, as recorded (API not subscribed on DataHub).
 
 Error codes. The Swaggers document every error body as `{code, message}`, but the measure APIs
-were observed answering `{"error": "ADAM-…", "error_description": …}` (ADAM-ERR0123, see NOTES.md)
-and Enedis publishes no list of codes outside DataHub. So:
+are known to answer `{"error": "ADAM-…", "error_description": …}` (ADAM-ERR0123: the period starts
+before the meter's activation) and Enedis publishes no list of codes outside its DataHub. So:
 
 - ADAM-DC-0008 (403, no consent for this PRM) is the code Data Connect has always used for it.
 - Malformed or missing query parameters, an end date not after the start date, and a load-curve
   window over 7 days all answer 400 `ADAM-ERR0069` (`ERR_BAD_REQUEST`), each with its own
   description. This code is a plausible pick, not a verified one: community clients of the v5
   API see ADAM-ERR0069 on refused requests but disagree on its meaning. (The real gateway even
-  answers some malformed requests with a 500, see NOTES.md "Pitfalls"; the fake prefers a 400.)
+  answers some malformed requests with a 500; the fake prefers a 400.)
 - A period with no measure at all: the Swagger documents 404 "Ressource non trouvée" with
   "Pas de mesure trouvée pour ce point"; v5 answered 404 `{"error": "no_data_found",
   "error_description": "no measure found for this usage point"}`. The fake answers that 404 by
@@ -54,8 +53,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_FIXTURES = REPO.parent / "shared" / "reference" / "enedis-data-connect-2026" / "fixtures"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "enedis"
+DEFAULT_PRM = "09876543210987"
 
 MEASURE_BASE = "/mesure_synchrone_auto/v2/"
 TOKEN_PATH = "/oauth2/v3/token"
@@ -74,17 +73,14 @@ LOAD_CURVES = {"courbe_de_charge_consommation", "courbe_de_charge_production"}
 MAX_POWER = "puissance_conso_max_quotidienne"
 LOAD_CURVE_MAX_DAYS = 7
 
-# ITC APIs: base path -> fixture (the consumer variant).
-CONTRACT_APIS = {
-    "/situation_contrat_auto/v1/": "situation_contrat_consommateur.json",
-    "/synth_contrat_auto/v1/": "synth_contrat_consommateur.json",
-    "/donnees_generales_auto/v1/": "donnees_generales.json",
-    "/comptage_auto/v1/": "erreur_comptage_non_souscrit.json",  # answered with a 403
-}
+# Error bodies: 403 no consent, 404 no measure, and the templates of the ready-made bodies below.
+NO_CONSENT = "erreur_ADAM-DC-0008.json"
+NO_DATA = "erreur_aucune_mesure.json"
+THROTTLED = "erreur_900807_quota.json"
+BEFORE_ACTIVATION = "erreur_ADAM-ERR0123.json"
+ERRORS = (NO_CONSENT, NO_DATA, THROTTLED, BEFORE_ACTIVATION)
 
 ERR_BAD_REQUEST = "ADAM-ERR0069"  # plausible, unverified: see the module docstring
-ERR_NO_CONSENT = "ADAM-DC-0008"
-NO_CONSENT_DESCRIPTION = "No consent can be found for this customer and this usage point"
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STEP = re.compile(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?")
@@ -95,26 +91,32 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 # ready-made bodies for FakeDataConnect.fail()
 
 
+def error_fixture(name: str, fixtures_dir: Path = DEFAULT_FIXTURES) -> dict:
+    """An error body of the fixtures folder, e.g. `erreur_ADAM-DC-0008.json`."""
+    return json.loads((fixtures_dir / name).read_text(encoding="utf-8"))
+
+
 def throttled_body(next_access_time_epoch: float) -> dict:
-    """WSO2's 429 body, with `nextAccessTime` formatted like the gateway does it (UTC)."""
+    """WSO2's 429 body (erreur_900807_quota.json), with `nextAccessTime` set to that instant and
+    formatted like the gateway does it (UTC)."""
     t = dt.datetime.fromtimestamp(next_access_time_epoch, tz=dt.timezone.utc)
     when = f"{t.year:04d}-{_MONTHS[t.month - 1]}-{t.day:02d} {t:%H:%M:%S}+0000 UTC"
-    return {
-        "fault": {
-            "code": 900807,
-            "message": "Message throttled out",
-            "description": f"You have exceeded your quota. nextAccessTime : {when}",
-            "nextAccessTime": when,
-        }
-    }
+    body = error_fixture(THROTTLED)
+    fault = body["fault"]
+    fault["description"] = fault["description"].replace(fault["nextAccessTime"], when)
+    fault["nextAccessTime"] = when
+    return body
 
 
-def adam_error_body(
-    code: str = "ADAM-ERR0123",
-    description: str = "The requested period cannot be anterior to the meter's last activation date",
-) -> dict:
-    """A measure API error body, e.g. ADAM-ERR0123 (400, period before the meter's activation)."""
-    return {"error": code, "error_description": description}
+def adam_error_body(code: str | None = None, description: str | None = None) -> dict:
+    """A measure API error body: by default ADAM-ERR0123 (erreur_ADAM-ERR0123.json: 400, the
+    period starts before the meter's activation)."""
+    body = error_fixture(BEFORE_ACTIVATION)
+    if code is not None:
+        body["error"] = code
+    if description is not None:
+        body["error_description"] = description
+    return body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class FakeDataConnect:
         fixtures_dir: str | Path | None = None,
         client_id: str = "test-client",
         client_secret: str = "test-secret",
-        prm: str = "99999999999991",
+        prm: str = DEFAULT_PRM,
         token_lifetime: int = 12600,
     ):
         self.fixtures_dir = Path(fixtures_dir) if fixtures_dir is not None else DEFAULT_FIXTURES
@@ -239,7 +241,7 @@ class FakeDataConnect:
         self.stop()
 
     def _load_fixtures(self) -> None:
-        wanted = set(MEASURES.values()) | set(CONTRACT_APIS.values())
+        wanted = set(MEASURES.values()) | set(ERRORS)
         missing = [name for name in sorted(wanted) if not (self.fixtures_dir / name).is_file()]
         if missing:
             raise FileNotFoundError(
@@ -359,11 +361,6 @@ class FakeDataConnect:
                 self._check_bearer(headers)
                 self._only(method, "POST")
                 return self._subscribed_services(body)
-            for base, fixture in CONTRACT_APIS.items():
-                if path.startswith(base) and "/" not in path[len(base):]:
-                    self._check_bearer(headers)
-                    self._only(method, "GET")
-                    return self._contract(path[len(base):], fixture)
             raise _Answer(404, {
                 "fault": {
                     "code": 404,
@@ -463,7 +460,7 @@ class FakeDataConnect:
         with self._lock:
             consented = point_id == self.prm and point_id not in self._revoked
         if not consented:
-            raise _Answer(403, {"error": ERR_NO_CONSENT, "error_description": NO_CONSENT_DESCRIPTION})
+            raise _Answer(403, copy.deepcopy(self._fixtures[NO_CONSENT]))
 
         data = copy.deepcopy(self._fixtures[fixture])
         data["idPrm"] = point_id
@@ -475,10 +472,7 @@ class FakeDataConnect:
             grandeur["points"] = points
             kept += len(points)
         if kept == 0 and self.no_data_status != 200:
-            raise _Answer(self.no_data_status, {
-                "error": "no_data_found",
-                "error_description": "no measure found for this usage point",
-            })
+            raise _Answer(self.no_data_status, copy.deepcopy(self._fixtures[NO_DATA]))
         return _Answer(200, data)
 
     @staticmethod
@@ -489,17 +483,6 @@ class FakeDataConnect:
             end = dt.datetime.strptime(d, "%Y-%m-%d %H:%M:%S")
             return (end - _step_of(point.get("p", "PT30M"))).date()
         return dt.date.fromisoformat(d[:10])
-
-    # -- contracts (ITC) ----------------------------------------------------------------------
-
-    def _contract(self, prm: str, fixture: str) -> _Answer:
-        with self._lock:
-            consented = prm == self.prm and prm not in self._revoked
-        if fixture == "erreur_comptage_non_souscrit.json":
-            raise _Answer(403, copy.deepcopy(self._fixtures[fixture]))
-        if not consented:
-            raise _Answer(403, {"error": ERR_NO_CONSENT, "error_description": NO_CONSENT_DESCRIPTION})
-        return _Answer(200, copy.deepcopy(self._fixtures[fixture]))
 
     # -- consent ------------------------------------------------------------------------------
 
@@ -650,7 +633,7 @@ def main() -> None:
     parser.add_argument("--callback", default="http://127.0.0.1:8081/enedis/callback")
     parser.add_argument("--client-id", default="test-client")
     parser.add_argument("--client-secret", default="test-secret")
-    parser.add_argument("--prm", default="99999999999991")
+    parser.add_argument("--prm", default=DEFAULT_PRM)
     args = parser.parse_args()
     fake = FakeDataConnect(fixtures_dir=args.fixtures, client_id=args.client_id,
                            client_secret=args.client_secret, prm=args.prm)

@@ -1,7 +1,7 @@
 """The `enedis` source end to end: an application without a web front-end (bob, a slixmpp client)
 obtains a Linky customer's consent through XMPP alone, then reads that customer's data from a
-fake Enedis Data Connect 2026 server (tests/e2e/fake_dataconnect.py, serving the recorded
-fixtures), through a real Prosody.
+fake Enedis Data Connect 2026 server (tests/e2e/fake_dataconnect.py, serving the fixtures of
+tests/fixtures/enedis/, whose make_fixtures.py explains the figures), through a real Prosody.
 
 The browser's part of the chain is played with urllib (no redirect followed, so that each hop
 is checked), and the consent page is also loaded in headless Chromium (screenshot, button
@@ -27,12 +27,12 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
-from fake_dataconnect import FakeDataConnect, throttled_body
+from fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
 from harness import HarnessError, component_config, connected, free_port, Component, start_server
 from live import Inbox
 from xmpp import expect_error
 
-PRM = "99999999999991"
+PRM = "09876543210987"
 DOMAIN = "quoalise.localhost"
 ENEDIS = f"enedis@{DOMAIN}"
 UP = f"{PRM}@{DOMAIN}"
@@ -218,6 +218,7 @@ async def test_consent_chain_then_history_from_the_cache(enedis):
         records = records_of(answer)
         assert len(records) == 96, len(records)
         assert records[0].time == epoch(START)
+        assert (records[0].value, records[-1].value) == (2080, 359)  # W, from the fixture's strings
         assert all(epoch(START) <= r.time < epoch(END) for r in records)
         assert enedis.measure_calls("courbe_de_charge_consommation") == before + 1
         again = await run_command(bob, ENEDIS, "get_history",
@@ -228,7 +229,7 @@ async def test_consent_chain_then_history_from_the_cache(enedis):
         # Daily energy through the usage point's own JID: two days, Wh, from strings.
         daily = await run_command(bob, ENEDIS, "get_history",
                                   history_fields(identifier(DAILY), START, END), timeout=T)
-        assert [r.value for r in daily.records] == [33495, 38022]
+        assert [r.value for r in daily.records] == [20938, 21898]
 
         # A client without grant is refused, and costs no upstream call.
         calls = len(enedis.fake.calls)
@@ -394,8 +395,7 @@ async def test_enedis_errors_and_withdrawn_consent(enedis):
     async with connected(enedis.server, "bob", presence=True) as bob:
         await ensure_consent(enedis, bob)
         enedis.fake.fail("/mesure_synchrone_auto/v2/consommation_quotidienne", 400,
-                         {"error": "ADAM-ERR0123", "error_description": "Période antérieure à la mise en service"},
-                         times=1)
+                         adam_error_body(), times=1)
         e = await expect_error(send_command(bob, ENEDIS, "get_history", history_fields(
             identifier(DAILY), "2026-09-01T22:00:00Z", "2026-09-03T22:00:00Z"), timeout=T),
             "undefined-condition")

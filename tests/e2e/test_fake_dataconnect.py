@@ -14,7 +14,7 @@ import pytest
 
 from fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
 
-PRM = "99999999999991"
+PRM = "09876543210987"  # the consumer of tests/fixtures/enedis/
 CDC = "/mesure_synchrone_auto/v2/courbe_de_charge_consommation"
 DAILY = "/mesure_synchrone_auto/v2/consommation_quotidienne"
 PMAX = "/mesure_synchrone_auto/v2/puissance_conso_max_quotidienne"
@@ -117,7 +117,7 @@ def test_load_curve_filtered_by_day(fake):
     assert status == 200 and len(body["grandeur"][0]["points"]) == 48
     assert body["grandeur"][0]["points"][0]["d"] == "2026-09-30 00:30:00"
 
-    # A production fixture is recorded for another PRM: it is served for the consented one.
+    # The production fixture belongs to another meter (09876543210994): served for the consented one.
     status, _, body = measure(fake, CDC.replace("consommation", "production"), auth,
                               "2026-09-29", "2026-09-30")
     assert status == 200 and body["idPrm"] == PRM and len(body["grandeur"][0]["points"]) == 48
@@ -134,7 +134,7 @@ def test_daily_and_max_power(fake):
     assert (status, body["error"]) == (400, "ADAM-ERR0069")  # mesuresPas, grandeurPhysique missing
     status, _, body = measure(fake, PMAX, auth, "2026-09-30", "2026-10-01",
                               mesuresPas="P1D", grandeurPhysique="PMA")
-    assert status == 200 and [p["d"] for p in body["grandeur"][0]["points"]] == ["2026-09-30 12:50:25"]
+    assert status == 200 and [p["d"] for p in body["grandeur"][0]["points"]] == ["2026-09-30 20:12:34"]
 
 
 def test_bad_requests(fake):
@@ -147,7 +147,7 @@ def test_bad_requests(fake):
     assert status == 400 and body["error"].startswith("ADAM-")
     status, _, body = measure(fake, DAILY, auth, "2026-09-29", "29/09/2026")
     assert status == 400
-    status, _, body = measure(fake, DAILY, auth, "2026-09-29", "2026-09-30", point_id="99999999999992")
+    status, _, body = measure(fake, DAILY, auth, "2026-09-29", "2026-09-30", point_id="09876543210994")
     assert (status, body["error"]) == (403, "ADAM-DC-0008")
     # No measure at all in the period: 404 no_data_found by default, 200 empty when asked.
     status, _, body = measure(fake, DAILY, auth, "2026-08-01", "2026-08-05")

@@ -1,4 +1,5 @@
-"""Live feeds (issue 4): XEP-0060 on usage points and generation-2 pushes, through real servers.
+"""Live feeds (docs/protocol.md §5): XEP-0060 on usage points and generation-2 pushes, through
+real servers.
 
 The demo source publishes a reading of `consumption/power/active/instant` of each meter every
 second (the harness sets `live_interval = "1s"`). Tests on the shared component end every

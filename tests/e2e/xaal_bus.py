@@ -49,7 +49,7 @@ def loopback_only() -> bool:
 
 
 def derive_key(passphrase: str) -> bytes:
-    """The key xaal-lib derives from a passphrase (reference/xaal/NOTES.md)."""
+    """The key xaal-lib derives from a passphrase (docs/architecture.md §5.3)."""
     return hashlib.scrypt(passphrase.encode(), salt=bytes(32), n=1 << 14, r=8, p=1, dklen=32)
 
 

@@ -1,10 +1,10 @@
 //! Enedis Data Connect 2026: error bodies turned into an upstream error code and message.
 //!
 //! Upstream failures reach clients as `<upstream-error issuer="enedis-data-connect" code="…"/>`
-//! plus a text (DESIGN.md §4), `code` always set: Enedis' own code when the body has one, else the
-//! HTTP status. Shapes met so far:
-//! - measure APIs: `{"error": "ADAM-ERR0123", "error_description": "…"}` (NOTES.md);
-//! - gateway: `{"code": "900908", "message": "Resource forbidden ", "description": "…"}` (fixture);
+//! plus a text (docs/protocol.md §7), `code` always set: Enedis' own code when the body has one,
+//! else the HTTP status. Shapes met so far (docs/architecture.md §5.2):
+//! - measure APIs: `{"error": "ADAM-ERR0123", "error_description": "…"}`;
+//! - gateway: `{"code": "900908", "message": "Resource forbidden ", "description": "…"}`;
 //! - Swaggers: `{code, message}`, a list of those, or `{code, libelle}` (comptage);
 //! - gateway throttling (WSO2): `{"fault": {"code": 900807, "message": "Message throttled out",
 //!   "description": "…", "nextAccessTime": "2026-Oct-05 12:34:00+0000 UTC"}}`, or the same as
@@ -219,17 +219,25 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
+    /// An error body of tests/fixtures/enedis/ (written by its make_fixtures.py).
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/enedis/",
+                $name
+            ))
+        };
+    }
+
     #[test]
     fn subscription_missing_fixture() {
-        let e = parse_error(
-            403,
-            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/erreur_comptage_non_souscrit.json")),
-        );
+        let e = parse_error(403, fixture!("erreur_900908_api_non_souscrite.json"));
         assert_eq!(e.code, "900908");
+        // "Resource forbidden " (trailing space, as the gateway writes it) and the description.
         assert_eq!(
             e.message,
-            "Resource forbidden: User is NOT authorized to access the Resource. API Subscription \
-             validation failed."
+            "Resource forbidden: This application has no subscription to the API it called."
         );
         assert_eq!(e.next_access_time, None);
         assert!(!e.is_throttled());
@@ -237,17 +245,38 @@ mod tests {
     }
 
     #[test]
-    fn adam_error() {
-        let body = r#"{"error": "ADAM-ERR0123", "error_description": "La date de début est antérieure à la date de mise en service du compteur."}"#;
-        let e = parse_error(400, body);
+    fn adam_errors() {
+        let e = parse_error(400, fixture!("erreur_ADAM-ERR0123.json"));
         assert_eq!(e.code, "ADAM-ERR0123");
-        assert!(e.message.starts_with("La date de début"));
+        assert!(e.message.starts_with("La date de début demandée"));
+        assert!(!e.is_throttled());
+        let e = parse_error(403, fixture!("erreur_ADAM-DC-0008.json"));
+        assert_eq!(
+            (e.status, e.code.as_str(), e.message.as_str()),
+            (
+                403,
+                "ADAM-DC-0008",
+                "No consent can be found for this customer and this usage point"
+            )
+        );
+    }
+
+    #[test]
+    fn no_measure_found() {
+        let e = parse_error(404, fixture!("erreur_aucune_mesure.json"));
+        assert_eq!(
+            (e.status, e.code.as_str(), e.message.as_str()),
+            (
+                404,
+                "no_data_found",
+                "no measure found for this usage point"
+            )
+        );
     }
 
     #[test]
     fn throttled_json_fault() {
-        let body = r#"{"fault":{"code":900807,"message":"Message throttled out","description":"You have exceeded your quota .You can access API after 2026-Oct-05 12:34:00+0000 UTC","nextAccessTime":"2026-Oct-05 12:34:00+0000 UTC"}}"#;
-        let e = parse_error(429, body);
+        let e = parse_error(429, fixture!("erreur_900807_quota.json"));
         assert_eq!(e.code, "900807");
         assert!(e
             .message

@@ -7,10 +7,11 @@
 //! - The pure layer, no I/O: [`parse`] (response bodies to readings), [`errors`] (error bodies to
 //!   codes and messages), [`windows`] (which `dateDebut`/`dateFin` ranges to request).
 //!
-//! The consent pages and the OAuth callback are served by `crate::web`. Facts about the APIs come from
-//! `reference/enedis-data-connect-2026/` (NOTES.md, the Swagger files and the recorded fixtures,
-//! which the tests read from the shared folder beside the repository: they come from a
-//! third-party repository and are not copied into this one).
+//! The consent pages and the OAuth callback are served by `crate::web`. What the component
+//! relies on about the APIs (endpoints, response shapes, time rules, quotas, error bodies) is
+//! written down in docs/architecture.md §5.2; the tests run against a local fake Data Connect
+//! (tests/e2e/fake_dataconnect.py) serving the fixtures of tests/fixtures/enedis/, written by
+//! this project for synthetic meters.
 
 pub mod client;
 pub mod config;

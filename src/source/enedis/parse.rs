@@ -1,7 +1,7 @@
-//! Enedis Data Connect 2026: serde models of the measure and contract responses, and their
-//! conversion to [`Reading`]s.
+//! Enedis Data Connect 2026: serde models of the measure responses, and their conversion to
+//! [`Reading`]s.
 //!
-//! Rules (issue 5, DESIGN.md §3):
+//! Rules (docs/architecture.md §5.2):
 //! - values `v` are strings; `"null"`, an empty string, JSON `null` or a missing `v` is a gap,
 //!   never a zero, and a missing point is a gap too (nothing is invented);
 //! - `d` is a naive Europe/Paris local time. A load-curve point's `d` is the **end** of its
@@ -15,9 +15,7 @@
 //!   power's time of day (when the maximum was reached) is dropped;
 //! - energies are in Wh, powers in W or VA (`kWh`, `kW` and `kVA` are scaled).
 
-use chrono::{
-    DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
-};
+use chrono::{Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
 use serde::Deserialize;
 
 use super::TZ;
@@ -405,126 +403,33 @@ pub fn local_midnight(day: NaiveDate) -> Option<i64> {
     local_to_utc(day.and_time(NaiveTime::MIN), None)
 }
 
-// --- Contract (ITC) responses -----------------------------------------------------------------
-
-/// One item of `situation_contrat_auto/v1/{prm}` (a list; a self-consumption PRM has a
-/// withdrawal and an injection contract).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Contract {
-    pub usage_point_id: Option<String>,
-    /// `2024-10-12T00:00:00+0200`.
-    pub contract_start: Option<String>,
-    /// `Contrat GRD-F` (withdrawal), `Contrat GRD-A` (injection).
-    pub contract_type: Option<String>,
-    pub distribution_tariff: Option<String>,
-    pub subscribed_power: Option<SubscribedPower>,
-    /// `C5`, `P4`, …
-    pub segment: Option<String>,
-}
-
-/// `{"unit": "kVA", "value": "12"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct SubscribedPower {
-    pub unit: String,
-    pub value: String,
-}
-
-impl SubscribedPower {
-    /// The power in VA, if the unit is `VA` or `kVA` and the value a number.
-    pub fn va(&self) -> Option<f64> {
-        let v: f64 = self
-            .value
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite())?;
-        match self.unit.trim() {
-            "kVA" => Some(v * 1000.0),
-            "VA" => Some(v),
-            _ => None,
-        }
-    }
-}
-
-/// The withdrawal (consumption) contract: the one with a subscribed power, else `Contrat GRD-F`.
-pub fn withdrawal_contract(contracts: &[Contract]) -> Option<&Contract> {
-    contracts
-        .iter()
-        .find(|c| c.subscribed_power.is_some())
-        .or_else(|| {
-            contracts
-                .iter()
-                .find(|c| c.contract_type.as_deref() == Some("Contrat GRD-F"))
-        })
-}
-
-/// `synth_contrat_auto/v1/{prm}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ContractSynthesis {
-    #[serde(default)]
-    pub segments: Vec<Segment>,
-    pub consumption_last_activation_date: Option<String>,
-    pub generation_last_activation_date: Option<String>,
-    pub last_subscribed_power_change_date: Option<String>,
-    pub services_level: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Segment {
-    pub segment: String,
-}
-
-impl ContractSynthesis {
-    /// The local day the meter was last activated for `direction`, a lower bound for requests.
-    pub fn activation_day(&self, direction: Direction) -> Option<NaiveDate> {
-        let text = match direction {
-            Direction::Consumption => self.consumption_last_activation_date.as_deref(),
-            Direction::Production => self.generation_last_activation_date.as_deref(),
-        }?;
-        let t = parse_contract_datetime(text)?;
-        DateTime::from_timestamp(t, 0).map(|utc| utc.with_timezone(&TZ).date_naive())
-    }
-}
-
-/// `donnees_generales_auto/v1/{prm}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct GeneralData {
-    pub address: Option<Address>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Address {
-    pub number_street_name: Option<String>,
-    pub postal_code_city: Option<String>,
-    pub insee_code: Option<String>,
-}
-
-/// Unix seconds of a contract date: ISO 8601 with an offset, with or without a colon
-/// (`2024-10-12T00:00:00+0200`).
-pub fn parse_contract_datetime(text: &str) -> Option<i64> {
-    let t = text.trim();
-    DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%z")
-        .or_else(|_| DateTime::parse_from_rfc3339(t))
-        .ok()
-        .map(|dt| dt.timestamp())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    //! On the fixtures of tests/fixtures/enedis/ (written by its make_fixtures.py, whose docstring
+    //! explains every figure below) and on bodies made up here.
 
-    const LOAD_CONS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_courbe_de_charge_consommation.json"));
-    const LOAD_PROD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_courbe_de_charge_production.json"));
-    const DAILY_CONS: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_consommation_quotidienne.json"));
-    const DAILY_PROD: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_production_quotidienne.json"
-    ));
-    const MAX_POWER: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/mesure_puissance_conso_max_quotidienne.json"));
-    const V5_LOAD: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/enedis-data-connect-2026/fixtures/v5_consumption_load_curve.json"
-    ));
+    use super::*;
+    use chrono::DateTime;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/enedis/",
+                $name
+            ))
+        };
+    }
+
+    const LOAD_CONS: &str = fixture!("mesure_courbe_de_charge_consommation.json");
+    const LOAD_PROD: &str = fixture!("mesure_courbe_de_charge_production.json");
+    const DAILY_CONS: &str = fixture!("mesure_consommation_quotidienne.json");
+    const DAILY_PROD: &str = fixture!("mesure_production_quotidienne.json");
+    const MAX_POWER: &str = fixture!("mesure_puissance_conso_max_quotidienne.json");
+    const AUTUMN: &str = fixture!("courbe_de_charge_automne.json");
+    const SPRING: &str = fixture!("courbe_de_charge_printemps_lacunes.json");
+    const PT10M: &str = fixture!("courbe_de_charge_pt10m.json");
+    const PT60M: &str = fixture!("courbe_de_charge_pt60m.json");
 
     /// Unix seconds of an RFC 3339 instant.
     fn at(text: &str) -> i64 {
@@ -537,6 +442,11 @@ mod tests {
         all.remove(0)
     }
 
+    fn labels(body: &str) -> Vec<String> {
+        let r: MeasureResponse = serde_json::from_str(body).unwrap();
+        r.grandeur[0].points.iter().map(|p| p.d.clone()).collect()
+    }
+
     /// A load-curve response of `points` (`v`, `d`, `p`).
     fn load_curve(points: &[(&str, String, &str)]) -> String {
         let points: Vec<_> = points
@@ -544,7 +454,7 @@ mod tests {
             .map(|(v, d, p)| serde_json::json!({"v": v, "d": d, "p": p, "n": "B", "iv": "0", "ec": "0"}))
             .collect();
         serde_json::json!({
-            "idPrm": "99999999999991", "etapeMetier": "BRUT", "modeCalcul": "MESURE",
+            "idPrm": "09876543210987", "etapeMetier": "BRUT", "modeCalcul": "MESURE",
             "periode": {"dateDebut": "x", "dateFin": "y"},
             "grandeur": [{"grandeurMetier": "CONS", "grandeurPhysique": "PA", "unite": "W",
                           "points": points, "calendrier": []}],
@@ -565,14 +475,14 @@ mod tests {
             s.readings[0],
             Reading {
                 time: at("2026-09-28T22:00:00Z"),
-                value: 4078.0
+                value: 2080.0
             }
         );
         assert_eq!(
             s.readings[1],
             Reading {
                 time: at("2026-09-28T22:30:00Z"),
-                value: 2848.0
+                value: 2117.0
             }
         );
         // "2026-10-01 00:00:00" -> 2026-09-30T23:30+02:00.
@@ -580,7 +490,7 @@ mod tests {
             s.readings[95],
             Reading {
                 time: at("2026-09-30T21:30:00Z"),
-                value: 3974.0
+                value: 359.0
             }
         );
         for w in s.readings.windows(2) {
@@ -596,6 +506,9 @@ mod tests {
         assert_eq!(s.readings[0].time, at("2026-09-28T22:00:00Z"));
         assert_eq!(s.readings[95].time, at("2026-09-30T21:30:00Z"));
         assert!(s.readings.iter().all(|r| r.value >= 0.0));
+        // Half-hour means in W, summed over a day and halved: the daily file's Wh.
+        let first_day: f64 = s.readings[..48].iter().map(|r| r.value).sum();
+        assert_eq!((first_day / 2.0).floor(), 23483.0);
     }
 
     #[test]
@@ -608,11 +521,11 @@ mod tests {
             vec![
                 Reading {
                     time: at("2026-09-28T22:00:00Z"),
-                    value: 33495.0
+                    value: 20938.0
                 },
                 Reading {
                     time: at("2026-09-29T22:00:00Z"),
-                    value: 38022.0
+                    value: 21898.0
                 },
             ]
         );
@@ -623,27 +536,28 @@ mod tests {
             vec![
                 Reading {
                     time: at("2026-09-28T22:00:00Z"),
-                    value: 8263.0
+                    value: 23483.0
                 },
                 Reading {
                     time: at("2026-09-29T22:00:00Z"),
-                    value: 941.0
+                    value: 7041.0
                 },
             ]
         );
         let s = one(Kind::DailyMaxPower, MAX_POWER);
         assert_eq!(s.path, "consumption/power/apparent/max");
-        // "2026-09-29 13:03:35": stamped at the start of its day.
+        // "2026-09-29 20:12:34": stamped at the start of its day.
+        assert_eq!(labels(MAX_POWER)[0], "2026-09-29 20:12:34");
         assert_eq!(
             s.readings,
             vec![
                 Reading {
                     time: at("2026-09-28T22:00:00Z"),
-                    value: 4680.0
+                    value: 2950.0
                 },
                 Reading {
                     time: at("2026-09-29T22:00:00Z"),
-                    value: 6510.0
+                    value: 3000.0
                 },
             ]
         );
@@ -652,8 +566,10 @@ mod tests {
     #[test]
     fn fixture_models_keep_the_metadata() {
         let r: MeasureResponse = serde_json::from_str(DAILY_CONS).unwrap();
-        assert_eq!(r.id_prm, "99999999999991");
+        assert_eq!(r.id_prm, "09876543210987");
         assert_eq!(r.etape_metier.as_deref(), Some("BRUT"));
+        assert_eq!(r.type_valeur.as_deref(), Some("GLOBALE"));
+        assert_eq!(r.mode_calcul.as_deref(), Some("DIFF.INDEX"));
         assert_eq!(r.pas.as_deref(), Some("P1D"));
         let p = r.periode.unwrap();
         assert_eq!(
@@ -663,75 +579,12 @@ mod tests {
         let r: MeasureResponse = serde_json::from_str(LOAD_CONS).unwrap();
         assert_eq!(r.pas, None);
         assert_eq!(r.grandeur[0].grandeur_physique, "PA");
-        assert_eq!(r.grandeur[0].points[0].n, Some(Scalar::Text("B".into())));
-    }
-
-    #[test]
-    fn v5_fixture_has_the_same_points() {
-        let v5: serde_json::Value = serde_json::from_str(V5_LOAD).unwrap();
-        let v5 = v5["meter_reading"]["interval_reading"].as_array().unwrap();
-        let r: MeasureResponse = serde_json::from_str(LOAD_CONS).unwrap();
-        let points = &r.grandeur[0].points;
-        assert_eq!(v5.len(), points.len());
-        for (old, new) in v5.iter().zip(points) {
-            assert_eq!(old["date"].as_str(), Some(new.d.as_str()));
-            assert_eq!(
-                Some(Scalar::Text(old["value"].as_str().unwrap().into())),
-                new.v
-            );
-        }
-    }
-
-    #[test]
-    fn contract_fixtures() {
-        let list: Vec<Contract> = serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/situation_contrat_autoconsommation.json")))
-        .unwrap();
-        assert_eq!(list.len(), 2);
-        let c = withdrawal_contract(&list).unwrap();
-        assert_eq!(c.contract_type.as_deref(), Some("Contrat GRD-F"));
-        assert_eq!(c.segment.as_deref(), Some("C5"));
-        assert_eq!(
-            c.subscribed_power.as_ref().and_then(SubscribedPower::va),
-            Some(12000.0)
-        );
-        assert_eq!(
-            c.contract_start
-                .as_deref()
-                .and_then(parse_contract_datetime),
-            Some(at("2024-10-11T22:00:00Z"))
-        );
-        let list: Vec<Contract> =
-            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/situation_contrat_consommateur.json")))
-                .unwrap();
-        assert_eq!(list.len(), 1);
-        assert!(withdrawal_contract(&list).is_some());
-
-        let s: ContractSynthesis =
-            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/synth_contrat_autoconsommation.json")))
-                .unwrap();
-        assert_eq!(s.segments.len(), 2);
-        assert_eq!(
-            s.activation_day(Direction::Production),
-            NaiveDate::from_ymd_opt(2024, 7, 31)
-        );
-        assert_eq!(
-            s.activation_day(Direction::Consumption),
-            NaiveDate::from_ymd_opt(2014, 1, 22)
-        );
-        let s: ContractSynthesis =
-            serde_json::from_str(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/enedis-data-connect-2026/fixtures/synth_contrat_consommateur.json"))).unwrap();
-        assert_eq!(s.activation_day(Direction::Production), None);
-        assert_eq!(
-            s.last_subscribed_power_change_date.as_deref(),
-            Some("2026-02-11T00:00:00+0100")
-        );
-
-        let g: GeneralData = serde_json::from_str(include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/reference/enedis-data-connect-2026/fixtures/donnees_generales.json"
-        )))
-        .unwrap();
-        assert!(g.address.is_some());
+        let point = &r.grandeur[0].points[0];
+        assert_eq!(point.v, Some(Scalar::Text("2080".into())));
+        assert_eq!(point.p.as_deref(), Some("PT30M"));
+        assert_eq!(point.n, Some(Scalar::Text("B".into())));
+        assert_eq!(point.iv, Some(Scalar::Text("0".into())));
+        assert_eq!(point.ec, Some(Scalar::Text("0".into())));
     }
 
     #[test]
@@ -769,21 +622,21 @@ mod tests {
             ]
         );
         // A missing day is simply absent, and "null" daily values are gaps too.
-        let body = DAILY_CONS.replace("\"33495\"", "\"null\"");
+        let body = DAILY_CONS.replace("\"20938\"", "\"null\"");
         let s = one(Kind::DailyEnergy, &body);
         assert_eq!(s.gaps, 1);
         assert_eq!(
             s.readings,
             vec![Reading {
                 time: at("2026-09-29T22:00:00Z"),
-                value: 38022.0
+                value: 21898.0
             }]
         );
     }
 
     #[test]
     fn garbage_values_are_errors() {
-        let body = DAILY_CONS.replace("\"33495\"", "\"12abc\"");
+        let body = DAILY_CONS.replace("\"20938\"", "\"12abc\"");
         assert!(matches!(
             parse_measure(Kind::DailyEnergy, &body),
             Err(ParseError::Value { .. })
@@ -814,7 +667,7 @@ mod tests {
         let body = DAILY_CONS.replace("\"Wh\"", "\"kWh\"");
         assert_eq!(
             one(Kind::DailyEnergy, &body).readings[0].value,
-            33_495_000.0
+            20_938_000.0
         );
     }
 
@@ -839,6 +692,29 @@ mod tests {
     }
 
     #[test]
+    fn ten_minute_load_curve_fixture() {
+        let s = one(Kind::LoadCurve, PT10M);
+        assert_eq!(s.sampling_interval.as_deref(), Some("PT10M"));
+        assert_eq!(s.readings.len(), 288);
+        // "2026-09-29 00:10:00" ends the first interval: it starts at local midnight.
+        assert_eq!(labels(PT10M)[0], "2026-09-29 00:10:00");
+        assert_eq!(s.readings[0].time, at("2026-09-28T22:00:00Z"));
+        assert_eq!(s.readings[287].time, at("2026-09-30T21:50:00Z"));
+        assert!(s.readings.windows(2).all(|w| w[1].time - w[0].time == 600));
+    }
+
+    #[test]
+    fn hourly_load_curve_fixture() {
+        let s = one(Kind::LoadCurve, PT60M);
+        assert_eq!(s.sampling_interval.as_deref(), Some("PT60M"));
+        assert_eq!(s.readings.len(), 24);
+        assert_eq!(labels(PT60M)[23], "2026-09-30 00:00:00");
+        assert_eq!(s.readings[0].time, at("2026-09-28T22:00:00Z"));
+        assert_eq!(s.readings[23].time, at("2026-09-29T21:00:00Z"));
+        assert!(s.readings.windows(2).all(|w| w[1].time - w[0].time == 3600));
+    }
+
+    #[test]
     fn missing_step_falls_back_to_pas_or_fails() {
         let body = LOAD_CONS.replace("\"p\": \"PT30M\",", "");
         assert!(matches!(
@@ -852,49 +728,22 @@ mod tests {
         );
     }
 
-    /// Labels of a local day at PT30M as Enedis writes them (interval ends), from the real
-    /// UTC instants, so the repeated hour appears twice.
-    fn day_labels(day: NaiveDate) -> Vec<String> {
-        let start = local_midnight(day).unwrap();
-        let end = local_midnight(day.succ_opt().unwrap()).unwrap();
-        (1..)
-            .map(|i| start + i * 1800)
-            .take_while(|t| *t <= end)
-            .map(|t| {
-                DateTime::from_timestamp(t, 0)
-                    .unwrap()
-                    .with_timezone(&TZ)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string()
-            })
-            .collect()
-    }
-
     #[test]
     fn autumn_day_has_50_distinct_increasing_instants() {
-        let day = NaiveDate::from_ymd_opt(2026, 10, 25).unwrap();
-        let labels = day_labels(day);
-        assert_eq!(labels.len(), 50);
-        // The repeated hour: 02:00 and 02:30 appear twice.
+        // The repeated hour: 02:00 and 02:30 appear twice in the labels.
+        let d = labels(AUTUMN);
+        assert_eq!(d.len(), 50);
         assert_eq!(
-            labels[3..7],
+            d[3..8],
             [
                 "2026-10-25 02:00:00",
                 "2026-10-25 02:30:00",
                 "2026-10-25 02:00:00",
-                "2026-10-25 02:30:00"
+                "2026-10-25 02:30:00",
+                "2026-10-25 03:00:00"
             ]
         );
-        let points: Vec<_> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (i.to_string(), d.clone(), "PT30M"))
-            .collect::<Vec<_>>();
-        let points: Vec<_> = points
-            .iter()
-            .map(|(v, d, p)| (v.as_str(), d.clone(), *p))
-            .collect();
-        let s = one(Kind::LoadCurve, &load_curve(&points));
+        let s = one(Kind::LoadCurve, AUTUMN);
         assert_eq!(s.readings.len(), 50);
         assert_eq!(s.readings[0].time, at("2026-10-24T22:00:00Z"));
         assert_eq!(s.readings[49].time, at("2026-10-25T22:30:00Z"));
@@ -906,7 +755,7 @@ mod tests {
             s.readings[5],
             Reading {
                 time: at("2026-10-25T00:30:00Z"),
-                value: 5.0
+                value: 365.0
             }
         );
     }
@@ -914,27 +763,47 @@ mod tests {
     #[test]
     fn autumn_repeated_hour_with_a_gap_still_increases() {
         // The first 02:30 is a "null" point; order is still resolved from its timestamp.
-        let labels = day_labels(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
-        let points: Vec<_> = labels
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (if i == 4 { "null" } else { "1" }, d.clone(), "PT30M"))
-            .collect();
-        let s = one(Kind::LoadCurve, &load_curve(&points));
-        assert_eq!(s.readings.len(), 49);
+        let mut body: serde_json::Value = serde_json::from_str(AUTUMN).unwrap();
+        let first_0230 = &mut body["grandeur"][0]["points"][4];
+        assert_eq!(first_0230["d"], "2026-10-25 02:30:00");
+        first_0230["v"] = "null".into();
+        let s = one(Kind::LoadCurve, &body.to_string());
+        assert_eq!((s.readings.len(), s.gaps), (49, 1));
         assert!(s.readings.windows(2).all(|w| w[0].time < w[1].time));
+        assert_eq!(
+            s.readings[4],
+            Reading {
+                time: at("2026-10-25T00:30:00Z"),
+                value: 365.0
+            }
+        );
     }
 
     #[test]
-    fn spring_day_has_46_points() {
-        let day = NaiveDate::from_ymd_opt(2027, 3, 28).unwrap();
-        let labels = day_labels(day);
-        assert_eq!(labels.len(), 46);
-        let points: Vec<_> = labels.iter().map(|d| ("1", d.clone(), "PT30M")).collect();
-        let s = one(Kind::LoadCurve, &load_curve(&points));
-        assert_eq!(s.readings[0].time, at("2027-03-27T23:00:00Z"));
-        assert_eq!(s.readings[45].time, at("2027-03-28T21:30:00Z"));
-        assert!(s.readings.windows(2).all(|w| w[1].time - w[0].time == 1800));
+    fn spring_day_has_46_intervals_and_gaps_stay_gaps() {
+        // 46 half-hours; the 21st is absent from the file, the 31st is "null".
+        let d = labels(SPRING);
+        assert_eq!(d.len(), 45);
+        // The clocks go forward: 01:30 CET is followed by 03:00 CEST.
+        assert_eq!(d[2..4], ["2027-03-28 01:30:00", "2027-03-28 03:00:00"]);
+        let s = one(Kind::LoadCurve, SPRING);
+        assert_eq!((s.readings.len(), s.gaps), (44, 1));
+        let start = at("2027-03-27T23:00:00Z");
+        let expected: Vec<i64> = (0..46)
+            .filter(|i| *i != 20 && *i != 30)
+            .map(|i| start + i * 1800)
+            .collect();
+        let times: Vec<i64> = s.readings.iter().map(|r| r.time).collect();
+        assert_eq!(times, expected);
+        assert_eq!(s.readings[43].time, at("2027-03-28T21:30:00Z"));
+        // "03:00:00" (CEST) ends at 01:00Z: the interval started at 00:30Z.
+        assert_eq!(
+            s.readings[3],
+            Reading {
+                time: at("2027-03-28T00:30:00Z"),
+                value: 2091.0
+            }
+        );
         // A label inside the gap (which Enedis should not send) reads with the winter offset.
         let gap = parse_local_datetime("2027-03-28 02:30:00").unwrap();
         assert_eq!(local_to_utc(gap, None), Some(at("2027-03-28T01:30:00Z")));
@@ -960,11 +829,12 @@ mod tests {
         assert!(d("2026-09-29").is_none());
         assert!(d("2026-02-30 00:00:00").is_none());
         assert_eq!(
-            parse_local_day("2026-09-29 13:03:35").ok(),
+            parse_local_day("2026-09-29 20:12:34").ok(),
             NaiveDate::from_ymd_opt(2026, 9, 29)
         );
         assert_eq!(parse_step("PT30M").ok(), Some(1800));
         assert_eq!(parse_step("PT10M").ok(), Some(600));
+        assert_eq!(parse_step("PT60M").ok(), Some(3600));
         assert_eq!(parse_step("PT1H").ok(), Some(3600));
         assert_eq!(parse_step("PT1H30M").ok(), Some(5400));
         for bad in [

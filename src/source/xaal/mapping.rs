@@ -1,7 +1,7 @@
 //! From xAAL schemas to Quoalise series: which attribute of which device class feeds which
 //! series path, in which unit, with which scaling.
 //!
-//! Units are those of `xaal-schemas` (reference/xaal/NOTES.md), except energies, stored in Wh
+//! Units are those of `xaal-schemas` (docs/architecture.md §5.3), except energies, stored in Wh
 //! (VAh) like every other energy series of the component rather than in kWh.
 
 use crate::model::{Measurement, Series};

@@ -3,7 +3,7 @@
 //! A datagram is a CBOR array `[7, ts_sec, ts_usec, targets, ciphertext]`; the ciphertext is a
 //! ChaCha20-Poly1305 seal of the CBOR array `[source, dev_type, msg_type, action, body?]`, with the
 //! timestamp as nonce and the raw `targets` bytes as associated data. The whole bus shares one key,
-//! derived from a passphrase with scrypt (`reference/xaal/NOTES.md`).
+//! derived from a passphrase with scrypt (docs/architecture.md §5.3).
 //!
 //! - [`key`]: the shared key ([`Key::from_passphrase`], [`Key::from_hex`]).
 //! - [`message`]: the typed [`Message`] model and its body [`Value`]s.

@@ -1,4 +1,5 @@
-//! Codec tests on the vectors captured from a real xaal-lib 0.9.2 device (NOTES.md).
+//! Codec tests on the vectors captured from a real xaal-lib 0.9.2 device (docs/architecture.md
+//! §5.3).
 
 use std::net::{IpAddr, Ipv4Addr};
 
