@@ -621,11 +621,17 @@ async fn run_with_clock(
     );
     // After a stall (a slow store), one reading now is better than a burst of stale ones.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The first reading goes out at once (a subscriber arriving right after the start finds a
+    // last item); the aligned ticks follow.
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.cancelled() => return,
+        if !first {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
         }
+        first = false;
         let now = clock();
         let due = cursor.due(now);
         for (usage_point, meter) in config.meters() {

@@ -25,6 +25,7 @@ from xmpp import SOURCE, UP1, expect_error
 T = 10  # iq timeout
 PER_NODE = 16  # subscriptions_per_node, default
 SESSIONS = 32  # sessions_per_requester, default
+PACE = 0.12  # seconds between two of bob's commands: within his rate (see the test)
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 _ids = itertools.count(1)
@@ -99,6 +100,8 @@ async def test_sessions_per_requester(server, component):
     """bob opens 40 multi-stage command sessions from two resources: 32 open (the limit is for
     the account, all its resources together), the rest get wait/resource-constraint; alice
     still opens one."""
+    # Commands count history_cost (5) against [limits] requests_per_second (50): one every
+    # 0.1 s stays within bob's rate, so what is tested is the session limit alone.
     async with connected(server, "bob", resource="one") as bob1, \
             connected(server, "bob", resource="two") as bob2, \
             connected(server, "alice") as alice:
@@ -106,12 +109,14 @@ async def test_sessions_per_requester(server, component):
         try:
             for n in range(SESSIONS):
                 bob = (bob1, bob2)[n % 2]
+                await asyncio.sleep(PACE)
                 iq = await send_command(bob, SOURCE, "get_history", timeout=T)
                 cmd = command_of(iq)
                 assert cmd.get("status") == "executing", cmd.attrib
                 opened[bob].append(cmd.get("sessionid"))
             for n in range(40 - SESSIONS):
                 bob = (bob1, bob2)[n % 2]
+                await asyncio.sleep(PACE)
                 error = await expect_error(
                     send_command(bob, SOURCE, "get_history", timeout=T), "resource-constraint"
                 )
@@ -124,12 +129,15 @@ async def test_sessions_per_requester(server, component):
             opened[alice].append(cmd.get("sessionid"))
 
             # Ending one of bob's sessions makes room for one, from either resource.
+            await asyncio.sleep(PACE)
             await send_command(bob1, SOURCE, "get_history", action="cancel", sessionid=opened[bob1].pop(), timeout=T)
+            await asyncio.sleep(PACE)
             iq = await send_command(bob2, SOURCE, "get_history", timeout=T)
             opened[bob2].append(command_of(iq).get("sessionid"))
         finally:
             for client, sessions in opened.items():
                 for sessionid in sessions:
+                    await asyncio.sleep(PACE)
                     with contextlib.suppress(IqError):
                         await send_command(
                             client, SOURCE, "get_history", action="cancel", sessionid=sessionid, timeout=T
