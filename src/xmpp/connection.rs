@@ -49,7 +49,7 @@ use crate::stanzas::ns;
 use crate::xep;
 use crate::xmpp::error::{raw_iq_error, RequestError};
 use crate::xmpp::framing::{Frame, Framer, Refusal};
-use crate::xmpp::limits::{Cost, RequestLimits};
+use crate::xmpp::limits::{Cost, InFlight, RequestLimits};
 use crate::xmpp::parse::{self, Addressing};
 use crate::xmpp::router::Router;
 
@@ -428,8 +428,20 @@ impl Link {
                 return self.refuse(&requester, &addressing, error, answers).await;
             }
         }
-        // All handler slots taken: stop reading until one is free (TCP pushes back on the
-        // server). The writer goes on meanwhile, so the handlers finish.
+        self.hand_over(el, slot, pool, answers).await;
+    }
+
+    /// Runs the router on `el` in a task of its own, holding a handler slot and its
+    /// requester's slot until its replies are in the writer's channel. All handler slots
+    /// taken: the reader waits here, so it stops reading (TCP pushes back on the server); the
+    /// writer goes on meanwhile, so the handlers finish.
+    async fn hand_over(
+        &self,
+        el: Element,
+        slot: InFlight,
+        pool: &Arc<Semaphore>,
+        answers: &Answers,
+    ) {
         let Ok(permit) = pool.clone().acquire_owned().await else {
             return;
         };
@@ -501,18 +513,7 @@ impl Link {
                     .and_then(|f| f.parse::<Jid>().ok())
                     .map(|j| j.to_bare())?;
                 let slot = self.limits.admit(&requester, Cost::Light).ok()?;
-                let permit = pool.clone().acquire_owned().await.ok()?;
-                let router = self.router.clone();
-                let replies = answers.replies.clone();
-                tokio::spawn(async move {
-                    for reply in router.handle(el).await {
-                        if replies.send(reply.into()).await.is_err() {
-                            break;
-                        }
-                    }
-                    drop(permit);
-                    drop(slot);
-                });
+                self.hand_over(el, slot, pool, answers).await;
             }
             // Iq results and errors answer our pings: nothing to do.
             ("iq", _) => {}

@@ -219,16 +219,7 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    /// An error body of tests/fixtures/enedis/ (written by its make_fixtures.py).
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/enedis/",
-                $name
-            ))
-        };
-    }
+    use crate::source::enedis::fixture;
 
     #[test]
     fn subscription_missing_fixture() {

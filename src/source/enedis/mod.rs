@@ -13,6 +13,20 @@
 //! (tests/e2e/fake_dataconnect.py) serving the fixtures of tests/fixtures/enedis/, written by
 //! this project for synthetic meters.
 
+/// A file of tests/fixtures/enedis/ (written by its make_fixtures.py), for the tests.
+#[cfg(test)]
+macro_rules! fixture {
+    ($name:literal) => {
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/enedis/",
+            $name
+        ))
+    };
+}
+#[cfg(test)]
+pub(crate) use fixture;
+
 pub mod client;
 pub mod config;
 pub mod errors;

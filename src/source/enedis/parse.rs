@@ -411,15 +411,7 @@ mod tests {
     use super::*;
     use chrono::DateTime;
 
-    macro_rules! fixture {
-        ($name:literal) => {
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/enedis/",
-                $name
-            ))
-        };
-    }
+    use crate::source::enedis::fixture;
 
     const LOAD_CONS: &str = fixture!("mesure_courbe_de_charge_consommation.json");
     const LOAD_PROD: &str = fixture!("mesure_courbe_de_charge_production.json");
