@@ -219,8 +219,6 @@ fn reason(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    use crate::source::enedis::fixture;
-
     #[test]
     fn subscription_missing_fixture() {
         let e = parse_error(403, fixture!("erreur_900908_api_non_souscrite.json"));

@@ -13,7 +13,8 @@
 //! (tests/e2e/fake_dataconnect.py) serving the fixtures of tests/fixtures/enedis/, written by
 //! this project for synthetic meters.
 
-/// A file of tests/fixtures/enedis/ (written by its make_fixtures.py), for the tests.
+/// A file of tests/fixtures/enedis/ (written by its make_fixtures.py), for the tests of the
+/// modules below (defined before them, so they see it).
 #[cfg(test)]
 macro_rules! fixture {
     ($name:literal) => {
@@ -24,8 +25,6 @@ macro_rules! fixture {
         ))
     };
 }
-#[cfg(test)]
-pub(crate) use fixture;
 
 pub mod client;
 pub mod config;

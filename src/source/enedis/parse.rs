@@ -411,8 +411,6 @@ mod tests {
     use super::*;
     use chrono::DateTime;
 
-    use crate::source::enedis::fixture;
-
     const LOAD_CONS: &str = fixture!("mesure_courbe_de_charge_consommation.json");
     const LOAD_PROD: &str = fixture!("mesure_courbe_de_charge_production.json");
     const DAILY_CONS: &str = fixture!("mesure_consommation_quotidienne.json");
