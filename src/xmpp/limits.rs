@@ -104,6 +104,11 @@ impl RequestLimits {
         })
     }
 
+    /// Requests of `requester` being handled now.
+    pub fn in_flight_of(&self, requester: &BareJid) -> u32 {
+        self.lock().get(requester).copied().unwrap_or(0)
+    }
+
     /// Charges the rest of a heavy request's cost, for a request first admitted as light.
     pub fn charge_heavy(&self, requester: &BareJid) -> Result<(), RequestError> {
         let Some(rest) = NonZeroU32::new(self.heavy_cost.get() - 1) else {
@@ -163,7 +168,9 @@ mod tests {
         let err = l.admit(&bob, Cost::Light).err().unwrap();
         assert!(matches!(err, RequestError::ResourceConstraint(_)), "{err}");
         let _c = l.admit(&carol, Cost::Light).unwrap();
+        assert_eq!((l.in_flight_of(&bob), l.in_flight_of(&carol)), (2, 1));
         drop(a);
+        assert_eq!(l.in_flight_of(&bob), 1);
         let _d = l.admit(&bob, Cost::Light).unwrap();
     }
 
