@@ -411,6 +411,16 @@ impl Link {
             Ok(slot) => slot,
             Err(error) => return self.refuse(&requester, &addressing, error, answers).await,
         };
+        // Under pressure the last handler slots are kept for requesters with nothing in flight:
+        // one who already has requests being handled gets an error instead of a wait, so that
+        // a few flooding accounts cannot make the reader (and everyone behind them) wait.
+        if pool.available_permits() < RESERVED_SLOTS && self.limits.in_flight_of(&requester) > 1 {
+            drop(slot);
+            let busy = RequestError::ResourceConstraint(
+                "The service is busy and you already have requests being handled; wait for their answers".into(),
+            );
+            return self.refuse(&requester, &addressing, busy, answers).await;
+        }
         let el = match parse::stanza(bytes) {
             Ok(el) => el,
             Err(reason) => {
@@ -422,16 +432,6 @@ impl Link {
                 return;
             }
         };
-        // Under pressure the last handler slots are kept for requesters with nothing in flight:
-        // one who already has requests being handled gets an error instead of a wait, so that
-        // a few flooding accounts cannot make the reader (and everyone behind them) wait.
-        if pool.available_permits() < RESERVED_SLOTS && self.limits.in_flight_of(&requester) > 1 {
-            drop(slot);
-            let busy = RequestError::ResourceConstraint(
-                "The service is busy and you already have requests being handled; wait for their answers".into(),
-            );
-            return self.refuse(&requester, &addressing, busy, answers).await;
-        }
         // The hint read the bytes; the tree says for sure. A history request that slipped
         // through as light pays the rest of its cost now.
         if hint == Cost::Light && cost(&el) == Cost::Heavy {
