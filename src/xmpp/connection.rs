@@ -69,7 +69,7 @@ const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// How often the per-requester rate state forgets requesters that went quiet.
 const FORGET_IDLE: Duration = Duration::from_secs(60);
-/// Handler slots kept, under pressure, for requesters with nothing in flight.
+/// Handler slots kept, under pressure, for requesters with little in flight.
 const RESERVED_SLOTS: usize = 16;
 /// Limit errors waiting for the writer at most; beyond, the reader waits (stops reading).
 const REFUSALS: usize = 1024;
@@ -411,10 +411,10 @@ impl Link {
             Ok(slot) => slot,
             Err(error) => return self.refuse(&requester, &addressing, error, answers).await,
         };
-        // Under pressure the last handler slots are kept for requesters with nothing in flight:
-        // one who already has requests being handled gets an error instead of a wait, so that
-        // a few flooding accounts cannot make the reader (and everyone behind them) wait.
-        if pool.available_permits() < RESERVED_SLOTS && self.limits.in_flight_of(&requester) > 1 {
+        // Under pressure the last handler slots are kept for requesters with little in flight:
+        // one who already has many requests being handled gets an error instead of a wait, so
+        // that a few flooding accounts cannot make the reader (and everyone behind them) wait.
+        if pool.available_permits() < RESERVED_SLOTS && self.limits.holds_many(&requester) {
             drop(slot);
             let busy = RequestError::ResourceConstraint(
                 "The service is busy and you already have requests being handled; wait for their answers".into(),

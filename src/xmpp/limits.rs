@@ -109,6 +109,14 @@ impl RequestLimits {
         self.lock().get(requester).copied().unwrap_or(0)
     }
 
+    /// Whether `requester` holds more than half of its in-flight allowance. Under pressure such
+    /// a requester is refused rather than served from the reserved handler slots: half, not
+    /// "anything", because a well-behaved client whose earlier answers sit behind a slow server
+    /// legitimately has one or two requests in flight.
+    pub fn holds_many(&self, requester: &BareJid) -> bool {
+        self.in_flight_of(requester) > (self.max_in_flight / 2).max(1)
+    }
+
     /// Charges the rest of a heavy request's cost, for a request first admitted as light.
     pub fn charge_heavy(&self, requester: &BareJid) -> Result<(), RequestError> {
         let Some(rest) = NonZeroU32::new(self.heavy_cost.get() - 1) else {
@@ -172,6 +180,21 @@ mod tests {
         drop(a);
         assert_eq!(l.in_flight_of(&bob), 1);
         let _d = l.admit(&bob, Cost::Light).unwrap();
+    }
+
+    #[test]
+    fn holding_many_means_more_than_half_the_allowance() {
+        let l = limits(8, 1000, 1000);
+        let bob = jid("bob@localhost");
+        let held: Vec<_> = (0..4).map(|_| l.admit(&bob, Cost::Light).unwrap()).collect();
+        assert!(!l.holds_many(&bob), "4 of 8 is not many");
+        let fifth = l.admit(&bob, Cost::Light).unwrap();
+        assert!(l.holds_many(&bob), "5 of 8 is");
+        drop((held, fifth));
+        assert!(!l.holds_many(&bob));
+        let one = limits(1, 1000, 1000);
+        let _only = one.admit(&bob, Cost::Light).unwrap();
+        assert!(!one.holds_many(&bob), "an allowance of 1 is never many");
     }
 
     #[test]

@@ -446,15 +446,26 @@ async def expect_served(client, make, timeout: float = 15.0):
         await asyncio.sleep(1.0)
 
 
+# 20 accounts × 500 pipelined requests saturate the server itself (one core routing some
+# 20,000 stanzas, and the answers back). Measured on Prosody with a debug build: carol's
+# pings spent at most 0.7 s inside the component (read to written) but up to 2.7 s end to
+# end, the rest queued in the server. The bound for that phase is therefore the server's;
+# what it guards is that she is answered, not refused, dropped or starved.
+SATURATED_SERVER_LIMIT = 5.0
+
+
 async def test_flood_disco_info(server, component):
     """mallory sends 5,000 disco#info without waiting; then 20 users send 500 each, all at
-    once. Every request is answered (result or a limit error), within 120 s for the lot."""
-    with PingMonitor(server) as pings:
-        async with connected(server, "mallory") as mallory:
+    once. Every request is answered (result or a limit error), within 120 s for the lot;
+    carol's pings are answered all along."""
+    async with connected(server, "mallory") as mallory:
+        with PingMonitor(server) as pings:
             one = await flood(
                 [(mallory, [(f"mal-{i}", disco_info(f"mal-{i}")) for i in range(5000)])], lambda n: "mal-"
             )
             check_flood(one, LIMIT_ERRORS, "one client × 5,000 disco#info")
+        pings.check()
+        with PingMonitor(server, limit=SATURATED_SERVER_LIMIT) as pings:
             async with contextlib.AsyncExitStack() as stack:
                 clients = [await stack.enter_async_context(connected(server, user)) for user in FLOODERS]
                 many = await flood(
@@ -463,9 +474,9 @@ async def test_flood_disco_info(server, component):
                     lambda n: f"fl{n}-",
                 )
                 check_flood(many, LIMIT_ERRORS, "20 clients × 500 disco#info")
-            await expect_served(mallory, lambda i: disco_info(i))
+        pings.check()
+        await expect_served(mallory, lambda i: disco_info(i))
     assert_alive(component)
-    pings.check()
 
 
 async def test_flood_pipelined_commands(server, component):
