@@ -24,13 +24,14 @@ use minidom::Element;
 use quoalise_component::access::{grants_from_config, Access};
 use quoalise_component::config::{GrantConfig, HumanDuration};
 use quoalise_component::model::{Batch, Reading};
+use quoalise_component::request::Context;
 use quoalise_component::source::demo::DemoConfig;
 use quoalise_component::source::SourceEvent;
 use quoalise_component::stanzas::quoalise::parse_quoalise;
 use quoalise_component::stanzas::senml::Pack;
 use quoalise_component::store::{self, Store};
 use quoalise_component::xep::adhoc::Engine;
-use quoalise_component::xmpp::router::{Context, Router};
+use quoalise_component::xmpp::router::Router;
 use quoalise_component::{commands, publisher};
 use support::PgCluster;
 use xmpp_parsers::jid::BareJid;
@@ -304,21 +305,23 @@ async fn router_figures(backend: &str, store: Arc<dyn Store>, summary: &mut Summ
         }]))
         .await
         .expect("grants");
-    let router = Router::new(Context {
-        domain: BareJid::from_str(DOMAIN).expect("domain"),
-        sources: vec![demo().info()],
-        store: store.clone(),
-        access: Access::new(
-            [BareJid::from_str("admin@localhost").expect("admin JID")],
-            store.clone(),
-        ),
-        commands: Engine::new(commands::all()),
-        max_stanza_size: MAX_STANZA_SIZE,
-        upstreams: Default::default(),
-        enedis: Default::default(),
-        public_url: "http://127.0.0.1:8080".into(),
-        limits: Default::default(),
-    });
+    let router = Router::new(
+        Context {
+            domain: BareJid::from_str(DOMAIN).expect("domain"),
+            sources: vec![demo().info()],
+            store: store.clone(),
+            access: Access::new(
+                [BareJid::from_str("admin@localhost").expect("admin JID")],
+                store.clone(),
+            ),
+            max_stanza_size: MAX_STANZA_SIZE,
+            upstreams: Default::default(),
+            consent_sources: Default::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            limits: Default::default(),
+        },
+        Engine::new(commands::all()),
+    );
 
     let first = full_year(&router).await;
     check_answer(&first.pages);

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use quoalise_component::config::{self, Config};
+use quoalise_component::settings::{self, Config};
 use quoalise_component::model::{Batch, Reading};
 use quoalise_component::source::SourceEvent;
 use std::io::BufRead;
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let settings = match Config::load(&path)
-        .and_then(|c| c.validate(std::env::var(config::SECRET_ENV).ok()))
+        .and_then(|c| c.validate(std::env::var(settings::SECRET_ENV).ok()))
     {
         Ok(settings) => settings,
         Err(e) => {
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn drive(settings: config::Settings) -> anyhow::Result<()> {
+async fn drive(settings: settings::Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (events, events_rx) = mpsc::channel(quoalise_component::app::SOURCE_EVENTS);
     let component = tokio::spawn(quoalise_component::app::serve_with_events(

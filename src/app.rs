@@ -17,16 +17,17 @@ use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
-use crate::config::Settings;
 use crate::health::{self, Health, LinkProgress, Thresholds};
 use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
+use crate::request::Context;
+use crate::settings::Settings;
 use crate::source::enedis::Enedis;
 use crate::source::{SourceDeps, SourceEvent, Upstream};
-use crate::web::server::WebState;
+use crate::web::state::WebState;
 use crate::xmpp::connection::{Link, LinkConfig, OutboxReports};
 use crate::xmpp::limits::RequestLimits;
-use crate::xmpp::router::{Context, Router};
+use crate::xmpp::router::Router;
 use crate::{commands, delivery, publisher, store, web, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
@@ -82,6 +83,7 @@ pub async fn serve_with_events(
     let mut sources = JoinSet::new();
     let mut upstreams: HashMap<String, Arc<dyn Upstream>> = HashMap::new();
     let mut enedis = HashMap::new();
+    let mut consent_sources = HashMap::new();
     for (i, source) in config.sources.iter().cloned().enumerate() {
         let id = source.id().to_owned();
         let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
@@ -92,6 +94,9 @@ pub async fn serve_with_events(
         if let Some(upstream) = running.upstream {
             upstreams.insert(id.clone(), upstream);
         }
+        if let Some(pages) = running.consent_pages {
+            consent_sources.insert(id.clone(), pages);
+        }
         if let Some(service) = running.enedis {
             enedis.insert(id, service);
         }
@@ -99,18 +104,20 @@ pub async fn serve_with_events(
     }
     drop(events_tx);
 
-    let router = Router::new(Context {
-        domain: settings.domain.clone(),
-        sources: config.sources.iter().map(|s| s.info()).collect(),
-        store: store.clone(),
-        access: Access::new(settings.admins.clone(), store.clone()),
-        commands: xep::adhoc::Engine::new(commands::all()),
-        max_stanza_size: config.xmpp.max_stanza_size,
-        upstreams,
-        enedis: enedis.clone(),
-        public_url: config.web.public_url.clone(),
-        limits: config.limits.clone(),
-    });
+    let router = Router::new(
+        Context {
+            domain: settings.domain.clone(),
+            sources: config.sources.iter().map(|s| s.info()).collect(),
+            store: store.clone(),
+            access: Access::new(settings.admins.clone(), store.clone()),
+            max_stanza_size: config.xmpp.max_stanza_size,
+            upstreams,
+            consent_sources,
+            public_url: config.web.public_url.clone(),
+            limits: config.limits.clone(),
+        },
+        xep::adhoc::Engine::new(commands::all()),
+    );
     let ctx = router.shared_context();
     let wake = Arc::new(Notify::new());
 

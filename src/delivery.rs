@@ -17,9 +17,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::now;
+use crate::request::Context;
+use crate::stanzas::outgoing::{Outgoing, Payload};
 use crate::store::{Store, StoreError};
-use crate::xmpp::connection::{Outgoing, Payload};
-use crate::xmpp::router::Context;
 
 /// Entries claimed at once.
 const CLAIM: usize = 256;
@@ -308,7 +308,7 @@ mod tests {
     use super::*;
 
     fn notification(to: &str, value: u32) -> String {
-        crate::xep::pubsub::notification_xml(
+        crate::stanzas::notification::notification_xml(
             "99999000000001@quoalise.example",
             to,
             "consumption/power/active/instant",
@@ -392,12 +392,12 @@ mod tests {
         ) {
             let mut parser = StanzaParser::default();
             for (to, body) in &stanzas {
-                let text = crate::xep::pubsub::notification_xml(
+                let text = crate::stanzas::notification::notification_xml(
                     "99999000000001@quoalise.example",
                     to,
                     "node",
                     "item-1",
-                    &format!("<x xmlns='urn:x' a='{0}'>{0}</x>", crate::xep::pubsub::escape(body)),
+                    &format!("<x xmlns='urn:x' a='{0}'>{0}</x>", crate::stanzas::xml::escape(body)),
                     None,
                 );
                 let full: Element = text.parse().unwrap();

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `component.toml`, every key documented, checked before anything starts.
+//! - [`config`]: the values of `component.toml` every layer reads (sections, durations, secrets).
+//! - [`settings`]: the file as a whole, every key documented, checked before anything starts.
 //! - [`model`]: domain types (usage points, series, grants); no XML, no SQL.
 //! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL backends.
 //! - [`source`]: data sources; they send [`source::SourceEvent`]s, never touch XMPP or SQL.
@@ -29,6 +30,8 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod publisher;
+pub mod request;
+pub mod settings;
 pub mod source;
 pub mod stanzas;
 pub mod store;

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use quoalise_component::config::{self, Config, Settings};
+use quoalise_component::config;
+use quoalise_component::settings::{self, Config, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::PrintDefaultConfig => {
-            print!("{}", config::EXAMPLE);
+            print!("{}", settings::EXAMPLE);
             ExitCode::SUCCESS
         }
         Command::CheckConfig { config } => match load(&config) {
@@ -84,7 +85,7 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<Settings, config::ConfigError> {
-    Config::load(path)?.validate(std::env::var(config::SECRET_ENV).ok())
+    Config::load(path)?.validate(std::env::var(settings::SECRET_ENV).ok())
 }
 
 fn init_logging(level: &str) {

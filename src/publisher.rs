@@ -17,13 +17,14 @@ use tokio::sync::{mpsc, Notify};
 use crate::access::now;
 use crate::metrics::Metrics;
 use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
+use crate::request::Context;
 use crate::source::SourceEvent;
-use crate::stanzas::ns;
+use crate::stanzas::notification::{
+    missed_notice_xml, notification_xml, push_ended_xml, push_xml, subscription_ended,
+};
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
 use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
-use crate::xep::pubsub::{escape, notification_xml, push_xml, usage_point_jid};
-use crate::xmpp::router::Context;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
 /// server's stanza limit.
@@ -183,11 +184,11 @@ impl Publisher {
         let item = Item {
             usage_point: up.id.clone(),
             series: series.path.clone(),
-            item_id: crate::xmpp::id::random_id(),
+            item_id: crate::model::id::random_id(),
             published_at: now(),
             payload,
         };
-        let from = usage_point_jid(&self.ctx, &up).to_string();
+        let from = self.ctx.usage_point_jid(&up.id).to_string();
         let pushes: Vec<String> = batch
             .readings
             .chunks(PUSH_CHUNK)
@@ -240,7 +241,14 @@ impl Publisher {
         }
         let notice = |subscription: i64, since: i64| {
             let (to, kind) = notice_to.get(&subscription)?;
-            Some(missed_notice_xml(&from, to, &series.path, *kind, since))
+            Some(missed_notice_xml(
+                &from,
+                to,
+                &series.path,
+                *kind,
+                since,
+                MISSED_COUNT,
+            ))
         };
         let limits = PublishLimits {
             max_items: self.max_items,
@@ -267,47 +275,6 @@ impl Publisher {
     }
 }
 
-/// The notice that notifications of `node` to `to` were dropped (see
-/// [`Store::publish`](crate::store::Store::publish)), `since` being when the oldest dropped one
-/// was queued; the store writes the count where [`MISSED_COUNT`] stands. A headline from the
-/// usage point, like the notifications it replaces: a human body, and for programs
-/// `<missed xmlns='urn:quoalise:0' node='…' count='N' since='RFC 3339'/>`.
-pub fn missed_notice_xml(
-    from: &str,
-    to: &str,
-    node: &str,
-    kind: SubscriptionKind,
-    since: i64,
-) -> String {
-    let since = chrono::DateTime::from_timestamp(since, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let fetch = match kind {
-        SubscriptionKind::PubSub => "PubSub items or the history command",
-        SubscriptionKind::Push => "the get_history command",
-    };
-    // Escaped around the count's marker, never over it: a node name cannot forge one.
-    let body = format!(
-        "{}{MISSED_COUNT}{}",
-        escape(&format!(
-            "Notifications for node {node} dropped while you could not be reached: "
-        )),
-        escape(&format!(
-            ", the oldest from {since}. Fetch the readings with {fetch}."
-        )),
-    );
-    format!(
-        "<message xmlns='{}' type='headline' from='{}' to='{}'><body>{body}</body>\
-         <missed xmlns='{}' node='{}' count='{MISSED_COUNT}' since='{since}'/></message>",
-        ns::COMPONENT,
-        escape(from),
-        escape(to),
-        ns::QUOALISE,
-        escape(node),
-    )
-}
-
 /// The bare part of a JID string (`alice@x/phone` → `alice@x`).
 fn bare_of(jid: &str) -> Option<String> {
     let parsed: xmpp_parsers::jid::Jid = jid.parse().ok()?;
@@ -322,22 +289,18 @@ pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<()
     };
     ctx.store.discard_pending(sub.id).await?;
     let from = match ctx.store.usage_point(&sub.usage_point).await? {
-        Some(up) => usage_point_jid(ctx, &up),
+        Some(up) => ctx.usage_point_jid(&up.id),
         None => ctx.domain.clone().into(),
     };
     let notice = match sub.kind {
-        SubscriptionKind::PubSub => {
-            String::from(&crate::xep::pubsub::subscription_ended(&from, &sub))
-        }
-        SubscriptionKind::Push => format!(
-            "<message xmlns='{}' from='{}' to='{}'><body>{}</body></message>",
-            crate::stanzas::ns::COMPONENT,
-            crate::xep::pubsub::escape(&from.to_string()),
-            crate::xep::pubsub::escape(&sub.jid),
-            crate::xep::pubsub::escape(&format!(
+        SubscriptionKind::PubSub => String::from(&subscription_ended(&from, &sub)),
+        SubscriptionKind::Push => push_ended_xml(
+            &from.to_string(),
+            &sub.jid,
+            &format!(
                 "Your subscription to {} {} ended: {reason}",
                 sub.usage_point, sub.series
-            )),
+            ),
         ),
     };
     ctx.store.enqueue(&[(None, notice)]).await?;
@@ -477,46 +440,4 @@ async fn reconcile_owners(
         }
     }
     Ok(revoked)
-}
-
-#[cfg(test)]
-mod tests {
-    use minidom::Element;
-
-    use super::*;
-
-    /// With the count written in, a well-formed headline; names with markup in them stay text,
-    /// and cannot pass for the count's marker.
-    #[test]
-    fn missed_notices_are_well_formed_and_escaped() {
-        let node = format!("a'<b>&{MISSED_COUNT}");
-        let text = missed_notice_xml(
-            "1@d",
-            "o'hara@b/r<&",
-            &node,
-            SubscriptionKind::PubSub,
-            1_790_632_800,
-        );
-        assert_eq!(text.matches(MISSED_COUNT).count(), 2);
-        let el: Element = text.replace(MISSED_COUNT, "12").parse().unwrap();
-        assert_eq!(
-            (el.attr("type"), el.attr("from"), el.attr("to")),
-            (Some("headline"), Some("1@d"), Some("o'hara@b/r<&"))
-        );
-        let missed = el.get_child("missed", ns::QUOALISE).unwrap();
-        assert_eq!(missed.attr("node"), Some(&*node));
-        assert_eq!(missed.attr("count"), Some("12"));
-        assert_eq!(missed.attr("since"), Some("2026-09-28T22:00:00Z"));
-        let body = el.get_child("body", ns::COMPONENT).unwrap().text();
-        assert_eq!(
-            body,
-            format!(
-                "Notifications for node {node} dropped while you could not be reached: 12, the \
-                 oldest from 2026-09-28T22:00:00Z. Fetch the readings with PubSub items or the \
-                 history command."
-            )
-        );
-        let push = missed_notice_xml("1@d", "a@b", "n", SubscriptionKind::Push, 0);
-        assert!(push.contains("the get_history command"), "{push}");
-    }
 }

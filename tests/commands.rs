@@ -229,7 +229,7 @@ async fn multi_stage_get_history() {
         .unwrap();
     let m = meta.get_child("measurement", "urn:quoalise:0").unwrap();
     assert_eq!(m.attr("sampling-interval"), Some("PT30M"));
-    assert_eq!(r.context().commands.open_sessions().await, 0);
+    assert_eq!(r.commands().open_sessions().await, 0);
 
     let audit = store.audit_entries(0, 10).await.unwrap();
     assert_eq!(audit.len(), 1);
@@ -302,7 +302,7 @@ async fn one_shot_and_cancel() {
     )
     .await;
     assert_eq!(cmd(&cancel).attr("status"), Some("canceled"));
-    assert_eq!(r.context().commands.open_sessions().await, 0);
+    assert_eq!(r.commands().open_sessions().await, 0);
 }
 
 #[tokio::test]

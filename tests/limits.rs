@@ -33,8 +33,7 @@ const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 async fn router_with(limits: LimitsConfig, engine: Engine) -> (Router, Arc<dyn Store>) {
     let (mut ctx, store) = demo_context(2, &[UP, UP2], 512 * 1024).await;
     ctx.limits = limits;
-    ctx.commands = engine;
-    (Router::new(ctx), store)
+    (Router::new(ctx, engine), store)
 }
 
 async fn router(limits: LimitsConfig) -> (Router, Arc<dyn Store>) {
@@ -416,13 +415,13 @@ async fn one_account_with_many_resources_cannot_deny_the_others() {
         }
     }
     assert_eq!((opened, refused), (32, 320 * 32 - 32));
-    assert_eq!(r.context().commands.open_sessions().await, 32);
+    assert_eq!(r.commands().open_sessions().await, 32);
     // Another account still opens sessions, from any resource.
     for _ in 0..3 {
         sessionid(&send(&r, open_session(ALICE)).await);
     }
     sessionid(&send(&r, open_session("alice@localhost/tablet")).await);
-    assert_eq!(r.context().commands.open_sessions().await, 36);
+    assert_eq!(r.commands().open_sessions().await, 36);
 }
 
 #[tokio::test]
@@ -492,7 +491,7 @@ async fn the_total_session_limit() {
             )
         );
     }
-    assert_eq!(r.context().commands.open_sessions().await, 10);
+    assert_eq!(r.commands().open_sessions().await, 10);
     // Anyone else is refused too, until sessions end.
     assert_eq!(
         error_of(&send(&r, open_session(ALICE)).await).1,
@@ -512,7 +511,7 @@ async fn idle_sessions_expire_faster_under_pressure() {
     let (clock, now) = test_clock();
     let engine = Engine::new(quoalise_component::commands::all()).with_clock(clock);
     let (r, _) = router_with(limits, engine).await;
-    let commands = &r.context().commands;
+    let commands = &r.commands();
 
     // A flood of sessions left open fills the table: everyone else is refused for now.
     let mut ids = Vec::new();

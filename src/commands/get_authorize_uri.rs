@@ -7,13 +7,13 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 
 use super::get_history::required;
 use crate::access::now;
+use crate::model::id::random_id;
+use crate::model::redirect_uri::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::model::ConsentRequest;
+use crate::request::error::RequestError;
+use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
-use crate::web::consent::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
-use crate::xmpp::error::RequestError;
-use crate::xmpp::id::random_id;
-use crate::xmpp::router::{Context, Request};
 
 pub struct GetAuthorizeUri;
 
@@ -67,9 +67,9 @@ impl AdHocCommand for GetAuthorizeUri {
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let source = req
+        let (source, pages) = req
             .source_id()
-            .and_then(|id| ctx.enedis.get(id))
+            .and_then(|id| Some((id, ctx.consent_sources.get(id)?)))
             .ok_or(RequestError::ItemNotFound)?;
         let name = super::required_value(input, "name")?;
         if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
@@ -102,8 +102,9 @@ impl AdHocCommand for GetAuthorizeUri {
             }
         }
         let app_jid = req.requester.to_string();
+        let pages_allowed = pages;
         let pages = ctx.store.count_consent_requests(&app_jid).await?;
-        if pages >= u64::from(source.config.max_consent_pages) {
+        if pages >= u64::from(pages_allowed.max_per_app) {
             return Err(RequestError::ResourceConstraint(format!(
                 "you already have {pages} consent pages, the most one application may keep"
             )));
@@ -112,7 +113,7 @@ impl AdHocCommand for GetAuthorizeUri {
         ctx.store
             .add_consent_request(&ConsentRequest {
                 id: id.clone(),
-                source: source.id().to_owned(),
+                source: source.to_owned(),
                 app_jid,
                 name,
                 logo_url,

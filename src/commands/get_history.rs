@@ -5,11 +5,11 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 use super::history::{self, parse_identifier, Presentation};
 use super::time_range::{default_instants, parse_instant, Range};
+use crate::request::error::RequestError;
+use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request};
 
 pub struct GetHistory;
 

@@ -8,11 +8,11 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_
 use super::get_history::required;
 use super::history::{self, Presentation};
 use super::time_range::{parse_date, today, Range};
+use crate::request::error::RequestError;
+use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request};
 
 const DIRECTIONS: [&str; 2] = ["consumption", "production"];
 

@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::request::error::RequestError;
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::AdHocCommand;
-use crate::xmpp::error::RequestError;
 
 mod get_authorize_uri;
 mod get_history;

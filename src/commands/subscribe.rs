@@ -9,11 +9,11 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use super::get_history::required;
 use super::history::{self, parse_identifier};
 use crate::model::SubscriptionKind;
+use crate::request::error::RequestError;
+use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 use crate::xep::pubsub::subscribe_within_limits;
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request};
 
 pub struct Subscribe;
 pub struct Unsubscribe;

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Paris;
 
-use crate::xmpp::error::RequestError;
+use crate::request::error::RequestError;
 
 /// Longest range one request may ask for; longer ones are surely mistakes.
 pub const MAX_SPAN_DAYS: i64 = 366 * 20;

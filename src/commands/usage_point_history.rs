@@ -7,11 +7,11 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_
 use super::get_history::required;
 use super::history::{self, Presentation};
 use super::time_range::{default_instants, parse_instant, Range};
+use crate::request::error::RequestError;
+use crate::request::{Context, Request, Target};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
 
 pub struct History;
 

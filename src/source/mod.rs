@@ -94,6 +94,9 @@ impl SourceConfig {
                 Ok(Running {
                     task: Box::pin(service.clone().run(shutdown)),
                     upstream: Some(service.clone()),
+                    consent_pages: Some(ConsentPages {
+                        max_per_app: service.config.max_consent_pages,
+                    }),
                     enedis: Some(service),
                 })
             }
@@ -117,6 +120,8 @@ pub struct Running {
     pub task: BoxFuture<'static, ()>,
     /// Fetches history on demand before it is served (the `enedis` source).
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Hands out consent pages (the `enedis` source).
+    pub consent_pages: Option<ConsentPages>,
     /// The consent chain of an `enedis` source, for the web pages.
     pub enedis: Option<Arc<enedis::Enedis>>,
 }
@@ -127,6 +132,7 @@ impl Running {
         Running {
             task: Box::pin(task),
             upstream: None,
+            consent_pages: None,
             enedis: None,
         }
     }
@@ -173,6 +179,14 @@ pub struct SourceInfo {
     pub kind: String,
     pub title: String,
     pub description: String,
+}
+
+/// A source that hands out consent pages (`get_authorize_uri` on its JID): the enedis source
+/// fills this registry, so that the command knows nothing of Enedis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentPages {
+    /// Pages one application may keep at once.
+    pub max_per_app: u32,
 }
 
 /// What a source tells the rest of the component.

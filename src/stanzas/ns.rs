@@ -39,3 +39,5 @@ pub const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 pub const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 /// XEP-0203: Delayed Delivery.
 pub const DELAY: &str = "urn:xmpp:delay";
+/// The message that tells an application a consent was given (docs/protocol.md §6).
+pub const DATACONNECT_AUTHORIZE: &str = "https://consometers.org/dataconnect#authorize";

@@ -8,22 +8,22 @@
 
 use std::collections::HashMap;
 
-use minidom::Element;
 use reqwest::Url;
 
+use super::answer::Page;
 use super::duration::ConsentDuration;
 use super::pages::{render_consent, render_message, ConsentPage};
 use super::sanitize::description_text;
-use super::server::{Page, WebState};
+use super::state::WebState;
 use crate::access::now;
+use crate::model::id::random_id;
+use crate::model::redirect_uri::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::model::{Consent, ConsentRequest, OAuthState};
 use crate::source::enedis::service::ConsentedMeter;
 use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
-use crate::xmpp::id::random_id;
+use crate::stanzas::consent::authorized_message;
 
-/// Namespace of the message that tells an application a consent was given (docs/protocol.md §6).
-pub const AUTHORIZE_NS: &str = "https://consometers.org/dataconnect#authorize";
 /// Consent links (OAuth states) kept per consent page: far more than one person opening the page
 /// on a few devices needs, and a bound on what reloading it in a loop can make us store.
 const MAX_LINKS_PER_PAGE: usize = 64;
@@ -31,8 +31,6 @@ const MAX_LINKS_PER_PAGE: usize = 64;
 const MAX_STATE: usize = 512;
 /// Most meters a legacy (v1) callback may name.
 const MAX_LEGACY_POINTS: usize = 10;
-/// Longest redirect URI we accept.
-pub const MAX_REDIRECT_URI: usize = 2048;
 
 /// `GET /authorize?id=…[&duration=P1Y][&state=…][&redirect_uri=…]`.
 pub async fn authorize_page(state: &WebState, query: &HashMap<String, String>) -> Page {
@@ -301,42 +299,6 @@ async fn record(
     Ok(())
 }
 
-/// The message of docs/protocol.md §6: a `<usage-point>` per meter and the application's `state`.
-pub fn authorized_message(
-    from: &str,
-    to: &str,
-    usage_points: &[&str],
-    app_state: Option<&str>,
-) -> Element {
-    let mut x = Element::builder("x", AUTHORIZE_NS).build();
-    for prm in usage_points {
-        x.append_child(
-            Element::builder("usage-point", AUTHORIZE_NS)
-                .append(*prm)
-                .build(),
-        );
-    }
-    if let Some(s) = app_state {
-        x.append_child(Element::builder("state", AUTHORIZE_NS).append(s).build());
-    }
-    let id = random_id();
-    Element::builder("message", crate::stanzas::ns::COMPONENT)
-        .attr(minidom::rxml::xml_ncname!("type").to_ncname(), "chat")
-        .attr(minidom::rxml::xml_ncname!("from").to_ncname(), from)
-        .attr(minidom::rxml::xml_ncname!("to").to_ncname(), to)
-        .attr(minidom::rxml::xml_ncname!("id").to_ncname(), id.as_str())
-        .append(
-            Element::builder("body", crate::stanzas::ns::COMPONENT)
-                .append(format!(
-                    "Access granted for usage points {}",
-                    usage_points.join(",")
-                ))
-                .build(),
-        )
-        .append(x)
-        .build()
-}
-
 /// Where the browser goes: back to the application only at the address it registered.
 fn finish(request: &ConsentRequest, oauth: &OAuthState, prms: &[&str]) -> Page {
     let asked = oauth
@@ -373,16 +335,6 @@ fn finish(request: &ConsentRequest, oauth: &OAuthState, prms: &[&str]) -> Page {
     Page::html(200, render_message("Accès autorisé", &text))
 }
 
-/// An absolute http(s) URL without user info (which would show a misleading host).
-pub fn parse_redirect_uri(text: &str) -> Option<Url> {
-    Url::parse(text).ok().filter(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.username().is_empty()
-            && u.password().is_none()
-    })
-}
-
 fn unknown_link() -> Page {
     Page::error(
         404,
@@ -395,33 +347,6 @@ fn unknown_link() -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_message_carries_usage_points_and_state() {
-        let m = authorized_message(
-            "enedis@quoalise.example.org",
-            "app@example.org",
-            &["99999999999991"],
-            Some("a&b"),
-        );
-        let x = m.get_child("x", AUTHORIZE_NS).unwrap();
-        assert_eq!(
-            x.get_child("usage-point", AUTHORIZE_NS).unwrap().text(),
-            "99999999999991"
-        );
-        assert_eq!(x.get_child("state", AUTHORIZE_NS).unwrap().text(), "a&b");
-        assert_eq!(m.attr("to"), Some("app@example.org"));
-        assert!(String::from(&m).contains("a&amp;b"));
-    }
-
-    #[test]
-    fn redirect_uris_are_absolute_http_without_credentials() {
-        assert!(parse_redirect_uri("https://app.example.org/back?x=1").is_some());
-        assert!(parse_redirect_uri("http://127.0.0.1:9/back").is_some());
-        assert!(parse_redirect_uri("javascript:alert(1)").is_none());
-        assert!(parse_redirect_uri("/relative").is_none());
-        assert!(parse_redirect_uri("https://evil@app.example.org/").is_none());
-    }
 
     fn request(redirect_uri: Option<&str>) -> ConsentRequest {
         ConsentRequest {

@@ -1,15 +1,18 @@
 //! The web side of the component: the consent pages the customer sees before and after giving
 //! consent at Enedis, Enedis' OAuth callback, and the operator's `/healthz` and `/metrics`.
 //!
-//! - [`server`]: the axum router, shared state and HTTP headers.
+//! - [`server`]: the axum router and its routes.
+//! - [`state`]: what the handlers share; [`answer`]: what they answer, with its HTTP headers.
 //! - [`listener`]: the accept loop and what one connection may cost (count, timeouts).
 //! - [`consent`]: `/authorize` and `/enedis/callback`, the consent chain itself.
 //! - Pure building blocks, no HTTP: [`duration`] parses the requested consent duration,
 //!   [`sanitize`] makes the application's description safe, [`pages`] renders the HTML.
 
+pub mod answer;
 pub mod consent;
 pub mod duration;
 pub mod listener;
 pub mod pages;
 pub mod sanitize;
 pub mod server;
+pub mod state;

@@ -1,118 +1,24 @@
 //! The HTTP server (axum): consent pages, Enedis' callback, `/healthz`, `/metrics`.
 //!
 //! Handlers take the raw query as a map and answer with a [`Page`], so that every bad request
-//! gets a readable French page rather than a framework rejection.
+//! gets a readable French page rather than a framework rejection. Handlers share a
+//! [`WebState`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use xmpp_parsers::jid::BareJid;
 
+use super::answer::Page;
 use super::consent;
-use super::pages::{render_message, CONTENT_SECURITY_POLICY};
-use crate::health::Health;
-use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::source::enedis::Enedis;
-use crate::store::Store;
-
-/// What the handlers share.
-pub struct WebState {
-    pub domain: BareJid,
-    pub store: Arc<dyn Store>,
-    /// `enedis` sources by id.
-    pub enedis: HashMap<String, Arc<Enedis>>,
-    pub metrics: Metrics,
-    /// Wakes the delivery task after queueing a message.
-    pub wake: Arc<Notify>,
-    /// Whether the XMPP link is up.
-    pub connected: watch::Receiver<bool>,
-    /// Largest request body accepted, in bytes (`[web] max_body`).
-    pub max_body: usize,
-    /// What `/healthz` checks.
-    pub health: Health,
-}
-
-/// An answer of ours.
-#[derive(Debug)]
-pub enum Page {
-    Html {
-        status: u16,
-        body: String,
-    },
-    /// 303 See Other to this URL.
-    Redirect(String),
-}
-
-impl Page {
-    pub fn html(status: u16, body: String) -> Page {
-        Page::Html { status, body }
-    }
-
-    pub fn redirect(to: &str) -> Page {
-        Page::Redirect(to.to_owned())
-    }
-
-    pub fn error(status: u16, title: &str, text: &str) -> Page {
-        Page::html(status, render_message(title, text))
-    }
-
-    /// A failure of ours: logged with its detail, shown without.
-    pub fn internal(detail: impl std::fmt::Display) -> Page {
-        tracing::error!(%detail, "internal error while serving a web page");
-        Page::error(
-            500,
-            "Erreur interne",
-            "Le service a rencontré une erreur. Réessayez plus tard.",
-        )
-    }
-}
-
-impl IntoResponse for Page {
-    fn into_response(self) -> Response {
-        let mut response = match self {
-            Page::Html { status, body } => {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                (
-                    status,
-                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-                    body,
-                )
-                    .into_response()
-            }
-            Page::Redirect(to) => match HeaderValue::from_str(&to) {
-                Ok(location) => {
-                    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
-                }
-                Err(_) => {
-                    return Page::internal("redirect URL is not a header value").into_response()
-                }
-            },
-        };
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        response
-    }
-}
+use super::state::WebState;
+use crate::metrics::CONTENT_TYPE;
 
 pub fn router(state: Arc<WebState>) -> Router {
     let max_body = state.max_body;

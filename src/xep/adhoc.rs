@@ -24,11 +24,11 @@ use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item};
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::config::LimitsConfig;
+use crate::request::error::RequestError;
+use crate::request::{Context, Request, Target};
 use crate::stanzas::command::{Action, Actions, Command, Note, Status};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::ns;
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
 
 /// How long an idle session is kept.
 pub const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -238,7 +238,7 @@ impl Engine {
                 )),
                 // One-shot: the form comes with the first request.
                 (_, Some(input)) => {
-                    let sessionid = crate::xmpp::id::random_id();
+                    let sessionid = crate::model::id::random_id();
                     let stage = command.run(ctx, req, &input, None).await?;
                     self.finish(ctx, spec, req, sessionid, input, stage).await
                 }
@@ -331,7 +331,7 @@ impl Engine {
         req: &Request,
         limits: &LimitsConfig,
     ) -> Result<String, RequestError> {
-        let id = crate::xmpp::id::random_id();
+        let id = crate::model::id::random_id();
         self.store(
             id.clone(),
             Session {

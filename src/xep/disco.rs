@@ -9,11 +9,12 @@ use xmpp_parsers::disco::{DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Id
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::model::{Series, UsagePoint};
+use crate::request::error::RequestError;
+use crate::request::{Context, Request, Target};
 use crate::source::SourceInfo;
 use crate::stanzas::ns;
+use crate::xep::adhoc::Engine;
 use crate::xep::rsm;
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Context, Request, Target};
 
 /// Name of the service identity.
 pub const SERVICE_NAME: &str = "Quoalise";
@@ -52,13 +53,16 @@ fn usage_point_features() -> Vec<&'static str> {
     features
 }
 
-pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Element, RequestError> {
+pub async fn info(
+    ctx: &Context,
+    commands: &Engine,
+    req: &Request,
+    query: &Element,
+) -> Result<Element, RequestError> {
     let node = query.attr("node").filter(|n| !n.is_empty());
     let result = match (&req.target, node) {
-        (_, Some(node)) if ctx.commands.info(req, node).is_some() => {
-            ctx.commands
-                .info(req, node)
-                .ok_or(RequestError::ItemNotFound)?
+        (_, Some(node)) if commands.info(req, node).is_some() => {
+            commands.info(req, node).ok_or(RequestError::ItemNotFound)?
         }
         (_, Some(ns::COMMANDS)) => info_result(
             node,
@@ -114,12 +118,17 @@ pub async fn info(ctx: &Context, req: &Request, query: &Element) -> Result<Eleme
     Ok(result.into())
 }
 
-pub async fn items(ctx: &Context, req: &Request, query: &Element) -> Result<Element, RequestError> {
+pub async fn items(
+    ctx: &Context,
+    commands: &Engine,
+    req: &Request,
+    query: &Element,
+) -> Result<Element, RequestError> {
     let query = DiscoItemsQuery::try_from(query.clone())
         .map_err(|e| RequestError::bad_request(format!("disco#items query: {e}")))?;
     let node = query.node.as_deref().filter(|n| !n.is_empty());
     let all: Vec<Item> = match (&req.target, node) {
-        (_, Some(ns::COMMANDS)) => ctx.commands.items(req),
+        (_, Some(ns::COMMANDS)) => commands.items(req),
         (Target::Service, None) => ctx
             .sources
             .iter()

@@ -15,11 +15,12 @@ use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
 use crate::model::{Item, Series, Subscription, SubscriptionKind, UsagePoint};
+use crate::request::error::RequestError;
+use crate::request::{Answer, Context, Request, Target};
+use crate::stanzas::notification::notification_xml;
 use crate::stanzas::ns;
 use crate::stanzas::pubsub::{self as stanza, Request as PubSubRequest, State};
 use crate::xep::rsm;
-use crate::xmpp::error::RequestError;
-use crate::xmpp::router::{Answer, Context, Request, Target};
 
 /// Features of the PubSub service, exactly those implemented (XEP-0060 §10).
 pub const FEATURES: &[&str] = &[
@@ -139,7 +140,7 @@ async fn subscribe(
     // XEP-0060 §6.1.7: the last published item, right after the subscription result.
     let mut followups = Vec::new();
     if let Some(item) = ctx.store.last_item(&up.id, &series.path).await? {
-        let from = usage_point_jid(ctx, up).to_string();
+        let from = ctx.usage_point_jid(&up.id).to_string();
         let xml = notification_xml(
             &from,
             jid,
@@ -154,7 +155,7 @@ async fn subscribe(
         message.set_attr(
             minidom::rxml::Namespace::NONE,
             xml_ncname!("id").to_ncname(),
-            crate::xmpp::id::random_id(),
+            crate::model::id::random_id(),
         );
         followups.push(message);
     }
@@ -188,7 +189,7 @@ pub async fn subscribe_within_limits(
     if !counts.exists {
         check_limits(ctx, requester, kind, usage_point, series, counts, 1)?;
     }
-    let subid = crate::xmpp::id::random_id();
+    let subid = crate::model::id::random_id();
     let subscription = store
         .subscribe(kind, usage_point, series, jid, &subid)
         .await?;
@@ -361,124 +362,4 @@ fn parse_payload(item: &Item) -> Result<Element, RequestError> {
             item.item_id, item.usage_point, item.series
         ))
     })
-}
-
-/// `<usage point>@D`.
-pub fn usage_point_jid(ctx: &Context, up: &UsagePoint) -> Jid {
-    BareJid::new(&format!("{}@{}", up.id, ctx.domain))
-        .map(Jid::from)
-        .unwrap_or_else(|_| ctx.domain.clone().into())
-}
-
-/// The headline notification of one item to `to` (exactly as subscribed), as text: the payload is
-/// serialised once per batch and spliced into each subscriber's message. With `delay` (the last
-/// item sent on subscribe) it carries a XEP-0203 stamp. The `id` is set at delivery.
-pub fn notification_xml(
-    from: &str,
-    to: &str,
-    node: &str,
-    item_id: &str,
-    payload: &str,
-    delay: Option<i64>,
-) -> String {
-    let delay = delay
-        .map(|stamp| {
-            format!(
-                "<delay xmlns='{}' from='{}' stamp='{}'/>",
-                ns::DELAY,
-                escape(from),
-                xep_0082(stamp)
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "<message xmlns='{}' type='headline' from='{}' to='{}'><event xmlns='{}'><items node='{}'><item id='{}'>{payload}</item></items></event>{delay}</message>",
-        ns::COMPONENT,
-        escape(from),
-        escape(to),
-        ns::PUBSUB_EVENT,
-        escape(node),
-        escape(item_id),
-    )
-}
-
-/// A generation-2 push: `<message>` to the subscriber's bare JID carrying `<quoalise>` as text.
-pub fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
-    format!(
-        "<message xmlns='{}' from='{}' to='{}'>{quoalise}</message>",
-        ns::COMPONENT,
-        escape(from),
-        escape(to)
-    )
-}
-
-/// XEP-0082 date-time in UTC.
-fn xep_0082(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// Escapes text for an XML attribute value or text node.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['&', '<', '>', '\'', '"']) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
-
-/// The notice that a subscription ended (`subscription="none"`), e.g. after a grant expired.
-pub fn subscription_ended(from: &Jid, subscription: &Subscription) -> Element {
-    Element::builder("message", ns::COMPONENT)
-        .attr(xml_ncname!("from").to_ncname(), from.to_string())
-        .attr(xml_ncname!("to").to_ncname(), &subscription.jid)
-        .attr(xml_ncname!("id").to_ncname(), crate::xmpp::id::random_id())
-        .append(stanza::event(stanza::subscription(
-            ns::PUBSUB_EVENT,
-            &subscription.series,
-            &subscription.jid,
-            Some(&subscription.subid),
-            State::None,
-        )))
-        .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notifications_are_well_formed_and_escaped() {
-        let payload = "<quoalise xmlns='urn:quoalise:0'><data/></quoalise>";
-        let xml = notification_xml("1@d", "a@b/r'<&", "x/y", "i1", payload, Some(1_790_632_800));
-        let el: Element = xml.parse().unwrap();
-        assert_eq!(el.attr("to"), Some("a@b/r'<&"));
-        assert_eq!(el.attr("type"), Some("headline"));
-        let delay = el.get_child("delay", ns::DELAY).unwrap();
-        assert_eq!(delay.attr("stamp"), Some("2026-09-28T22:00:00Z"));
-        let item = el
-            .get_child("event", ns::PUBSUB_EVENT)
-            .unwrap()
-            .get_child("items", ns::PUBSUB_EVENT)
-            .unwrap()
-            .get_child("item", ns::PUBSUB_EVENT)
-            .unwrap();
-        assert_eq!(item.attr("id"), Some("i1"));
-        assert!(item.get_child("quoalise", ns::QUOALISE).is_some());
-        let push: Element = push_xml("1@d", "a@b", payload).parse().unwrap();
-        assert!(push.get_child("quoalise", ns::QUOALISE).is_some());
-        assert_eq!(escape("plain"), "plain");
-    }
 }

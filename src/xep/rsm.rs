@@ -5,7 +5,7 @@
 
 use xmpp_parsers::rsm::{First, SetQuery, SetResult};
 
-use crate::xmpp::error::RequestError;
+use crate::request::error::RequestError;
 
 /// Page size when the client asks for none.
 pub const DEFAULT_PAGE: usize = 500;

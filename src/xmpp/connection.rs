@@ -45,9 +45,10 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use crate::config::Secret;
 use crate::health::LinkProgress;
 use crate::metrics::Metrics;
+use crate::request::error::{raw_iq_error, RequestError};
 use crate::stanzas::ns;
+use crate::stanzas::outgoing::{Outgoing, Payload};
 use crate::xep;
-use crate::xmpp::error::{raw_iq_error, RequestError};
 use crate::xmpp::framing::{Frame, Framer, Refusal};
 use crate::xmpp::limits::{Cost, InFlight, RequestLimits};
 use crate::xmpp::parse::{self, Addressing};
@@ -79,31 +80,6 @@ const REFUSAL_BATCH: usize = 16;
 const MAX_TRACKED_REQUESTERS: usize = 100_000;
 /// Time given to queued stanzas at shutdown.
 const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
-
-/// A stanza for the writer. Stanzas from the outbox carry their id so the link can report when
-/// they are written (and hand them back when the link drops before writing them).
-#[derive(Debug)]
-pub struct Outgoing {
-    pub payload: Payload,
-    pub outbox_id: Option<i64>,
-}
-
-/// What is written: a tree the writer encodes, or bytes already on the wire format.
-#[derive(Debug)]
-pub enum Payload {
-    Tree(Element),
-    /// A complete stanza, well-formed, within the size limit (built by the link itself).
-    Wire(Vec<u8>),
-}
-
-impl From<Element> for Outgoing {
-    fn from(stanza: Element) -> Self {
-        Outgoing {
-            payload: Payload::Tree(stanza),
-            outbox_id: None,
-        }
-    }
-}
 
 /// Where the link reports outbox entries: written to the server, or handed back unwritten.
 #[derive(Debug, Clone)]

@@ -1,9 +1,7 @@
 //! The XEP-0114 link and the stanza router.
 
 pub mod connection;
-pub mod error;
 pub mod framing;
-pub mod id;
 pub mod limits;
 pub mod parse;
 pub mod router;

@@ -4,102 +4,40 @@
 //! behaviour can be tested with golden XML and an in-memory store. It resolves the addressed
 //! entity and the requester's rights once per stanza, then dispatches on the payload.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use minidom::Element;
 use xmpp_parsers::iq::Iq;
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::Jid;
 
-use crate::access::{Access, View};
-use crate::model::UsagePoint;
-use crate::source::enedis::Enedis;
-use crate::source::{SourceInfo, Upstream};
+use crate::request::error::raw_iq_error;
+use crate::request::{Answer, Context, Request, RequestError, Target};
 use crate::stanzas::ns;
-use crate::store::Store;
 use crate::xep;
-use crate::xmpp::error::{raw_iq_error, RequestError};
-
-/// What every handler may need.
-pub struct Context {
-    pub domain: BareJid,
-    pub sources: Vec<SourceInfo>,
-    pub store: Arc<dyn Store>,
-    pub access: Access,
-    /// The ad-hoc commands and their sessions.
-    pub commands: xep::adhoc::Engine,
-    /// Largest stanza the server accepts from us; answers are paged below it.
-    pub max_stanza_size: usize,
-    /// Per source id: sources whose history is fetched on demand before it is served.
-    pub upstreams: HashMap<String, Arc<dyn Upstream>>,
-    /// Per source id: `enedis` sources (consent chain).
-    pub enedis: HashMap<String, Arc<Enedis>>,
-    /// Base URL of the web pages (`[web] public_url`), for consent links.
-    pub public_url: String,
-    /// What one requester may hold (`[limits]`): command sessions, subscriptions.
-    pub limits: crate::config::LimitsConfig,
-}
-
-/// The entity a stanza is addressed to.
-#[derive(Debug, Clone)]
-pub enum Target {
-    /// The component's domain.
-    Service,
-    /// `<source>@D`.
-    Source(SourceInfo),
-    /// `<usage point>@D`, visible to the requester.
-    UsagePoint(UsagePoint),
-}
-
-/// What a handler returns: the iq result payload, and stanzas to send right after it (e.g. the
-/// last published item after a PubSub subscription).
-#[derive(Debug, Default)]
-pub struct Answer {
-    pub payload: Option<Element>,
-    pub followups: Vec<Element>,
-}
-
-impl From<Option<Element>> for Answer {
-    fn from(payload: Option<Element>) -> Self {
-        Answer {
-            payload,
-            followups: Vec::new(),
-        }
-    }
-}
-
-/// A request resolved once: who asks, what about, with which rights.
-pub struct Request {
-    pub from: Jid,
-    pub to: Jid,
-    pub requester: BareJid,
-    pub target: Target,
-    pub view: View,
-}
-
-impl Request {
-    /// The source addressed, when the request went to a source JID: commands there only see
-    /// that source's usage points.
-    pub fn source_id(&self) -> Option<&str> {
-        match &self.target {
-            Target::Source(s) => Some(s.id.as_str()),
-            _ => None,
-        }
-    }
-}
+use crate::xep::adhoc::Engine;
 
 #[derive(Clone)]
 pub struct Router {
     ctx: Arc<Context>,
+    /// The ad-hoc commands and their sessions.
+    commands: Arc<Engine>,
 }
 
 impl Router {
-    pub fn new(ctx: Context) -> Self {
-        Router { ctx: Arc::new(ctx) }
+    pub fn new(ctx: Context, commands: Engine) -> Self {
+        Router {
+            ctx: Arc::new(ctx),
+            commands: Arc::new(commands),
+        }
     }
 
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    /// The ad-hoc commands and their open sessions.
+    pub fn commands(&self) -> &Engine {
+        &self.commands
     }
 
     /// The context, to share with tasks that build stanzas outside requests (publisher).
@@ -247,18 +185,15 @@ impl Router {
         let ns = payload.ns();
         let payload = match (is_get, ns.as_str(), payload.name()) {
             (true, ns::DISCO_INFO, "query") => {
-                xep::disco::info(&self.ctx, request, payload).await?
+                xep::disco::info(&self.ctx, &self.commands, request, payload).await?
             }
             (true, ns::DISCO_ITEMS, "query") => {
-                xep::disco::items(&self.ctx, request, payload).await?
+                xep::disco::items(&self.ctx, &self.commands, request, payload).await?
             }
             (true, ns::PING, "ping") => return Ok(Answer::default()),
             (true, ns::VERSION, "query") => xep::version::result(),
             (false, ns::COMMANDS, "command") => {
-                self.ctx
-                    .commands
-                    .handle(&self.ctx, request, payload)
-                    .await?
+                self.commands.handle(&self.ctx, request, payload).await?
             }
             (_, ns::PUBSUB | ns::PUBSUB_OWNER, "pubsub") => {
                 return xep::pubsub::handle(&self.ctx, request, payload, is_get).await

@@ -8,11 +8,12 @@ use quoalise_component::access::{grants_from_config, Access};
 use quoalise_component::commands;
 use quoalise_component::config::{GrantConfig, HumanDuration};
 use quoalise_component::publisher;
+use quoalise_component::request::Context;
 use quoalise_component::source::demo::DemoConfig;
 use quoalise_component::source::SourceEvent;
 use quoalise_component::store::{self, Store};
 use quoalise_component::xep::adhoc::Engine;
-use quoalise_component::xmpp::router::{Context, Router};
+use quoalise_component::xmpp::router::Router;
 use xmpp_parsers::jid::BareJid;
 
 pub const D: &str = "quoalise.localhost";
@@ -30,7 +31,7 @@ pub async fn demo_router(
     max_stanza_size: usize,
 ) -> (Router, Arc<dyn Store>) {
     let (ctx, store) = demo_context(meters, alice_usage_points, max_stanza_size).await;
-    (Router::new(ctx), store)
+    (Router::new(ctx, Engine::new(commands::all())), store)
 }
 
 /// The context of [`demo_router`], for tests that change a part (limits, command engine) first.
@@ -72,10 +73,9 @@ pub async fn demo_context(
             [BareJid::from_str("admin@localhost").unwrap()],
             store.clone(),
         ),
-        commands: Engine::new(commands::all()),
         max_stanza_size,
         upstreams: Default::default(),
-        enedis: Default::default(),
+        consent_sources: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
         limits: Default::default(),
     };

@@ -3,6 +3,9 @@
 //! Nothing here knows about XML or SQL: the store maps these to rows, `stanzas/` and `xep/` map
 //! them to elements.
 
+pub mod id;
+pub mod redirect_uri;
+
 use std::fmt;
 
 /// Characters allowed in a usage-point id: they must be safe as a JID localpart (RFC 7622 forbids
