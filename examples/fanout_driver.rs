@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use quoalise_component::settings::{self, Config};
 use quoalise_component::model::{Batch, Reading};
+use quoalise_component::settings::{self, Config};
 use quoalise_component::source::SourceEvent;
 use std::io::BufRead;
 
