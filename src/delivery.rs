@@ -16,8 +16,8 @@ use minidom::Element;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::now;
 use crate::store::{Store, StoreError};
+use crate::time::now;
 use crate::xmpp::connection::{Outgoing, Payload};
 use crate::xmpp::router::Context;
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
-use crate::access::now;
 use crate::metrics::Metrics;
 use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
 use crate::source::SourceEvent;
@@ -22,6 +21,7 @@ use crate::stanzas::ns;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
 use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::time::now;
 use crate::xep::pubsub::{escape, notification_xml, push_xml, usage_point_jid};
 use crate::xmpp::router::Context;
 

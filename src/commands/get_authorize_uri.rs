@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 
 use super::get_history::required;
-use crate::access::now;
 use crate::model::ConsentRequest;
 use crate::stanzas::form::Submitted;
+use crate::time::now;
 use crate::web::consent::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 use crate::xmpp::error::RequestError;

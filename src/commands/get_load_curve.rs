@@ -7,9 +7,10 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_
 
 use super::get_history::required;
 use super::history::{self, Presentation};
-use super::time_range::{parse_date, today, Range};
+use super::time_range::{parse_date, Range};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
+use crate::time::paris::today;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 use crate::xmpp::error::RequestError;
 use crate::xmpp::router::{Context, Request};

@@ -11,15 +11,15 @@ use std::collections::HashMap;
 use minidom::Element;
 use reqwest::Url;
 
-use super::duration::ConsentDuration;
 use super::pages::{render_consent, render_message, ConsentPage};
 use super::sanitize::description_text;
 use super::server::{Page, WebState};
-use crate::access::now;
 use crate::model::{Consent, ConsentRequest, OAuthState};
 use crate::source::enedis::service::ConsentedMeter;
 use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
+use crate::time::duration::ConsentDuration;
+use crate::time::now;
 use crate::xmpp::id::random_id;
 
 /// Namespace of the message that tells an application a consent was given (docs/protocol.md §6).

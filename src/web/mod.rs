@@ -4,11 +4,10 @@
 //! - [`server`]: the axum router, shared state and HTTP headers.
 //! - [`listener`]: the accept loop and what one connection may cost (count, timeouts).
 //! - [`consent`]: `/authorize` and `/enedis/callback`, the consent chain itself.
-//! - Pure building blocks, no HTTP: [`duration`] parses the requested consent duration,
-//!   [`sanitize`] makes the application's description safe, [`pages`] renders the HTML.
+//! - Pure building blocks, no HTTP: [`sanitize`] makes the application's description safe,
+//!   [`pages`] renders the HTML (the requested consent duration is `crate::time::duration`).
 
 pub mod consent;
-pub mod duration;
 pub mod listener;
 pub mod pages;
 pub mod sanitize;
