@@ -201,7 +201,7 @@ fn demo_series(usage_point: &str, live_interval: std::time::Duration) -> Vec<Ser
     ]
 }
 
-// --- Calendar: half-hours in UTC, days in Europe/Paris -------------------------------------------
+// --- Calendar: half-hours in UTC, days in Europe/Paris (crate::time::paris) ----------------------
 
 /// The load curve's step, in seconds.
 const STEP: i64 = 1800;
