@@ -11,10 +11,7 @@ use xmpp_parsers::jid::BareJid;
 use crate::config::GrantConfig;
 use crate::model::{Grant, GrantOrigin};
 use crate::store::{Store, StoreError};
-
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
+use crate::time::now;
 
 /// The access policy of the component.
 #[derive(Clone)]

@@ -281,7 +281,11 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
             Ok(n) => tracing::info!(ended = n, "subscriptions ended after their grant"),
             Err(e) => tracing::error!(error = %e, "cannot check subscriptions against grants"),
         }
-        if let Err(e) = ctx.store.purge_sent(access::now() - KEEP_SENT_SECS).await {
+        if let Err(e) = ctx
+            .store
+            .purge_sent(crate::time::now() - KEEP_SENT_SECS)
+            .await
+        {
             tracing::error!(error = %e, "cannot purge sent notifications");
         }
     }

@@ -16,10 +16,10 @@ use minidom::Element;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::now;
 use crate::request::Context;
 use crate::stanzas::outgoing::{Outgoing, Payload};
 use crate::store::{Store, StoreError};
+use crate::time::now;
 
 /// Entries claimed at once.
 const CLAIM: usize = 256;

@@ -12,11 +12,12 @@
 //!   notifications in one transaction (the outbox).
 //! - [`delivery`]: sends the outbox while the link is up, rate-limited; handles bounces.
 //! - [`access`]: who may see what (admins, grants).
+//! - [`time`]: the clock, the Europe/Paris calendar, ISO 8601 durations.
 //! - [`xmpp`]: the XEP-0114 link (login, keepalive, reconnect, writer) and the stanza router.
 //! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
 //! - [`stanzas`]: our own XML models and namespaces.
 //! - [`app`]: wiring, supervision and graceful shutdown.
-//! - [`web`]: the consent pages (duration, description sanitising, HTML rendering).
+//! - [`web`]: the consent pages (description sanitising, HTML rendering).
 //! - [`metrics`]: counters and gauges in the Prometheus text format.
 //! - [`health`]: what healthy means (progress of the link, a store that answers), for
 //!   `/healthz` and the systemd watchdog.
@@ -35,6 +36,7 @@ pub mod settings;
 pub mod source;
 pub mod stanzas;
 pub mod store;
+pub mod time;
 pub mod web;
 pub mod xep;
 pub mod xmpp;

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
-use crate::access::now;
 use crate::metrics::Metrics;
 use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
 use crate::request::Context;
@@ -25,6 +24,7 @@ use crate::stanzas::notification::{
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
 use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::time::now;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
 /// server's stanza limit.

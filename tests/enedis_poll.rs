@@ -8,7 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use quoalise_component::access::now;
 use quoalise_component::config::Secret;
 use quoalise_component::metrics::Metrics;
 use quoalise_component::model::{Consent, Grant, GrantOrigin, UpstreamCall, ANY};
@@ -16,6 +15,7 @@ use quoalise_component::source::enedis::service::ConsentedMeter;
 use quoalise_component::source::enedis::{Enedis, EnedisConfig};
 use quoalise_component::source::SourceEvent;
 use quoalise_component::store::{self, Store};
+use quoalise_component::time::now;
 use tokio::sync::{mpsc, Notify};
 
 /// The consumer meter of tests/fixtures/enedis/, the fake's default.

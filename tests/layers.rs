@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules from the bottom up; a module may use only those of lower rows.
 const LAYERS: &[&[&str]] = &[
     // Pure data, no I/O: what every layer may use.
-    &["model", "config", "metrics"],
+    &["model", "config", "metrics", "time"],
     // Our XML models and the stanzas written as text.
     &["stanzas"],
     // Persistence: all SQL.

@@ -359,7 +359,7 @@ async fn periodic_check_ends_expired_grants() {
             usage_point: UP.into(),
             series: "*".into(),
             valid_from: None,
-            valid_until: Some(quoalise_component::access::now() + 1),
+            valid_until: Some(quoalise_component::time::now() + 1),
             origin: GrantOrigin::Admin,
             purpose: None,
         })
@@ -437,7 +437,7 @@ async fn wait_bounces_are_retried_later_then_given_up() {
     ))
     .await;
     publish(&p, 1_790_632_800, 1.0).await;
-    let now = quoalise_component::access::now();
+    let now = quoalise_component::time::now();
     let id = store.claim_outbox(now, 10, 60).await.unwrap()[0].id;
     store.mark_sent(&[id], now).await.unwrap();
     let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='q{id}' from='{ALICE}' to='{UP}@{D}'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
@@ -511,7 +511,7 @@ async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
     assert_eq!(r.handle(command).await[0].attr("type"), Some("result"));
 
     let t0 = 1_790_632_800;
-    let before = quoalise_component::access::now();
+    let before = quoalise_component::time::now();
     for n in 0..6 {
         publish(&p, t0 + 2 * n, n as f64).await;
     }
@@ -537,7 +537,7 @@ async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
             .unwrap()
             .timestamp();
         assert!(
-            (before..=quoalise_component::access::now()).contains(&since),
+            (before..=quoalise_component::time::now()).contains(&since),
             "{since}"
         );
         let body = notice.get_child("body", "jabber:component:accept").unwrap();

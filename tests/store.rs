@@ -1584,7 +1584,7 @@ async fn bound_story(store: Arc<dyn Store>) {
         max_pending: CAP,
         notice: &notice,
     };
-    let started = quoalise_component::access::now();
+    let started = quoalise_component::time::now();
     // Publication k: alice gets one notification, bob (push, a large batch) two, nobody one.
     let publish = |k: i64| {
         let store = store.clone();
@@ -1676,7 +1676,7 @@ async fn bound_story(store: Arc<dyn Store>) {
         .map(|(since, _)| since.parse().unwrap())
         .unwrap();
     assert!(
-        (started..=quoalise_component::access::now()).contains(&since),
+        (started..=quoalise_component::time::now()).contains(&since),
         "{since}"
     );
 
@@ -2013,7 +2013,7 @@ async fn consent_story(store: Arc<dyn Store>) {
         "purged when s-later was added"
     );
 
-    let now = quoalise_component::access::now();
+    let now = quoalise_component::time::now();
     let consent = Consent {
         id: None,
         source: "enedis".into(),

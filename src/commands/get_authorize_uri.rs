@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 
 use super::get_history::required;
-use crate::access::now;
 use crate::model::id::random_id;
 use crate::model::redirect_uri::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::model::ConsentRequest;
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
+use crate::time::now;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 
 pub struct GetAuthorizeUri;

@@ -7,11 +7,13 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType, Option_
 
 use super::get_history::required;
 use super::history::{self, Presentation};
-use super::time_range::{parse_date, today, Range};
+
+use super::time_range::{parse_date, Range};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
+use crate::time::paris::today;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 
 const DIRECTIONS: [&str; 2] = ["consumption", "production"];

@@ -3,12 +3,12 @@
 
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 
-use crate::access::now;
 use crate::model::{AuditEntry, Reading, Series, UsagePoint};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::{format_number, is_secondary_unit, Pack};
+use crate::time::now;
 use crate::xep::adhoc::{Outcome, Stage};
 
 use super::time_range::Range;

@@ -2,7 +2,7 @@
 //!
 //! Each command declares its node, name, access and where it is listed in a static [`Spec`],
 //! builds its form and runs with the submitted values. Errors are `RequestError`s, mapped to
-//! stanza errors in one place (`crate::xmpp::error`).
+//! stanza errors in one place (`crate::request::error`).
 //!
 //! [`Spec`]: crate::xep::adhoc::Spec
 

@@ -4,10 +4,10 @@
 //! a bare date means local midnight in Europe/Paris, the time zone of the meters we serve.
 //! Ranges are half-open: `[start, end)`.
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Europe::Paris;
+use chrono::{DateTime, NaiveDate};
 
 use crate::request::error::RequestError;
+use crate::time::{now, paris};
 
 /// Longest range one request may ask for; longer ones are surely mistakes.
 pub const MAX_SPAN_DAYS: i64 = 366 * 20;
@@ -47,7 +47,7 @@ pub fn parse_instant(field: &str, text: &str) -> Result<i64, RequestError> {
         return Ok(t.timestamp());
     }
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return local_midnight(date).ok_or_else(|| bad_date(field, text));
+        return paris::midnight(date).ok_or_else(|| bad_date(field, text));
     }
     Err(bad_date(field, text))
 }
@@ -57,7 +57,7 @@ pub fn parse_date(field: &str, text: &str) -> Result<i64, RequestError> {
     let text = text.trim();
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
-        .and_then(local_midnight)
+        .and_then(paris::midnight)
         .ok_or_else(|| {
             RequestError::bad_request(format!("{field}: {text:?} is not a date (YYYY-MM-DD)"))
         })
@@ -69,25 +69,14 @@ fn bad_date(field: &str, text: &str) -> RequestError {
     ))
 }
 
-/// The instant a local day starts in Paris (midnight exists every day there: DST moves 2-3 am).
-pub fn local_midnight(date: NaiveDate) -> Option<i64> {
-    let naive = date.and_hms_opt(0, 0, 0)?;
-    Paris
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.timestamp())
-}
-
-/// Today's date in Paris.
-pub fn today() -> NaiveDate {
-    Utc::now().with_timezone(&Paris).date_naive()
-}
-
 /// `now - days` and `now` formatted for form defaults, with the Paris offset.
 pub fn default_instants(days: i64) -> (String, String) {
-    let now = Utc::now().with_timezone(&Paris);
-    let format = |t: DateTime<chrono_tz::Tz>| t.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
-    (format(now - Duration::days(days)), format(now))
+    let now = now();
+    let format = |t: i64| paris::rfc3339(t).unwrap_or_default();
+    (
+        format(now.saturating_sub(days.saturating_mul(86_400))),
+        format(now),
+    )
 }
 
 #[cfg(test)]

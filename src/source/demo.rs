@@ -9,8 +9,7 @@
 //! Every value is a pure function of (meter number, time): a restart sends the same history
 //! again, which the store's idempotent upsert absorbs.
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike};
-use chrono_tz::Tz;
+use chrono::{Datelike, Timelike};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceEvent, SourceInfo};
 use crate::config::{ConfigError, HumanDuration};
 use crate::model::{Batch, Identifier, Measurement, Reading, Series, UsagePoint};
+use crate::time::duration::format_clock;
+use crate::time::paris::{self, LocalDay};
 
 /// Prefix of every demo usage-point id.
 pub const ID_PREFIX: &str = "99999";
@@ -194,46 +195,19 @@ fn demo_series(usage_point: &str, live_interval: std::time::Duration) -> Vec<Ser
                 "power",
                 "W",
                 "instant",
-                &iso8601_duration(live_interval),
+                &format_clock(live_interval),
             ),
         ),
     ]
 }
 
-/// `2s` → `PT2S`, `1500ms` → `PT1.5S`, `90s` → `PT1M30S`.
-fn iso8601_duration(d: std::time::Duration) -> String {
-    let total_ms = d.as_millis();
-    let (h, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
-    let (m, rest) = (rest / 60_000, rest % 60_000);
-    let (s, ms) = (rest / 1000, rest % 1000);
-    let mut out = String::from("PT");
-    if h > 0 {
-        out += &format!("{h}H");
-    }
-    if m > 0 {
-        out += &format!("{m}M");
-    }
-    if s > 0 || ms > 0 || out == "PT" {
-        if ms > 0 {
-            let frac = format!("{ms:03}");
-            out += &format!("{s}.{}S", frac.trim_end_matches('0'));
-        } else {
-            out += &format!("{s}S");
-        }
-    }
-    out
-}
-
-// --- Calendar: half-hours in UTC, days in Europe/Paris -------------------------------------------
+// --- Calendar: half-hours in UTC, days in Europe/Paris (crate::time::paris) ----------------------
 
 /// The load curve's step, in seconds.
 const STEP: i64 = 1800;
 
 /// Hours of one load-curve interval: the factor from mean W to Wh.
 const STEP_HOURS: f64 = 0.5;
-
-/// The time zone whose days the daily energy follows, as Enedis' do.
-const TZ: Tz = chrono_tz::Europe::Paris;
 
 /// `t` rounded down to a multiple of `step` (correct for times before 1970 too).
 fn align_down(t: i64, step: i64) -> i64 {
@@ -247,66 +221,6 @@ fn half_hours(from: i64, to: i64) -> impl Iterator<Item = i64> {
     (0..)
         .map(move |i| first + i * STEP)
         .take_while(move |start| start + STEP <= to)
-}
-
-/// One Europe/Paris calendar day as a UTC interval `[start, end)`: 23, 24 or 25 hours long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LocalDay {
-    start: i64,
-    end: i64,
-}
-
-impl LocalDay {
-    /// The day of `date`; `None` only for dates chrono cannot represent.
-    fn of(date: NaiveDate) -> Option<LocalDay> {
-        Some(LocalDay {
-            start: local_midnight(date)?,
-            end: local_midnight(date.succ_opt()?)?,
-        })
-    }
-
-    /// The local day that holds instant `t`.
-    fn containing(t: i64) -> Option<LocalDay> {
-        LocalDay::of(local_time(t)?.date_naive())
-    }
-
-    /// The day after this one.
-    fn next(self) -> Option<LocalDay> {
-        LocalDay::containing(self.end)
-    }
-}
-
-/// The UTC instant at which local `date` begins. Paris changes its clocks at 02:00/03:00, so
-/// midnight always exists once; the fallbacks only matter to zones that skip or repeat it.
-fn local_midnight(date: NaiveDate) -> Option<i64> {
-    let midnight = date.and_hms_opt(0, 0, 0)?;
-    TZ.from_local_datetime(&midnight)
-        .earliest()
-        .or_else(|| {
-            TZ.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                .earliest()
-        })
-        .map(|t| t.timestamp())
-}
-
-fn local_time(t: i64) -> Option<DateTime<Tz>> {
-    DateTime::from_timestamp(t, 0).map(|utc| utc.with_timezone(&TZ))
-}
-
-/// The local days lying entirely in `[from, to)`, ascending.
-fn local_days(from: i64, to: i64) -> Vec<LocalDay> {
-    let mut days = Vec::new();
-    let mut day = LocalDay::containing(from);
-    while let Some(d) = day {
-        if d.end > to {
-            break;
-        }
-        if d.start >= from {
-            days.push(d);
-        }
-        day = d.next();
-    }
-    days
 }
 
 // --- Profile: what a simulated household draws ---------------------------------------------------
@@ -375,7 +289,7 @@ fn season(day_of_year: u32) -> f64 {
 fn load_curve_w(meter: u64, start: i64) -> f64 {
     let household = Household::of(meter);
     // The middle of the interval, in local time: households live by the wall clock.
-    let (hour, weekend, season) = match local_time(start + STEP / 2) {
+    let (hour, weekend, season) = match paris::local(start + STEP / 2) {
         Some(t) => (
             f64::from(t.hour()) + f64::from(t.minute()) / 60.0,
             t.weekday().number_from_monday() >= 6,
@@ -444,7 +358,7 @@ fn backfill(usage_point: &str, meter: u64, now: i64, history_days: u32) -> Vec<B
     let load_curve = half_hours(from, now)
         .map(|start| load_curve_reading(meter, start))
         .collect();
-    let daily = local_days(from, now)
+    let daily = paris::days_within(from, now)
         .into_iter()
         .map(|day| daily_reading(meter, day))
         .collect();
@@ -553,7 +467,7 @@ pub async fn run(
     events: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,
 ) {
-    run_with_clock(config, events, shutdown, || chrono::Utc::now().timestamp()).await;
+    run_with_clock(config, events, shutdown, crate::time::now).await;
 }
 
 /// Sends `event`, or gives up (false) when shutting down or when the publisher is gone.
@@ -649,6 +563,8 @@ mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
 
+    use chrono::NaiveDate;
+
     use super::*;
 
     fn config(meters: u32) -> DemoConfig {
@@ -704,15 +620,6 @@ mod tests {
                 .find(|s| s.measurement.aggregation == "instant");
             assert_eq!(live.unwrap().measurement.sampling_interval, "PT2S");
         }
-    }
-
-    #[test]
-    fn iso_durations() {
-        use std::time::Duration;
-        assert_eq!(iso8601_duration(Duration::from_secs(2)), "PT2S");
-        assert_eq!(iso8601_duration(Duration::from_millis(1500)), "PT1.5S");
-        assert_eq!(iso8601_duration(Duration::from_secs(90)), "PT1M30S");
-        assert_eq!(iso8601_duration(Duration::from_secs(3600)), "PT1H");
     }
 
     #[test]
@@ -794,7 +701,7 @@ mod tests {
         assert_eq!(LocalDay::containing(spring.end - 1), Some(spring));
         assert_eq!(spring.next(), LocalDay::of(date(2026, 3, 30)));
         assert_eq!(
-            local_days(utc(2026, 3, 28, 22, 0, 0), utc(2026, 3, 30, 23, 0, 0)),
+            paris::days_within(utc(2026, 3, 28, 22, 0, 0), utc(2026, 3, 30, 23, 0, 0)),
             [spring, LocalDay::of(date(2026, 3, 30)).unwrap()]
         );
     }
@@ -890,7 +797,7 @@ mod tests {
                     (1.0..10_000.0).contains(&w) && w.fract() == 0.0,
                     "{meter} {start} {w}"
                 );
-                let local = local_time(start).unwrap();
+                let local = paris::local(start).unwrap();
                 if local.month() == 1 && local.hour() == 19 {
                     winter_evening += w;
                 }

@@ -11,11 +11,9 @@ use std::collections::HashMap;
 use reqwest::Url;
 
 use super::answer::Page;
-use super::duration::ConsentDuration;
 use super::pages::{render_consent, render_message, ConsentPage};
 use super::sanitize::description_text;
 use super::state::WebState;
-use crate::access::now;
 use crate::model::id::random_id;
 use crate::model::redirect_uri::{parse_redirect_uri, MAX_REDIRECT_URI};
 use crate::model::{Consent, ConsentRequest, OAuthState};
@@ -23,6 +21,8 @@ use crate::source::enedis::service::ConsentedMeter;
 use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
 use crate::stanzas::consent::authorized_message;
+use crate::time::duration::ConsentDuration;
+use crate::time::now;
 
 /// Consent links (OAuth states) kept per consent page: far more than one person opening the page
 /// on a few devices needs, and a bound on what reloading it in a loop can make us store.

@@ -5,12 +5,11 @@
 //! - [`state`]: what the handlers share; [`answer`]: what they answer, with its HTTP headers.
 //! - [`listener`]: the accept loop and what one connection may cost (count, timeouts).
 //! - [`consent`]: `/authorize` and `/enedis/callback`, the consent chain itself.
-//! - Pure building blocks, no HTTP: [`duration`] parses the requested consent duration,
-//!   [`sanitize`] makes the application's description safe, [`pages`] renders the HTML.
+//! - Pure building blocks, no HTTP: [`sanitize`] makes the application's description safe,
+//!   [`pages`] renders the HTML (the requested consent duration is `crate::time::duration`).
 
 pub mod answer;
 pub mod consent;
-pub mod duration;
 pub mod listener;
 pub mod pages;
 pub mod sanitize;

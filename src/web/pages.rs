@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use crate::web::duration::ConsentDuration;
+use crate::time::duration::ConsentDuration;
 use crate::web::sanitize::sanitize_description;
 
 /// `Content-Security-Policy` to send with these pages: nothing runs, nothing is framed, posted or

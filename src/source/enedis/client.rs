@@ -21,11 +21,11 @@ use tokio::time::Instant;
 use super::errors::{parse_error, UpstreamError};
 use super::parse::{parse_measure, Direction, Kind, ParseError, SeriesReadings};
 use super::windows::Window;
-use crate::access::now;
 use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::model::UpstreamCall;
 use crate::store::{Store, StoreError};
+use crate::time::now;
 
 /// A token is used until this long before Enedis says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);

@@ -36,6 +36,3 @@ pub mod windows;
 
 pub use config::EnedisConfig;
 pub use service::Enedis;
-
-/// The zone of Enedis' naive local timestamps and of its days.
-pub const TZ: chrono_tz::Tz = chrono_tz::Europe::Paris;

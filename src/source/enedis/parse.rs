@@ -10,16 +10,16 @@
 //! - the repeated autumn hour is resolved by order: an ambiguous local time takes its first
 //!   occurrence unless that is not after the previous point, then its second one;
 //! - a local time inside the spring gap (which Enedis should not send) is read with the offset in
-//!   force just before the gap;
+//!   force just before the gap (both rules are [`crate::time::paris::resolve`]'s, for every caller);
 //! - daily values (energy, max power) are stamped at the local midnight starting their day; the max
 //!   power's time of day (when the maximum was reached) is dropped;
 //! - energies are in Wh, powers in W or VA (`kWh`, `kW` and `kVA` are scaled).
 
-use chrono::{Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use serde::Deserialize;
 
-use super::TZ;
 use crate::model::{Batch, Reading};
+use crate::time::{duration, paris};
 
 /// Why a response could not be turned into readings.
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +279,7 @@ fn convert_grandeur(
                     .or(pas)
                     .ok_or_else(|| ParseError::NoStep(point.d.clone()))?;
                 let seconds = parse_step(step)?;
-                let end = local_to_utc(parse_local_datetime(&point.d)?, previous_end)
+                let end = paris::resolve(parse_local_datetime(&point.d)?, previous_end)
                     .ok_or_else(|| ParseError::Timestamp(point.d.clone()))?;
                 previous_end = Some(end);
                 (end - seconds, step)
@@ -287,7 +287,7 @@ fn convert_grandeur(
             Kind::DailyEnergy | Kind::DailyMaxPower => {
                 let day = parse_local_day(&point.d)?;
                 let start =
-                    local_midnight(day).ok_or_else(|| ParseError::Timestamp(point.d.clone()))?;
+                    paris::midnight(day).ok_or_else(|| ParseError::Timestamp(point.d.clone()))?;
                 (start, pas.unwrap_or("P1D"))
             }
         };
@@ -342,65 +342,9 @@ pub fn parse_local_day(text: &str) -> Result<NaiveDate, ParseError> {
     NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| ParseError::Timestamp(text.to_owned()))
 }
 
-/// Seconds of an ISO 8601 step made of hours, minutes, seconds (`PT30M`, `PT1H`, `PT10M`).
+/// Seconds of an ISO 8601 step made of whole hours, minutes, seconds (`PT30M`, `PT1H`, `PT10M`).
 pub fn parse_step(text: &str) -> Result<i64, ParseError> {
-    let bad = || ParseError::Step(text.to_owned());
-    let mut rest = text.trim().strip_prefix("PT").ok_or_else(bad)?;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total: i64 = 0;
-    for (unit, seconds) in [('H', 3600), ('M', 60), ('S', 1)] {
-        if let Some((number, tail)) = rest.split_once(unit) {
-            if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let n: i64 = number.parse().map_err(|_| bad())?;
-            total = n
-                .checked_mul(seconds)
-                .and_then(|s| total.checked_add(s))
-                .ok_or_else(bad)?;
-            rest = tail;
-        }
-    }
-    if !rest.is_empty() || total <= 0 {
-        return Err(bad());
-    }
-    Ok(total)
-}
-
-/// Unix seconds of a naive Europe/Paris local time.
-///
-/// An ambiguous time (the repeated autumn hour) takes its first occurrence unless that is not
-/// after `previous` (the instant of the point before it), then its second. A time in the spring
-/// gap is read with the offset in force just before the gap.
-pub fn local_to_utc(local: NaiveDateTime, previous: Option<i64>) -> Option<i64> {
-    match TZ.from_local_datetime(&local) {
-        LocalResult::Single(t) => Some(t.timestamp()),
-        LocalResult::Ambiguous(a, b) => {
-            let (first, second) = (
-                a.timestamp().min(b.timestamp()),
-                a.timestamp().max(b.timestamp()),
-            );
-            Some(match previous {
-                Some(p) if first <= p => second,
-                _ => first,
-            })
-        }
-        LocalResult::None => {
-            // Gaps are an hour long in Paris; six hours before is safely outside it.
-            let before = local.checked_sub_signed(Duration::hours(6))?;
-            let offset = TZ.offset_from_local_datetime(&before).earliest()?.fix();
-            let utc =
-                local.checked_sub_signed(Duration::seconds(i64::from(offset.local_minus_utc())))?;
-            Some(utc.and_utc().timestamp())
-        }
-    }
-}
-
-/// Unix seconds of the local midnight starting `day`.
-pub fn local_midnight(day: NaiveDate) -> Option<i64> {
-    local_to_utc(day.and_time(NaiveTime::MIN), None)
+    duration::clock_seconds(text).ok_or_else(|| ParseError::Step(text.to_owned()))
 }
 
 #[cfg(test)]
@@ -796,19 +740,7 @@ mod tests {
         );
         // A label inside the gap (which Enedis should not send) reads with the winter offset.
         let gap = parse_local_datetime("2027-03-28 02:30:00").unwrap();
-        assert_eq!(local_to_utc(gap, None), Some(at("2027-03-28T01:30:00Z")));
-    }
-
-    #[test]
-    fn daily_values_follow_local_midnight_across_dst() {
-        assert_eq!(
-            local_midnight(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap()),
-            Some(at("2026-10-24T22:00:00Z"))
-        );
-        assert_eq!(
-            local_midnight(NaiveDate::from_ymd_opt(2026, 10, 26).unwrap()),
-            Some(at("2026-10-25T23:00:00Z"))
-        );
+        assert_eq!(paris::resolve(gap, None), Some(at("2027-03-28T01:30:00Z")));
     }
 
     #[test]

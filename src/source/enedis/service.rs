@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{Days, NaiveDate, TimeZone};
+use chrono::{Days, NaiveDate};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -19,16 +19,16 @@ use super::config::EnedisConfig;
 use super::meter;
 use super::parse::{Direction, Kind};
 use super::windows::{
-    days_of, history_limit, local_days, paris_today, plan_missing, DAILY_HISTORY_MONTHS,
-    DAILY_MAX_DAYS, LOAD_CURVE_HISTORY_MONTHS, LOAD_CURVE_MAX_DAYS,
+    days_of, history_limit, plan_missing, DAILY_HISTORY_MONTHS, DAILY_MAX_DAYS,
+    LOAD_CURVE_HISTORY_MONTHS, LOAD_CURVE_MAX_DAYS,
 };
-use super::TZ;
-use crate::access::now;
 use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::model::{Batch, Consent, Grant, GrantOrigin, ANY};
 use crate::source::{FetchError, SourceEvent, Upstream};
 use crate::store::Store;
+use crate::time::now;
+use crate::time::paris::{self, date_of};
 
 /// Who the `<upstream-error>` names.
 pub const ISSUER: &str = "enedis-data-connect";
@@ -115,7 +115,7 @@ impl Enedis {
         let Some(consent) = self.consent_for(prm).await? else {
             return Ok(Vec::new());
         };
-        let Some((first, last)) = local_days(start, end) else {
+        let Some((first, last)) = paris::dates_covering(start, end) else {
             return Ok(Vec::new());
         };
         let (months, max_days) = match kind {
@@ -158,7 +158,7 @@ impl Enedis {
             let mut with_data = BTreeSet::new();
             for series in answer.into_iter().filter(|s| s.path == wanted) {
                 for reading in &series.readings {
-                    if let Some(day) = paris_today(reading.time) {
+                    if let Some(day) = date_of(reading.time) {
                         with_data.insert(day);
                     }
                 }
@@ -304,7 +304,7 @@ impl Enedis {
                 .date_fin
                 .as_deref()
                 .and_then(|d| NaiveDate::parse_from_str(d.get(..10)?, "%Y-%m-%d").ok())
-                .and_then(super::parse::local_midnight);
+                .and_then(paris::midnight);
             // Neither flag set: a consumption meter (the flags are optional in the Swagger).
             let consumption = service.soutirage || !service.injection;
             match meters.iter_mut().find(|m| m.prm == service.point_id) {
@@ -381,10 +381,7 @@ impl Enedis {
         ) else {
             return 0;
         };
-        let (Some(start), Some(end)) = (
-            super::parse::local_midnight(from),
-            super::parse::local_midnight(today),
-        ) else {
+        let (Some(start), Some(end)) = (paris::midnight(from), paris::midnight(today)) else {
             return 0;
         };
         let mut lacking = 0;
@@ -408,7 +405,7 @@ impl Enedis {
                         let has_yesterday = batches
                             .iter()
                             .flat_map(|b| &b.readings)
-                            .any(|r| paris_today(r.time) == Some(yesterday));
+                            .any(|r| date_of(r.time) == Some(yesterday));
                         let endpoint = super::client::endpoint(kind, direction).unwrap_or("");
                         if !has_yesterday && !self.was_fetched(&prm, endpoint, yesterday).await {
                             lacking += 1;
@@ -460,7 +457,7 @@ impl Enedis {
                 _ = shutdown.cancelled() => return,
             }
             for attempt in 1..=self.config.poll_attempts {
-                let Some(today) = paris_today(now()) else {
+                let Some(today) = date_of(now()) else {
                     break;
                 };
                 let lacking = self.poll_once(today).await;
@@ -490,7 +487,7 @@ impl Upstream for Enedis {
         let Some((kind, direction)) = meter::measure_of(series) else {
             return Ok(());
         };
-        let Some(today) = paris_today(now()) else {
+        let Some(today) = date_of(now()) else {
             return Ok(());
         };
         self.fetch_missing(
@@ -512,19 +509,7 @@ fn internal(e: impl std::fmt::Display) -> FetchError {
 
 /// Time from `now` to the next `at` in Europe/Paris (tomorrow's if today's has passed).
 fn until_next(at: chrono::NaiveTime, now: i64) -> Duration {
-    let Some(today) = paris_today(now) else {
-        return Duration::from_secs(3600);
-    };
-    let next = [Some(today), today.succ_opt()]
-        .into_iter()
-        .flatten()
-        .filter_map(|day| {
-            TZ.from_local_datetime(&day.and_time(at))
-                .earliest()
-                .map(|t| t.timestamp())
-        })
-        .find(|t| *t > now);
-    next.map_or(Duration::from_secs(3600), |t| {
+    paris::next_at(at, now).map_or(Duration::from_secs(3600), |t| {
         Duration::from_secs(u64::try_from(t - now).unwrap_or(0))
     })
 }
@@ -546,5 +531,16 @@ mod tests {
             .unwrap()
             .timestamp();
         assert_eq!(until_next(at, now), Duration::from_secs(86_399));
+    }
+
+    #[test]
+    fn a_poll_time_in_the_spring_gap_runs_an_hour_later_that_day() {
+        // 02:30 does not exist in Paris on 2026-03-29: the poll runs at 03:30 CEST (01:30Z),
+        // 2 h 30 after midnight (23:00Z), rather than being skipped to the next day.
+        let at = chrono::NaiveTime::from_hms_opt(2, 30, 0).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-28T23:00:00Z")
+            .unwrap()
+            .timestamp();
+        assert_eq!(until_next(at, now), Duration::from_secs(9000));
     }
 }

@@ -7,9 +7,9 @@
 //! curves, 36 months + 15 days for daily values (Swagger), or a later day (e.g. the meter's
 //! activation) given by the caller.
 
-use chrono::{DateTime, Days, Months, NaiveDate};
+use chrono::{Days, Months, NaiveDate};
 
-use super::TZ;
+use crate::time::paris;
 
 /// Most days of one load-curve request.
 pub const LOAD_CURVE_MAX_DAYS: u32 = 7;
@@ -46,29 +46,12 @@ impl Window {
     }
 }
 
-/// Today in Europe/Paris at instant `now` (unix seconds).
-pub fn paris_today(now: i64) -> Option<NaiveDate> {
-    DateTime::from_timestamp(now, 0).map(|t| t.with_timezone(&TZ).date_naive())
-}
-
 /// The oldest day served when calling on `today`: `months` months and 15 days before it
 /// ([`LOAD_CURVE_HISTORY_MONTHS`], [`DAILY_HISTORY_MONTHS`]).
 pub fn history_limit(today: NaiveDate, months: u32) -> Option<NaiveDate> {
     today
         .checked_sub_months(Months::new(months))?
         .checked_sub_days(Days::new(HISTORY_EXTRA_DAYS))
-}
-
-/// The local days `[first, end)` whose readings cover instants `[start, end)` (unix seconds):
-/// the day holding `start`, through the day holding the last second before `end`. `None` if the
-/// range is empty or out of chrono's range.
-pub fn local_days(start: i64, end: i64) -> Option<(NaiveDate, NaiveDate)> {
-    if end <= start {
-        return None;
-    }
-    let first = paris_today(start)?;
-    let last = paris_today(end - 1)?;
-    Some((first, last.succ_opt()?))
 }
 
 /// Splits local days `[start, end)` into windows of at most `max_days` days (at least 1),
@@ -127,10 +110,7 @@ pub fn plan_missing(
 
 /// Every day of a window.
 pub fn days_of(window: &Window) -> impl Iterator<Item = NaiveDate> {
-    window.start.iter_days().take_while({
-        let end = window.end;
-        move |d| *d < end
-    })
+    paris::dates(window.start, window.end)
 }
 
 #[cfg(test)]
@@ -314,31 +294,6 @@ mod tests {
             day(FAR_PAST),
         );
         assert_eq!(w.len(), 3);
-    }
-
-    #[test]
-    fn instants_to_local_days() {
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().timestamp();
-        // The e2e range: the fixture's two days in UTC.
-        assert_eq!(
-            local_days(at("2026-09-28T22:00:00Z"), at("2026-09-30T22:00:00Z")),
-            Some((day("2026-09-29"), day("2026-10-01")))
-        );
-        // A partial day is fetched whole.
-        assert_eq!(
-            local_days(at("2026-09-29T10:00:00Z"), at("2026-09-29T10:30:00Z")),
-            Some((day("2026-09-29"), day("2026-09-30")))
-        );
-        // 23:30Z on 2026-10-25 is already the 26th in Paris (CET).
-        assert_eq!(
-            local_days(at("2026-10-25T23:30:00Z"), at("2026-10-26T00:00:00Z")),
-            Some((day("2026-10-26"), day("2026-10-27")))
-        );
-        assert_eq!(local_days(10, 10), None);
-        assert_eq!(
-            paris_today(at("2026-09-28T22:00:00Z")),
-            Some(day("2026-09-29"))
-        );
     }
 
     #[test]

@@ -1,15 +1,133 @@
-//! The consent duration: an ISO 8601 duration in whole years, months, weeks or days, at most
-//! three years.
+//! ISO 8601 durations, the two kinds the component reads and writes.
 //!
-//! It arrives as `duration=P1Y` on `/authorize`, is shown to the customer in French, is passed on
-//! to Enedis as is (in canonical form), and gives the consent its expiry date. Only what Enedis'
-//! consent accepts and a person can read is allowed: no time part (`T1H`), no fractions, no sign.
+//! - Clock durations, `PT` then hours, minutes, seconds (`PT30M`, `PT1H30M`, `PT1.5S`): the
+//!   sampling interval of a series. [`format_clock`] writes the demo's live interval;
+//!   [`clock_seconds`] reads Enedis' load-curve steps, whole seconds only.
+//! - The consent duration ([`ConsentDuration`]): whole years, months, weeks or days, at most three
+//!   years. It arrives as `duration=P1Y` on `/authorize`, is shown to the customer in French, is
+//!   passed on to Enedis as is (in canonical form), and gives the consent its expiry date. Only
+//!   what Enedis' consent accepts and a person can read is allowed: no time part (`T1H`), no
+//!   fractions, no sign.
+//!
+//! Both are read by one scanner of `(number, designator)` components ([`components`]), so they
+//! agree on what a number is; each kind then says which designators, in which order, it takes.
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
-use chrono::{DateTime, Days, LocalResult, Months, NaiveDateTime, TimeZone};
-use chrono_tz::Europe::Paris;
+use super::paris;
+
+// --- The scanner ------------------------------------------------------------------------------
+
+/// The `(number, designator)` components of a duration's body (after `P` or `PT`), in order: a
+/// number is ASCII digits, with a '.' for a fraction; its designator is the one character after
+/// it. An item is `None` when a component lacks its number or its designator, and is the last.
+/// Lazy, so that a caller meets the components' problems in the order they are written.
+fn components(body: &str) -> impl Iterator<Item = Option<(&str, char)>> {
+    let mut rest = Some(body);
+    std::iter::from_fn(move || {
+        let text = rest.filter(|r| !r.is_empty())?;
+        let n = text
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let item = text[n..]
+            .chars()
+            .next()
+            .filter(|_| n > 0)
+            .map(|designator| (&text[..n], designator));
+        rest = item.map(|(_, designator)| &text[n + designator.len_utf8()..]);
+        Some(item)
+    })
+}
+
+// --- Clock durations (`PT30M`) -----------------------------------------------------------------
+
+/// `2s` → `PT2S`, `1500ms` → `PT1.5S`, `90s` → `PT1M30S`; to the millisecond, zero parts
+/// omitted, `PT0S` for zero.
+pub fn format_clock(d: Duration) -> String {
+    let total_ms = d.as_millis();
+    let (h, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, ms) = (rest / 1000, rest % 1000);
+    let mut out = String::from("PT");
+    if h > 0 {
+        out += &format!("{h}H");
+    }
+    if m > 0 {
+        out += &format!("{m}M");
+    }
+    if s > 0 || ms > 0 || out == "PT" {
+        if ms > 0 {
+            let frac = format!("{ms:03}");
+            out += &format!("{s}.{}S", frac.trim_end_matches('0'));
+        } else {
+            out += &format!("{s}S");
+        }
+    }
+    out
+}
+
+/// A clock duration `PTnHnMnS` (any non-empty subset, in that order, each at most once; the
+/// seconds may have a fraction of up to 9 digits): the inverse of [`format_clock`]. Surrounding
+/// whitespace is ignored. `None` if malformed or beyond [`Duration`].
+pub fn parse_clock(text: &str) -> Option<Duration> {
+    clock(text, true)
+}
+
+/// Seconds of a clock duration in whole hours, minutes and seconds (`PT30M`, `PT1H`, `PT10M`,
+/// `PT60M`): Enedis' load-curve steps. `None` if malformed, fractional, zero or beyond `i64`.
+pub fn clock_seconds(text: &str) -> Option<i64> {
+    let d = clock(text, false)?;
+    i64::try_from(d.as_secs()).ok().filter(|s| *s > 0)
+}
+
+fn clock(text: &str, fractions: bool) -> Option<Duration> {
+    let body = text.trim().strip_prefix("PT")?;
+    if body.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut order = 0;
+    for component in components(body) {
+        let (number, designator) = component?;
+        let (rank, unit) = match designator {
+            'H' => (1, 3600),
+            'M' => (2, 60),
+            'S' => (3, 1),
+            _ => return None,
+        };
+        if rank <= order {
+            return None;
+        }
+        order = rank;
+        let (whole, fraction) = match number.split_once('.') {
+            None => (number, None),
+            Some((whole, fraction)) if fractions && designator == 'S' => (whole, Some(fraction)),
+            Some(_) => return None,
+        };
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) {
+            return None;
+        }
+        let nanos = match fraction {
+            None => 0,
+            Some(f) if digits(f) && f.len() <= 9 => {
+                let scale = 10u32.pow(9 - u32::try_from(f.len()).ok()?);
+                f.parse::<u32>().ok()?.checked_mul(scale)?
+            }
+            Some(_) => return None,
+        };
+        let seconds = whole.parse::<u64>().ok()?.checked_mul(unit)?;
+        total = total
+            .checked_add(Duration::from_secs(seconds))?
+            .checked_add(Duration::from_nanos(u64::from(nanos)))?;
+    }
+    Some(total)
+}
+
+// --- Consent durations (`P1Y6M`) ---------------------------------------------------------------
 
 /// Longest text accepted: `P36M` or `P1095D` are a few characters, and no valid duration needs
 /// more than this; anything longer is rejected before being looked at.
@@ -123,12 +241,11 @@ impl ConsentDuration {
     /// does not exist that day (spring forward) moves one hour later; an ambiguous one (fall back)
     /// takes the earlier instant. `None` only outside chrono's range of dates.
     pub fn expires_at(&self, from_unix: i64) -> Option<i64> {
-        let start = DateTime::from_timestamp(from_unix, 0)?.with_timezone(&Paris);
-        let local = start
-            .naive_local()
-            .checked_add_months(Months::new(self.years * 12 + self.months))?
-            .checked_add_days(Days::new(u64::from(self.days)))?;
-        resolve_paris(local).map(|t| t.timestamp())
+        paris::add_calendar(
+            from_unix,
+            self.years * 12 + self.months,
+            u64::from(self.days),
+        )
     }
 
     /// The duration in French, as shown to the customer ("1 an et 6 mois").
@@ -153,17 +270,6 @@ impl ConsentDuration {
             Some((last, [])) => last.clone(),
             Some((last, init)) => format!("{} et {last}", init.join(", ")),
         }
-    }
-}
-
-fn resolve_paris(local: NaiveDateTime) -> Option<DateTime<chrono_tz::Tz>> {
-    match Paris.from_local_datetime(&local) {
-        LocalResult::Single(t) => Some(t),
-        LocalResult::Ambiguous(earliest, _) => Some(earliest),
-        // Paris' gaps are one hour long.
-        LocalResult::None => Paris
-            .from_local_datetime(&local.checked_add_signed(chrono::TimeDelta::hours(1))?)
-            .earliest(),
     }
 }
 
@@ -227,30 +333,22 @@ impl FromStr for ConsentDuration {
         }
         let malformed = || DurationError::Malformed(s.to_owned());
 
-        // (number, designator) pairs, numbers made of ASCII digits only.
-        let mut components = Vec::with_capacity(3);
-        let mut rest = body;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let designator = rest[digits..].chars().next().ok_or_else(malformed)?;
-            if digits == 0 {
-                return Err(malformed());
-            }
+        // (number, designator) pairs, numbers made of ASCII digits only (no '.' is left here).
+        let mut parts = Vec::with_capacity(3);
+        for component in components(body) {
+            let (number, designator) = component.ok_or_else(malformed)?;
             // At most 31 digits fit in the input; beyond u64 it is beyond three years anyway.
-            let value: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| DurationError::ExceedsMax)?;
-            components.push((value, designator));
-            rest = &rest[digits + designator.len_utf8()..];
+            let value: u64 = number.parse().map_err(|_| DurationError::ExceedsMax)?;
+            parts.push((value, designator));
         }
 
         let clamp = |v: u64| u32::try_from(v).map_err(|_| DurationError::ExceedsMax);
-        if let [(weeks, 'W')] = components[..] {
+        if let [(weeks, 'W')] = parts[..] {
             return ConsentDuration::new(0, 0, clamp(weeks.saturating_mul(7))?);
         }
         let (mut years, mut months, mut days) = (0, 0, 0);
         let mut order = 0;
-        for (value, designator) in components {
+        for (value, designator) in parts {
             let (rank, slot) = match designator {
                 'Y' => (1, &mut years),
                 'M' => (2, &mut months),
@@ -269,7 +367,10 @@ impl FromStr for ConsentDuration {
 
 #[cfg(test)]
 mod tests {
+    use super::paris::TZ as Paris;
     use super::*;
+    use chrono::{DateTime, LocalResult, TimeZone};
+    use proptest::prelude::*;
 
     fn parse(s: &str) -> Result<ConsentDuration, DurationError> {
         s.parse()
@@ -356,6 +457,12 @@ mod tests {
             ("P1é", Malformed("P1é".into())),
             ("garbage", MissingDesignator),
             ("P99999999999999999999999999999Y", ExceedsMax),
+            // Components are met in order: the overflow before the missing designator.
+            ("P99999999999999999999999Y1", ExceedsMax),
+            (
+                "P1Y99999999999999999999999",
+                Malformed("P1Y99999999999999999999999".into()),
+            ),
         ] {
             assert_eq!(parse(input), Err(err), "{input:?}");
         }
@@ -471,5 +578,95 @@ mod tests {
     fn default_is_one_year() {
         assert_eq!(ConsentDuration::default(), d(1, 0, 0));
         assert_eq!(ConsentDuration::default().to_string(), "P1Y");
+    }
+
+    /// Moved from the demo source, which writes its live interval so.
+    #[test]
+    fn clock_durations_are_written_to_the_millisecond() {
+        assert_eq!(format_clock(Duration::from_secs(2)), "PT2S");
+        assert_eq!(format_clock(Duration::from_millis(1500)), "PT1.5S");
+        assert_eq!(format_clock(Duration::from_secs(90)), "PT1M30S");
+        assert_eq!(format_clock(Duration::from_secs(3600)), "PT1H");
+        assert_eq!(format_clock(Duration::ZERO), "PT0S");
+        assert_eq!(
+            format_clock(Duration::from_millis(3_723_050)),
+            "PT1H2M3.05S"
+        );
+    }
+
+    /// The step cases of the Enedis parser, which reads its steps so.
+    #[test]
+    fn clock_seconds_are_whole_and_positive() {
+        assert_eq!(clock_seconds("PT30M"), Some(1800));
+        assert_eq!(clock_seconds("PT10M"), Some(600));
+        assert_eq!(clock_seconds("PT60M"), Some(3600));
+        assert_eq!(clock_seconds("PT1H"), Some(3600));
+        assert_eq!(clock_seconds("PT1H30M"), Some(5400));
+        assert_eq!(clock_seconds(" PT30S "), Some(30));
+        for bad in [
+            "P1D",
+            "PT",
+            "PT0M",
+            "PTM",
+            "PT-5M",
+            "PT5X",
+            "30",
+            "PT99999999999999999999H",
+            "PT1.5S",
+            "PT1.0S",
+            "PT1.5M",
+            "PT30M1H",
+            "PT1H1H",
+            "PT 30M",
+            "pt30m",
+            "PT.5S",
+        ] {
+            assert_eq!(clock_seconds(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn clock_durations_read_fractions_of_seconds_only() {
+        assert_eq!(parse_clock("PT1.5S"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_clock("PT0S"), Some(Duration::ZERO));
+        assert_eq!(parse_clock("PT1M0.000000001S"), Some(Duration::new(60, 1)));
+        for bad in [
+            "PT1.5M",
+            "PT1.S",
+            "PT.5S",
+            "PT1.5.5S",
+            "PT1.0000000001S",
+            "PT1,5S",
+        ] {
+            assert_eq!(parse_clock(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn clock_durations_round_trip(ms in 0u64..10 * 24 * 3_600_000) {
+            let d = Duration::from_millis(ms);
+            prop_assert_eq!(parse_clock(&format_clock(d)), Some(d));
+        }
+
+        #[test]
+        fn whole_clock_durations_read_as_seconds(s in 1u64..10 * 24 * 3600) {
+            let text = format_clock(Duration::from_secs(s));
+            prop_assert_eq!(clock_seconds(&text), i64::try_from(s).ok());
+        }
+
+        #[test]
+        fn consent_durations_round_trip(years in 0u32..4, months in 0u32..40, days in 0u32..1200) {
+            if let Ok(d) = ConsentDuration::new(years, months, days) {
+                prop_assert_eq!(d.to_string().parse::<ConsentDuration>(), Ok(d));
+                prop_assert!(d.months() < 12);
+            }
+        }
+
+        #[test]
+        fn consent_durations_parse_never_panics(text in "[-PTYMWD0-9.,]{0,12}") {
+            let _ = text.parse::<ConsentDuration>();
+            let _ = parse_clock(&text);
+        }
     }
 }
