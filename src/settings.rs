@@ -73,7 +73,7 @@ impl Config {
     ///
     /// `env_secret` is the value of `QUOALISE_XMPP_SECRET`, passed in so tests need not touch the
     /// process environment.
-    pub fn validate(self, env_secret: Option<String>) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self, env_secret: Option<String>) -> Result<Settings, ConfigError> {
         let domain = BareJid::from_str(&self.xmpp.domain)
             .ok()
             .filter(|j| j.node().is_none())
@@ -197,7 +197,7 @@ impl Config {
             }
         }
         let mut seen = std::collections::HashSet::new();
-        for (i, s) in self.sources.iter().enumerate() {
+        for (i, s) in self.sources.iter_mut().enumerate() {
             s.validate(&format!("source[{i}]"))?;
             if !seen.insert(s.id().to_owned()) {
                 return Err(ConfigError::invalid(

@@ -51,7 +51,9 @@ impl SourceConfig {
         }
     }
 
-    pub(crate) fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    /// Checks the table; an `xaal` table keeps what it made of itself (its derived key) for
+    /// [`SourceConfig::start`].
+    pub(crate) fn validate(&mut self, key: &str) -> Result<(), ConfigError> {
         if !crate::model::is_valid_usage_point_id(self.id()) {
             return Err(ConfigError::Invalid {
                 key: format!("{key}.id"),
@@ -100,7 +102,12 @@ impl SourceConfig {
                     enedis: Some(service),
                 })
             }
-            SourceConfig::Xaal(c) => Ok(Running::task(xaal::gateway::run(c, events, shutdown))),
+            SourceConfig::Xaal(c) => {
+                let settings = c.into_settings(key)?;
+                Ok(Running::task(xaal::gateway::run(
+                    settings, events, shutdown,
+                )))
+            }
         }
     }
 }

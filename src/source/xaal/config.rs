@@ -1,4 +1,9 @@
 //! The `[[source]] type = "xaal"` table: which bus to join, with which key, and who owns it.
+//!
+//! The table is checked once, when the whole config is (`Config::validate` calls
+//! [`XaalConfig::validate`]): every value is parsed and the bus key derived there, so that a bad
+//! table stops the start-up with an error naming its key, like any other bad config. The result,
+//! [`XaalSettings`], is what the gateway runs with; it never parses a string of the table again.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -55,6 +60,10 @@ pub struct XaalConfig {
     pub title: String,
     #[serde(default = "default_description")]
     pub description: String,
+    /// What [`XaalConfig::validate`] made of this table; `None` until then. Kept here so that
+    /// the key is derived once, and travels with the table to [`XaalConfig::into_settings`].
+    #[serde(skip)]
+    validated: Option<XaalSettings>,
 }
 
 fn default_group() -> String {
@@ -87,14 +96,14 @@ fn default_description() -> String {
 
 /// Where the bus key comes from, before the (costly) scrypt derivation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+enum KeySource {
     Passphrase(Secret),
     Key(Key),
 }
 
 impl KeySource {
     /// The key; from a passphrase this runs scrypt (16 MiB, tens of milliseconds).
-    pub fn derive(&self) -> Key {
+    fn derive(&self) -> Key {
         match self {
             KeySource::Passphrase(p) => Key::from_passphrase(p.expose()),
             KeySource::Key(k) => k.clone(),
@@ -102,11 +111,29 @@ impl KeySource {
     }
 }
 
-/// The settings of a validated table, typed.
+/// The multicast group to join and the interface that joins it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bus {
     pub group: SocketAddrV4,
     pub interface: Ipv4Addr,
+}
+
+/// A validated table, typed: everything the gateway needs, nothing left to parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XaalSettings {
+    /// The source id.
+    pub id: String,
+    /// The bus key, derived (its `Debug` does not print it).
+    pub key: Key,
+    pub bus: Bus,
+    /// Multicast TTL, 1 to 255.
+    pub hops: u32,
+    /// Bare JIDs, checked, as written in the table.
+    pub owners: Vec<String>,
+    /// Our configured device address; `None` for a random one at each start.
+    pub own_uuid: Option<Uuid>,
+    pub alive_interval: Duration,
+    pub is_alive_interval: Duration,
 }
 
 impl XaalConfig {
@@ -119,9 +146,29 @@ impl XaalConfig {
         }
     }
 
-    pub(crate) fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        self.key_source(key, std::env::var(PASSPHRASE_ENV).ok())?;
-        self.bus(key)?;
+    /// Checks the table and derives the bus key (scrypt from a passphrase: tens of milliseconds,
+    /// once), keeping the result for [`XaalConfig::into_settings`]. `key` is the table's path in
+    /// the config (`source[0]`); every error names the offending key under it. The
+    /// [`PASSPHRASE_ENV`] environment variable is read here.
+    pub(crate) fn validate(&mut self, key: &str) -> Result<(), ConfigError> {
+        self.validated = Some(self.settings(key, std::env::var(PASSPHRASE_ENV).ok())?);
+        Ok(())
+    }
+
+    /// What the gateway runs with: the result of [`XaalConfig::validate`], or, for a table that
+    /// was never validated, the same checks now (with the same errors).
+    pub fn into_settings(self, key: &str) -> Result<XaalSettings, ConfigError> {
+        match self.validated {
+            Some(settings) => Ok(settings),
+            None => self.settings(key, std::env::var(PASSPHRASE_ENV).ok()),
+        }
+    }
+
+    /// Every check of the table, and the key derivation; `env` is the value of
+    /// [`PASSPHRASE_ENV`], passed in so tests need not touch the process environment.
+    fn settings(&self, key: &str, env: Option<String>) -> Result<XaalSettings, ConfigError> {
+        let key_source = self.key_source(key, env)?;
+        let bus = self.bus(key)?;
         for (i, owner) in self.owners.iter().enumerate() {
             parse_bare_jid(owner, &format!("{key}.owners[{i}]"))?;
         }
@@ -131,7 +178,7 @@ impl XaalConfig {
                 "must be between 1 and 255",
             ));
         }
-        self.own_uuid(key)?;
+        let own_uuid = self.own_uuid(key)?;
         for (name, d) in [
             ("alive_interval", self.alive_interval.0),
             ("is_alive_interval", self.is_alive_interval.0),
@@ -143,12 +190,22 @@ impl XaalConfig {
                 ));
             }
         }
-        Ok(())
+        Ok(XaalSettings {
+            id: self.id.clone(),
+            // Last, so that a bad value later in the table costs no scrypt run.
+            key: key_source.derive(),
+            bus,
+            hops: self.hops,
+            owners: self.owners.clone(),
+            own_uuid,
+            alive_interval: self.alive_interval.0,
+            is_alive_interval: self.is_alive_interval.0,
+        })
     }
 
     /// The key's origin: the environment variable wins; otherwise exactly one of `passphrase`,
     /// `passphrase_file` and `key` must be set.
-    pub fn key_source(&self, key: &str, env: Option<String>) -> Result<KeySource, ConfigError> {
+    fn key_source(&self, key: &str, env: Option<String>) -> Result<KeySource, ConfigError> {
         let passphrase = secret_from(
             (self.passphrase.as_ref(), &format!("{key}.passphrase")),
             (
@@ -179,7 +236,7 @@ impl XaalConfig {
     }
 
     /// The group and interface, checked.
-    pub fn bus(&self, key: &str) -> Result<Bus, ConfigError> {
+    fn bus(&self, key: &str) -> Result<Bus, ConfigError> {
         let group: SocketAddrV4 = self
             .group
             .parse()
@@ -201,7 +258,7 @@ impl XaalConfig {
     }
 
     /// Our configured device address, if any.
-    pub fn own_uuid(&self, key: &str) -> Result<Option<Uuid>, ConfigError> {
+    fn own_uuid(&self, key: &str) -> Result<Option<Uuid>, ConfigError> {
         self.uuid
             .as_deref()
             .map(|u| {
@@ -243,6 +300,7 @@ mod tests {
         assert_eq!(c.hops, 10);
         assert_eq!(c.alive_interval.0, Duration::from_secs(100));
         assert!(c.owners.is_empty());
+        let mut c = c;
         c.validate("source[0]").unwrap();
         assert_eq!(c.info().kind, "xaal");
     }
@@ -304,7 +362,7 @@ mod tests {
             ("alive_interval = \"0s\"", "source[2].alive_interval"),
         ];
         for (line, key) in cases {
-            let c = parse(&format!("passphrase = \"p\"\n{line}"));
+            let mut c = parse(&format!("passphrase = \"p\"\n{line}"));
             let e = c.validate("source[2]").unwrap_err().to_string();
             assert!(e.starts_with(key), "{line}: {e}");
         }
@@ -315,5 +373,115 @@ mod tests {
     fn secrets_are_not_printed() {
         let c = parse("passphrase = \"very-secret\"");
         assert!(!format!("{c:?}").contains("very-secret"));
+    }
+
+    /// The component's own path: the whole file parsed, then validated.
+    fn validate_file(table: &str) -> Result<crate::settings::Settings, ConfigError> {
+        let text = format!(
+            "[xmpp]\ndomain = \"quoalise.localhost\"\nserver = \"127.0.0.1:5347\"\n\
+             secret = \"s\"\n\n[[source]]\ntype = \"demo\"\nid = \"demo\"\n\n\
+             [[source]]\ntype = \"xaal\"\nid = \"home\"\n{table}"
+        );
+        crate::settings::Config::parse(&text)
+            .unwrap()
+            .validate(None)
+    }
+
+    fn validated(settings: crate::settings::Settings) -> XaalSettings {
+        let Some(crate::source::SourceConfig::Xaal(c)) = settings.config.sources.get(1).cloned()
+        else {
+            panic!("no xaal table");
+        };
+        assert!(c.validated.is_some(), "validated at load");
+        c.into_settings("unused").unwrap()
+    }
+
+    /// A bad table stops the whole config, naming the key, like any other bad value.
+    #[test]
+    fn a_bad_table_fails_the_config_naming_its_key() {
+        let cases = [
+            (
+                "passphrase = \"p\"\ngroup = \"224.0.29.200:0\"",
+                "source[1].group",
+            ),
+            (
+                "passphrase = \"p\"\ninterface = \"lo\"",
+                "source[1].interface",
+            ),
+            (
+                "passphrase = \"p\"\nuuid = \"00000000-0000-0000-0000-000000000000\"",
+                "source[1].uuid",
+            ),
+            (
+                "passphrase = \"p\"\nuuid = \"not-a-uuid\"",
+                "source[1].uuid",
+            ),
+            (
+                "passphrase = \"p\"\nis_alive_interval = \"2d\"",
+                "source[1].is_alive_interval",
+            ),
+            ("", "source[1].passphrase: missing"),
+            ("key = \"0123\"", "source[1].key"),
+            (
+                "passphrase_file = \"/nonexistent/xaal\"",
+                "source[1].passphrase_file",
+            ),
+        ];
+        for (table, key) in cases {
+            let e = validate_file(table).unwrap_err().to_string();
+            assert!(e.starts_with(key), "{table}: {e}");
+        }
+    }
+
+    /// A good table yields everything typed, with the key xaal-lib derives from the passphrase
+    /// (what the gateway derived itself at start before).
+    #[test]
+    fn a_good_table_yields_typed_settings_and_the_derived_key() {
+        let s = validated(
+            validate_file(
+                "passphrase = \"xaal\"\ngroup = \"224.0.29.201:1237\"\n\
+                 interface = \"127.0.0.1\"\nhops = 3\nowners = [\"alice@example.org\"]\n\
+                 uuid = \"6a3cbd1e-2b4f-4c61-9d3a-0c5b1f7e8a90\"\nalive_interval = \"5s\"",
+            )
+            .unwrap(),
+        );
+        assert_eq!(s.key, KeySource::Passphrase(Secret::new("xaal")).derive());
+        assert_eq!(
+            s.key.to_hex(),
+            "13af792910d83072e46f8d5f13fd5e41a8ae4e86755bf56d3ae200f2af06ec0b"
+        );
+        assert_eq!(
+            s,
+            XaalSettings {
+                id: "home".into(),
+                key: s.key.clone(),
+                bus: Bus {
+                    group: "224.0.29.201:1237".parse().unwrap(),
+                    interface: Ipv4Addr::LOCALHOST,
+                },
+                hops: 3,
+                owners: vec!["alice@example.org".into()],
+                own_uuid: Some(Uuid::from_u128(0x6a3cbd1e_2b4f_4c61_9d3a_0c5b1f7e8a90)),
+                alive_interval: Duration::from_secs(5),
+                is_alive_interval: Duration::from_secs(300),
+            }
+        );
+
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let s = validated(validate_file(&format!("key = \"{hex}\"")).unwrap());
+        assert_eq!(s.key.to_hex(), hex);
+        assert_eq!(s.own_uuid, None);
+        assert_eq!(s.bus.group, DEFAULT_GROUP.parse().unwrap());
+    }
+
+    /// A table started without the config's validation gets the same checks at start.
+    #[test]
+    fn an_unvalidated_table_is_checked_at_start() {
+        let e = parse("passphrase = \"p\"\nhops = 256")
+            .into_settings("source[3]")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("source[3].hops"), "{e}");
+        let s = parse("passphrase = \"xaal\"").into_settings("s").unwrap();
+        assert_eq!(s.key, Key::from_passphrase("xaal"));
     }
 }

@@ -8,6 +8,9 @@
 //! usage point (id = its UUID) and asked for its description and attributes; its
 //! `attributes_change` notifications become live readings at once. A device silent past its
 //! alive timeout is reported offline; its usage point and history stay.
+//!
+//! It runs with [`XaalSettings`], checked (and the key derived) when the config was loaded, so a
+//! bad table never gets this far: the component refuses to start instead.
 
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::bus::BusSocket;
-use super::config::{XaalConfig, PASSPHRASE_ENV};
+use super::config::XaalSettings;
 use super::devices::{Devices, Effect};
 use super::mapping;
 use super::message::{Message, MsgType, Timestamp, Value};
@@ -40,34 +43,20 @@ pub fn usage_point_id(device: &Uuid) -> String {
 }
 
 /// Runs the source until `shutdown` is cancelled or the events receiver is gone.
+///
+/// `settings` were checked, and the key derived, when the config was loaded: nothing here can
+/// be a configuration error. Only joining the group may fail, and is retried.
 pub async fn run(
-    config: XaalConfig,
+    settings: XaalSettings,
     events: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,
 ) {
-    let key_source = match config.key_source("source", std::env::var(PASSPHRASE_ENV).ok()) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::error!(source = %config.id, error = %e, "xAAL source not started");
-            return;
-        }
-    };
-    let (bus, own) = match (config.bus("source"), config.own_uuid("source")) {
-        (Ok(bus), Ok(own)) => (bus, own.unwrap_or_else(random_uuid)),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(source = %config.id, error = %e, "xAAL source not started");
-            return;
-        }
-    };
-    // scrypt takes tens of milliseconds of CPU: not on a runtime thread.
-    let Ok(key) = tokio::task::spawn_blocking(move || key_source.derive()).await else {
-        tracing::error!(source = %config.id, "xAAL key derivation failed");
-        return;
-    };
+    let bus = &settings.bus;
+    let own = settings.own_uuid.unwrap_or_else(random_uuid);
     // Nothing heard yet, from any device: said before joining, which may take a while.
     let started = SourceEvent::Started {
-        source: config.id.clone(),
-        owners: config.owners.clone(),
+        source: settings.id.clone(),
+        owners: settings.owners.clone(),
     };
     let sent = tokio::select! {
         sent = events.send(started) => sent.is_ok(),
@@ -77,11 +66,11 @@ pub async fn run(
         return;
     }
     let socket = loop {
-        match BusSocket::join(bus.group, bus.interface, config.hops) {
+        match BusSocket::join(bus.group, bus.interface, settings.hops) {
             Ok(s) => break s,
             Err(e) => {
                 tracing::warn!(
-                    source = %config.id, group = %bus.group, interface = %bus.interface,
+                    source = %settings.id, group = %bus.group, interface = %bus.interface,
                     error = %e, "cannot join the xAAL group; retrying"
                 );
                 tokio::select! {
@@ -92,20 +81,20 @@ pub async fn run(
         }
     };
     tracing::info!(
-        source = %config.id, group = %socket.group(), uuid = %own,
+        source = %settings.id, group = %socket.group(), uuid = %own,
         "xAAL bus joined"
     );
     let mut gateway = Gateway {
-        codec: Codec::new(&key),
+        codec: Codec::new(&settings.key),
         socket,
         devices: Devices::new(),
         own,
-        source: config.id.clone(),
-        owners: config.owners.clone(),
-        alive_timeout: config.alive_interval.0.as_secs().saturating_mul(2),
+        source: settings.id.clone(),
+        owners: settings.owners.clone(),
+        alive_timeout: settings.alive_interval.as_secs().saturating_mul(2),
         events,
     };
-    gateway.run(&config, shutdown).await;
+    gateway.run(&settings, shutdown).await;
 }
 
 /// A fresh random (version 4) UUID.
@@ -138,9 +127,9 @@ struct Gateway {
 }
 
 impl Gateway {
-    async fn run(&mut self, config: &XaalConfig, shutdown: CancellationToken) {
-        let mut alive = interval(config.alive_interval.0);
-        let mut is_alive = interval(config.is_alive_interval.0);
+    async fn run(&mut self, settings: &XaalSettings, shutdown: CancellationToken) {
+        let mut alive = interval(settings.alive_interval);
+        let mut is_alive = interval(settings.is_alive_interval);
         let mut tick = interval(TICK);
         for t in [&mut alive, &mut is_alive, &mut tick] {
             t.set_missed_tick_behavior(MissedTickBehavior::Delay);

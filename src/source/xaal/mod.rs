@@ -12,7 +12,8 @@
 //!   rejection is counted ([`Counters`]) and logged at most once per sender per minute
 //!   ([`RejectLog`]).
 //!
-//! - [`config`]: the `[[source]] type = "xaal"` table ([`XaalConfig`]).
+//! - [`config`]: the `[[source]] type = "xaal"` table ([`XaalConfig`]), checked once at config
+//!   load into [`XaalSettings`] (typed values, derived key).
 //! - [`bus`]: the multicast socket ([`bus::BusSocket`]).
 //! - [`devices`]: the table of devices heard, their alive timeouts and pending requests.
 //! - [`mapping`]: which attribute of which device class feeds which series, in which unit.
@@ -31,7 +32,7 @@ pub mod message;
 mod tests;
 
 pub use codec::{Codec, Counters, DecodeError, EncodeError, RejectLog};
-pub use config::XaalConfig;
+pub use config::{XaalConfig, XaalSettings};
 pub use key::{Key, KeyError};
 pub use message::{Message, MsgType, Timestamp, Value};
 
