@@ -21,7 +21,7 @@ use crate::source::SourceEvent;
 use crate::stanzas::ns;
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
-use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::store::{NewOutboxEntry, PublishLimits, Store, StoreError, MISSED_COUNT};
 use crate::xep::pubsub::{escape, notification_xml, push_xml, usage_point_jid};
 use crate::xmpp::router::Context;
 
@@ -220,8 +220,8 @@ impl Publisher {
             };
             notice_to.insert(sub.id, (to, sub.kind));
             match sub.kind {
-                SubscriptionKind::PubSub => outbox.push((
-                    Some(sub.id),
+                SubscriptionKind::PubSub => outbox.push(NewOutboxEntry::for_subscription(
+                    sub.id,
                     notification_xml(
                         &from,
                         &sub.jid,
@@ -231,11 +231,11 @@ impl Publisher {
                         None,
                     ),
                 )),
-                SubscriptionKind::Push => outbox.extend(
-                    pushes
-                        .iter()
-                        .map(|p| (Some(sub.id), push_xml(&from, &bare, p))),
-                ),
+                SubscriptionKind::Push => {
+                    outbox.extend(pushes.iter().map(|p| {
+                        NewOutboxEntry::for_subscription(sub.id, push_xml(&from, &bare, p))
+                    }))
+                }
             }
         }
         let notice = |subscription: i64, since: i64| {
@@ -268,7 +268,7 @@ impl Publisher {
 }
 
 /// The notice that notifications of `node` to `to` were dropped (see
-/// [`Store::publish`](crate::store::Store::publish)), `since` being when the oldest dropped one
+/// [`Store::publish`](crate::store::OutboxStore::publish)), `since` being when the oldest dropped one
 /// was queued; the store writes the count where [`MISSED_COUNT`] stands. A headline from the
 /// usage point, like the notifications it replaces: a human body, and for programs
 /// `<missed xmlns='urn:quoalise:0' node='…' count='N' since='RFC 3339'/>`.
@@ -340,7 +340,9 @@ pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<()
             )),
         ),
     };
-    ctx.store.enqueue(&[(None, notice)]).await?;
+    ctx.store
+        .enqueue(&[NewOutboxEntry::unattached(notice)])
+        .await?;
     tracing::info!(usage_point = %sub.usage_point, series = %sub.series, jid = %sub.jid, reason, "subscription ended");
     Ok(())
 }

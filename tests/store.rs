@@ -12,7 +12,8 @@ use quoalise_component::model::{
     UsagePoint, ANY,
 };
 use quoalise_component::store::{
-    self, PostgresStore, PublishLimits, SqliteStore, Store, StoreError, MISSED_COUNT,
+    self, NewOutboxEntry, PostgresStore, PublishLimits, SqliteStore, Store, StoreError,
+    MISSED_COUNT,
 };
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
@@ -801,6 +802,14 @@ fn stanza(to: &str, n: usize) -> String {
     )
 }
 
+/// A stanza to queue, for a subscription or none.
+fn entry(subscription: Option<i64>, stanza: impl Into<String>) -> NewOutboxEntry {
+    NewOutboxEntry {
+        subscription,
+        stanza: stanza.into(),
+    }
+}
+
 fn item(series: &str, item_id: &str, published_at: i64) -> Item {
     Item {
         usage_point: XAAL_B2.into(),
@@ -1018,12 +1027,12 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     // One batch: its readings, its item, a notification per subscriber and one for nobody.
     let subscribers = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap();
     assert_eq!(subscribers, subs[3..]);
-    let mut outbox: Vec<(Option<i64>, String)> = subscribers
+    let mut outbox: Vec<NewOutboxEntry> = subscribers
         .iter()
         .enumerate()
-        .map(|(n, s)| (Some(s.id), stanza(&s.jid, n)))
+        .map(|(n, s)| entry(Some(s.id), stanza(&s.jid, n)))
         .collect();
-    outbox.push((None, stanza("admin@example.org", 99)));
+    outbox.push(entry(None, stanza("admin@example.org", 99)));
     let first = item(TEMPERATURE, "i1", T0);
     let ids = store
         .publish(
@@ -1042,7 +1051,14 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         queued_at.is_some_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 60),
         "{queued_at:?}"
     );
-    for (id, (subscription, stanza)) in ids.iter().zip(&outbox) {
+    for (
+        id,
+        NewOutboxEntry {
+            subscription,
+            stanza,
+        },
+    ) in ids.iter().zip(&outbox)
+    {
         assert_eq!(
             store.outbox_entry(*id).await.unwrap(),
             Some(OutboxEntry {
@@ -1067,7 +1083,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
 
     // All or nothing: an unknown series, an item on an unknown node, a NaN reading each fail
     // the whole publish, the readings written before the failure included.
-    let doomed = [(Some(subs[0].id), stanza(ALICE, 7))];
+    let doomed = [entry(Some(subs[0].id), stanza(ALICE, 7))];
     let failures = [
         (
             batch(XAAL_B2, "nope/raw", &[(T0 + 120, 1.0)]),
@@ -1232,8 +1248,8 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .is_empty());
 
     assert!(store.enqueue(&[]).await.unwrap().is_empty());
-    let queued: Vec<(Option<i64>, String)> = (0..5)
-        .map(|n| ((n % 2 == 0).then_some(subs[0].id), stanza(ALICE, 100 + n)))
+    let queued: Vec<NewOutboxEntry> = (0..5)
+        .map(|n| entry((n % 2 == 0).then_some(subs[0].id), stanza(ALICE, 100 + n)))
         .collect();
     let ids = store.enqueue(&queued).await.unwrap();
     assert_eq!(ids.len(), 5);
@@ -1242,13 +1258,21 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     let expected: Vec<OutboxEntry> = ids
         .iter()
         .zip(&queued)
-        .map(|(id, (subscription, stanza))| OutboxEntry {
-            id: *id,
-            subscription: *subscription,
-            stanza: stanza.clone(),
-            attempts: 0,
-            not_before: 0,
-        })
+        .map(
+            |(
+                id,
+                NewOutboxEntry {
+                    subscription,
+                    stanza,
+                },
+            )| OutboxEntry {
+                id: *id,
+                subscription: *subscription,
+                stanza: stanza.clone(),
+                attempts: 0,
+                not_before: 0,
+            },
+        )
         .collect();
     assert_eq!(store.pending_count().await.unwrap(), 5);
 
@@ -1360,11 +1384,11 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     let (gone, kept) = (subs[1].id, subs[2].id);
     let more = store
         .enqueue(&[
-            (Some(gone), stanza("x", 1)),
-            (Some(kept), stanza("x", 2)),
-            (Some(gone), stanza("x", 3)),
-            (Some(gone), stanza("x", 4)),
-            (None, stanza("x", 5)),
+            entry(Some(gone), stanza("x", 1)),
+            entry(Some(kept), stanza("x", 2)),
+            entry(Some(gone), stanza("x", 3)),
+            entry(Some(gone), stanza("x", 4)),
+            entry(None, stanza("x", 5)),
         ])
         .await
         .unwrap();
@@ -1402,9 +1426,9 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
 async fn crash_with_claims(store: Arc<dyn Store>) -> Vec<OutboxEntry> {
     let ids = store
         .enqueue(&[
-            (None, stanza("crash@example.org", 1)),
-            (None, stanza("crash@example.org", 2)),
-            (None, stanza("crash@example.org", 3)),
+            entry(None, stanza("crash@example.org", 1)),
+            entry(None, stanza("crash@example.org", 2)),
+            entry(None, stanza("crash@example.org", 3)),
         ])
         .await
         .unwrap();
@@ -1439,8 +1463,8 @@ async fn check_after_crash(store: Arc<dyn Store>, queued: &[OutboxEntry]) {
 /// entry.
 async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
     const ENTRIES: usize = 2000;
-    let queued: Vec<(Option<i64>, String)> = (0..ENTRIES)
-        .map(|n| (None, stanza("many@example.org", n)))
+    let queued: Vec<NewOutboxEntry> = (0..ENTRIES)
+        .map(|n| entry(None, stanza("many@example.org", n)))
         .collect();
     let ids = stores[0].enqueue(&queued).await.unwrap();
     let claimers = stores.into_iter().map(|store| async move {
@@ -1501,10 +1525,10 @@ async fn fan_out(store: Arc<dyn Store>) {
             published_at: at,
             payload: payload.clone(),
         };
-        let outbox: Vec<(Option<i64>, String)> = subs
+        let outbox: Vec<NewOutboxEntry> = subs
             .iter()
             .map(|s| {
-                (
+                entry(
                     Some(s.id),
                     format!(
                         "<message to='{}' id='{p}-{}' type='headline'><event>{payload}</event></message>",
@@ -1593,10 +1617,10 @@ async fn bound_story(store: Arc<dyn Store>) {
         let (a, b) = (a.id, b.id);
         async move {
             let outbox = vec![
-                (Some(a), format!("a{k}")),
-                (Some(b), format!("b{k}.0")),
-                (Some(b), format!("b{k}.1")),
-                (None, format!("nobody{k}")),
+                entry(Some(a), format!("a{k}")),
+                entry(Some(b), format!("b{k}.0")),
+                entry(Some(b), format!("b{k}.1")),
+                entry(None, format!("nobody{k}")),
             ];
             let item = Item {
                 usage_point: id.clone(),
@@ -1643,7 +1667,7 @@ async fn bound_story(store: Arc<dyn Store>) {
     };
 
     // Another series' subscription, with one waiting entry the bound of this node never touches.
-    let daily = [(Some(c.id), "c0".to_owned())];
+    let daily = [entry(Some(c.id), "c0".to_owned())];
     store
         .publish(&batch(&up.id, DAILY, &[(T0, 1.0)]), None, &daily, &limits)
         .await
@@ -1799,9 +1823,9 @@ async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
             let mut dropped = 0;
             for k in 0..EACH {
                 let at = T0 + (i as i64 * EACH + k) * HALF_HOUR;
-                let outbox: Vec<(Option<i64>, String)> = subs
+                let outbox: Vec<NewOutboxEntry> = subs
                     .iter()
-                    .map(|s| (Some(*s), format!("{s}@{at}")))
+                    .map(|s| entry(Some(*s), format!("{s}@{at}")))
                     .collect();
                 dropped += store
                     .publish(

@@ -20,6 +20,7 @@ use crate::model::{Consent, ConsentRequest, OAuthState};
 use crate::source::enedis::service::ConsentedMeter;
 use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
+use crate::store::NewOutboxEntry;
 use crate::xmpp::id::random_id;
 
 /// Namespace of the message that tells an application a consent was given (docs/protocol.md §6).
@@ -294,7 +295,7 @@ async fn record(
     );
     state
         .store
-        .enqueue(&[(None, String::from(&message))])
+        .enqueue(&[NewOutboxEntry::unattached(String::from(&message))])
         .await
         .map_err(Page::internal)?;
     state.wake.notify_one();
