@@ -38,9 +38,9 @@ pub(in crate::store) const SUBSCRIPTION_COUNTS: &str = "SELECT COUNT(*), \
      COUNT(CASE WHEN usage_point = $4 AND series = $5 AND kind = $6 AND jid = $7 THEN 1 END) \
      FROM subscriptions WHERE jid = $1 OR (jid >= $2 AND jid < $3)";
 
-/// The [`SubscriptionStore`](crate::store::SubscriptionStore) implementation of `$store`, a backend whose
-/// connections are `$connection`, as a child module of the backend (`use super::*`), which
-/// provides:
+/// The [`SubscriptionStore`](crate::store::SubscriptionStore) implementation of `$store`, a backend
+/// whose connections are `$connection`, as a child module of the backend (`use super::*`),
+/// which provides:
 /// - nothing of its own: every statement is shared.
 macro_rules! impl_subscriptions {
     ($store:ident, $connection:ty) => {

@@ -1,9 +1,9 @@
-//! The SQL of the usage points area ([`UsagePointStore`](crate::store::UsagePointStore)), the same
-//! on both backends.
+//! The SQL of the usage points area ([`UsagePointStore`](crate::store::UsagePointStore)), the
+//! same on both backends.
 
-/// The [`UsagePointStore`](crate::store::UsagePointStore) implementation of `$store`, a backend whose
-/// connections are `$connection`, as a child module of the backend (`use super::*`), which
-/// provides:
+/// The [`UsagePointStore`](crate::store::UsagePointStore) implementation of `$store`, a backend
+/// whose connections are `$connection`, as a child module of the backend (`use super::*`),
+/// which provides:
 /// - `$store::begin_write(&self)`: a transaction that may write.
 macro_rules! impl_usage_points {
     ($store:ident, $connection:ty) => {
