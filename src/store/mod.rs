@@ -6,9 +6,9 @@
 //! (`migrations/sqlite`, `migrations/postgres`), applied when the store is opened.
 //!
 //! The layout follows the areas, so that a change to one (say the outbox) is read and reviewed in
-//! one place: each area's contract is a trait in a file of its own ([`usage_points`],
-//! [`readings`], [`subscriptions`], [`outbox`], [`grants`], [`consents`], [`upstream`],
-//! [`audit`]); the statements both backends speak alike are written once per area under `sql`;
+//! one place: each area's contract is a trait in a file of its own ([`UsagePointStore`],
+//! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`ConsentStore`],
+//! [`UpstreamStore`], [`AuditStore`]); the statements both backends speak alike are written once per area under `sql`;
 //! `sqlite` and `postgres` hold only what each backend does its own way. Callers hold an
 //! `Arc<dyn Store>` and call any area's methods on it without importing the area traits.
 
