@@ -186,9 +186,7 @@ mod tests {
     fn holding_many_means_more_than_half_the_allowance() {
         let l = limits(8, 1000, 1000);
         let bob = jid("bob@localhost");
-        let held: Vec<_> = (0..4)
-            .map(|_| l.admit(&bob, Cost::Light).unwrap())
-            .collect();
+        let held: Vec<_> = (0..4).map(|_| l.admit(&bob, Cost::Light).unwrap()).collect();
         assert!(!l.holds_many(&bob), "4 of 8 is not many");
         let fifth = l.admit(&bob, Cost::Light).unwrap();
         assert!(l.holds_many(&bob), "5 of 8 is");
