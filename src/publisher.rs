@@ -23,7 +23,7 @@ use crate::stanzas::notification::{
 };
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
-use crate::store::{PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::store::{NewOutboxEntry, PublishLimits, Store, StoreError, MISSED_COUNT};
 use crate::time::now;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
@@ -221,8 +221,8 @@ impl Publisher {
             };
             notice_to.insert(sub.id, (to, sub.kind));
             match sub.kind {
-                SubscriptionKind::PubSub => outbox.push((
-                    Some(sub.id),
+                SubscriptionKind::PubSub => outbox.push(NewOutboxEntry::for_subscription(
+                    sub.id,
                     notification_xml(
                         &from,
                         &sub.jid,
@@ -232,11 +232,11 @@ impl Publisher {
                         None,
                     ),
                 )),
-                SubscriptionKind::Push => outbox.extend(
-                    pushes
-                        .iter()
-                        .map(|p| (Some(sub.id), push_xml(&from, &bare, p))),
-                ),
+                SubscriptionKind::Push => {
+                    outbox.extend(pushes.iter().map(|p| {
+                        NewOutboxEntry::for_subscription(sub.id, push_xml(&from, &bare, p))
+                    }))
+                }
             }
         }
         let notice = |subscription: i64, since: i64| {
@@ -303,7 +303,9 @@ pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<()
             ),
         ),
     };
-    ctx.store.enqueue(&[(None, notice)]).await?;
+    ctx.store
+        .enqueue(&[NewOutboxEntry::unattached(notice)])
+        .await?;
     tracing::info!(usage_point = %sub.usage_point, series = %sub.series, jid = %sub.jid, reason, "subscription ended");
     Ok(())
 }

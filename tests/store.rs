@@ -1,5 +1,13 @@
-//! The `Store` contract, told once as stories and run on SQLite (file and memory) and on a
-//! PostgreSQL cluster the test starts itself.
+//! The `Store` contract, told as one story per area and run on SQLite (file and memory) and on a
+//! PostgreSQL cluster each test starts itself.
+//!
+//! Each area is a test module of its own (`usage_points`, `readings`, `grants`, `audit`,
+//! `subscriptions`, `publish`, `outbox`, `bound`, `consents`, `upstream`, `opening`) with one test
+//! per backend, on a database of its own: a failure in one area does not hide the others. A
+//! story that needs another area's rows starts from a setup that writes them without checking
+//! them (that is the other area's story). After its story, each area checks that a restart finds
+//! what it left; stories of several instances sharing a database run on a new database of the
+//! same backend, except in memory, where no second instance can reach the database.
 
 mod support;
 
@@ -12,7 +20,8 @@ use quoalise_component::model::{
     UsagePoint, ANY,
 };
 use quoalise_component::store::{
-    self, PostgresStore, PublishLimits, SqliteStore, Store, StoreError, MISSED_COUNT,
+    self, NewOutboxEntry, PostgresStore, PublishLimits, SqliteStore, Store, StoreError,
+    MISSED_COUNT,
 };
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
@@ -92,7 +101,7 @@ fn without_ids(grants: &[Grant]) -> Vec<Grant> {
 }
 
 /// Declaring, re-declaring, ownership, ordering and online state. Leaves the state that
-/// [`check_final_state`] expects.
+/// [`check_usage_points_kept`] expects.
 async fn usage_point_story(store: Arc<dyn Store>) {
     assert_eq!(store.usage_point(PRM).await.unwrap(), None);
     assert!(store.usage_points(None).await.unwrap().is_empty());
@@ -239,7 +248,7 @@ fn grant_ids(grants: &[Grant]) -> Vec<i64> {
 }
 
 /// Config reconciliation, admin and consent grants, revocation. Leaves the state that
-/// [`check_final_state`] expects.
+/// [`check_grants_kept`] expects.
 async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
     assert!(store.grants().await.unwrap().is_empty());
 
@@ -414,8 +423,8 @@ fn year_batch() -> Batch {
     batch(PRM, PRODUCTION, &readings)
 }
 
-/// Writing and reading readings. Runs after [`usage_point_story`], on PRM's series; leaves the
-/// state that [`check_final_state`] expects.
+/// Writing and reading readings. Runs after [`declare_usage_points`], on PRM's series; leaves
+/// the state that [`check_readings_kept`] expects.
 async fn readings_story(store: Arc<dyn Store>) {
     let all_time = (i64::MIN, i64::MAX);
     assert!(store
@@ -679,7 +688,8 @@ fn audit_entry(requester: &str, grant_id: Option<i64>, at: i64) -> AuditEntry {
     }
 }
 
-/// Appending to the audit log and reading it back in pages. Runs after [`grant_story`].
+/// Appending to the audit log and reading it back in pages. Runs after [`add_audited_grants`];
+/// leaves the state that [`check_audit_kept`] expects.
 async fn audit_story(store: Arc<dyn Store>, grants: GrantIds) {
     assert!(store.audit_entries(0, 10).await.unwrap().is_empty());
     let entries = [
@@ -755,8 +765,8 @@ async fn concurrent_config_reconciliation(a: Arc<dyn Store>, b: Arc<dyn Store>) 
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PHONE: &str = "alice@example.org/phone";
-/// Series of [`XAAL_B2`] (declared by [`usage_point_story`]) that the publish story uses, so that
-/// the readings checked by [`check_final_state`] stay as they are.
+/// Series of [`XAAL_B2`] (declared by [`declare_usage_points`]) that the publish story uses, so
+/// that the readings of PRM stay as the readings story leaves them.
 const TEMPERATURE: &str = "temperature/raw";
 const HUMIDITY: &str = "humidity/raw";
 /// The delivery task's clock in these stories: entries queued for "at once" are due at any time.
@@ -801,6 +811,14 @@ fn stanza(to: &str, n: usize) -> String {
     )
 }
 
+/// A stanza to queue, for a subscription or none.
+fn entry(subscription: Option<i64>, stanza: impl Into<String>) -> NewOutboxEntry {
+    NewOutboxEntry {
+        subscription,
+        stanza: stanza.into(),
+    }
+}
+
 fn item(series: &str, item_id: &str, published_at: i64) -> Item {
     Item {
         usage_point: XAAL_B2.into(),
@@ -818,8 +836,8 @@ fn item_ids(items: &[Item]) -> Vec<&str> {
 }
 
 /// Subscribing (idempotent, exact JIDs), listing and unsubscribing. Runs after
-/// [`usage_point_story`]; returns the subscriptions it leaves, which [`check_final_state`]
-/// expects to find after a restart.
+/// [`declare_usage_points`]; returns the subscriptions it leaves, which
+/// [`check_subscriptions_kept`] expects to find after a restart.
 async fn subscription_story(store: Arc<dyn Store>) -> Vec<Subscription> {
     assert!(store.all_subscriptions().await.unwrap().is_empty());
     assert_eq!(store.count_subscriptions().await.unwrap(), 0);
@@ -1003,8 +1021,8 @@ async fn temperature_readings(store: &dyn Store) -> u64 {
 }
 
 /// The publish transaction: readings, item and notifications together or not at all; items
-/// kept, replaced, trimmed and listed. Runs after [`subscription_story`]; leaves pending outbox
-/// entries for [`outbox_story`].
+/// kept, replaced, trimmed and listed. Runs after [`add_subscriptions`]; leaves the items that
+/// [`check_items_kept`] expects and two pending outbox entries.
 async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     assert!(store
         .items(XAAL_B2, TEMPERATURE, None, None)
@@ -1018,12 +1036,12 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     // One batch: its readings, its item, a notification per subscriber and one for nobody.
     let subscribers = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap();
     assert_eq!(subscribers, subs[3..]);
-    let mut outbox: Vec<(Option<i64>, String)> = subscribers
+    let mut outbox: Vec<NewOutboxEntry> = subscribers
         .iter()
         .enumerate()
-        .map(|(n, s)| (Some(s.id), stanza(&s.jid, n)))
+        .map(|(n, s)| entry(Some(s.id), stanza(&s.jid, n)))
         .collect();
-    outbox.push((None, stanza("admin@example.org", 99)));
+    outbox.push(entry(None, stanza("admin@example.org", 99)));
     let first = item(TEMPERATURE, "i1", T0);
     let ids = store
         .publish(
@@ -1042,7 +1060,14 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         queued_at.is_some_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 60),
         "{queued_at:?}"
     );
-    for (id, (subscription, stanza)) in ids.iter().zip(&outbox) {
+    for (
+        id,
+        NewOutboxEntry {
+            subscription,
+            stanza,
+        },
+    ) in ids.iter().zip(&outbox)
+    {
         assert_eq!(
             store.outbox_entry(*id).await.unwrap(),
             Some(OutboxEntry {
@@ -1067,7 +1092,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
 
     // All or nothing: an unknown series, an item on an unknown node, a NaN reading each fail
     // the whole publish, the readings written before the failure included.
-    let doomed = [(Some(subs[0].id), stanza(ALICE, 7))];
+    let doomed = [entry(Some(subs[0].id), stanza(ALICE, 7))];
     let failures = [
         (
             batch(XAAL_B2, "nope/raw", &[(T0 + 120, 1.0)]),
@@ -1215,8 +1240,9 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     assert_eq!(store.pending_count().await.unwrap(), 2);
 }
 
-/// Claiming, sending, leases, retries, discarding and purging. Runs after [`publish_story`],
-/// whose two notifications are pending.
+/// Claiming, sending, leases, retries, discarding and purging. Runs after
+/// [`queue_two_notifications`], whose two notifications are pending, as the publish story leaves
+/// them.
 async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     // What the publish story queued: claimed once, then not again while the claim lasts.
     let published = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
@@ -1232,8 +1258,8 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .is_empty());
 
     assert!(store.enqueue(&[]).await.unwrap().is_empty());
-    let queued: Vec<(Option<i64>, String)> = (0..5)
-        .map(|n| ((n % 2 == 0).then_some(subs[0].id), stanza(ALICE, 100 + n)))
+    let queued: Vec<NewOutboxEntry> = (0..5)
+        .map(|n| entry((n % 2 == 0).then_some(subs[0].id), stanza(ALICE, 100 + n)))
         .collect();
     let ids = store.enqueue(&queued).await.unwrap();
     assert_eq!(ids.len(), 5);
@@ -1242,13 +1268,21 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     let expected: Vec<OutboxEntry> = ids
         .iter()
         .zip(&queued)
-        .map(|(id, (subscription, stanza))| OutboxEntry {
-            id: *id,
-            subscription: *subscription,
-            stanza: stanza.clone(),
-            attempts: 0,
-            not_before: 0,
-        })
+        .map(
+            |(
+                id,
+                NewOutboxEntry {
+                    subscription,
+                    stanza,
+                },
+            )| OutboxEntry {
+                id: *id,
+                subscription: *subscription,
+                stanza: stanza.clone(),
+                attempts: 0,
+                not_before: 0,
+            },
+        )
         .collect();
     assert_eq!(store.pending_count().await.unwrap(), 5);
 
@@ -1360,11 +1394,11 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     let (gone, kept) = (subs[1].id, subs[2].id);
     let more = store
         .enqueue(&[
-            (Some(gone), stanza("x", 1)),
-            (Some(kept), stanza("x", 2)),
-            (Some(gone), stanza("x", 3)),
-            (Some(gone), stanza("x", 4)),
-            (None, stanza("x", 5)),
+            entry(Some(gone), stanza("x", 1)),
+            entry(Some(kept), stanza("x", 2)),
+            entry(Some(gone), stanza("x", 3)),
+            entry(Some(gone), stanza("x", 4)),
+            entry(None, stanza("x", 5)),
         ])
         .await
         .unwrap();
@@ -1402,9 +1436,9 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
 async fn crash_with_claims(store: Arc<dyn Store>) -> Vec<OutboxEntry> {
     let ids = store
         .enqueue(&[
-            (None, stanza("crash@example.org", 1)),
-            (None, stanza("crash@example.org", 2)),
-            (None, stanza("crash@example.org", 3)),
+            entry(None, stanza("crash@example.org", 1)),
+            entry(None, stanza("crash@example.org", 2)),
+            entry(None, stanza("crash@example.org", 3)),
         ])
         .await
         .unwrap();
@@ -1439,8 +1473,8 @@ async fn check_after_crash(store: Arc<dyn Store>, queued: &[OutboxEntry]) {
 /// entry.
 async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
     const ENTRIES: usize = 2000;
-    let queued: Vec<(Option<i64>, String)> = (0..ENTRIES)
-        .map(|n| (None, stanza("many@example.org", n)))
+    let queued: Vec<NewOutboxEntry> = (0..ENTRIES)
+        .map(|n| entry(None, stanza("many@example.org", n)))
         .collect();
     let ids = stores[0].enqueue(&queued).await.unwrap();
     let claimers = stores.into_iter().map(|store| async move {
@@ -1501,10 +1535,10 @@ async fn fan_out(store: Arc<dyn Store>) {
             published_at: at,
             payload: payload.clone(),
         };
-        let outbox: Vec<(Option<i64>, String)> = subs
+        let outbox: Vec<NewOutboxEntry> = subs
             .iter()
             .map(|s| {
-                (
+                entry(
                     Some(s.id),
                     format!(
                         "<message to='{}' id='{p}-{}' type='headline'><event>{payload}</event></message>",
@@ -1593,10 +1627,10 @@ async fn bound_story(store: Arc<dyn Store>) {
         let (a, b) = (a.id, b.id);
         async move {
             let outbox = vec![
-                (Some(a), format!("a{k}")),
-                (Some(b), format!("b{k}.0")),
-                (Some(b), format!("b{k}.1")),
-                (None, format!("nobody{k}")),
+                entry(Some(a), format!("a{k}")),
+                entry(Some(b), format!("b{k}.0")),
+                entry(Some(b), format!("b{k}.1")),
+                entry(None, format!("nobody{k}")),
             ];
             let item = Item {
                 usage_point: id.clone(),
@@ -1643,7 +1677,7 @@ async fn bound_story(store: Arc<dyn Store>) {
     };
 
     // Another series' subscription, with one waiting entry the bound of this node never touches.
-    let daily = [(Some(c.id), "c0".to_owned())];
+    let daily = [entry(Some(c.id), "c0".to_owned())];
     store
         .publish(&batch(&up.id, DAILY, &[(T0, 1.0)]), None, &daily, &limits)
         .await
@@ -1799,9 +1833,9 @@ async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
             let mut dropped = 0;
             for k in 0..EACH {
                 let at = T0 + (i as i64 * EACH + k) * HALF_HOUR;
-                let outbox: Vec<(Option<i64>, String)> = subs
+                let outbox: Vec<NewOutboxEntry> = subs
                     .iter()
-                    .map(|s| (Some(*s), format!("{s}@{at}")))
+                    .map(|s| entry(Some(*s), format!("{s}@{at}")))
                     .collect();
                 dropped += store
                     .publish(
@@ -1849,8 +1883,8 @@ async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
     );
 }
 
-/// What both stories leave behind; checked again after a restart.
-async fn check_final_state(store: Arc<dyn Store>) {
+/// What [`usage_point_story`] leaves behind; checked again after a restart.
+async fn check_usage_points_kept(store: Arc<dyn Store>) {
     assert_eq!(
         ids(&store.usage_points(None).await.unwrap()),
         [PRM, DEMO_A3, XAAL_B2, DEMO_A1]
@@ -1861,7 +1895,10 @@ async fn check_final_state(store: Arc<dyn Store>) {
     assert!(!store.usage_point(DEMO_A3).await.unwrap().unwrap().online);
     assert_eq!(store.series(PRM).await.unwrap().len(), 3);
     assert_eq!(store.series(XAAL_B2).await.unwrap().len(), 4);
+}
 
+/// What [`readings_story`] leaves behind; checked again after a restart.
+async fn check_readings_kept(store: Arc<dyn Store>) {
     assert_eq!(
         store
             .count_readings(PRM, LOAD_CURVE, i64::MIN, i64::MAX)
@@ -1877,8 +1914,15 @@ async fn check_final_state(store: Arc<dyn Store>) {
             .unwrap(),
         year.readings
     );
-    assert_eq!(store.audit_entries(0, 100).await.unwrap().len(), 3);
+}
 
+/// What [`audit_story`] leaves behind; checked again after a restart.
+async fn check_audit_kept(store: Arc<dyn Store>) {
+    assert_eq!(store.audit_entries(0, 100).await.unwrap().len(), 3);
+}
+
+/// What [`subscription_story`] leaves behind; checked again after a restart.
+async fn check_subscriptions_kept(store: Arc<dyn Store>) {
     // Every subscription resumes as it was, without anyone subscribing again.
     let subs: Vec<(SubscriptionKind, String, String, String, String)> = store
         .all_subscriptions()
@@ -1903,11 +1947,18 @@ async fn check_final_state(store: Arc<dyn Store>) {
         )
     });
     assert_eq!(subs, expected);
+}
+
+/// What [`publish_story`] leaves behind; checked again after a restart.
+async fn check_items_kept(store: Arc<dyn Store>) {
     assert_eq!(
         item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
         ["i3", "i5", "i4"]
     );
+}
 
+/// What [`grant_story`] leaves behind; checked again after a restart.
+async fn check_grants_kept(store: Arc<dyn Store>) {
     let subjects: Vec<String> = store
         .grants()
         .await
@@ -1918,8 +1969,7 @@ async fn check_final_state(store: Arc<dyn Store>) {
     assert_eq!(subjects, ["billing@example.org", "carol@example.org"]);
 }
 
-/// The consent chain: pages, single-use states, consents with their grants, revocation, the
-/// upstream call log and the per-day cache.
+/// The consent chain: pages, single-use states, consents with their grants, revocation.
 async fn consent_story(store: Arc<dyn Store>) {
     let request = ConsentRequest {
         id: "req-1".into(),
@@ -2072,7 +2122,12 @@ async fn consent_story(store: Arc<dyn Store>) {
         .iter()
         .all(|g| g.origin != GrantOrigin::Consent));
     assert!(store.revoke_consents(PRM).await.unwrap().is_empty());
+}
 
+/// The upstream call log and the per-day cache.
+async fn upstream_story(store: Arc<dyn Store>) {
+    // Not a foreign key: a call is recorded whatever becomes of its consent.
+    let consent_id = 7;
     let call = UpstreamCall {
         id: None,
         source: "enedis".into(),
@@ -2134,18 +2189,6 @@ async fn consent_story(store: Arc<dyn Store>) {
         .is_empty());
 }
 
-async fn all_stories(store: Arc<dyn Store>) {
-    usage_point_story(store.clone()).await;
-    readings_story(store.clone()).await;
-    let subs = subscription_story(store.clone()).await;
-    publish_story(store.clone(), &subs).await;
-    outbox_story(store.clone(), &subs).await;
-    let grants = grant_story(store.clone()).await;
-    audit_story(store.clone(), grants).await;
-    check_final_state(store.clone()).await;
-    consent_story(store).await;
-}
-
 /// After a row with an unknown origin appears, grant listings that include it fail loudly.
 async fn check_corrupt_grant_is_reported(store: Arc<dyn Store>) {
     for result in [
@@ -2163,110 +2206,384 @@ async fn check_corrupt_grant_is_reported(store: Arc<dyn Store>) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_file() {
-    let dir = tempfile::tempdir().unwrap();
-    // The directory does not exist yet: opening creates it.
-    let path = dir.path().join("state").join("quoalise.db");
-    let url = format!("sqlite://{}", path.display());
+// ---- Setups: the rows a story needs from other areas, written without checking them ----
 
-    let store = store::open(&url).await.unwrap();
-    all_stories(store.clone()).await;
-    // The process dies with notifications queued, some claimed but not sent.
-    let queued = crash_with_claims(store.clone()).await;
-    drop(store);
-    assert!(path.is_file());
-
-    // A restart finds everything, and migrating again is a no-op.
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-    check_after_crash(store.clone(), &queued).await;
-    check_final_state(store.clone()).await;
-
-    let mut conn = SqliteConnection::connect(&url).await.unwrap();
-    // WAL is a property of the file, so any connection reports it.
-    let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
+/// The usage points and series the stories use, as [`usage_point_story`] leaves them (the
+/// details it checks do not matter here).
+async fn declare_usage_points(store: &Arc<dyn Store>) {
+    let prm_series = [
+        series(PRM, LOAD_CURVE, "Load curve"),
+        series(PRM, DAILY, "Daily consumption"),
+        series(PRM, PRODUCTION, "Production"),
+    ];
+    store
+        .declare_usage_point(&usage_point(PRM, "enedis", "Linky"), &prm_series)
         .await
         .unwrap();
-    assert_eq!(journal_mode, "wal");
-    sqlx::query(BOGUS_GRANT).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-    check_corrupt_grant_is_reported(store).await;
-
-    // Two instances on one new file.
-    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
-    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
-    concurrent_config_reconciliation(a.clone(), b.clone()).await;
-    concurrent_claims(vec![a.clone(), b.clone()]).await;
-    concurrent_bound(vec![a, b]).await;
-
-    let url = format!("sqlite://{}", dir.path().join("timing.db").display());
-    fan_out(store::open(&url).await.unwrap()).await;
-    let url = format!("sqlite://{}", dir.path().join("bound.db").display());
-    bound_story(store::open(&url).await.unwrap()).await;
+    let sensor_series: Vec<Series> = [
+        "temperature/raw",
+        "Temperature/raw",
+        "humidity/raw",
+        "temperature-2/raw",
+    ]
+    .iter()
+    .map(|p| series(XAAL_B2, p, p))
+    .collect();
+    store
+        .declare_usage_point(&usage_point(XAAL_B2, "xaal", XAAL_B2), &sensor_series)
+        .await
+        .unwrap();
+    for (id, source) in [(DEMO_A1, "demo"), (DEMO_A3, "demo")] {
+        store
+            .declare_usage_point(&usage_point(id, source, id), &[])
+            .await
+            .unwrap();
+    }
 }
 
-#[tokio::test]
-async fn sqlite_memory() {
-    all_stories(store::open("sqlite::memory:").await.unwrap()).await;
-    fan_out(store::open("sqlite::memory:").await.unwrap()).await;
-    bound_story(store::open("sqlite::memory:").await.unwrap()).await;
+/// The subscriptions [`subscription_story`] leaves, in its order: push, evil, orgx, sensor (the
+/// one subscriber of [`TEMPERATURE`]). Runs after [`declare_usage_points`].
+async fn add_subscriptions(store: &Arc<dyn Store>) -> Vec<Subscription> {
+    let mut subs = Vec::new();
+    for (kind, up, series, jid, subid) in [
+        (Push, PRM, LOAD_CURVE, ALICE, "p-1"),
+        (PubSub, PRM, LOAD_CURVE, "alice@example.org.evil", "s-evil"),
+        (PubSub, PRM, LOAD_CURVE, "alice@example.orgx/res", "s-x"),
+        (PubSub, XAAL_B2, TEMPERATURE, ALICE_PHONE, "s-t"),
+    ] {
+        subs.push(store.subscribe(kind, up, series, jid, subid).await.unwrap());
+    }
+    subs
 }
 
-#[tokio::test]
-async fn unknown_url_scheme() {
-    assert!(matches!(
-        store::open("mysql://localhost/quoalise").await,
-        Err(StoreError::UnsupportedUrl)
-    ));
+/// Two notifications pending, as [`publish_story`] leaves them: one for the subscriber of
+/// [`TEMPERATURE`], one for nobody.
+async fn queue_two_notifications(store: &Arc<dyn Store>, subs: &[Subscription]) {
+    let outbox = [
+        entry(Some(subs[3].id), stanza(&subs[3].jid, 0)),
+        entry(None, stanza("admin@example.org", 99)),
+    ];
+    store
+        .publish(
+            &batch(XAAL_B2, TEMPERATURE, &[(T0, 20.5)]),
+            None,
+            &outbox,
+            &roomy(MAX_ITEMS),
+        )
+        .await
+        .unwrap();
 }
 
-/// One test for every PostgreSQL case, so that one cluster serves them all and is stopped when
-/// the test ends.
-#[tokio::test]
-async fn postgres() {
-    let cluster = PgCluster::start();
-    let url = cluster.create_database("store_story").await;
+/// Carol's config grant in force and a config grant revoked since, as [`grant_story`] leaves
+/// them for the audit log to refer to.
+async fn add_audited_grants(store: &Arc<dyn Store>) -> GrantIds {
+    let bob = grant("bob@example.org", PRM, LOAD_CURVE, GrantOrigin::Config);
+    store
+        .replace_config_grants(std::slice::from_ref(&bob))
+        .await
+        .unwrap();
+    let revoked = grant_ids(&store.grants().await.unwrap())[0];
+    let carol = grant("carol@example.org", DEMO_A1, ANY, GrantOrigin::Config);
+    store
+        .replace_config_grants(std::slice::from_ref(&carol))
+        .await
+        .unwrap();
+    let carol = grant_ids(&store.grants().await.unwrap())[0];
+    GrantIds { carol, revoked }
+}
 
-    // Instances sharing a database may start together on an empty one.
-    let (a, b, c) = tokio::join!(
-        store::open(&url),
-        PostgresStore::open(&url),
-        PostgresStore::open(&url)
-    );
-    let (store, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
-    all_stories(store.clone()).await;
-    // An instance dies with notifications claimed but not sent (its claims stay in the database).
+// ---- Where the stories run ----
+
+/// A new database of one backend, for the stories of one area.
+enum Db {
+    /// A file in a temp dir, which holds the databases of several instances too.
+    SqliteFile { dir: tempfile::TempDir, url: String },
+    /// One database in memory. Opening it again gives the same store: another open would be
+    /// another, empty database, and no second instance can reach this one.
+    SqliteMemory(Arc<dyn Store>),
+    /// A database on a cluster of its own.
+    Postgres { cluster: PgCluster, url: String },
+}
+
+impl Db {
+    async fn sqlite_file() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("quoalise.db").display());
+        Db::SqliteFile { dir, url }
+    }
+
+    async fn sqlite_memory() -> Db {
+        Db::SqliteMemory(store::open("sqlite::memory:").await.unwrap())
+    }
+
+    async fn postgres() -> Db {
+        let cluster = PgCluster::start();
+        let url = cluster.create_database("store_story").await;
+        Db::Postgres { cluster, url }
+    }
+
+    /// The store as the component opens it at a start, and again after a restart.
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Db::SqliteFile { url, .. } | Db::Postgres { url, .. } => {
+                store::open(url).await.unwrap()
+            }
+            Db::SqliteMemory(store) => store.clone(),
+        }
+    }
+
+    /// `n` instances sharing a new, empty database `name` of the same backend; none in memory.
+    async fn instances(&self, name: &str, n: usize) -> Vec<Arc<dyn Store>> {
+        let url = match self {
+            Db::SqliteFile { dir, .. } => {
+                format!(
+                    "sqlite://{}",
+                    dir.path().join(format!("{name}.db")).display()
+                )
+            }
+            Db::Postgres { cluster, .. } => cluster.create_database(name).await,
+            Db::SqliteMemory(_) => return Vec::new(),
+        };
+        let mut stores = Vec::new();
+        for _ in 0..n {
+            stores.push(store::open(&url).await.unwrap());
+        }
+        stores
+    }
+
+    /// A new, empty database `name` of the same backend.
+    async fn fresh(&self, name: &str) -> Arc<dyn Store> {
+        match self {
+            Db::SqliteMemory(_) => store::open("sqlite::memory:").await.unwrap(),
+            _ => self.instances(name, 1).await.remove(0),
+        }
+    }
+
+    /// Runs `sql` on a connection of its own, as a hand edit would; false in memory, which no
+    /// other connection reaches.
+    async fn hand_edit(&self, sql: &str) -> bool {
+        match self {
+            Db::SqliteFile { url, .. } => {
+                let mut conn = SqliteConnection::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                true
+            }
+            Db::Postgres { url, .. } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                true
+            }
+            Db::SqliteMemory(_) => false,
+        }
+    }
+
+    /// How many instances the stories of several instances run: PostgreSQL is the backend
+    /// meant to be shared.
+    fn instance_count(&self) -> usize {
+        match self {
+            Db::Postgres { .. } => 3,
+            _ => 2,
+        }
+    }
+}
+
+// ---- The areas: each story, then what a restart finds ----
+
+async fn usage_points_area(db: &Db) {
+    usage_point_story(db.open().await).await;
+    check_usage_points_kept(db.open().await).await;
+}
+
+async fn readings_area(db: &Db) {
+    let store = db.open().await;
+    declare_usage_points(&store).await;
+    readings_story(store).await;
+    check_readings_kept(db.open().await).await;
+}
+
+async fn grants_area(db: &Db) {
+    grant_story(db.open().await).await;
+    let store = db.open().await;
+    check_grants_kept(store.clone()).await;
+    if db.hand_edit(BOGUS_GRANT).await {
+        check_corrupt_grant_is_reported(store).await;
+    }
+    if let [a, b, ..] = &db.instances("grant_instances", 2).await[..] {
+        concurrent_config_reconciliation(a.clone(), b.clone()).await;
+    }
+}
+
+async fn audit_area(db: &Db) {
+    let store = db.open().await;
+    let grants = add_audited_grants(&store).await;
+    audit_story(store, grants).await;
+    check_audit_kept(db.open().await).await;
+}
+
+async fn subscriptions_area(db: &Db) {
+    let store = db.open().await;
+    declare_usage_points(&store).await;
+    subscription_story(store).await;
+    check_subscriptions_kept(db.open().await).await;
+}
+
+async fn publish_area(db: &Db) {
+    let store = db.open().await;
+    declare_usage_points(&store).await;
+    let subs = add_subscriptions(&store).await;
+    publish_story(store, &subs).await;
+    check_items_kept(db.open().await).await;
+}
+
+async fn outbox_area(db: &Db) {
+    let store = db.open().await;
+    declare_usage_points(&store).await;
+    let subs = add_subscriptions(&store).await;
+    queue_two_notifications(&store, &subs).await;
+    outbox_story(store.clone(), &subs).await;
+    // The process dies with notifications queued, some claimed but not sent.
     let queued = crash_with_claims(store).await;
+    check_after_crash(db.open().await, &queued).await;
 
-    // Opening an already migrated database: another instance, or the restart.
-    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
-    check_after_crash(store.clone(), &queued).await;
-    check_final_state(store.clone()).await;
+    let stores = db.instances("claims", db.instance_count()).await;
+    if !stores.is_empty() {
+        concurrent_claims(stores).await;
+    }
+    fan_out(db.fresh("fan_out").await).await;
+}
 
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    sqlx::query(BOGUS_GRANT).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-    check_corrupt_grant_is_reported(store).await;
+async fn bound_area(db: &Db) {
+    bound_story(db.open().await).await;
+    let stores = db.instances("shared_bound", db.instance_count()).await;
+    if !stores.is_empty() {
+        concurrent_bound(stores).await;
+    }
+}
 
-    // A second database on the same cluster starts empty.
-    let other_url = cluster.create_database("store_empty").await;
-    let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    assert!(other.usage_points(None).await.unwrap().is_empty());
-    assert!(other.grants().await.unwrap().is_empty());
-    assert!(other.audit_entries(0, 10).await.unwrap().is_empty());
+async fn consents_area(db: &Db) {
+    consent_story(db.open().await).await;
+}
 
-    // Two instances sharing it.
-    let second: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    concurrent_config_reconciliation(other.clone(), second.clone()).await;
-    let third: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
-    concurrent_claims(vec![other.clone(), second.clone(), third.clone()]).await;
-    concurrent_bound(vec![other, second, third]).await;
+async fn upstream_area(db: &Db) {
+    upstream_story(db.open().await).await;
+}
 
-    let fan_out_url = cluster.create_database("store_fan_out").await;
-    fan_out(store::open(&fan_out_url).await.unwrap()).await;
+/// One test per backend for each area, each on a database of its own: `<area>::sqlite_file`,
+/// `<area>::sqlite_memory`, `<area>::postgres`.
+macro_rules! on_every_backend {
+    ($($area:ident => $run:ident),* $(,)?) => {$(
+        mod $area {
+            use super::{$run, Db};
 
-    let bound_url = cluster.create_database("store_bound").await;
-    bound_story(store::open(&bound_url).await.unwrap()).await;
+            #[tokio::test]
+            async fn sqlite_file() {
+                $run(&Db::sqlite_file().await).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite_memory() {
+                $run(&Db::sqlite_memory().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                $run(&Db::postgres().await).await;
+            }
+        }
+    )*};
+}
+
+on_every_backend!(
+    usage_points => usage_points_area,
+    readings => readings_area,
+    grants => grants_area,
+    audit => audit_area,
+    subscriptions => subscriptions_area,
+    publish => publish_area,
+    outbox => outbox_area,
+    bound => bound_area,
+    consents => consents_area,
+    upstream => upstream_area,
+);
+
+/// Opening a store: creating it, migrating it once, finding it again.
+mod opening {
+    use super::*;
+
+    /// What an empty store holds.
+    async fn check_empty(store: &Arc<dyn Store>) {
+        assert!(store.usage_points(None).await.unwrap().is_empty());
+        assert!(store.grants().await.unwrap().is_empty());
+        assert!(store.audit_entries(0, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sqlite_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The directory does not exist yet: opening creates it.
+        let path = dir.path().join("state").join("quoalise.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = store::open(&url).await.unwrap();
+        check_empty(&store).await;
+        declare_usage_points(&store).await;
+        drop(store);
+        assert!(path.is_file());
+
+        // A restart finds everything, and migrating again is a no-op.
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await.unwrap());
+        assert_eq!(store.usage_points(None).await.unwrap().len(), 4);
+
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        // WAL is a property of the file, so any connection reports it.
+        let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(journal_mode, "wal");
+        conn.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_memory() {
+        let store = store::open("sqlite::memory:").await.unwrap();
+        check_empty(&store).await;
+        declare_usage_points(&store).await;
+        // Another open is another database.
+        check_empty(&store::open("sqlite::memory:").await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        let cluster = PgCluster::start();
+        let url = cluster.create_database("store_story").await;
+
+        // Instances sharing a database may start together on an empty one.
+        let (a, b, c) = tokio::join!(
+            store::open(&url),
+            PostgresStore::open(&url),
+            PostgresStore::open(&url)
+        );
+        let (store, _b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        check_empty(&store).await;
+        declare_usage_points(&store).await;
+
+        // Opening an already migrated database: another instance, or the restart.
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+        assert_eq!(store.usage_points(None).await.unwrap().len(), 4);
+
+        // A second database on the same cluster starts empty.
+        let other_url = cluster.create_database("store_empty").await;
+        let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&other_url).await.unwrap());
+        check_empty(&other).await;
+    }
+
+    #[tokio::test]
+    async fn unknown_url_scheme() {
+        assert!(matches!(
+            store::open("mysql://localhost/quoalise").await,
+            Err(StoreError::UnsupportedUrl)
+        ));
+    }
 }

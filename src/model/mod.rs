@@ -275,7 +275,7 @@ pub struct OutboxEntry {
     pub subscription: Option<i64>,
     /// Serialised stanza.
     pub stanza: String,
-    /// How many times [`retry_later`](crate::store::Store::retry_later) put it back.
+    /// How many times [`retry_later`](crate::store::OutboxStore::retry_later) put it back.
     pub attempts: i32,
     /// Unix seconds before which it is not sent; 0 for entries queued to go at once.
     pub not_before: i64,

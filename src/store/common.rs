@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{Batch, Grant, Reading};
 
-use super::StoreError;
+use super::{NewOutboxEntry, StoreError};
 
 /// The readings of `batch` as they will be written: ascending by time, one per time (the last
 /// one sent for a time wins, as it would if the readings were written one by one), `-0.0` as
@@ -69,8 +69,9 @@ pub(super) fn jid_range(bare_jid: &str) -> (String, String) {
     (format!("{bare_jid}/"), format!("{bare_jid}0"))
 }
 
-/// An outbox entry about to be inserted.
-pub(super) struct NewEntry<'a> {
+/// An outbox row about to be inserted: a [`NewOutboxEntry`], or a notice of dropped
+/// notifications, with what the bound needs.
+pub(super) struct OutboxInsert<'a> {
     pub subscription: Option<i64>,
     pub stanza: &'a str,
     /// Its number among its subscription's entries (`outbox.seq`); `None`: never dropped.
@@ -79,10 +80,10 @@ pub(super) struct NewEntry<'a> {
     pub missed: Option<i64>,
 }
 
-impl<'a> NewEntry<'a> {
+impl<'a> OutboxInsert<'a> {
     /// An entry queued outside the bound (no number, not a notice).
     pub fn plain(subscription: Option<i64>, stanza: &'a str) -> Self {
-        NewEntry {
+        OutboxInsert {
             subscription,
             stanza,
             seq: None,
@@ -92,9 +93,9 @@ impl<'a> NewEntry<'a> {
 }
 
 /// How many of `outbox` go to each subscription, by subscription id.
-pub(super) fn entries_per_subscription(outbox: &[(Option<i64>, String)]) -> Vec<(i64, i64)> {
+pub(super) fn entries_per_subscription(outbox: &[NewOutboxEntry]) -> Vec<(i64, i64)> {
     let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
-    for id in outbox.iter().filter_map(|(s, _)| *s) {
+    for id in outbox.iter().filter_map(|e| e.subscription) {
         *counts.entry(id).or_default() += 1;
     }
     counts.into_iter().collect()
@@ -104,9 +105,9 @@ pub(super) fn entries_per_subscription(outbox: &[(Option<i64>, String)]) -> Vec<
 /// entries are counted in, so its `n` entries take the `n` numbers up to it, in list order.
 /// Entries of a subscription `newest` does not know (removed meanwhile) get no number.
 pub(super) fn number_entries<'a>(
-    outbox: &'a [(Option<i64>, String)],
+    outbox: &'a [NewOutboxEntry],
     newest: &[(i64, i64)],
-) -> Vec<NewEntry<'a>> {
+) -> Vec<OutboxInsert<'a>> {
     let per_subscription: BTreeMap<i64, i64> =
         entries_per_subscription(outbox).into_iter().collect();
     // The next number to give, per subscription.
@@ -119,14 +120,14 @@ pub(super) fn number_entries<'a>(
         .collect();
     outbox
         .iter()
-        .map(|(subscription, stanza)| {
-            let seq = subscription.and_then(|s| next.get_mut(&s)).map(|n| {
+        .map(|entry| {
+            let seq = entry.subscription.and_then(|s| next.get_mut(&s)).map(|n| {
                 *n += 1;
                 *n - 1
             });
-            NewEntry {
+            OutboxInsert {
                 seq,
-                ..NewEntry::plain(*subscription, stanza)
+                ..OutboxInsert::plain(entry.subscription, &entry.stanza)
             }
         })
         .collect()
@@ -276,7 +277,7 @@ mod tests {
 
     #[test]
     fn entries_are_numbered_per_subscription_in_list_order() {
-        let outbox: Vec<(Option<i64>, String)> = [
+        let outbox: Vec<NewOutboxEntry> = [
             (Some(7), "a"),
             (None, "x"),
             (Some(3), "b"),
@@ -285,7 +286,10 @@ mod tests {
             (Some(7), "d"),
         ]
         .into_iter()
-        .map(|(s, t)| (s, t.to_owned()))
+        .map(|(subscription, stanza)| NewOutboxEntry {
+            subscription,
+            stanza: stanza.to_owned(),
+        })
         .collect();
         assert_eq!(entries_per_subscription(&outbox), [(3, 1), (7, 3), (9, 1)]);
         // 7 had 10 entries before these three, 3 had none; 9 is unknown.

@@ -1,14 +1,14 @@
 //! PostgreSQL backend (shared by several component instances).
 //!
-//! The statements both backends share are in [`super::shared`]; here are those PostgreSQL
+//! The statements both backends share are in [`super::sql`]; here are those PostgreSQL
 //! writes its own way: arrays where SQLite needs many rows or JSON, a row lock for the outbox
 //! claim and for the subscriptions a publication bounds, and a table lock for the config grants.
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::common::NewEntry;
-use super::shared::impl_store;
+use super::common::OutboxInsert;
+use super::sql::impl_store;
 use super::StoreError;
 use crate::model::{Item, Reading};
 
@@ -201,7 +201,7 @@ async fn add_to_notices(
 /// Queues entries; returns their ids in order.
 async fn insert_outbox(
     conn: &mut PgConnection,
-    outbox: &[NewEntry<'_>],
+    outbox: &[OutboxInsert<'_>],
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     if outbox.is_empty() {

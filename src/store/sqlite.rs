@@ -1,6 +1,6 @@
 //! SQLite backend (embedded, WAL).
 //!
-//! The statements both backends share are in [`super::shared`]; here are those SQLite writes
+//! The statements both backends share are in [`super::sql`]; here are those SQLite writes
 //! its own way: multi-row statements and JSON lists where PostgreSQL has arrays, and
 //! `BEGIN IMMEDIATE` for writes.
 
@@ -13,8 +13,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use super::common::NewEntry;
-use super::shared::impl_store;
+use super::common::OutboxInsert;
+use super::sql::impl_store;
 use super::StoreError;
 use crate::model::{Item, Reading};
 
@@ -321,7 +321,7 @@ async fn upsert_readings(
 /// Queues entries; returns their ids in order.
 async fn insert_outbox(
     conn: &mut SqliteConnection,
-    outbox: &[NewEntry<'_>],
+    outbox: &[OutboxInsert<'_>],
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(outbox.len());
@@ -371,10 +371,11 @@ impl_store!(SqliteStore, SqliteConnection);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::shared::{
-        COUNT_IN_RANGE, DISCARD_PENDING, ITEMS, LAST_READING, OLDEST_PENDING, PENDING_COUNT,
-        PURGE_SENT, READINGS_IN_RANGE, SUBSCRIBERS, SUBSCRIPTIONS_OF, TRIM_ITEMS,
+    use crate::store::sql::outbox::{
+        DISCARD_PENDING, OLDEST_PENDING, PENDING_COUNT, PURGE_SENT, TRIM_ITEMS,
     };
+    use crate::store::sql::readings::{COUNT_IN_RANGE, ITEMS, LAST_READING, READINGS_IN_RANGE};
+    use crate::store::sql::subscriptions::{SUBSCRIBERS, SUBSCRIPTIONS_OF};
 
     /// The steps of SQLite's plan for `sql`.
     async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
@@ -486,7 +487,7 @@ mod tests {
     #[tokio::test]
     async fn subscription_counts_use_the_jid_index() {
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-        let sql = crate::store::shared::SUBSCRIPTION_COUNTS;
+        let sql = crate::store::sql::subscriptions::SUBSCRIPTION_COUNTS;
         let steps = plan(&store, sql).await;
         let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
         assert!(

@@ -21,6 +21,7 @@ use crate::source::enedis::service::ConsentedMeter;
 use crate::source::enedis::{meter, Enedis};
 use crate::source::FetchError;
 use crate::stanzas::consent::authorized_message;
+use crate::store::NewOutboxEntry;
 use crate::time::duration::ConsentDuration;
 use crate::time::now;
 
@@ -292,7 +293,7 @@ async fn record(
     );
     state
         .store
-        .enqueue(&[(None, String::from(&message))])
+        .enqueue(&[NewOutboxEntry::unattached(String::from(&message))])
         .await
         .map_err(Page::internal)?;
     state.wake.notify_one();
