@@ -1,8 +1,6 @@
 //! The `Store` contract, told once as stories and run on SQLite (file and memory) and on a
 //! PostgreSQL cluster the test starts itself.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -14,9 +12,8 @@ use quoalise_component::model::{
 use quoalise_component::store::{
     self, PostgresStore, PublishLimits, SqliteStore, Store, StoreError, MISSED_COUNT,
 };
+use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
-
-use support::PgCluster;
 
 const PRM: &str = "30001610071843";
 const LOAD_CURVE: &str = "consumption/power/active/raw";
