@@ -325,7 +325,7 @@ def start_server(
 
 
 # --------------------------------------------------------------------------------------------
-# PostgreSQL (the same approach as tests/support/pg.rs)
+# PostgreSQL (the same approach as testkit/src/pg.rs)
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_BINDIR_ENV = "PG_BINDIR"
