@@ -7,12 +7,9 @@
 //! `scripts/bench_history_e2e.py`; `scripts/bench.sh` runs both.
 //!
 //! Each figure is timed over a few repetitions after a warm-up; the median is reported (with min
-//! and max). MB = 10^6 bytes. PostgreSQL is a throwaway cluster started by the test support
-//! module (`tests/support`), with `fsync=off` and `synchronous_commit=off`: its ingest figures
-//! are upper bounds for a durable server.
-
-#[path = "../tests/support/mod.rs"]
-mod support;
+//! and max). MB = 10^6 bytes. PostgreSQL is a throwaway cluster started by the `quoalise-testkit`
+//! crate (testkit/), with `fsync=off` and `synchronous_commit=off`: its ingest figures are upper
+//! bounds for a durable server.
 
 use std::future::Future;
 use std::hint::black_box;
@@ -25,7 +22,7 @@ use quoalise_component::access::{grants_from_config, Access};
 use quoalise_component::config::{GrantConfig, HumanDuration};
 use quoalise_component::model::{Batch, Reading};
 use quoalise_component::request::Context;
-use quoalise_component::source::demo::DemoConfig;
+use quoalise_component::source::demo::{DemoConfig, LOAD_CURVE as RAW};
 use quoalise_component::source::SourceEvent;
 use quoalise_component::stanzas::quoalise::parse_quoalise;
 use quoalise_component::stanzas::senml::Pack;
@@ -33,14 +30,13 @@ use quoalise_component::store::{self, Store};
 use quoalise_component::xep::adhoc::Engine;
 use quoalise_component::xmpp::router::Router;
 use quoalise_component::{commands, publisher};
-use support::PgCluster;
+use quoalise_testkit::PgCluster;
 use xmpp_parsers::jid::BareJid;
 
 const DOMAIN: &str = "quoalise.localhost";
 const REQUESTER: &str = "alice@localhost/bench";
 /// First meter of the demo fleet.
 const UP: &str = "99999000000001";
-const RAW: &str = "consumption/power/active/raw";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
 /// 2025-01-01T00:00:00Z. 2025 has 365 days: one year of PT30M is exactly 17,520 readings.

@@ -50,10 +50,12 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+# The test kit (quoalise_testkit) of this checkout, whichever venv runs the script: it drives
+# the binary of the checkout it sits in.
+sys.path.insert(0, str(REPO / "testkit" / "python"))
 
-import harness  # noqa: E402
-from abuse import (  # noqa: E402
+from quoalise_testkit import harness  # noqa: E402
+from quoalise_testkit.abuse import (  # noqa: E402
     NS_COMMANDS,
     PingMonitor,
     Replies,
@@ -65,9 +67,9 @@ from abuse import (  # noqa: E402
     subscribe,
     tally,
 )
-from commands import LIVE, RAW, history_fields, identifier, iso, past_days, wait_for_records  # noqa: E402
-from harness import ESTABLISHED, SERVER_KINDS, Component, HarnessError, component_config, connected  # noqa: E402
-from xmpp import DOMAIN, SOURCE  # noqa: E402
+from quoalise_testkit.commands import LIVE, RAW, history_fields, identifier, iso, past_days, wait_for_records  # noqa: E402
+from quoalise_testkit.harness import ESTABLISHED, SERVER_KINDS, Component, HarnessError, component_config, connected  # noqa: E402
+from quoalise_testkit.xmpp import DOMAIN, SOURCE  # noqa: E402
 
 FLOODERS = tuple(f"flood{i:02d}" for i in range(20))
 ACCOUNTS = ("alice", "carol", *FLOODERS)

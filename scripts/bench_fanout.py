@@ -66,9 +66,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+# The test kit (quoalise_testkit) of this checkout, whichever venv runs the script: it drives
+# the binary of the checkout it sits in.
+sys.path.insert(0, str(REPO / "testkit" / "python"))
 
-import harness  # noqa: E402
+from quoalise_testkit import harness  # noqa: E402
 
 DRIVER = Path(os.environ.get("FANOUT_DRIVER", REPO / "target" / "release" / "examples" / "fanout_driver"))
 TEMPLATES = REPO / "scripts" / "fanout"

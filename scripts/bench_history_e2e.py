@@ -30,9 +30,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("QUOALISE_BIN", str(REPO / "target" / "release" / "quoalise-component"))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+# The test kit (quoalise_testkit) of this checkout, whichever venv runs the script: it drives
+# the binary of the checkout it sits in.
+sys.path.insert(0, str(REPO / "testkit" / "python"))
 
-from commands import (  # noqa: E402
+from quoalise_testkit.commands import (  # noqa: E402
     RAW,
     STEP,
     check_page,
@@ -41,7 +43,7 @@ from commands import (  # noqa: E402
     identifier,
     send_command,
 )
-from harness import (  # noqa: E402
+from quoalise_testkit.harness import (  # noqa: E402
     BINARY,
     PASSWORD,
     SERVER_KINDS,
@@ -52,7 +54,7 @@ from harness import (  # noqa: E402
     connected,
 )
 from slixmpp.exceptions import IqError, IqTimeout  # noqa: E402
-from xmpp import SOURCE  # noqa: E402
+from quoalise_testkit.xmpp import SOURCE  # noqa: E402
 
 YEAR_DAYS = 365
 EXPECTED = YEAR_DAYS * 48  # 17,520

@@ -5,7 +5,7 @@ PubSub notification at a subscriber.
 Inside a private network namespace (loopback only, multicast route on `lo`; the script re-runs
 itself under `unshare --net`), starts a private Prosody, the component binary ($QUOALISE_BIN,
 default target/release/quoalise-component) with an xAAL source, a real xaal-lib power meter
-(tests/e2e/xaal_devices.py) and a slixmpp subscriber to its `consumption/power/active/instant`
+(testkit/python/quoalise_testkit/xaal_devices.py) and a slixmpp subscriber to its `consumption/power/active/instant`
 node. Then changes the meter's power N times, one change at a time, and measures for each the
 time from just before xaal-lib sends the datagram to the arrival of the notification at the
 subscriber (one clock: CLOCK_MONOTONIC is system-wide). Prints median, p99, min and max.
@@ -30,11 +30,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("QUOALISE_BIN", str(REPO / "target" / "release" / "quoalise-component"))
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+# The test kit (quoalise_testkit) of this checkout, whichever venv runs the script: it drives
+# the binary of the checkout it sits in.
+sys.path.insert(0, str(REPO / "testkit" / "python"))
 
-from harness import BINARY, connected, start_component, start_server  # noqa: E402
-from live import Inbox  # noqa: E402
-from xaal_bus import (  # noqa: E402
+from quoalise_testkit.harness import BINARY, connected, start_component, start_server  # noqa: E402
+from quoalise_testkit.live import Inbox  # noqa: E402
+from quoalise_testkit.xaal_bus import (  # noqa: E402
     SOURCE_ID,
     DeviceProcess,
     derive_key,
@@ -44,7 +46,7 @@ from xaal_bus import (  # noqa: E402
     write_xaal_ini,
     xaal_source,
 )
-from xmpp import DOMAIN, items  # noqa: E402
+from quoalise_testkit.xmpp import DOMAIN, items  # noqa: E402
 
 POWER = "consumption/power/active/instant"
 PASSPHRASE = "quoalise-bench-bus"

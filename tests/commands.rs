@@ -4,16 +4,16 @@ use std::sync::Arc;
 
 use minidom::Element;
 use quoalise_component::model::{Batch, Reading};
+use quoalise_component::source::demo::{DAILY, LOAD_CURVE as RAW};
 use quoalise_component::stanzas::quoalise::parse_quoalise;
 use quoalise_component::store::Store;
 use quoalise_component::xmpp::router::Router;
 
-mod common;
+mod support;
 
-use common::{demo_router, ALICE, BOB, D, UP};
+use support::router::{demo_router, ALICE, BOB, D, UP};
+use support::xml::stanza_error;
 
-const RAW: &str = "consumption/power/active/raw";
-const DAILY: &str = "consumption/energy/active/daily";
 /// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
 const T0: i64 = 1_790_632_800;
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -85,23 +85,6 @@ fn cmd(reply: &Element) -> &Element {
         String::from(reply)
     );
     reply.get_child("command", COMMANDS).unwrap()
-}
-
-fn condition(reply: &Element) -> (String, String) {
-    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
-    let error = reply.get_child("error", "jabber:component:accept").unwrap();
-    let cond = error
-        .children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .unwrap()
-        .name()
-        .to_owned();
-    let text = error
-        .children()
-        .find(|c| c.name() == "text")
-        .map(|t| t.text())
-        .unwrap_or_default();
-    (cond, text)
 }
 
 /// (name, time, value) of every record, resolved.
@@ -251,7 +234,7 @@ async fn multi_stage_get_history() {
         command(ALICE, &to, "get_history", &attrs, Some(&fields)),
     )
     .await;
-    assert_eq!(condition(&again).0, "bad-request");
+    assert_eq!(stanza_error(&again).condition, "bad-request");
 }
 
 #[tokio::test]
@@ -408,20 +391,23 @@ async fn errors_name_the_field() {
     for (who, fields, cond, field) in cases {
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let reply = send(&r, command(who, &to, "get_history", "", Some(&fields))).await;
-        let (c, text) = condition(&reply);
-        assert_eq!(c, cond, "{fields:?}");
-        assert!(text.starts_with(field), "{text}");
+        let error = stanza_error(&reply);
+        assert_eq!(error.condition, cond, "{fields:?}");
+        assert!(error.text.starts_with(field), "{}", error.text);
     }
     let unknown = send(&r, command(ALICE, &to, "no_such_command", "", None)).await;
-    assert_eq!(condition(&unknown).0, "item-not-found");
+    assert_eq!(stanza_error(&unknown).condition, "item-not-found");
     let bad_action = send(
         &r,
         command(ALICE, &to, "get_history", "action='jump'", None),
     )
     .await;
-    assert_eq!(condition(&bad_action).0, "bad-request");
+    assert_eq!(stanza_error(&bad_action).condition, "bad-request");
     let bad_form: Element = format!("<iq xmlns='jabber:component:accept' type='set' id='c1' from='{ALICE}' to='{to}'><command xmlns='{COMMANDS}' node='get_history'><x xmlns='jabber:x:data' type='bogus'/></command></iq>").parse().unwrap();
-    assert_eq!(condition(&send(&r, bad_form).await).0, "bad-request");
+    assert_eq!(
+        stanza_error(&send(&r, bad_form).await).condition,
+        "bad-request"
+    );
 }
 
 #[tokio::test]
@@ -553,9 +539,9 @@ async fn generation_1_load_curve_matches_the_reference() {
         ),
     ] {
         let reply = send(&r, command(ALICE, &to, "get_load_curve", "", Some(&fields))).await;
-        let (c, text) = condition(&reply);
-        assert_eq!(c, "bad-request");
-        assert!(text.starts_with(expected), "{text}");
+        let error = stanza_error(&reply);
+        assert_eq!(error.condition, "bad-request");
+        assert!(error.text.starts_with(expected), "{}", error.text);
     }
 }
 
@@ -595,7 +581,7 @@ async fn usage_point_history_command() {
     assert_eq!(records(cmd(&done)).len(), 12);
     // Bob does not even see the usage point.
     let reply = send(&r, command(BOB, &to, "history", "", None)).await;
-    assert_eq!(condition(&reply).0, "item-not-found");
+    assert_eq!(stanza_error(&reply).condition, "item-not-found");
 }
 
 #[tokio::test]

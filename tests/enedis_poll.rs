@@ -1,7 +1,7 @@
 //! The `enedis` source's daily poll and per-day cache, against the fake Data Connect server of
-//! the end-to-end tests (tests/e2e/fake_dataconnect.py, run here as a process) serving the
-//! fixtures of tests/fixtures/enedis/ (days 2026-09-29 and 2026-09-30). "Today" is given to the
-//! poll, so the fixture's days can be D-1.
+//! the end-to-end tests (testkit/python/quoalise_testkit/fake_dataconnect.py, run here as a
+//! process) serving the fixtures of tests/fixtures/enedis/ (days 2026-09-29 and 2026-09-30).
+//! "Today" is given to the poll, so the fixture's days can be D-1.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -38,7 +38,10 @@ impl Fake {
     }
 
     fn start_with(args: &[&str]) -> Fake {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/fake_dataconnect.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testkit/python/quoalise_testkit/fake_dataconnect.py"
+        );
         let mut child = Command::new("python3")
             .arg(script)
             .args(["--port", "0"])

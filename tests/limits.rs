@@ -2,7 +2,6 @@
 //! resources together) may hold per node and in all, and how many ad-hoc command sessions it may
 //! keep open, without one account being able to deny the others.
 
-mod common;
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,17 +11,16 @@ use std::time::{Duration, Instant};
 use minidom::Element;
 use quoalise_component::config::LimitsConfig;
 use quoalise_component::model::SubscriptionKind;
+use quoalise_component::source::demo::{DAILY, LIVE, LOAD_CURVE as RAW};
 use quoalise_component::store::{self, Store, SubscriptionCounts};
 use quoalise_component::xep::adhoc::{Clock, Engine};
 use quoalise_component::xmpp::router::Router;
 
-use common::{demo_context, ADMIN, ALICE, BOB, D, UP};
-use support::PgCluster;
+use quoalise_testkit::PgCluster;
+use support::router::{demo_context, ADMIN, ALICE, BOB, D, UP};
+use support::xml::{clark, stanza_error, StanzaError};
 
 const UP2: &str = "99999000000002";
-const LIVE: &str = "consumption/power/active/instant";
-const RAW: &str = "consumption/power/active/raw";
-const DAILY: &str = "consumption/energy/active/daily";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 const COMMANDS: &str = "http://jabber.org/protocol/commands";
@@ -81,27 +79,6 @@ fn subid(reply: &Element) -> String {
     sub.attr("subid").unwrap().to_owned()
 }
 
-/// (error type, defined condition, application condition, text) of an error answer.
-fn error_of(reply: &Element) -> (String, String, Option<String>, String) {
-    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
-    let error = reply.get_child("error", "jabber:component:accept").unwrap();
-    let defined = error
-        .children()
-        .find(|c| c.ns() == STANZAS && c.name() != "text")
-        .unwrap()
-        .name()
-        .to_owned();
-    let app = error
-        .children()
-        .find(|c| c.ns() != STANZAS)
-        .map(|c| format!("{{{}}}{}", c.ns(), c.name()));
-    let text = error
-        .get_child("text", STANZAS)
-        .map(|t| t.text())
-        .unwrap_or_default();
-    (error.attr("type").unwrap().to_owned(), defined, app, text)
-}
-
 fn alice_resource(n: usize) -> String {
     format!("alice@localhost/r{n}")
 }
@@ -155,11 +132,11 @@ async fn the_seventeenth_subscription_on_one_node_is_refused() {
     assert_eq!(reply.attr("type"), Some("result"));
     subid(&send(&r, subscribe(ALICE, UP, LIVE, &alice_resource(16))).await);
     let reply = send(&r, subscribe(ALICE, UP, LIVE, &alice_resource(17))).await;
-    let (_, defined, app, _) = error_of(&reply);
-    assert_eq!(defined, "policy-violation");
+    let error = stanza_error(&reply);
+    assert_eq!(error.condition, "policy-violation");
     assert_eq!(
-        app,
-        Some(format!("{{{PUBSUB_ERRORS}}}too-many-subscriptions"))
+        error.app,
+        Some(clark(PUBSUB_ERRORS, "too-many-subscriptions"))
     );
 }
 
@@ -180,12 +157,12 @@ async fn concurrent_subscriptions_stay_within_the_node_limit() {
         .filter(|r| r.attr("type") == Some("result"))
         .count();
     for reply in replies.iter().filter(|r| r.attr("type") == Some("error")) {
-        let (type_, defined, app, _) = error_of(reply);
+        let error = stanza_error(reply);
         assert_eq!(
-            (type_.as_str(), defined.as_str()),
+            (error.type_.as_str(), error.condition.as_str()),
             ("wait", "policy-violation")
         );
-        assert!(app.is_some());
+        assert!(error.app.is_some());
     }
     let stored = held(&store, "alice@localhost").await;
     assert!(stored <= 16, "{stored} subscriptions stored");
@@ -215,24 +192,24 @@ async fn the_total_limit_counts_every_node_and_push_subscriptions() {
                          (3, subscriptions_per_requester); unsubscribe some first";
     let reply = send(&r, subscribe(ALICE, UP, DAILY, ALICE)).await;
     assert_eq!(
-        error_of(&reply),
-        (
-            "wait".to_owned(),
-            "policy-violation".to_owned(),
-            Some(format!("{{{PUBSUB_ERRORS}}}too-many-subscriptions")),
-            expected_text.to_owned()
-        )
+        stanza_error(&reply),
+        StanzaError {
+            type_: "wait".to_owned(),
+            condition: "policy-violation".to_owned(),
+            app: Some(clark(PUBSUB_ERRORS, "too-many-subscriptions")),
+            text: expected_text.to_owned()
+        }
     );
     // The push command: the same condition, without the XEP-0060 one.
     let reply = send(&r, push_subscribe(ALICE, UP2, RAW)).await;
     assert_eq!(
-        error_of(&reply),
-        (
-            "wait".to_owned(),
-            "policy-violation".to_owned(),
-            None,
-            expected_text.to_owned()
-        )
+        stanza_error(&reply),
+        StanzaError {
+            type_: "wait".to_owned(),
+            condition: "policy-violation".to_owned(),
+            app: None,
+            text: expected_text.to_owned()
+        }
     );
     assert_eq!(held(&store, "alice@localhost").await, 3);
 
@@ -246,7 +223,7 @@ async fn the_total_limit_counts_every_node_and_push_subscriptions() {
         subid(&send(&r, subscribe(ADMIN, up, node, ADMIN)).await);
     }
     let reply = send(&r, subscribe(ADMIN, UP2, LIVE, ADMIN)).await;
-    assert_eq!(error_of(&reply).1, "policy-violation");
+    assert_eq!(stanza_error(&reply).condition, "policy-violation");
     assert_eq!(held(&store, "alice@localhost").await, 3);
 }
 
@@ -404,9 +381,9 @@ async fn one_account_with_many_resources_cannot_deny_the_others() {
             match reply.attr("type") {
                 Some("result") => opened += 1,
                 _ => {
-                    let (type_, defined, _, _) = error_of(&reply);
+                    let error = stanza_error(&reply);
                     assert_eq!(
-                        (type_.as_str(), defined.as_str()),
+                        (error.type_.as_str(), error.condition.as_str()),
                         ("wait", "resource-constraint")
                     );
                     refused += 1;
@@ -456,7 +433,7 @@ async fn the_per_requester_session_limit() {
     assert_eq!(reply.attr("type"), Some("result"));
     sessionid(&send(&r, open_session("bob@localhost/third")).await);
     assert_eq!(
-        error_of(&send(&r, open_session(BOB)).await).1,
+        stanza_error(&send(&r, open_session(BOB)).await).condition,
         "resource-constraint"
     );
 }
@@ -480,21 +457,21 @@ async fn the_total_session_limit() {
     }
     for reply in &replies[10..] {
         assert_eq!(
-            error_of(reply),
-            (
-                "wait".to_owned(),
-                "resource-constraint".to_owned(),
-                None,
-                "The service has too many open command sessions (10 at most, sessions_total); \
-                 try again later"
+            stanza_error(reply),
+            StanzaError {
+                type_: "wait".to_owned(),
+                condition: "resource-constraint".to_owned(),
+                app: None,
+                text: "The service has too many open command sessions (10 at most, \
+                       sessions_total); try again later"
                     .to_owned()
-            )
+            }
         );
     }
     assert_eq!(r.commands().open_sessions().await, 10);
     // Anyone else is refused too, until sessions end.
     assert_eq!(
-        error_of(&send(&r, open_session(ALICE)).await).1,
+        stanza_error(&send(&r, open_session(ALICE)).await).condition,
         "resource-constraint"
     );
 }
@@ -519,12 +496,12 @@ async fn idle_sessions_expire_faster_under_pressure() {
         ids.push(sessionid(&send(&r, open_session(BOB)).await));
     }
     assert_eq!(
-        error_of(&send(&r, open_session(ADMIN)).await).1,
+        stanza_error(&send(&r, open_session(ADMIN)).await).condition,
         "resource-constraint"
     );
     now.fetch_add(30, Ordering::SeqCst);
     assert_eq!(
-        error_of(&send(&r, open_session(ADMIN)).await).1,
+        stanza_error(&send(&r, open_session(ADMIN)).await).condition,
         "resource-constraint"
     );
 

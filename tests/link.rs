@@ -6,7 +6,7 @@
 //! to write and nothing could be written for the stall timeout, and no outbox entry is lost
 //! (each is reported written or released).
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::str::FromStr;
@@ -28,6 +28,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::{BareJid, Jid};
+
+use support::xml::stanza_error;
 
 const SERVER_HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='fake-1' from='quoalise.localhost'>";
 
@@ -114,9 +116,9 @@ struct Harness {
 
 async fn start_link(stall_timeout: Duration, limits: LimitsConfig) -> Harness {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (router, _store) = common::demo_router(2, &["*"], 512 * 1024).await;
+    let (router, _store) = support::router::demo_router(2, &["*"], 512 * 1024).await;
     let config = LinkConfig {
-        domain: BareJid::from_str(common::D).unwrap(),
+        domain: BareJid::from_str(support::router::D).unwrap(),
         server: listener.local_addr().unwrap().to_string(),
         secret: Secret::new("s3cret"),
         ping_target: Jid::from_str("localhost").unwrap(),
@@ -161,14 +163,6 @@ fn disco(id: &str, from: &str) -> String {
     format!("<iq type='get' id='{id}' from='{from}' to='quoalise.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
 }
 
-fn condition(el: &Element) -> Option<String> {
-    let error = el.children().find(|c| c.name() == "error")?;
-    error
-        .children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .map(|c| c.name().to_owned())
-}
-
 /// A notification as the delivery task would queue it, about `size` bytes.
 fn notification(outbox_id: i64, size: usize) -> Outgoing {
     let el: Element = format!(
@@ -207,8 +201,7 @@ async fn a_flood_is_answered_whole_and_others_keep_their_latency() {
         match el.attr("type") {
             Some("result") => results += 1,
             Some("error") => {
-                let c = condition(el).unwrap();
-                assert_eq!(c, "resource-constraint");
+                assert_eq!(stanza_error(el).condition, "resource-constraint");
                 limited += 1;
             }
             other => panic!("unexpected answer type {other:?}"),
@@ -267,7 +260,7 @@ async fn poison_stanzas_are_answered_and_the_stream_goes_on() {
             .unwrap_or_else(|_| panic!("{id} answered"));
         match expected {
             None => assert_eq!(answer[0].attr("type"), Some("result"), "{id}"),
-            Some(c) => assert_eq!(condition(&answer[0]).as_deref(), Some(*c), "{id}"),
+            Some(c) => assert_eq!(stanza_error(&answer[0]).condition, *c, "{id}"),
         }
     }
     let ids: HashSet<String> = ["last".to_owned()].into();

@@ -6,18 +6,20 @@ use std::sync::Arc;
 use minidom::Element;
 use quoalise_component::model::{Batch, Grant, GrantOrigin, Reading};
 use quoalise_component::publisher::{self, Publisher};
+use quoalise_component::source::demo::LIVE;
 use quoalise_component::source::SourceEvent;
 use quoalise_component::store::Store;
 use quoalise_component::xmpp::router::Router;
 use tokio::sync::Notify;
 
-mod common;
+mod support;
 
-use common::{demo_router, ALICE, BOB, D, UP};
+use support::router::{demo_router, ALICE, BOB, D, UP};
+use support::xml::{clark, stanza_error};
 
-const LIVE: &str = "consumption/power/active/instant";
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";
 
 async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
     let (router, store) = demo_router(1, &[UP], 512 * 1024).await;
@@ -36,22 +38,6 @@ fn iq(type_: &str, from: &str, payload: &str) -> Element {
     format!("<iq xmlns='jabber:component:accept' type='{type_}' id='p1' from='{from}' to='{UP}@{D}'><pubsub xmlns='{PUBSUB}'>{payload}</pubsub></iq>")
         .parse()
         .unwrap()
-}
-
-fn condition(reply: &Element) -> (String, Option<String>) {
-    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
-    let error = reply.get_child("error", "jabber:component:accept").unwrap();
-    let defined = error
-        .children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .unwrap()
-        .name()
-        .to_owned();
-    let app = error
-        .children()
-        .find(|c| c.ns() == "http://jabber.org/protocol/pubsub#errors")
-        .map(|c| c.name().to_owned());
-    (defined, app)
 }
 
 async fn publish(publisher: &Publisher, time: i64, value: f64) {
@@ -215,10 +201,9 @@ async fn subscribe_publish_notify_unsubscribe() {
             &format!("<unsubscribe node='{LIVE}' jid='{ALICE}'/>"),
         ))
         .await[0];
-    assert_eq!(
-        condition(reply),
-        ("unexpected-request".into(), Some("not-subscribed".into()))
-    );
+    let error = stanza_error(reply);
+    assert_eq!(error.condition, "unexpected-request");
+    assert_eq!(error.app, Some(clark(PUBSUB_ERRORS, "not-subscribed")));
 }
 
 #[tokio::test]
@@ -282,14 +267,15 @@ async fn refusals() {
     ];
     for (who, payload, type_, (defined, app)) in cases {
         let reply = &r.handle(iq(type_, who, &payload)).await[0];
-        assert_eq!(
-            condition(reply),
-            (defined.to_owned(), app.map(str::to_owned)),
-            "{payload}"
-        );
+        let error = stanza_error(reply);
+        assert_eq!(error.condition, defined, "{payload}");
+        assert_eq!(error.app, app.map(|a| clark(PUBSUB_ERRORS, a)), "{payload}");
     }
     let owner: Element = format!("<iq xmlns='jabber:component:accept' type='set' id='p1' from='{ALICE}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='{LIVE}'/></pubsub></iq>").parse().unwrap();
-    assert_eq!(condition(&r.handle(owner).await[0]).0, "forbidden");
+    assert_eq!(
+        stanza_error(&r.handle(owner).await[0]).condition,
+        "forbidden"
+    );
 
     // A wrong subid on an existing subscription.
     r.handle(iq(
@@ -305,10 +291,9 @@ async fn refusals() {
             &format!("<unsubscribe node='{LIVE}' jid='alice@localhost' subid='nope'/>"),
         ))
         .await[0];
-    assert_eq!(
-        condition(reply),
-        ("not-acceptable".into(), Some("invalid-subid".into()))
-    );
+    let error = stanza_error(reply);
+    assert_eq!(error.condition, "not-acceptable");
+    assert_eq!(error.app, Some(clark(PUBSUB_ERRORS, "invalid-subid")));
 }
 
 #[tokio::test]

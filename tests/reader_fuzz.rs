@@ -6,7 +6,7 @@
 //! alone; the pure parsers (commands, forms, PubSub requests, SenML, `<quoalise>`) never panic
 //! on whatever a parsed stanza holds. The case count is fixed, so the run is bounded in CI.
 
-mod common;
+mod support;
 
 use std::sync::OnceLock;
 
@@ -165,7 +165,7 @@ fn router() -> &'static Router {
     static ROUTER: OnceLock<Router> = OnceLock::new();
     ROUTER.get_or_init(|| {
         runtime()
-            .block_on(common::demo_router(2, &["*"], 512 * 1024))
+            .block_on(support::router::demo_router(2, &["*"], 512 * 1024))
             .0
     })
 }

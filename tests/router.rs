@@ -1,11 +1,13 @@
 //! Golden-XML tests of the router: stanzas in, stanzas out, with an in-memory SQLite store.
 
 use minidom::Element;
+use quoalise_component::source::demo::{DAILY, LIVE, LOAD_CURVE};
 use quoalise_component::xmpp::router::Router;
 
-mod common;
+mod support;
 
-use common::{demo_router, ADMIN, ALICE, BOB, D, UP as UP1};
+use support::router::{demo_router, ADMIN, ALICE, BOB, D, UP as UP1};
+use support::xml::stanza_error;
 
 async fn router(meters: u32) -> Router {
     demo_router(meters, &["*"], 512 * 1024).await.0
@@ -21,17 +23,6 @@ async fn one(router: &Router, el: Element) -> Element {
     let mut out = router.handle(el).await;
     assert_eq!(out.len(), 1, "{out:?}");
     out.remove(0)
-}
-
-fn error_condition(reply: &Element) -> String {
-    assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));
-    let error = reply.get_child("error", "jabber:component:accept").unwrap();
-    error
-        .children()
-        .find(|c| c.ns() == "urn:ietf:params:xml:ns:xmpp-stanzas" && c.name() != "text")
-        .unwrap()
-        .name()
-        .to_owned()
 }
 
 fn query(reply: &Element, ns: &str) -> Element {
@@ -183,7 +174,7 @@ async fn source_items_page_with_rsm() {
         iq("get", ALICE, &to, &rsm("<after>nobody@nowhere</after>")),
     )
     .await;
-    assert_eq!(error_condition(&reply), "item-not-found");
+    assert_eq!(stanza_error(&reply).condition, "item-not-found");
 }
 
 #[tokio::test]
@@ -210,14 +201,7 @@ async fn usage_point_info_and_items() {
     assert_eq!(form_value(&q, form, "source"), ["demo"]);
     assert_eq!(form_value(&q, form, "device-type"), ["electricity-meter"]);
     assert_eq!(form_value(&q, form, "identifier-value"), [UP1]);
-    assert_eq!(
-        form_value(&q, form, "series"),
-        [
-            "consumption/energy/active/daily",
-            "consumption/power/active/instant",
-            "consumption/power/active/raw"
-        ]
-    );
+    assert_eq!(form_value(&q, form, "series"), [DAILY, LIVE, LOAD_CURVE]);
     let q = query(&one(&r, iq("get", ALICE, &to, ITEMS)).await, DISCO_ITEMS);
     let nodes: Vec<_> = q
         .children()
@@ -230,16 +214,17 @@ async fn usage_point_info_and_items() {
         .collect();
     assert_eq!(nodes.len(), 3);
     assert!(nodes.iter().all(|(jid, _)| jid == &format!("{UP1}@{D}")));
-    assert_eq!(nodes[2].1, "consumption/power/active/raw");
+    assert_eq!(nodes[2].1, LOAD_CURVE);
 }
 
 #[tokio::test]
 async fn node_meta_data() {
     let r = router(1).await;
     let to = format!("{UP1}@{D}");
-    let payload = "<query xmlns='http://jabber.org/protocol/disco#info' node='consumption/power/active/raw'/>";
-    let q = query(&one(&r, iq("get", ALICE, &to, payload)).await, DISCO_INFO);
-    assert_eq!(q.attr("node"), Some("consumption/power/active/raw"));
+    let payload =
+        format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{LOAD_CURVE}'/>");
+    let q = query(&one(&r, iq("get", ALICE, &to, &payload)).await, DISCO_INFO);
+    assert_eq!(q.attr("node"), Some(LOAD_CURVE));
     let identity = q.get_child("identity", DISCO_INFO).unwrap();
     assert_eq!(identity.attr("type"), Some("leaf"));
     let form = "http://jabber.org/protocol/pubsub#meta-data";
@@ -251,7 +236,7 @@ async fn node_meta_data() {
     );
     let payload = "<query xmlns='http://jabber.org/protocol/disco#info' node='no/such/node'/>";
     let reply = one(&r, iq("get", ALICE, &to, payload)).await;
-    assert_eq!(error_condition(&reply), "item-not-found");
+    assert_eq!(stanza_error(&reply).condition, "item-not-found");
 }
 
 #[tokio::test]
@@ -260,7 +245,11 @@ async fn ungranted_usage_point_does_not_exist() {
     for to in [format!("{UP1}@{D}"), format!("12345678901234@{D}")] {
         for payload in [INFO, ITEMS, "<ping xmlns='urn:xmpp:ping'/>"] {
             let reply = one(&r, iq("get", BOB, &to, payload)).await;
-            assert_eq!(error_condition(&reply), "item-not-found", "{to} {payload}");
+            assert_eq!(
+                stanza_error(&reply).condition,
+                "item-not-found",
+                "{to} {payload}"
+            );
         }
     }
     let reply = one(&r, iq("get", ADMIN, &format!("{UP1}@{D}"), INFO)).await;
@@ -288,7 +277,11 @@ async fn ping_version_and_unknown_payloads() {
         ),
     ] {
         let reply = one(&r, iq(type_, BOB, D, payload)).await;
-        assert_eq!(error_condition(&reply), "service-unavailable", "{payload}");
+        assert_eq!(
+            stanza_error(&reply).condition,
+            "service-unavailable",
+            "{payload}"
+        );
     }
 }
 
@@ -302,7 +295,7 @@ async fn malformed_input_is_answered_or_dropped() {
     let reply = one(&r, no_child).await;
     assert_eq!(reply.attr("id"), Some("x1"));
     assert_eq!(reply.attr("to"), Some(BOB));
-    assert_eq!(error_condition(&reply), "bad-request");
+    assert_eq!(stanza_error(&reply).condition, "bad-request");
 
     let bad_type: Element = format!("<iq xmlns='jabber:component:accept' type='bogus' id='x2' from='{BOB}' to='{D}'><ping xmlns='urn:xmpp:ping'/></iq>")
         .parse()
@@ -325,11 +318,14 @@ async fn malformed_input_is_answered_or_dropped() {
         D,
         "<command xmlns='http://jabber.org/protocol/commands'/>",
     );
-    assert_eq!(error_condition(&one(&r, command).await), "bad-request");
+    assert_eq!(
+        stanza_error(&one(&r, command).await).condition,
+        "bad-request"
+    );
 
     let other_domain = iq("get", BOB, "elsewhere.localhost", INFO);
     assert_eq!(
-        error_condition(&one(&r, other_domain).await),
+        stanza_error(&one(&r, other_domain).await).condition,
         "item-not-found"
     );
 }

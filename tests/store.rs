@@ -9,8 +9,6 @@
 //! what it left; stories of several instances sharing a database run on a new database of the
 //! same backend, except in memory, where no second instance can reach the database.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -23,9 +21,8 @@ use quoalise_component::store::{
     self, NewOutboxEntry, PostgresStore, PublishLimits, SqliteStore, Store, StoreError,
     MISSED_COUNT,
 };
+use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
-
-use support::PgCluster;
 
 const PRM: &str = "30001610071843";
 const LOAD_CURVE: &str = "consumption/power/active/raw";

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import (
+from quoalise_testkit.harness import (
     BINARY,
     HarnessError,
     PgCluster,
@@ -176,12 +176,12 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(("component log (tail)", comp.tail(40)))
     srv = funcargs.get("server")
     if srv is not None:
-        from harness import tail
+        from quoalise_testkit.harness import tail
 
         report.sections.append((f"{srv.kind} log (tail)", tail(srv.log_path, 30)))
     pg = funcargs.get("pg_cluster")
     if pg is not None:
-        from harness import tail
+        from quoalise_testkit.harness import tail
 
         report.sections.append(("postgresql log (tail)", tail(pg.log_path, 30)))
     for comp in getattr(item, "_extra_components", []):

@@ -1,6 +1,6 @@
 """The command line: check-config and print-default-config."""
 
-from harness import REPO, run_cli
+from quoalise_testkit.harness import REPO, run_cli
 
 
 def test_check_config_accepts_example():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO
+from quoalise_testkit.harness import REPO
 
 LIVE_FOR = 5  # seconds of live readings (the demo publishes every 2 s per meter)
 # 21:47:15  99999000000001  consumption/power/active/instant     218 W[  (last published)]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness import connected
-from xmpp import (
+from quoalise_testkit.harness import connected
+from quoalise_testkit.xmpp import (
     DOMAIN,
     SERIES,
     SOURCE,

@@ -1,6 +1,6 @@
 """The `enedis` source end to end: an application without a web front-end (bob, a slixmpp client)
 obtains a Linky customer's consent through XMPP alone, then reads that customer's data from a
-fake Enedis Data Connect 2026 server (tests/e2e/fake_dataconnect.py, serving the fixtures of
+fake Enedis Data Connect 2026 server (testkit/python/quoalise_testkit/fake_dataconnect.py, serving the fixtures of
 tests/fixtures/enedis/, whose make_fixtures.py explains the figures), through a real Prosody.
 
 The browser's part of the chain is played with urllib (no redirect followed, so that each hop
@@ -26,11 +26,11 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
-from fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
-from harness import HarnessError, component_config, connected, free_port, Component, start_server
-from live import Inbox
-from xmpp import expect_error
+from quoalise_testkit.commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
+from quoalise_testkit.fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
+from quoalise_testkit.harness import HarnessError, component_config, connected, free_port, Component, start_server
+from quoalise_testkit.live import Inbox
+from quoalise_testkit.xmpp import expect_error
 
 PRM = "09876543210987"
 DOMAIN = "quoalise.localhost"

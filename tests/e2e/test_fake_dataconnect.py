@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
+from quoalise_testkit.fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
 
 PRM = "09876543210987"  # the consumer of tests/fixtures/enedis/
 CDC = "/mesure_synchrone_auto/v2/courbe_de_charge_consommation"

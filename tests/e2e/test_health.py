@@ -22,8 +22,8 @@ import urllib.request
 
 import pytest
 
-from harness import ESTABLISHED, connected, free_port
-from xmpp import DOMAIN
+from quoalise_testkit.harness import ESTABLISHED, connected, free_port
+from quoalise_testkit.xmpp import DOMAIN
 
 PING = "1s"
 

@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from commands import (
+from quoalise_testkit.commands import (
     DAILY,
     NS_COMMANDS,
     NS_DATA,
@@ -43,8 +43,8 @@ from commands import (
     send_command,
     wait_for_records,
 )
-from harness import ESTABLISHED, HarnessError, IqTimeout, connected
-from xmpp import DOMAIN, SERIES, SOURCE, UP1, expect_error, items
+from quoalise_testkit.harness import ESTABLISHED, HarnessError, IqTimeout, connected
+from quoalise_testkit.xmpp import DOMAIN, SERIES, SOURCE, UP1, expect_error, items
 
 # Days the harness's demo source backfills.
 HISTORY_DAYS = 3

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from abuse import (
+from quoalise_testkit.abuse import (
     LIMIT_ERRORS,
     NS_COMMANDS,
     NS_PUBSUB_ERRORS,
@@ -76,8 +76,8 @@ from abuse import (
     tally,
     wait_all,
 )
-from commands import LIVE
-from harness import (
+from quoalise_testkit.commands import LIVE
+from quoalise_testkit.harness import (
     ESTABLISHED,
     PASSWORD,
     HarnessError,
@@ -87,8 +87,8 @@ from harness import (
     start_component,
     start_server,
 )
-from live import subscriptions_of, unsubscribe_everything
-from xmpp import DOMAIN, SOURCE, UP1
+from quoalise_testkit.live import subscriptions_of, unsubscribe_everything
+from quoalise_testkit.xmpp import DOMAIN, SOURCE, UP1
 
 ATTACKER = "bob"  # no grant
 FLOODERS = tuple(f"flood{i:02d}" for i in range(20))

@@ -2,8 +2,8 @@
 
 import asyncio
 
-from harness import ESTABLISHED, connected
-from xmpp import DOMAIN, SOURCE, items
+from quoalise_testkit.harness import ESTABLISHED, connected
+from quoalise_testkit.xmpp import DOMAIN, SOURCE, items
 
 IDLE_SECONDS = 70
 

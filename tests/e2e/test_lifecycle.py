@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from harness import ESTABLISHED, HarnessError, connected, wait_until
-from xmpp import DOMAIN, SOURCE, items
+from quoalise_testkit.harness import ESTABLISHED, HarnessError, connected, wait_until
+from quoalise_testkit.xmpp import DOMAIN, SOURCE, items
 
 
 async def disco_works(server) -> bool:

@@ -17,10 +17,10 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatcherId
 
-from commands import LIVE, command_of, send_command
-from harness import connected
-from live import NS_ERRORS, NS_PUBSUB, subscription_of, subscriptions_of, unsubscribe_everything
-from xmpp import SOURCE, UP1, expect_error
+from quoalise_testkit.commands import LIVE, command_of, send_command
+from quoalise_testkit.harness import connected
+from quoalise_testkit.live import NS_ERRORS, NS_PUBSUB, subscription_of, subscriptions_of, unsubscribe_everything
+from quoalise_testkit.xmpp import SOURCE, UP1, expect_error
 
 T = 10  # iq timeout
 PER_NODE = 16  # subscriptions_per_node, default

@@ -22,10 +22,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from commands import LIVE, NS_QUOALISE, history_fields, identifier, iso, run_command
-from harness import GatedProxy, connected
-from live import Inbox, subscription_of
-from xmpp import SOURCE, UP1
+from quoalise_testkit.commands import LIVE, NS_QUOALISE, history_fields, identifier, iso, run_command
+from quoalise_testkit.harness import GatedProxy, connected
+from quoalise_testkit.live import Inbox, subscription_of
+from quoalise_testkit.xmpp import SOURCE, UP1
 
 T = 10  # iq timeout
 MAX_PENDING = 3

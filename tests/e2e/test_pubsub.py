@@ -16,7 +16,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from commands import (
+from quoalise_testkit.commands import (
     LIVE,
     NS_DATA,
     NS_QUOALISE,
@@ -28,8 +28,8 @@ from commands import (
     run_command,
     send_command,
 )
-from harness import GatedProxy, connected
-from live import (
+from quoalise_testkit.harness import GatedProxy, connected
+from quoalise_testkit.live import (
     Inbox,
     Notification,
     expect_pubsub_error,
@@ -39,7 +39,7 @@ from live import (
     subscriptions_of,
     unsubscribe_everything,
 )
-from xmpp import DOMAIN, SOURCE, UP1, features, forms, identities, items
+from quoalise_testkit.xmpp import DOMAIN, SOURCE, UP1, features, forms, identities, items
 
 T = 10  # iq timeout
 SENML_NAME = identifier(LIVE)  # urn:dev:prm:99999000000001_consumption/power/active/instant

@@ -6,8 +6,8 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatcherId
 
-from harness import ESTABLISHED, connected
-from xmpp import DOMAIN
+from quoalise_testkit.harness import ESTABLISHED, connected
+from quoalise_testkit.xmpp import DOMAIN
 
 RAW = {
     "iq-without-child": ("<iq type='get' id='x1' to='quoalise.localhost'/>", "x1"),

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from commands import LIVE, history_fields, identifier, iso, run_command
-from harness import connected
-from live import Inbox, unsubscribe_everything
-from xmpp import SOURCE, UP1
+from quoalise_testkit.commands import LIVE, history_fields, identifier, iso, run_command
+from quoalise_testkit.harness import connected
+from quoalise_testkit.live import Inbox, unsubscribe_everything
+from quoalise_testkit.xmpp import SOURCE, UP1
 
 T = 10
 SENML_NAME = identifier(LIVE)

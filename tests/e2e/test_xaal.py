@@ -1,7 +1,7 @@
 """The xAAL source (issue: home-automation bus as a source), end to end.
 
 Real Prosody, the real component, real xaal-lib 0.9 devices (a power meter, a thermometer and a
-lamp, tests/e2e/xaal_devices.py) and slixmpp clients, all inside a private network namespace
+lamp, testkit/python/quoalise_testkit/xaal_devices.py) and slixmpp clients, all inside a private network namespace
 with only a loopback interface: multicast never leaves it.
 
 `test_xaal_bus` re-runs itself inside that namespace (`unshare --net`, as root) and passes when
@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from commands import history_fields, run_command
-from harness import REPO, connected, start_component, start_server
-from live import Inbox, Notification
-from xaal_bus import (
+from quoalise_testkit.commands import history_fields, run_command
+from quoalise_testkit.harness import REPO, connected, start_component, start_server
+from quoalise_testkit.live import Inbox, Notification
+from quoalise_testkit.xaal_bus import (
     SOURCE_ID,
     BusListener,
     DeviceProcess,
@@ -35,7 +35,7 @@ from xaal_bus import (
     write_xaal_ini,
     xaal_source,
 )
-from xmpp import DOMAIN, expect_error, forms, items
+from quoalise_testkit.xmpp import DOMAIN, expect_error, forms, items
 
 PASSPHRASE = "quoalise-e2e-bus"
 SOURCE = f"{SOURCE_ID}@{DOMAIN}"

@@ -1,11 +1,10 @@
-//! Servers that integration tests start for themselves, in temp dirs, on free loopback ports.
+//! Helpers of the integration tests, one job per file. Include with `mod support;`.
 //!
-//! Include with `mod support;`. Nothing is skipped when a server is missing: the test fails and
-//! says what to install.
+//! What benches need too (the throwaway PostgreSQL cluster) lives in the `quoalise-testkit`
+//! crate (testkit/) instead, so that benches never include test source files.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
-pub mod pg;
-
-pub use pg::PgCluster;
+pub mod router;
+pub mod xml;

@@ -1,7 +1,7 @@
 """Real xaal-lib devices for the xAAL end-to-end test: a power meter, a thermometer and a lamp
 (a schema the component does not map), driven by JSON lines on stdin.
 
-Run by tests/e2e/xaal_bus.py with XAAL_CONF_DIR pointing at an xaal.ini (xaal-lib reads it at
+Run by xaal_bus.py (beside this file) with XAAL_CONF_DIR pointing at an xaal.ini (xaal-lib reads it at
 import). Prints one JSON line when ready, `{"ready": true, "devices": {name: uuid}}`, then
 answers each command with one JSON line:
 

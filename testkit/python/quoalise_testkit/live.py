@@ -27,7 +27,7 @@ from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from commands import NS_QUOALISE, NS_SENML, Record, resolve_senml
+from .commands import NS_QUOALISE, NS_SENML, Record, resolve_senml
 
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"
 NS_EVENT = "http://jabber.org/protocol/pubsub#event"
@@ -227,7 +227,7 @@ async def unsubscribe_everything(client, usage_points: list[str], push_source: s
                         up, sub["node"], subid=sub.get("subid"), subscribee=sub["jid"], timeout=10
                     )
     if push_source:
-        from commands import send_command
+        from .commands import send_command
 
         for up in usage_points:
             with contextlib.suppress(Exception):

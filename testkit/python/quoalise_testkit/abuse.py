@@ -20,8 +20,8 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
-from harness import XmppServer, connected
-from xmpp import DOMAIN, NS_INFO
+from .harness import XmppServer, connected
+from .xmpp import DOMAIN, NS_INFO
 
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_PUBSUB = "http://jabber.org/protocol/pubsub"

@@ -32,7 +32,7 @@ before the meter's activation) and Enedis publishes no list of codes outside its
   default; set `fake.no_data_status = 200` to get a 200 with an empty `points` list instead.
 - Gateway (WSO2) errors keep WSO2's shapes: 401 `{"code": "900901", …}`, 429 `{"fault": …}`.
 
-Run it by hand: `python tests/e2e/fake_dataconnect.py [--port N] [--fixtures DIR] [--callback URL]`.
+Run it by hand: `python testkit/python/quoalise_testkit/fake_dataconnect.py [--port N] [--fixtures DIR] [--callback URL]`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "enedis"
+DEFAULT_FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "enedis"
 DEFAULT_PRM = "09876543210987"
 
 MEASURE_BASE = "/mesure_synchrone_auto/v2/"

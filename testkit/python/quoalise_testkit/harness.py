@@ -26,7 +26,8 @@ from typing import AsyncIterator, Iterable
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout  # noqa: F401  (re-exported for tests)
 
-REPO = Path(__file__).resolve().parents[2]
+# testkit/python/quoalise_testkit/harness.py: the checkout this kit belongs to.
+REPO = Path(__file__).resolve().parents[3]
 BINARY = Path(os.environ.get("QUOALISE_BIN", REPO / "target" / "debug" / "quoalise-component"))
 
 HOST = "localhost"
@@ -324,7 +325,7 @@ def start_server(
 
 
 # --------------------------------------------------------------------------------------------
-# PostgreSQL (the same approach as tests/support/pg.rs)
+# PostgreSQL (the same approach as testkit/src/pg.rs)
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PG_BINDIR_ENV = "PG_BINDIR"
@@ -572,7 +573,7 @@ title = "Demo meters"
 description = "Simulated Linky-like electricity meters"
 """
     return f"""\
-# Written by tests/e2e/harness.py
+# Written by testkit/python/quoalise_testkit/harness.py
 [xmpp]
 domain = "{server.component_domain}"
 server = "127.0.0.1:{xmpp_port or server.component_port}"

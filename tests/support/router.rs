@@ -1,5 +1,4 @@
 //! A router over an in-memory store holding a demo fleet: the fixture of the golden-XML tests.
-#![allow(dead_code)] // each test binary uses part of it
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -115,7 +115,7 @@ class BusListener:
 
 
 class DeviceProcess:
-    """tests/e2e/xaal_devices.py in a child process: a power meter `pm`, a thermometer `thermo`
+    """xaal_devices.py (beside this file) in a child process: a power meter `pm`, a thermometer `thermo`
     and a lamp `lamp`, all real xaal-lib devices."""
 
     def __init__(self, conf_dir: Path, log_path: Path, timeout: float = 20.0):
