@@ -10,7 +10,7 @@
 //! The consent pages and the OAuth callback are served by `crate::web`. What the component
 //! relies on about the APIs (endpoints, response shapes, time rules, quotas, error bodies) is
 //! written down in docs/architecture.md §5.2; the tests run against a local fake Data Connect
-//! (tests/e2e/fake_dataconnect.py) serving the fixtures of tests/fixtures/enedis/, written by
+//! (testkit/python/quoalise_testkit/fake_dataconnect.py) serving the fixtures of tests/fixtures/enedis/, written by
 //! this project for synthetic meters.
 
 /// A file of tests/fixtures/enedis/ (written by its make_fixtures.py), for the tests of the
