@@ -1,4 +1,4 @@
-//! Issue 3 benchmark, in-process part: SenML encode and decode, store ingest and one-year range
+//! The history benchmark (docs/architecture.md §9), in-process part: SenML encode and decode, store ingest and one-year range
 //! queries (SQLite file and PostgreSQL), and a one-year PT30M `get_history` answered through the
 //! router, pages followed until completed (the component-side cost, without network).
 //!

@@ -1,4 +1,4 @@
-//! Issue 4 benchmark driver: the component, driven from stdin, for `scripts/bench_fanout.py`.
+//! The fan-out benchmark driver (docs/architecture.md §9): the component, driven from stdin, for `scripts/bench_fanout.py`.
 //!
 //! Runs the real component (`app::serve_with_events`, the same wiring as `quoalise-component
 //! run`) from a configuration file, keeping a sender on the source-event channel. Commands, one
