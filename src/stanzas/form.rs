@@ -14,9 +14,9 @@ use crate::stanzas::ns;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Table {
     /// (var, label) of each column.
-    pub columns: Vec<(String, String)>,
+    pub(crate) columns: Vec<(String, String)>,
     /// One value per column, in column order.
-    pub rows: Vec<Vec<String>>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum FormError {
 
 impl Table {
     /// The form element with this table appended after its fields.
-    pub fn append_to(&self, form: &DataForm) -> Element {
+    pub(crate) fn append_to(&self, form: &DataForm) -> Element {
         let mut el = Element::from(form.clone());
         let field = |var: &str| {
             Element::builder("field", ns::DATA_FORMS).attr(xml_ncname!("var").to_ncname(), var)
@@ -142,14 +142,14 @@ impl Submitted {
     }
 
     /// The value of a single-valued field, trimmed; `None` when absent or blank.
-    pub fn single(&self, var: &str) -> Option<String> {
+    pub(crate) fn single(&self, var: &str) -> Option<String> {
         self.multi(var)
             .map(|v| v.join("\n").trim().to_owned())
             .filter(|v| !v.is_empty())
     }
 
     /// All values of a field (text-multi lines, list-multi choices).
-    pub fn multi(&self, var: &str) -> Option<&[String]> {
+    pub(crate) fn multi(&self, var: &str) -> Option<&[String]> {
         self.fields
             .iter()
             .find(|(v, _)| v == var)

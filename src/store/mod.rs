@@ -71,7 +71,7 @@ impl StoreError {
     /// A failure that passes by itself: the database is busy or locked (SQLite), restarting or
     /// unreachable (PostgreSQL), or a transaction lost a race. Trying again later makes sense;
     /// for every other error it does not.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         let StoreError::Database(e) = self else {
             return false;
         };
