@@ -6,8 +6,6 @@ pub(crate) const COMPONENT: &str = "jabber:component:accept";
 pub(crate) const STREAM: &str = "http://etherx.jabber.org/streams";
 /// Stream error conditions.
 pub(crate) const XMPP_STREAMS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-/// Stanza error conditions.
-pub(crate) const XMPP_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// XEP-0030: Service Discovery.
 pub(crate) const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";

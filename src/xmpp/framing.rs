@@ -343,7 +343,8 @@ impl Framer {
         self.reset();
     }
 
-    /// Bytes held for the element being read (bounded by `max_size`).
+    /// Bytes held for the element being read (bounded by `max_size`, as the tests check).
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }

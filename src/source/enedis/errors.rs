@@ -33,11 +33,6 @@ pub(crate) struct UpstreamError {
 }
 
 impl UpstreamError {
-    /// `(code, message)`, as the `<upstream-error>` element and its text need them.
-    pub(crate) fn code_and_message(&self) -> (&str, &str) {
-        (&self.code, &self.message)
-    }
-
     /// Over quota: HTTP 429 or a WSO2 throttling code (`9008xx` "Message throttled out").
     pub(crate) fn is_throttled(&self) -> bool {
         self.status == 429
@@ -230,7 +225,6 @@ mod tests {
         );
         assert_eq!(e.next_access_time, None);
         assert!(!e.is_throttled());
-        assert_eq!(e.code_and_message().0, "900908");
     }
 
     #[test]

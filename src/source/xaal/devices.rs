@@ -156,10 +156,6 @@ impl Devices {
         self.devices.len()
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-    }
-
     /// Takes in a message from another device, received at `now` (unix seconds).
     pub(crate) fn on_message(&mut self, msg: &Message, now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
@@ -454,6 +450,6 @@ mod tests {
         }
         let mut d = Devices::new();
         let m = Message::new(PM, "not a type", MsgType::Notify, "alive");
-        assert!(d.on_message(&m, 0).is_empty() && d.is_empty());
+        assert!(d.on_message(&m, 0).is_empty() && d.devices.is_empty());
     }
 }

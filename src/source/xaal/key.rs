@@ -42,12 +42,8 @@ impl Key {
         Ok(Key(out))
     }
 
-    /// The raw key.
-    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Key {
-        Key(bytes)
-    }
-
-    /// The key as 64 lowercase hex digits.
+    /// The key as 64 lowercase hex digits, to compare keys in tests.
+    #[cfg(test)]
     pub(crate) fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -217,11 +217,6 @@ pub(crate) fn series_specs(dev_type: &str) -> &'static [SeriesSpec] {
     }
 }
 
-/// The Quoalise device type shown for an xAAL dev_type: its class (`powermeter`).
-pub(crate) fn device_type(dev_type: &str) -> &str {
-    dev_type.split('.').next().unwrap_or(dev_type)
-}
-
 /// The series declared for a device of `dev_type`.
 pub(crate) fn series(usage_point: &str, dev_type: &str) -> Vec<Series> {
     series_specs(dev_type)
@@ -380,7 +375,5 @@ mod tests {
             &body(&[("energy", Value::Float(f64::MAX))])
         )
         .is_empty());
-        assert_eq!(device_type("powermeter.basic"), "powermeter");
-        assert_eq!(device_type("odd"), "odd");
     }
 }

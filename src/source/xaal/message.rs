@@ -129,20 +129,6 @@ impl Value {
             _ => None,
         }
     }
-
-    pub(crate) fn as_bool(&self) -> Option<bool> {
-        match self {
-            Value::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn as_uuid(&self) -> Option<Uuid> {
-        match self {
-            Value::Uuid(u) => Some(*u),
-            _ => None,
-        }
-    }
 }
 
 impl From<i64> for Value {

@@ -32,7 +32,7 @@ pub(crate) mod message;
 mod tests;
 
 pub use codec::{Codec, Counters, DecodeError, EncodeError, RejectLog};
-pub(crate) use config::{XaalConfig, XaalSettings};
+pub(crate) use config::XaalConfig;
 pub use key::{Key, KeyError};
 pub use message::{Message, MsgType, Timestamp, Value};
 
