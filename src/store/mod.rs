@@ -28,16 +28,16 @@ mod subscriptions;
 mod upstream;
 mod usage_points;
 
-pub use audit::AuditStore;
-pub use consents::ConsentStore;
-pub use grants::GrantStore;
+pub(crate) use audit::AuditStore;
+pub(crate) use consents::ConsentStore;
+pub(crate) use grants::GrantStore;
 pub use outbox::{NewOutboxEntry, NoticeText, OutboxStore, PublishLimits, Published, MISSED_COUNT};
 pub use postgres::PostgresStore;
-pub use readings::ReadingStore;
+pub(crate) use readings::ReadingStore;
 pub use sqlite::SqliteStore;
 pub use subscriptions::{SubscriptionCounts, SubscriptionStore};
-pub use upstream::UpstreamStore;
-pub use usage_points::UsagePointStore;
+pub(crate) use upstream::UpstreamStore;
+pub(crate) use usage_points::UsagePointStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
