@@ -28,12 +28,12 @@ impl Access {
         }
     }
 
-    pub fn is_admin(&self, requester: &BareJid) -> bool {
+    pub(crate) fn is_admin(&self, requester: &BareJid) -> bool {
         self.admins.contains(requester)
     }
 
     /// What `requester` may see right now.
-    pub async fn view(&self, requester: &BareJid) -> Result<View, StoreError> {
+    pub(crate) async fn view(&self, requester: &BareJid) -> Result<View, StoreError> {
         if self.is_admin(requester) {
             return Ok(View::All);
         }
@@ -50,7 +50,7 @@ impl Access {
 
     /// The views of many requesters (bare JID strings) with one store query: a publication
     /// checks every subscriber, and one round trip per subscriber dominated its cost.
-    pub async fn views<'a>(
+    pub(crate) async fn views<'a>(
         &self,
         requesters: impl IntoIterator<Item = &'a str>,
     ) -> Result<HashMap<String, View>, StoreError> {
@@ -85,7 +85,7 @@ impl Access {
 
 /// A requester's rights at one moment.
 #[derive(Debug, Clone)]
-pub enum View {
+pub(crate) enum View {
     /// An admin: everything.
     All,
     /// The grants in force for this requester.
@@ -94,7 +94,7 @@ pub enum View {
 
 impl View {
     /// True when the requester may know this usage point exists.
-    pub fn sees_usage_point(&self, usage_point: &str) -> bool {
+    pub(crate) fn sees_usage_point(&self, usage_point: &str) -> bool {
         match self {
             View::All => true,
             View::Grants(grants) => grants.iter().any(|g| g.covers_usage_point(usage_point)),
@@ -103,7 +103,7 @@ impl View {
 
     /// The grant that lets the requester read this series, if any (`None` for admins too: they
     /// read under no grant, which the audit log records as such).
-    pub fn grant_for(&self, usage_point: &str, series: &str) -> Option<&Grant> {
+    pub(crate) fn grant_for(&self, usage_point: &str, series: &str) -> Option<&Grant> {
         match self {
             View::All => None,
             View::Grants(grants) => grants
@@ -112,7 +112,7 @@ impl View {
         }
     }
 
-    pub fn may_read(&self, usage_point: &str, series: &str) -> bool {
+    pub(crate) fn may_read(&self, usage_point: &str, series: &str) -> bool {
         matches!(self, View::All) || self.grant_for(usage_point, series).is_some()
     }
 }

@@ -47,7 +47,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Runs the component until `shutdown` is cancelled.
-pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);
     serve_with_events(settings, shutdown, events_tx, events_rx).await
 }

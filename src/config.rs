@@ -48,7 +48,7 @@ impl Secret {
     }
 
     /// The secret itself; call only where it is sent to its counterpart.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -74,17 +74,17 @@ impl<'de> Deserialize<'de> for HumanDuration {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PubSubConfig {
+pub(crate) struct PubSubConfig {
     /// Published items kept per node (for item retrieval and the last item on subscribe).
     #[serde(default = "default_max_items")]
-    pub max_items: usize,
+    pub(crate) max_items: usize,
     /// Notifications waiting per subscription at most (link down or slow); beyond it the oldest
     /// are dropped and the subscriber gets one notice that it missed items.
     #[serde(default = "default_max_pending")]
-    pub max_pending: usize,
+    pub(crate) max_pending: usize,
     /// `/healthz` says delivery lags when a notification has waited longer than this.
     #[serde(default = "default_outbox_alert")]
-    pub outbox_alert: HumanDuration,
+    pub(crate) outbox_alert: HumanDuration,
 }
 
 fn default_outbox_alert() -> HumanDuration {
@@ -182,39 +182,39 @@ fn default_max_items() -> usize {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct XmppConfig {
+pub(crate) struct XmppConfig {
     /// The component's domain, e.g. `quoalise.example.org`.
-    pub domain: String,
+    pub(crate) domain: String,
     /// The XMPP server's XEP-0114 listener, `host:port`.
-    pub server: String,
+    pub(crate) server: String,
     /// Shared secret, inline (prefer `secret_file` or the environment).
     #[serde(default)]
-    pub secret: Option<Secret>,
+    pub(crate) secret: Option<Secret>,
     /// File holding the shared secret (trailing newline ignored).
     #[serde(default)]
-    pub secret_file: Option<PathBuf>,
+    pub(crate) secret_file: Option<PathBuf>,
     /// Where keepalive pings go; defaults to the parent domain of `domain`.
     #[serde(default)]
-    pub ping_target: Option<String>,
+    pub(crate) ping_target: Option<String>,
     /// Interval between keepalive pings (at most 25 s).
     #[serde(default = "default_ping_interval")]
-    pub ping_interval: HumanDuration,
+    pub(crate) ping_interval: HumanDuration,
     /// Upper bound of the reconnect backoff.
     #[serde(default = "default_max_backoff")]
-    pub reconnect_max_delay: HumanDuration,
+    pub(crate) reconnect_max_delay: HumanDuration,
     /// Largest stanza the server accepts from the component, in bytes (Prosody: 512 KiB).
     #[serde(default = "default_max_stanza_size")]
-    pub max_stanza_size: usize,
+    pub(crate) max_stanza_size: usize,
     /// Notifications sent per second at most, so a large fan-out cannot flood the server.
     #[serde(default = "default_delivery_rate")]
-    pub delivery_rate: u32,
+    pub(crate) delivery_rate: u32,
     /// Deepest inbound stanza accepted; deeper ones are refused before any tree is built.
     #[serde(default = "default_max_depth")]
-    pub max_depth: usize,
+    pub(crate) max_depth: usize,
     /// A session with something to write that wrote nothing for this long is torn down and
     /// reconnected (the server stopped reading us).
     #[serde(default = "default_stall_timeout")]
-    pub stall_timeout: HumanDuration,
+    pub(crate) stall_timeout: HumanDuration,
 }
 
 fn default_max_depth() -> usize {
@@ -243,9 +243,9 @@ fn default_max_stanza_size() -> usize {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreConfig {
+pub(crate) struct StoreConfig {
     /// `sqlite:///path/to/file.db`, `sqlite::memory:` or `postgres://user@host:port/db`.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 impl Default for StoreConfig {
@@ -258,21 +258,21 @@ impl Default for StoreConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct WebConfig {
+pub(crate) struct WebConfig {
     /// Serve `/healthz` and `/metrics` even without an `enedis` source (which always needs the
     /// web server for its consent pages).
-    pub enabled: bool,
-    pub bind: String,
-    pub public_url: String,
+    pub(crate) enabled: bool,
+    pub(crate) bind: String,
+    pub(crate) public_url: String,
     /// Connections served at once; more are closed at once, so the XMPP link and the store
     /// always have file descriptors left.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Time a client has to send a request's headers (and an idle kept-alive connection lives).
-    pub header_timeout: HumanDuration,
+    pub(crate) header_timeout: HumanDuration,
     /// Time a connection may stay open, whatever it does (slow bodies, long keep-alive).
-    pub connection_timeout: HumanDuration,
+    pub(crate) connection_timeout: HumanDuration,
     /// Largest request body accepted on any route, in bytes.
-    pub max_body: usize,
+    pub(crate) max_body: usize,
 }
 
 impl Default for WebConfig {
@@ -294,7 +294,7 @@ impl Default for WebConfig {
 pub struct AccessConfig {
     /// Bare JIDs that see every usage point and may run admin commands.
     #[serde(default)]
-    pub admins: Vec<String>,
+    pub(crate) admins: Vec<String>,
     #[serde(default, rename = "grant")]
     pub grants: Vec<GrantConfig>,
 }
@@ -344,9 +344,9 @@ fn default_log_level() -> String {
 /// Where a required secret may come from: an inline key, a file key, an environment variable.
 /// The key names are the full paths used in error messages (`source[0].client_secret`).
 pub(crate) struct SecretKeys<'a> {
-    pub inline: &'a str,
-    pub file: &'a str,
-    pub env: &'a str,
+    pub(crate) inline: &'a str,
+    pub(crate) file: &'a str,
+    pub(crate) env: &'a str,
 }
 
 impl SecretKeys<'_> {

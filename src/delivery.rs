@@ -29,17 +29,17 @@ const LEASE_SECS: i64 = 60;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The stanza id of an outbox entry.
-pub fn stanza_id(outbox_id: i64) -> String {
+pub(crate) fn stanza_id(outbox_id: i64) -> String {
     format!("q{outbox_id}")
 }
 
 /// The outbox id of a stanza id we gave, if it is one.
-pub fn outbox_id(stanza_id: &str) -> Option<i64> {
+pub(crate) fn outbox_id(stanza_id: &str) -> Option<i64> {
     stanza_id.strip_prefix('q')?.parse().ok()
 }
 
 /// Sends pending entries while the link is up; returns at shutdown.
-pub async fn send_pending(
+pub(crate) async fn send_pending(
     store: Arc<dyn Store>,
     outbound: mpsc::Sender<Outgoing>,
     mut connected: watch::Receiver<bool>,
@@ -204,7 +204,7 @@ fn to_value(text: &str) -> Option<(usize, usize)> {
 
 /// Records what the link reports: written entries are marked sent (in batches), entries handed
 /// back become pending again at once.
-pub async fn record_reports(
+pub(crate) async fn record_reports(
     store: Arc<dyn Store>,
     mut written: mpsc::UnboundedReceiver<i64>,
     mut released: mpsc::UnboundedReceiver<i64>,
@@ -256,7 +256,7 @@ pub const MAX_ATTEMPTS: i32 = 5;
 /// Handles a `<message type="error"/>` answering one of our notifications: a `cancel` error ends
 /// the subscription (the subscriber is gone for good); `wait` and `auth` are retried later, with
 /// an exponential backoff, up to [`MAX_ATTEMPTS`].
-pub async fn bounce(ctx: &Context, message: &Element) {
+pub(crate) async fn bounce(ctx: &Context, message: &Element) {
     let Some(id) = message.attr("id").and_then(outbox_id) else {
         return;
     };

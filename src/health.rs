@@ -45,7 +45,7 @@ impl std::fmt::Display for LinkTrouble {
 
 /// What is wrong with the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreTrouble {
+pub(crate) enum StoreTrouble {
     /// The query failed (the database is down or refuses): the component retries by itself.
     Failed(String),
     /// The query did not answer in time: something hangs.
@@ -115,7 +115,7 @@ impl LinkProgress {
     }
 
     /// The writer has bytes to write and starts writing them.
-    pub fn write_started(&self) {
+    pub(crate) fn write_started(&self) {
         let _ = self.waiting_since.compare_exchange(
             0,
             self.now(),
@@ -125,7 +125,7 @@ impl LinkProgress {
     }
 
     /// Everything the writer had was written.
-    pub fn write_done(&self) {
+    pub(crate) fn write_done(&self) {
         self.last_write.store(self.now(), Ordering::Relaxed);
         self.waiting_since.store(0, Ordering::Relaxed);
     }
@@ -165,23 +165,23 @@ pub struct Thresholds {
 
 /// One check's outcome; `reasons` is empty when healthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub xmpp: Result<(), LinkTrouble>,
-    pub store: Result<(), StoreTrouble>,
+pub(crate) struct Report {
+    pub(crate) xmpp: Result<(), LinkTrouble>,
+    pub(crate) store: Result<(), StoreTrouble>,
     /// Err(seconds) when the oldest waiting notification is older than the threshold.
-    pub outbox: Result<(), u64>,
+    pub(crate) outbox: Result<(), u64>,
 }
 
 impl Report {
     /// Serving everybody: what `/healthz` answers 200 for.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.xmpp.is_ok() && self.store.is_ok() && self.outbox.is_ok()
     }
 
     /// Stuck in a way only a restart cures: a link that is up but makes no progress, or a
     /// store query that hangs. A server or database that is down is not that: the component
     /// retries by itself, and restarting it would not bring them back.
-    pub fn wedged(&self) -> bool {
+    pub(crate) fn wedged(&self) -> bool {
         matches!(
             self.xmpp,
             Err(LinkTrouble::Stalled(_)) | Err(LinkTrouble::Silent(_))
@@ -189,7 +189,7 @@ impl Report {
     }
 
     /// The report as JSON for `/healthz`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         fn part<E: std::fmt::Display>(r: &Result<(), E>) -> serde_json::Value {
             match r {
                 Ok(()) => serde_json::json!("ok"),
@@ -217,7 +217,7 @@ pub struct Health {
 }
 
 impl Health {
-    pub async fn check(&self) -> Report {
+    pub(crate) async fn check(&self) -> Report {
         let t = self.thresholds;
         // The store's probe is a real query: the queue time of the oldest waiting notification.
         let (store, oldest) =

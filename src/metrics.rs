@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 /// `Content-Type` of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Distinct label sets kept per metric, beyond which new ones are counted under [`OVERFLOW`].
-pub const MAX_LABEL_SETS: usize = 1000;
+pub(crate) const MAX_LABEL_SETS: usize = 1000;
 
 /// Label value standing for every label set beyond [`MAX_LABEL_SETS`].
-pub const OVERFLOW: &str = "_overflow";
+pub(crate) const OVERFLOW: &str = "_overflow";
 
 /// The component's metrics; clones share the same values.
 #[derive(Clone, Default)]
@@ -71,7 +71,7 @@ impl Metrics {
 
     /// One call to an upstream API answered with `status` (the HTTP code, or `"error"` when no
     /// answer came: connection, TLS or timeout).
-    pub fn upstream_call(&self, api: &str, status: &str) {
+    pub(crate) fn upstream_call(&self, api: &str, status: &str) {
         let mut state = self.state();
         let calls = capped(
             &mut state.upstream_calls,
@@ -82,7 +82,7 @@ impl Metrics {
     }
 
     /// A call to `api` waited `waited` for its rate-limit quota.
-    pub fn quota_wait(&self, api: &str, waited: Duration) {
+    pub(crate) fn quota_wait(&self, api: &str, waited: Duration) {
         let mut state = self.state();
         let (waits, total) = capped(&mut state.quota_waits, api.to_owned(), || {
             OVERFLOW.to_owned()
@@ -92,51 +92,51 @@ impl Metrics {
     }
 
     /// `n` more notifications were sent to subscribers.
-    pub fn notifications_sent(&self, n: u64) {
+    pub(crate) fn notifications_sent(&self, n: u64) {
         let mut state = self.state();
         state.notifications_sent = state.notifications_sent.saturating_add(n);
     }
 
     /// `n` waiting notifications were dropped by `[pubsub] max_pending`.
-    pub fn outbox_dropped(&self, n: u64) {
+    pub(crate) fn outbox_dropped(&self, n: u64) {
         let mut state = self.state();
         state.outbox_dropped = state.outbox_dropped.saturating_add(n);
     }
 
     /// The current number of outbox entries not yet sent.
-    pub fn set_outbox_pending(&self, n: u64) {
+    pub(crate) fn set_outbox_pending(&self, n: u64) {
         self.state().outbox_pending = n;
     }
 
     /// The current number of subscriptions.
-    pub fn set_subscriptions(&self, n: u64) {
+    pub(crate) fn set_subscriptions(&self, n: u64) {
         self.state().subscriptions = n;
     }
 
     /// Whether the XMPP link to the server is up.
-    pub fn set_connected(&self, connected: bool) {
+    pub(crate) fn set_connected(&self, connected: bool) {
         self.state().connected = connected;
     }
 
     /// The XMPP link came back up after having been lost.
-    pub fn reconnected(&self) {
+    pub(crate) fn reconnected(&self) {
         let mut state = self.state();
         state.reconnects = state.reconnects.saturating_add(1);
     }
 
     /// The outcome of the health check made at this scrape (what `/healthz` would say).
-    pub fn set_health(&self, xmpp: bool, store: bool, outbox: bool) {
+    pub(crate) fn set_health(&self, xmpp: bool, store: bool, outbox: bool) {
         self.state().healthy = (xmpp, store, outbox);
     }
 
     /// The link was torn down: it had something to write and wrote nothing for the stall timeout.
-    pub fn link_stalled(&self) {
+    pub(crate) fn link_stalled(&self) {
         let mut state = self.state();
         state.link_stalls = state.link_stalls.saturating_add(1);
     }
 
     /// An inbound stanza was refused for its depth (`deep`) or its size.
-    pub fn stanza_refused(&self, deep: bool) {
+    pub(crate) fn stanza_refused(&self, deep: bool) {
         let mut state = self.state();
         let counter = if deep {
             &mut state.stanzas_refused.0
@@ -147,7 +147,7 @@ impl Metrics {
     }
 
     /// A request was refused by a per-requester limit: in flight (`in_flight`) or rate.
-    pub fn request_limited(&self, in_flight: bool) {
+    pub(crate) fn request_limited(&self, in_flight: bool) {
         let mut state = self.state();
         let counter = if in_flight {
             &mut state.requests_limited.0

@@ -28,7 +28,7 @@ use crate::time::now;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
 /// server's stanza limit.
-pub const PUSH_CHUNK: usize = 1000;
+pub(crate) const PUSH_CHUNK: usize = 1000;
 
 /// First pause before an event is tried again after a passing store failure; it doubles.
 const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
@@ -36,7 +36,7 @@ const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The events of one source (`Some(id)`), or injected by the caller (`None`).
-pub type Feed = (Option<String>, mpsc::Receiver<SourceEvent>);
+pub(crate) type Feed = (Option<String>, mpsc::Receiver<SourceEvent>);
 
 /// Stores and publishes source events.
 pub struct Publisher {
@@ -283,7 +283,11 @@ fn bare_of(jid: &str) -> Option<String> {
 
 /// Ends a subscription: removes it, discards what was still queued for it (it may no longer be
 /// read), and tells the subscriber (`subscription="none"` for PubSub, a note for pushes).
-pub async fn end_subscription(ctx: &Context, id: i64, reason: &str) -> Result<(), StoreError> {
+pub(crate) async fn end_subscription(
+    ctx: &Context,
+    id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
     let Some(sub) = ctx.store.remove_subscription(id).await? else {
         return Ok(()); // ended concurrently
     };

@@ -28,11 +28,11 @@ pub const SECRET_ENV: &str = "QUOALISE_XMPP_SECRET";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    pub xmpp: XmppConfig,
+    pub(crate) xmpp: XmppConfig,
     #[serde(default)]
-    pub store: StoreConfig,
+    pub(crate) store: StoreConfig,
     #[serde(default)]
-    pub web: WebConfig,
+    pub(crate) web: WebConfig,
     #[serde(default)]
     pub access: AccessConfig,
     #[serde(default, rename = "source")]
@@ -40,9 +40,9 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
-    pub pubsub: PubSubConfig,
+    pub(crate) pubsub: PubSubConfig,
     #[serde(default)]
-    pub limits: LimitsConfig,
+    pub(crate) limits: LimitsConfig,
 }
 
 /// The checked configuration: what the rest of the program works with.
@@ -50,14 +50,14 @@ pub struct Config {
 pub struct Settings {
     pub config: Config,
     pub domain: BareJid,
-    pub server: String,
-    pub secret: Secret,
-    pub ping_target: String,
+    pub(crate) server: String,
+    pub(crate) secret: Secret,
+    pub(crate) ping_target: String,
     pub admins: Vec<BareJid>,
 }
 
 impl Config {
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 

@@ -176,7 +176,6 @@ fn parse_everything(el: &minidom::Element) {
     while let Some(e) = todo.pop() {
         let _ = command::Command::try_from(e);
         let _ = form::Submitted::parse(e);
-        let _ = form::Table::parse(e);
         let _ = pubsub::Request::try_from(e);
         let _ = senml::Pack::try_from(e);
         let _ = quoalise::parse_quoalise(e);

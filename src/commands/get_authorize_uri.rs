@@ -15,7 +15,7 @@ use crate::stanzas::form::Submitted;
 use crate::time::now;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 
-pub struct GetAuthorizeUri;
+pub(crate) struct GetAuthorizeUri;
 
 static SPEC: Spec = Spec {
     node: "get_authorize_uri",

@@ -11,7 +11,7 @@ use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 
-pub struct GetHistory;
+pub(crate) struct GetHistory;
 
 static SPEC: Spec = Spec {
     node: "get_history",

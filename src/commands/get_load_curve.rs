@@ -19,7 +19,7 @@ use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 const DIRECTIONS: [&str; 2] = ["consumption", "production"];
 
 /// Which generation-1 product a command serves.
-pub struct Gen1 {
+pub(crate) struct Gen1 {
     spec: &'static Spec,
     /// Series path after the direction.
     series: &'static str,
@@ -43,14 +43,14 @@ static DAILY: Spec = Spec {
     scopes: &[Scope::Source(None)],
 };
 
-pub const GET_LOAD_CURVE: Gen1 = Gen1 {
+pub(crate) const GET_LOAD_CURVE: Gen1 = Gen1 {
     spec: &LOAD_CURVE,
     series: "power/active/raw",
     product: "load curve",
     name_suffix: "load",
 };
 
-pub const GET_DAILY: Gen1 = Gen1 {
+pub(crate) const GET_DAILY: Gen1 = Gen1 {
     spec: &DAILY,
     series: "energy/active/daily",
     product: "daily energy",

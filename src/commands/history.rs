@@ -19,16 +19,16 @@ const ENVELOPE: usize = 8 * 1024;
 const FETCH: usize = 4096;
 
 /// A series the requester may read, and the grant that allows it.
-pub struct Target {
-    pub usage_point: UsagePoint,
-    pub series: Series,
+pub(crate) struct Target {
+    pub(crate) usage_point: UsagePoint,
+    pub(crate) series: Series,
     /// `None` for admins.
-    pub grant_id: Option<i64>,
+    pub(crate) grant_id: Option<i64>,
 }
 
 /// Resolves a usage point and series path for `req`, checking the grant first so that the
 /// answer for an ungranted requester does not reveal whether the usage point exists.
-pub async fn authorize(
+pub(crate) async fn authorize(
     ctx: &Context,
     req: &Request,
     usage_point: &str,
@@ -69,7 +69,7 @@ pub async fn authorize(
 }
 
 /// Splits a generation-2 series identifier, `urn:dev:<kind>:<value>_<series path>`.
-pub fn parse_identifier(identifier: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn parse_identifier(identifier: &str) -> Option<(&str, &str, &str)> {
     let rest = identifier.trim().strip_prefix("urn:dev:")?;
     let (kind, rest) = rest.split_once(':')?;
     let (value, path) = rest.split_once('_')?;
@@ -77,18 +77,18 @@ pub fn parse_identifier(identifier: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// How the answer is labelled.
-pub struct Presentation {
-    pub command: &'static str,
-    pub generation: Generation,
+pub(crate) struct Presentation {
+    pub(crate) command: &'static str,
+    pub(crate) generation: Generation,
     /// SenML base name.
-    pub base_name: String,
+    pub(crate) base_name: String,
     /// Result form title and `result` field label.
-    pub title: String,
-    pub label: String,
+    pub(crate) title: String,
+    pub(crate) label: String,
 }
 
 /// Serves one page of `target` over `range`, starting at `cursor` (a unix time) if given.
-pub async fn serve(
+pub(crate) async fn serve(
     ctx: &Context,
     req: &Request,
     target: &Target,

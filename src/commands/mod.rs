@@ -17,7 +17,7 @@ mod get_history;
 mod get_load_curve;
 mod history;
 mod subscribe;
-pub mod time_range;
+pub(crate) mod time_range;
 mod usage_point_history;
 
 /// The value of a field the command cannot run without.

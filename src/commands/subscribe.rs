@@ -15,8 +15,8 @@ use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 use crate::xep::pubsub::subscribe_within_limits;
 
-pub struct Subscribe;
-pub struct Unsubscribe;
+pub(crate) struct Subscribe;
+pub(crate) struct Unsubscribe;
 
 static SUBSCRIBE: Spec = Spec {
     node: "subscribe",

@@ -10,18 +10,18 @@ use crate::request::error::RequestError;
 use crate::time::{now, paris};
 
 /// Longest range one request may ask for; longer ones are surely mistakes.
-pub const MAX_SPAN_DAYS: i64 = 366 * 20;
+pub(crate) const MAX_SPAN_DAYS: i64 = 366 * 20;
 
 /// A half-open range of unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Range {
-    pub start: i64,
-    pub end: i64,
+pub(crate) struct Range {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
 }
 
 impl Range {
     /// Checks order and span; `end_field` is named in the error.
-    pub fn new(start: i64, end: i64, end_field: &str) -> Result<Range, RequestError> {
+    pub(crate) fn new(start: i64, end: i64, end_field: &str) -> Result<Range, RequestError> {
         if end <= start {
             return Err(RequestError::bad_request(format!(
                 "{end_field}: must be after the start of the range"
@@ -37,7 +37,7 @@ impl Range {
 }
 
 /// An instant from a form field: ISO 8601 with offset, or a date (local midnight, Paris).
-pub fn parse_instant(field: &str, text: &str) -> Result<i64, RequestError> {
+pub(crate) fn parse_instant(field: &str, text: &str) -> Result<i64, RequestError> {
     let text = text.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp());
@@ -53,7 +53,7 @@ pub fn parse_instant(field: &str, text: &str) -> Result<i64, RequestError> {
 }
 
 /// A `YYYY-MM-DD` field (generation-1 commands): local midnight in Paris.
-pub fn parse_date(field: &str, text: &str) -> Result<i64, RequestError> {
+pub(crate) fn parse_date(field: &str, text: &str) -> Result<i64, RequestError> {
     let text = text.trim();
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
@@ -70,7 +70,7 @@ fn bad_date(field: &str, text: &str) -> RequestError {
 }
 
 /// `now - days` and `now` formatted for form defaults, with the Paris offset.
-pub fn default_instants(days: i64) -> (String, String) {
+pub(crate) fn default_instants(days: i64) -> (String, String) {
     let now = now();
     let format = |t: i64| paris::rfc3339(t).unwrap_or_default();
     (

@@ -13,7 +13,7 @@ use crate::stanzas::form::Submitted;
 use crate::stanzas::quoalise::Generation;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 
-pub struct History;
+pub(crate) struct History;
 
 static SPEC: Spec = Spec {
     node: "history",

@@ -1,7 +1,7 @@
 //! Unguessable identifiers (command sessions, subscription ids, stanza ids).
 
 /// 128 random bits as hex. Another user must not be able to guess a session or subid.
-pub fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
         // No OS randomness is a broken host; time and a counter keep ids unique rather than

@@ -3,14 +3,14 @@
 //! Nothing here knows about XML or SQL: the store maps these to rows, `stanzas/` and `xep/` map
 //! them to elements.
 
-pub mod id;
-pub mod redirect_uri;
+pub(crate) mod id;
+pub(crate) mod redirect_uri;
 
 use std::fmt;
 
 /// Characters allowed in a usage-point id: they must be safe as a JID localpart (RFC 7622 forbids
 /// `"&'/:<>@` and spaces) and stable in URNs, so we are stricter than the RFC.
-pub fn is_valid_usage_point_id(id: &str) -> bool {
+pub(crate) fn is_valid_usage_point_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id
@@ -29,7 +29,7 @@ pub struct Identifier {
 
 impl Identifier {
     /// The URN that prefixes series identifiers: `urn:dev:prm:30001610071843`.
-    pub fn urn(&self) -> String {
+    pub(crate) fn urn(&self) -> String {
         format!("urn:dev:{}:{}", self.kind, self.value)
     }
 }
@@ -82,7 +82,7 @@ pub struct Series {
 
 impl Series {
     /// `urn:dev:prm:30001610071843_consumption/power/active/raw`.
-    pub fn identifier(&self, usage_point: &UsagePoint) -> String {
+    pub(crate) fn identifier(&self, usage_point: &UsagePoint) -> String {
         format!("{}_{}", usage_point.identifier.urn(), self.path)
     }
 }
@@ -140,7 +140,7 @@ pub enum GrantOrigin {
 }
 
 impl GrantOrigin {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             GrantOrigin::Config => "config",
             GrantOrigin::Admin => "admin",
@@ -149,7 +149,7 @@ impl GrantOrigin {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "config" => GrantOrigin::Config,
             "admin" => GrantOrigin::Admin,
@@ -190,16 +190,16 @@ pub struct Grant {
 
 impl Grant {
     /// True when the grant is in force at `now` (unix seconds).
-    pub fn is_valid_at(&self, now: i64) -> bool {
+    pub(crate) fn is_valid_at(&self, now: i64) -> bool {
         self.valid_from.is_none_or(|from| from <= now)
             && self.valid_until.is_none_or(|until| now < until)
     }
 
-    pub fn covers_usage_point(&self, usage_point: &str) -> bool {
+    pub(crate) fn covers_usage_point(&self, usage_point: &str) -> bool {
         self.usage_point == ANY || self.usage_point == usage_point
     }
 
-    pub fn covers_series(&self, series: &str) -> bool {
+    pub(crate) fn covers_series(&self, series: &str) -> bool {
         self.series == ANY || self.series == series
     }
 }
@@ -214,14 +214,14 @@ pub enum SubscriptionKind {
 }
 
 impl SubscriptionKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SubscriptionKind::PubSub => "pubsub",
             SubscriptionKind::Push => "push",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "pubsub" => SubscriptionKind::PubSub,
             "push" => SubscriptionKind::Push,

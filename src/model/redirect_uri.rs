@@ -4,10 +4,10 @@
 use reqwest::Url;
 
 /// Longest redirect URI we accept.
-pub const MAX_REDIRECT_URI: usize = 2048;
+pub(crate) const MAX_REDIRECT_URI: usize = 2048;
 
 /// An absolute http(s) URL without user info (which would show a misleading host).
-pub fn parse_redirect_uri(text: &str) -> Option<Url> {
+pub(crate) fn parse_redirect_uri(text: &str) -> Option<Url> {
     Url::parse(text).ok().filter(|u| {
         matches!(u.scheme(), "http" | "https")
             && u.host().is_some()

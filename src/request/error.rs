@@ -106,12 +106,12 @@ impl From<crate::source::FetchError> for RequestError {
 }
 
 impl RequestError {
-    pub fn bad_request(text: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(text: impl Into<String>) -> Self {
         RequestError::BadRequest(text.into())
     }
 
     /// The stanza error the client receives.
-    pub fn to_stanza_error(&self) -> StanzaError {
+    pub(crate) fn to_stanza_error(&self) -> StanzaError {
         let (type_, condition, text) = match self {
             RequestError::ItemNotFound => (
                 ErrorType::Cancel,
@@ -318,7 +318,7 @@ fn with_pubsub_condition(
 ///
 /// `reply` swaps `from` and `to` (answering a request); otherwise they are kept (replacing a
 /// stanza of ours that cannot be sent). Attributes that are not valid JIDs are left out.
-pub fn raw_iq_error(original: &Element, error: StanzaError, reply: bool) -> Option<Element> {
+pub(crate) fn raw_iq_error(original: &Element, error: StanzaError, reply: bool) -> Option<Element> {
     let id = original.attr("id")?;
     let jid = |name: &str| original.attr(name).and_then(|v| Jid::from_str(v).ok());
     let (from, to) = if reply {

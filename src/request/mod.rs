@@ -6,7 +6,7 @@
 //! `commands`), which answer them, so that neither imports the other. Source-specific needs
 //! appear here only as generic registries the sources fill (e.g. [`ConsentPages`]).
 
-pub mod error;
+pub(crate) mod error;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::model::UsagePoint;
 use crate::source::{ConsentPages, SourceInfo, Upstream};
 use crate::store::Store;
 
-pub use error::RequestError;
+pub(crate) use error::RequestError;
 
 /// What every handler may need.
 pub struct Context {
@@ -42,7 +42,7 @@ pub struct Context {
 
 impl Context {
     /// `<usage point>@D`.
-    pub fn usage_point_jid(&self, usage_point: &str) -> Jid {
+    pub(crate) fn usage_point_jid(&self, usage_point: &str) -> Jid {
         BareJid::new(&format!("{usage_point}@{}", self.domain))
             .map(Jid::from)
             .unwrap_or_else(|_| self.domain.clone().into())
@@ -51,7 +51,7 @@ impl Context {
 
 /// The entity a stanza is addressed to.
 #[derive(Debug, Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// The component's domain.
     Service,
     /// `<source>@D`.
@@ -63,9 +63,9 @@ pub enum Target {
 /// What a handler returns: the iq result payload, and stanzas to send right after it (e.g. the
 /// last published item after a PubSub subscription).
 #[derive(Debug, Default)]
-pub struct Answer {
-    pub payload: Option<Element>,
-    pub followups: Vec<Element>,
+pub(crate) struct Answer {
+    pub(crate) payload: Option<Element>,
+    pub(crate) followups: Vec<Element>,
 }
 
 impl From<Option<Element>> for Answer {
@@ -79,17 +79,17 @@ impl From<Option<Element>> for Answer {
 
 /// A request resolved once: who asks, what about, with which rights.
 pub struct Request {
-    pub from: Jid,
-    pub to: Jid,
-    pub requester: BareJid,
-    pub target: Target,
-    pub view: View,
+    pub(crate) from: Jid,
+    pub(crate) to: Jid,
+    pub(crate) requester: BareJid,
+    pub(crate) target: Target,
+    pub(crate) view: View,
 }
 
 impl Request {
     /// The source addressed, when the request went to a source JID: commands there only see
     /// that source's usage points.
-    pub fn source_id(&self) -> Option<&str> {
+    pub(crate) fn source_id(&self) -> Option<&str> {
         match &self.target {
             Target::Source(s) => Some(s.id.as_str()),
             _ => None,

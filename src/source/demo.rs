@@ -21,13 +21,13 @@ use crate::time::duration::format_clock;
 use crate::time::paris::{self, LocalDay};
 
 /// Prefix of every demo usage-point id.
-pub const ID_PREFIX: &str = "99999";
+pub(crate) const ID_PREFIX: &str = "99999";
 
 /// Largest fleet we accept: enough for load tests, small enough to stay a demo.
-pub const MAX_METERS: u32 = 100_000;
+pub(crate) const MAX_METERS: u32 = 100_000;
 
 /// Most days of history a demo source may backfill (ten years).
-pub const MAX_HISTORY_DAYS: u32 = 3660;
+pub(crate) const MAX_HISTORY_DAYS: u32 = 3660;
 
 /// Load curve: mean active power (W) over each half-hour, stamped at the interval start.
 pub const LOAD_CURVE: &str = "consumption/power/active/raw";
@@ -120,7 +120,7 @@ impl DemoConfig {
     }
 
     /// The 14-digit id of meter `n` (0-based within this fleet).
-    pub fn meter_id(&self, n: u32) -> String {
+    pub(crate) fn meter_id(&self, n: u32) -> String {
         format!("{ID_PREFIX}{:09}", self.meter_number(n))
     }
 
@@ -462,7 +462,7 @@ fn live(usage_point: &str, meter: u64, due: &Due) -> Vec<Batch> {
 
 // --- The task ------------------------------------------------------------------------------------
 
-pub async fn run(
+pub(crate) async fn run(
     config: DemoConfig,
     events: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,

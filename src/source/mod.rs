@@ -34,7 +34,7 @@ pub enum SourceConfig {
 
 impl SourceConfig {
     /// The source id: the localpart of its JID.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         match self {
             SourceConfig::Demo(c) => &c.id,
             SourceConfig::Enedis(c) => &c.id,
@@ -43,7 +43,7 @@ impl SourceConfig {
     }
 
     /// What discovery says about the source.
-    pub fn info(&self) -> SourceInfo {
+    pub(crate) fn info(&self) -> SourceInfo {
         match self {
             SourceConfig::Demo(c) => c.info(),
             SourceConfig::Enedis(c) => c.info(),
@@ -70,7 +70,7 @@ impl SourceConfig {
     /// Builds the source: its task (which runs until `shutdown` is cancelled or the receiver of
     /// `events` is gone) and what it offers the rest of the component. `key` is the table's
     /// path in the config (`source[0]`), for error messages.
-    pub fn start(
+    pub(crate) fn start(
         self,
         key: &str,
         deps: &SourceDeps,
@@ -114,28 +114,28 @@ impl SourceConfig {
 
 /// What sources may use besides their event channel.
 #[derive(Clone)]
-pub struct SourceDeps {
-    pub store: Arc<dyn Store>,
-    pub metrics: Metrics,
+pub(crate) struct SourceDeps {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Metrics,
     /// Notified when a source revoked access (a withdrawn consent), so that subscriptions end
     /// at once rather than at the next periodic check.
-    pub access_changed: Arc<Notify>,
+    pub(crate) access_changed: Arc<Notify>,
 }
 
 /// A started source.
-pub struct Running {
-    pub task: BoxFuture<'static, ()>,
+pub(crate) struct Running {
+    pub(crate) task: BoxFuture<'static, ()>,
     /// Fetches history on demand before it is served (the `enedis` source).
-    pub upstream: Option<Arc<dyn Upstream>>,
+    pub(crate) upstream: Option<Arc<dyn Upstream>>,
     /// Hands out consent pages (the `enedis` source).
-    pub consent_pages: Option<ConsentPages>,
+    pub(crate) consent_pages: Option<ConsentPages>,
     /// The consent chain of an `enedis` source, for the web pages.
-    pub enedis: Option<Arc<enedis::Enedis>>,
+    pub(crate) enedis: Option<Arc<enedis::Enedis>>,
 }
 
 impl Running {
     /// A source that only produces events.
-    pub fn task(task: impl std::future::Future<Output = ()> + Send + 'static) -> Running {
+    pub(crate) fn task(task: impl std::future::Future<Output = ()> + Send + 'static) -> Running {
         Running {
             task: Box::pin(task),
             upstream: None,
@@ -181,11 +181,11 @@ pub enum FetchError {
 /// A data source as discovery shows it (`<source>@D`, form `urn:quoalise:0#source`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
-    pub id: String,
+    pub(crate) id: String,
     /// `demo`, `enedis`, `xaal`.
-    pub kind: String,
-    pub title: String,
-    pub description: String,
+    pub(crate) kind: String,
+    pub(crate) title: String,
+    pub(crate) description: String,
 }
 
 /// A source that hands out consent pages (`get_authorize_uri` on its JID): the enedis source
@@ -193,7 +193,7 @@ pub struct SourceInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsentPages {
     /// Pages one application may keep at once.
-    pub max_per_app: u32,
+    pub(crate) max_per_app: u32,
 }
 
 /// What a source tells the rest of the component.

@@ -9,7 +9,7 @@ use crate::stanzas::ns;
 
 /// What the requester asks for (`action` attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Execute,
     Cancel,
     Prev,
@@ -18,7 +18,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Execute => "execute",
             Action::Cancel => "cancel",
@@ -42,14 +42,14 @@ impl Action {
 
 /// Where the command stands (`status` attribute of responses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Executing,
     Completed,
     Canceled,
 }
 
 impl Status {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Status::Executing => "executing",
             Status::Completed => "completed",
@@ -68,7 +68,7 @@ impl Status {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoteType {
+pub(crate) enum NoteType {
     Info,
     Warn,
     Error,
@@ -85,31 +85,31 @@ impl NoteType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    pub type_: NoteType,
-    pub text: String,
+pub(crate) struct Note {
+    pub(crate) type_: NoteType,
+    pub(crate) text: String,
 }
 
 /// The actions offered with an `executing` response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actions {
+pub(crate) struct Actions {
     /// The default action (`execute` attribute).
-    pub default: Option<Action>,
+    pub(crate) default: Option<Action>,
     /// `prev`, `next`, `complete` children.
-    pub allowed: Vec<Action>,
+    pub(crate) allowed: Vec<Action>,
 }
 
 /// A `<command xmlns='http://jabber.org/protocol/commands'/>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
-    pub node: String,
-    pub sessionid: Option<String>,
-    pub action: Option<Action>,
-    pub status: Option<Status>,
-    pub actions: Option<Actions>,
-    pub notes: Vec<Note>,
+    pub(crate) node: String,
+    pub(crate) sessionid: Option<String>,
+    pub(crate) action: Option<Action>,
+    pub(crate) status: Option<Status>,
+    pub(crate) actions: Option<Actions>,
+    pub(crate) notes: Vec<Note>,
     /// Forms and other payloads (`jabber:x:data`, `urn:quoalise:0`), in order.
-    pub payloads: Vec<Element>,
+    pub(crate) payloads: Vec<Element>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,7 @@ impl std::error::Error for CommandError {}
 
 impl Command {
     /// A response to `node` with the given status.
-    pub fn response(node: &str, sessionid: &str, status: Status) -> Command {
+    pub(crate) fn response(node: &str, sessionid: &str, status: Status) -> Command {
         Command {
             node: node.to_owned(),
             sessionid: Some(sessionid.to_owned()),
@@ -148,7 +148,7 @@ impl Command {
     }
 
     /// The submitted form, if any (`<x xmlns='jabber:x:data'/>`).
-    pub fn form(&self) -> Option<&Element> {
+    pub(crate) fn form(&self) -> Option<&Element> {
         self.payloads.iter().find(|p| p.is("x", ns::DATA_FORMS))
     }
 }

@@ -9,7 +9,7 @@ use crate::model::id::random_id;
 use crate::stanzas::ns;
 
 /// The message of docs/protocol.md §6: a `<usage-point>` per meter and the application's `state`.
-pub fn authorized_message(
+pub(crate) fn authorized_message(
     from: &str,
     to: &str,
     usage_points: &[&str],

@@ -2,12 +2,12 @@
 //! stanzas written as text (notifications).
 
 pub mod command;
-pub mod consent;
+pub(crate) mod consent;
 pub mod form;
-pub mod notification;
-pub mod ns;
+pub(crate) mod notification;
+pub(crate) mod ns;
 pub mod outgoing;
 pub mod pubsub;
 pub mod quoalise;
 pub mod senml;
-pub mod xml;
+pub(crate) mod xml;

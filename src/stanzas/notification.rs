@@ -15,7 +15,7 @@ use crate::stanzas::xml::{escape, xep_0082};
 /// The headline notification of one item to `to` (exactly as subscribed), as text: the payload is
 /// serialised once per batch and spliced into each subscriber's message. With `delay` (the last
 /// item sent on subscribe) it carries a XEP-0203 stamp. The `id` is set at delivery.
-pub fn notification_xml(
+pub(crate) fn notification_xml(
     from: &str,
     to: &str,
     node: &str,
@@ -45,7 +45,7 @@ pub fn notification_xml(
 }
 
 /// A generation-2 push: `<message>` to the subscriber's bare JID carrying `<quoalise>` as text.
-pub fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
+pub(crate) fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
     format!(
         "<message xmlns='{}' from='{}' to='{}'>{quoalise}</message>",
         ns::COMPONENT,
@@ -59,7 +59,7 @@ pub fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
 /// counts the drops): `count` (a marker no escaped text can contain) stands where it goes. A headline from the
 /// usage point, like the notifications it replaces: a human body, and for programs
 /// `<missed xmlns='urn:quoalise:0' node='…' count='N' since='RFC 3339'/>`.
-pub fn missed_notice_xml(
+pub(crate) fn missed_notice_xml(
     from: &str,
     to: &str,
     node: &str,
@@ -94,7 +94,7 @@ pub fn missed_notice_xml(
 }
 
 /// The note that a push subscription ended: a plain message with a human body.
-pub fn push_ended_xml(from: &str, to: &str, text: &str) -> String {
+pub(crate) fn push_ended_xml(from: &str, to: &str, text: &str) -> String {
     format!(
         "<message xmlns='{}' from='{}' to='{}'><body>{}</body></message>",
         ns::COMPONENT,
@@ -105,7 +105,7 @@ pub fn push_ended_xml(from: &str, to: &str, text: &str) -> String {
 }
 
 /// The notice that a subscription ended (`subscription="none"`), e.g. after a grant expired.
-pub fn subscription_ended(from: &Jid, subscription: &Subscription) -> Element {
+pub(crate) fn subscription_ended(from: &Jid, subscription: &Subscription) -> Element {
     Element::builder("message", ns::COMPONENT)
         .attr(xml_ncname!("from").to_ncname(), from.to_string())
         .attr(xml_ncname!("to").to_ncname(), &subscription.jid)

@@ -143,7 +143,7 @@ impl TryFrom<&Element> for Request {
 
 /// Subscription states we report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Subscribed,
     None,
 }
@@ -158,7 +158,13 @@ impl State {
 }
 
 /// `<subscription node jid subid subscription/>` in namespace `ns`.
-pub fn subscription(ns: &str, node: &str, jid: &str, subid: Option<&str>, state: State) -> Element {
+pub(crate) fn subscription(
+    ns: &str,
+    node: &str,
+    jid: &str,
+    subid: Option<&str>,
+    state: State,
+) -> Element {
     let mut b = Element::builder("subscription", ns)
         .attr(xml_ncname!("node").to_ncname(), node)
         .attr(xml_ncname!("jid").to_ncname(), jid);
@@ -170,14 +176,14 @@ pub fn subscription(ns: &str, node: &str, jid: &str, subid: Option<&str>, state:
 }
 
 /// `<pubsub>` wrapping a result.
-pub fn pubsub(children: impl IntoIterator<Item = Element>) -> Element {
+pub(crate) fn pubsub(children: impl IntoIterator<Item = Element>) -> Element {
     Element::builder("pubsub", ns::PUBSUB)
         .append_all(children)
         .build()
 }
 
 /// `<subscriptions [node]>` list.
-pub fn subscriptions(node: Option<&str>, list: Vec<Element>) -> Element {
+pub(crate) fn subscriptions(node: Option<&str>, list: Vec<Element>) -> Element {
     let mut b = Element::builder("subscriptions", ns::PUBSUB);
     if let Some(node) = node {
         b = b.attr(xml_ncname!("node").to_ncname(), node);
@@ -186,7 +192,7 @@ pub fn subscriptions(node: Option<&str>, list: Vec<Element>) -> Element {
 }
 
 /// `<item id>payload</item>` in namespace `ns`.
-pub fn item(ns: &str, id: &str, payload: Option<Element>) -> Element {
+pub(crate) fn item(ns: &str, id: &str, payload: Option<Element>) -> Element {
     Element::builder("item", ns)
         .attr(xml_ncname!("id").to_ncname(), id)
         .append_all(payload)
@@ -194,7 +200,7 @@ pub fn item(ns: &str, id: &str, payload: Option<Element>) -> Element {
 }
 
 /// `<items node>` in namespace `ns`.
-pub fn items(ns: &str, node: &str, items: Vec<Element>) -> Element {
+pub(crate) fn items(ns: &str, node: &str, items: Vec<Element>) -> Element {
     Element::builder("items", ns)
         .attr(xml_ncname!("node").to_ncname(), node)
         .append_all(items)
@@ -202,7 +208,7 @@ pub fn items(ns: &str, node: &str, items: Vec<Element>) -> Element {
 }
 
 /// `<event xmlns='…#event'>` holding one child.
-pub fn event(child: Element) -> Element {
+pub(crate) fn event(child: Element) -> Element {
     Element::builder("event", ns::PUBSUB_EVENT)
         .append(child)
         .build()

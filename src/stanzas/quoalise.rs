@@ -14,7 +14,7 @@ use crate::stanzas::senml::{Pack, SenmlError};
 
 /// Which `<meta>` rendering to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Generation {
+pub(crate) enum Generation {
     /// Flat `<measurement name direction quantity type unit aggregation sampling-interval/>`.
     Two,
     /// Nested `<measurement><physical/><business/><aggregate/><sampling/></measurement>`.
@@ -23,17 +23,17 @@ pub enum Generation {
 
 /// What is measured, and on which device.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// `electricity-meter`, `thermometer`, …
-    pub device_type: String,
-    pub identifier: Identifier,
-    pub measurement: Measurement,
+    pub(crate) device_type: String,
+    pub(crate) identifier: Identifier,
+    pub(crate) measurement: Measurement,
 }
 
 /// One `<data>`: metadata and readings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Data {
-    pub meta: Meta,
+    pub(crate) meta: Meta,
     pub sensml: Pack,
 }
 
@@ -48,7 +48,7 @@ pub enum QuoaliseError {
 }
 
 impl Meta {
-    pub fn to_element(&self, generation: Generation) -> Element {
+    pub(crate) fn to_element(&self, generation: Generation) -> Element {
         let device = Element::builder("device", ns::QUOALISE)
             .attr(
                 minidom::rxml::xml_ncname!("type").to_ncname(),
@@ -80,7 +80,7 @@ impl Meta {
     }
 
     /// Reads either rendering back.
-    pub fn from_element(el: &Element) -> Result<Meta, QuoaliseError> {
+    pub(crate) fn from_element(el: &Element) -> Result<Meta, QuoaliseError> {
         if !el.is("meta", ns::QUOALISE) {
             return Err(QuoaliseError::Expected("meta"));
         }
@@ -209,7 +209,7 @@ fn gen1_to_aggregation(aggregate: &str) -> &str {
 }
 
 /// `PT30M` → 1800, `P1D` → 86400; `None` for what we do not emit (years, months, fractions).
-pub fn iso_to_seconds(iso: &str) -> Option<u64> {
+pub(crate) fn iso_to_seconds(iso: &str) -> Option<u64> {
     let rest = iso.strip_prefix('P')?;
     let (days, time) = match rest.split_once('T') {
         Some((d, t)) => (d, t),
@@ -249,14 +249,14 @@ fn seconds_to_iso(seconds: u64) -> String {
 }
 
 impl Data {
-    pub fn to_element(&self, generation: Generation) -> Element {
+    pub(crate) fn to_element(&self, generation: Generation) -> Element {
         Element::builder("data", ns::QUOALISE)
             .append(self.meta.to_element(generation))
             .append(Element::from(&self.sensml))
             .build()
     }
 
-    pub fn from_element(el: &Element) -> Result<Data, QuoaliseError> {
+    pub(crate) fn from_element(el: &Element) -> Result<Data, QuoaliseError> {
         if !el.is("data", ns::QUOALISE) {
             return Err(QuoaliseError::Expected("data"));
         }
@@ -274,7 +274,7 @@ impl Data {
 }
 
 /// `<quoalise xmlns="urn:quoalise:0">` holding one or more `<data>`.
-pub fn quoalise(data: &[Data], generation: Generation) -> Element {
+pub(crate) fn quoalise(data: &[Data], generation: Generation) -> Element {
     Element::builder("quoalise", ns::QUOALISE)
         .append_all(data.iter().map(|d| d.to_element(generation)))
         .build()

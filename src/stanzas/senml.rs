@@ -11,7 +11,7 @@ use minidom::Element;
 use crate::stanzas::ns;
 
 /// Base version announced when a secondary unit (RFC 8798 registry) is used.
-pub const BVER_SECONDARY_UNITS: i64 = 26;
+pub(crate) const BVER_SECONDARY_UNITS: i64 = 26;
 
 /// Units of the SenML secondary-units registry (RFC 8798) that we may emit; a pack using one of
 /// them must declare the feature.
@@ -21,7 +21,7 @@ const SECONDARY_UNITS: &[&str] = &[
     "ppm", "/100", "/1000", "hPa", "mm", "cm", "km", "km/h",
 ];
 
-pub fn is_secondary_unit(unit: &str) -> bool {
+pub(crate) fn is_secondary_unit(unit: &str) -> bool {
     SECONDARY_UNITS.contains(&unit)
 }
 
@@ -46,22 +46,22 @@ pub enum SenmlError {
 
 /// One `<senml/>` record, fields as written.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Record {
-    pub bn: Option<String>,
-    pub bt: Option<f64>,
-    pub bu: Option<String>,
-    pub bv: Option<f64>,
-    pub bs: Option<f64>,
-    pub bver: Option<i64>,
-    pub n: Option<String>,
-    pub u: Option<String>,
-    pub v: Option<f64>,
-    pub vs: Option<String>,
-    pub vb: Option<bool>,
-    pub vd: Option<String>,
-    pub s: Option<f64>,
-    pub t: Option<f64>,
-    pub ut: Option<f64>,
+pub(crate) struct Record {
+    pub(crate) bn: Option<String>,
+    pub(crate) bt: Option<f64>,
+    pub(crate) bu: Option<String>,
+    pub(crate) bv: Option<f64>,
+    pub(crate) bs: Option<f64>,
+    pub(crate) bver: Option<i64>,
+    pub(crate) n: Option<String>,
+    pub(crate) u: Option<String>,
+    pub(crate) v: Option<f64>,
+    pub(crate) vs: Option<String>,
+    pub(crate) vb: Option<bool>,
+    pub(crate) vd: Option<String>,
+    pub(crate) s: Option<f64>,
+    pub(crate) t: Option<f64>,
+    pub(crate) ut: Option<f64>,
 }
 
 /// A record's value after resolution.
@@ -82,15 +82,15 @@ pub struct Resolved {
     /// Seconds since the Unix epoch (RFC 8428 treats small values as relative to now; we keep
     /// them as given since Quoalise always sends absolute times).
     pub time: f64,
-    pub unit: Option<String>,
+    pub(crate) unit: Option<String>,
     pub value: Value,
-    pub sum: Option<f64>,
+    pub(crate) sum: Option<f64>,
 }
 
 /// A `<sensml/>` pack.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pack {
-    pub records: Vec<Record>,
+    pub(crate) records: Vec<Record>,
 }
 
 impl Pack {
@@ -183,7 +183,7 @@ impl Pack {
 
 /// Writes a number the way SenML receivers expect: integers without a fraction (`1800`, not
 /// `1800.0`), other values in the shortest form that reads back identically.
-pub fn format_number(x: f64) -> String {
+pub(crate) fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
         format!("{}", x as i64)
     } else {

@@ -3,7 +3,7 @@
 //! (HTML has its own escaping, in `web::pages`.)
 
 /// XEP-0082 date-time in UTC.
-pub fn xep_0082(unix: i64) -> String {
+pub(crate) fn xep_0082(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -11,7 +11,7 @@ pub fn xep_0082(unix: i64) -> String {
 }
 
 /// Escapes text for an XML attribute value or text node.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains(['&', '<', '>', '\'', '"']) {
         return std::borrow::Cow::Borrowed(text);
     }

@@ -72,17 +72,17 @@ pub(super) fn jid_range(bare_jid: &str) -> (String, String) {
 /// An outbox row about to be inserted: a [`NewOutboxEntry`], or a notice of dropped
 /// notifications, with what the bound needs.
 pub(super) struct OutboxInsert<'a> {
-    pub subscription: Option<i64>,
-    pub stanza: &'a str,
+    pub(crate) subscription: Option<i64>,
+    pub(crate) stanza: &'a str,
     /// Its number among its subscription's entries (`outbox.seq`); `None`: never dropped.
-    pub seq: Option<i64>,
+    pub(crate) seq: Option<i64>,
     /// On a notice of dropped notifications, how many it reports.
-    pub missed: Option<i64>,
+    pub(crate) missed: Option<i64>,
 }
 
 impl<'a> OutboxInsert<'a> {
     /// An entry queued outside the bound (no number, not a notice).
-    pub fn plain(subscription: Option<i64>, stanza: &'a str) -> Self {
+    pub(crate) fn plain(subscription: Option<i64>, stanza: &'a str) -> Self {
         OutboxInsert {
             subscription,
             stanza,
@@ -149,9 +149,9 @@ pub(super) fn tally_drops(dropped: &[(i64, i64)]) -> BTreeMap<i64, (i64, i64)> {
 #[derive(Debug, PartialEq)]
 pub(super) struct ConfigGrantPlan<'a> {
     /// Stored config grants the new config no longer lists.
-    pub revoke: Vec<i64>,
+    pub(crate) revoke: Vec<i64>,
     /// Listed grants with no identical stored one, in config order.
-    pub insert: Vec<&'a Grant>,
+    pub(crate) insert: Vec<&'a Grant>,
 }
 
 /// Matches the wanted config grants against the stored, unrevoked config grants `existing`

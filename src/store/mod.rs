@@ -28,16 +28,16 @@ mod subscriptions;
 mod upstream;
 mod usage_points;
 
-pub use audit::AuditStore;
-pub use consents::ConsentStore;
-pub use grants::GrantStore;
+pub(crate) use audit::AuditStore;
+pub(crate) use consents::ConsentStore;
+pub(crate) use grants::GrantStore;
 pub use outbox::{NewOutboxEntry, NoticeText, OutboxStore, PublishLimits, Published, MISSED_COUNT};
 pub use postgres::PostgresStore;
-pub use readings::ReadingStore;
+pub(crate) use readings::ReadingStore;
 pub use sqlite::SqliteStore;
 pub use subscriptions::{SubscriptionCounts, SubscriptionStore};
-pub use upstream::UpstreamStore;
-pub use usage_points::UsagePointStore;
+pub(crate) use upstream::UpstreamStore;
+pub(crate) use usage_points::UsagePointStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,7 +71,7 @@ impl StoreError {
     /// A failure that passes by itself: the database is busy or locked (SQLite), restarting or
     /// unreachable (PostgreSQL), or a transaction lost a race. Trying again later makes sense;
     /// for every other error it does not.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         let StoreError::Database(e) = self else {
             return false;
         };

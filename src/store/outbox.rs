@@ -53,7 +53,7 @@ pub struct NewOutboxEntry {
 
 impl NewOutboxEntry {
     /// A stanza for subscription `id`.
-    pub fn for_subscription(id: i64, stanza: String) -> Self {
+    pub(crate) fn for_subscription(id: i64, stanza: String) -> Self {
         NewOutboxEntry {
             subscription: Some(id),
             stanza,
@@ -61,7 +61,7 @@ impl NewOutboxEntry {
     }
 
     /// A stanza for no subscription.
-    pub fn unattached(stanza: String) -> Self {
+    pub(crate) fn unattached(stanza: String) -> Self {
         NewOutboxEntry {
             subscription: None,
             stanza,

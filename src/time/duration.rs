@@ -46,7 +46,7 @@ fn components(body: &str) -> impl Iterator<Item = Option<(&str, char)>> {
 
 /// `2s` → `PT2S`, `1500ms` → `PT1.5S`, `90s` → `PT1M30S`; to the millisecond, zero parts
 /// omitted, `PT0S` for zero.
-pub fn format_clock(d: Duration) -> String {
+pub(crate) fn format_clock(d: Duration) -> String {
     let total_ms = d.as_millis();
     let (h, rest) = (total_ms / 3_600_000, total_ms % 3_600_000);
     let (m, rest) = (rest / 60_000, rest % 60_000);
@@ -71,14 +71,16 @@ pub fn format_clock(d: Duration) -> String {
 
 /// A clock duration `PTnHnMnS` (any non-empty subset, in that order, each at most once; the
 /// seconds may have a fraction of up to 9 digits): the inverse of [`format_clock`]. Surrounding
-/// whitespace is ignored. `None` if malformed or beyond [`Duration`].
-pub fn parse_clock(text: &str) -> Option<Duration> {
+/// whitespace is ignored. `None` if malformed or beyond [`Duration`]. The tests' oracle for
+/// [`format_clock`] (round trips); nothing parses fractional clocks otherwise.
+#[cfg(test)]
+pub(crate) fn parse_clock(text: &str) -> Option<Duration> {
     clock(text, true)
 }
 
 /// Seconds of a clock duration in whole hours, minutes and seconds (`PT30M`, `PT1H`, `PT10M`,
 /// `PT60M`): Enedis' load-curve steps. `None` if malformed, fractional, zero or beyond `i64`.
-pub fn clock_seconds(text: &str) -> Option<i64> {
+pub(crate) fn clock_seconds(text: &str) -> Option<i64> {
     let d = clock(text, false)?;
     i64::try_from(d.as_secs()).ok().filter(|s| *s > 0)
 }
@@ -141,7 +143,7 @@ const LONGEST_MONTH_DAYS: u64 = 31;
 
 /// A duration that is not an acceptable consent duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
+pub(crate) enum DurationError {
     #[error("empty duration")]
     Empty,
     #[error("duration too long to be valid ({0} bytes)")]
@@ -172,7 +174,7 @@ pub enum DurationError {
 /// Normalising does not change the meaning: months and years are added together as one number of
 /// months (see [`ConsentDuration::expires_at`]), so `P18M` and `P1Y6M` end on the same day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConsentDuration {
+pub(crate) struct ConsentDuration {
     years: u32,
     months: u32,
     days: u32,
@@ -188,14 +190,17 @@ impl ConsentDuration {
     ///   three years). `P1095D` and `P2Y11M1D` are accepted; `P3Y1D` and `P1096D` are not
     ///   (`P1096D` is within three years only when they contain a 29 February), nor is
     ///   `P2Y11M30D`, which would be within three years but is beyond the simple rule.
-    pub const MAX: ConsentDuration = ConsentDuration {
+    ///
+    /// [`ConsentDuration::new`] applies the rule; the tests check this bound against it.
+    #[cfg(test)]
+    pub(crate) const MAX: ConsentDuration = ConsentDuration {
         years: 3,
         months: 0,
         days: 0,
     };
 
     /// A duration from its parts, normalised and checked like a parsed one.
-    pub fn new(years: u32, months: u32, days: u32) -> Result<Self, DurationError> {
+    pub(crate) fn new(years: u32, months: u32, days: u32) -> Result<Self, DurationError> {
         let total_months = u64::from(years) * 12 + u64::from(months);
         let days = u64::from(days);
         if total_months == 0 && days == 0 {
@@ -221,18 +226,6 @@ impl ConsentDuration {
         })
     }
 
-    pub fn years(&self) -> u32 {
-        self.years
-    }
-
-    pub fn months(&self) -> u32 {
-        self.months
-    }
-
-    pub fn days(&self) -> u32 {
-        self.days
-    }
-
     /// When a consent given at `from_unix` (seconds) ends, in seconds.
     ///
     /// Calendar arithmetic on the wall clock in Paris, where the customers are: years and months
@@ -240,7 +233,7 @@ impl ConsentDuration {
     /// February), then days, keeping the time of day across daylight-saving changes. A time that
     /// does not exist that day (spring forward) moves one hour later; an ambiguous one (fall back)
     /// takes the earlier instant. `None` only outside chrono's range of dates.
-    pub fn expires_at(&self, from_unix: i64) -> Option<i64> {
+    pub(crate) fn expires_at(&self, from_unix: i64) -> Option<i64> {
         paris::add_calendar(
             from_unix,
             self.years * 12 + self.months,
@@ -249,7 +242,7 @@ impl ConsentDuration {
     }
 
     /// The duration in French, as shown to the customer ("1 an et 6 mois").
-    pub fn french(&self) -> String {
+    pub(crate) fn french(&self) -> String {
         let mut parts = Vec::with_capacity(3);
         match self.years {
             0 => {}
@@ -659,7 +652,7 @@ mod tests {
         fn consent_durations_round_trip(years in 0u32..4, months in 0u32..40, days in 0u32..1200) {
             if let Ok(d) = ConsentDuration::new(years, months, days) {
                 prop_assert_eq!(d.to_string().parse::<ConsentDuration>(), Ok(d));
-                prop_assert!(d.months() < 12);
+                prop_assert!(d.months < 12);
             }
         }
 

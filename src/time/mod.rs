@@ -12,8 +12,8 @@
 //!
 //! This module depends on nothing else of the crate, so every layer may use it.
 
-pub mod duration;
-pub mod paris;
+pub(crate) mod duration;
+pub(crate) mod paris;
 
 /// The current instant, unix seconds.
 pub fn now() -> i64 {

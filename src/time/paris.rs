@@ -18,20 +18,20 @@ use chrono::{
 use chrono_tz::Tz;
 
 /// The zone of the meters' days and of Enedis' naive local timestamps.
-pub const TZ: Tz = chrono_tz::Europe::Paris;
+pub(crate) const TZ: Tz = chrono_tz::Europe::Paris;
 
 /// The wall-clock time in Paris at instant `t` (unix seconds); `None` outside chrono's range.
-pub fn local(t: i64) -> Option<NaiveDateTime> {
+pub(crate) fn local(t: i64) -> Option<NaiveDateTime> {
     DateTime::from_timestamp(t, 0).map(|utc| utc.with_timezone(&TZ).naive_local())
 }
 
 /// The Paris date at instant `t` (unix seconds); `None` outside chrono's range.
-pub fn date_of(t: i64) -> Option<NaiveDate> {
+pub(crate) fn date_of(t: i64) -> Option<NaiveDate> {
     local(t).map(|l| l.date())
 }
 
 /// Today's date in Paris.
-pub fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     chrono::Utc::now().with_timezone(&TZ).date_naive()
 }
 
@@ -39,7 +39,7 @@ pub fn today() -> NaiveDate {
 /// (autumn) time takes its first occurrence unless that is not after `after`, then its second;
 /// a skipped (spring) time is read with the offset in force before the gap. `None` only outside
 /// chrono's range.
-pub fn resolve(local: NaiveDateTime, after: Option<i64>) -> Option<i64> {
+pub(crate) fn resolve(local: NaiveDateTime, after: Option<i64>) -> Option<i64> {
     match TZ.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.timestamp()),
         LocalResult::Ambiguous(a, b) => {
@@ -64,14 +64,14 @@ pub fn resolve(local: NaiveDateTime, after: Option<i64>) -> Option<i64> {
 }
 
 /// Unix seconds of the local midnight starting `date`.
-pub fn midnight(date: NaiveDate) -> Option<i64> {
+pub(crate) fn midnight(date: NaiveDate) -> Option<i64> {
     resolve(date.and_time(NaiveTime::MIN), None)
 }
 
 /// The first instant after `now` whose Paris wall-clock time is `time`: today's, or tomorrow's
 /// if today's has passed. On the spring day a `time` inside the gap is read one hour later (see
 /// [`resolve`]) rather than skipped.
-pub fn next_at(time: NaiveTime, now: i64) -> Option<i64> {
+pub(crate) fn next_at(time: NaiveTime, now: i64) -> Option<i64> {
     let today = date_of(now)?;
     [Some(today), today.succ_opt()]
         .into_iter()
@@ -83,7 +83,7 @@ pub fn next_at(time: NaiveTime, now: i64) -> Option<i64> {
 /// Instant `from` plus `months` then `days` on the Paris wall clock: the day of month clamped to
 /// the target month (31 January + 1 month = 28 or 29 February), the time of day kept across
 /// daylight-saving changes and resolved by [`resolve`]. `None` only outside chrono's range.
-pub fn add_calendar(from: i64, months: u32, days: u64) -> Option<i64> {
+pub(crate) fn add_calendar(from: i64, months: u32, days: u64) -> Option<i64> {
     let wall = local(from)?
         .checked_add_months(Months::new(months))?
         .checked_add_days(Days::new(days))?;
@@ -91,7 +91,7 @@ pub fn add_calendar(from: i64, months: u32, days: u64) -> Option<i64> {
 }
 
 /// Instant `t` as RFC 3339 with its Paris offset, to the second (`2026-09-29T00:00:00+02:00`).
-pub fn rfc3339(t: i64) -> Option<String> {
+pub(crate) fn rfc3339(t: i64) -> Option<String> {
     DateTime::from_timestamp(t, 0).map(|utc| {
         utc.with_timezone(&TZ)
             .format("%Y-%m-%dT%H:%M:%S%:z")
@@ -101,15 +101,15 @@ pub fn rfc3339(t: i64) -> Option<String> {
 
 /// One Paris day as a UTC interval `[start, end)`: 23, 24 or 25 hours long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalDay {
-    pub date: NaiveDate,
-    pub start: i64,
-    pub end: i64,
+pub(crate) struct LocalDay {
+    pub(crate) date: NaiveDate,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
 }
 
 impl LocalDay {
     /// The day of `date`; `None` only for dates chrono cannot represent.
-    pub fn of(date: NaiveDate) -> Option<LocalDay> {
+    pub(crate) fn of(date: NaiveDate) -> Option<LocalDay> {
         Some(LocalDay {
             date,
             start: midnight(date)?,
@@ -118,23 +118,24 @@ impl LocalDay {
     }
 
     /// The day that holds instant `t`.
-    pub fn containing(t: i64) -> Option<LocalDay> {
+    pub(crate) fn containing(t: i64) -> Option<LocalDay> {
         LocalDay::of(date_of(t)?)
     }
 
     /// The day after this one.
-    pub fn next(self) -> Option<LocalDay> {
+    pub(crate) fn next(self) -> Option<LocalDay> {
         LocalDay::of(self.date.succ_opt()?)
     }
 
-    /// Its length in seconds: 82 800, 86 400 or 90 000.
-    pub fn seconds(&self) -> i64 {
+    /// Its length in seconds: 82 800, 86 400 or 90 000 (what the tests check).
+    #[cfg(test)]
+    pub(crate) fn seconds(&self) -> i64 {
         self.end - self.start
     }
 }
 
 /// The days lying entirely in instants `[from, to)`, ascending.
-pub fn days_within(from: i64, to: i64) -> Vec<LocalDay> {
+pub(crate) fn days_within(from: i64, to: i64) -> Vec<LocalDay> {
     let mut days = Vec::new();
     let mut day = LocalDay::containing(from);
     while let Some(d) = day {
@@ -152,7 +153,7 @@ pub fn days_within(from: i64, to: i64) -> Vec<LocalDay> {
 /// The dates `[first, end)` of the days that instants `[start, end)` touch: the day holding
 /// `start` through the day holding the last second before `end`. `None` if the range is empty
 /// or out of chrono's range.
-pub fn dates_covering(start: i64, end: i64) -> Option<(NaiveDate, NaiveDate)> {
+pub(crate) fn dates_covering(start: i64, end: i64) -> Option<(NaiveDate, NaiveDate)> {
     if end <= start {
         return None;
     }
@@ -162,7 +163,7 @@ pub fn dates_covering(start: i64, end: i64) -> Option<(NaiveDate, NaiveDate)> {
 }
 
 /// Every date of `[start, end)`, ascending.
-pub fn dates(start: NaiveDate, end: NaiveDate) -> impl Iterator<Item = NaiveDate> {
+pub(crate) fn dates(start: NaiveDate, end: NaiveDate) -> impl Iterator<Item = NaiveDate> {
     start.iter_days().take_while(move |d| *d < end)
 }
 

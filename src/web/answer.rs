@@ -9,7 +9,7 @@ use super::pages::{render_message, CONTENT_SECURITY_POLICY};
 
 /// An answer of ours.
 #[derive(Debug)]
-pub enum Page {
+pub(crate) enum Page {
     Html {
         status: u16,
         body: String,
@@ -19,20 +19,20 @@ pub enum Page {
 }
 
 impl Page {
-    pub fn html(status: u16, body: String) -> Page {
+    pub(crate) fn html(status: u16, body: String) -> Page {
         Page::Html { status, body }
     }
 
-    pub fn redirect(to: &str) -> Page {
+    pub(crate) fn redirect(to: &str) -> Page {
         Page::Redirect(to.to_owned())
     }
 
-    pub fn error(status: u16, title: &str, text: &str) -> Page {
+    pub(crate) fn error(status: u16, title: &str, text: &str) -> Page {
         Page::html(status, render_message(title, text))
     }
 
     /// A failure of ours: logged with its detail, shown without.
-    pub fn internal(detail: impl std::fmt::Display) -> Page {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Page {
         tracing::error!(%detail, "internal error while serving a web page");
         Page::error(
             500,

@@ -34,7 +34,7 @@ const MAX_STATE: usize = 512;
 const MAX_LEGACY_POINTS: usize = 10;
 
 /// `GET /authorize?id=…[&duration=P1Y][&state=…][&redirect_uri=…]`.
-pub async fn authorize_page(state: &WebState, query: &HashMap<String, String>) -> Page {
+pub(crate) async fn authorize_page(state: &WebState, query: &HashMap<String, String>) -> Page {
     let Some(id) = query.get("id").filter(|id| !id.is_empty()) else {
         return Page::error(
             400,
@@ -125,7 +125,7 @@ fn enedis_authorize_url(enedis: &Enedis, state: &str, duration: &ConsentDuration
 
 /// `GET /enedis/callback?autorisation_id=…&state=…` (authorize v2), or the legacy
 /// `?code=…&usage_point_id=…&state=…` (v1).
-pub async fn callback(state: &WebState, query: &HashMap<String, String>) -> Page {
+pub(crate) async fn callback(state: &WebState, query: &HashMap<String, String>) -> Page {
     let Some(our_state) = query.get("state").filter(|s| !s.is_empty()) else {
         return Page::error(
             400,

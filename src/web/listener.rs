@@ -35,7 +35,7 @@ impl Limits {
     /// The configured limits, with `max_connections` lowered if the process may not open that
     /// many files besides [`RESERVED_FDS`]. Raises the soft open-files limit to the hard one
     /// first (systemd's default soft limit is 1,024; the unit sets 65,536).
-    pub fn for_this_process(web: &WebConfig) -> Limits {
+    pub(crate) fn for_this_process(web: &WebConfig) -> Limits {
         let soft = match rlimit::increase_nofile_limit(u64::MAX) {
             Ok(limit) => limit,
             Err(e) => {

@@ -8,10 +8,10 @@
 //! - Pure building blocks, no HTTP: [`sanitize`] makes the application's description safe,
 //!   [`pages`] renders the HTML (the requested consent duration is `crate::time::duration`).
 
-pub mod answer;
-pub mod consent;
+pub(crate) mod answer;
+pub(crate) mod consent;
 pub mod listener;
-pub mod pages;
-pub mod sanitize;
+pub(crate) mod pages;
+pub(crate) mod sanitize;
 pub mod server;
 pub mod state;

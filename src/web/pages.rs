@@ -12,7 +12,7 @@ use crate::web::sanitize::sanitize_description;
 
 /// `Content-Security-Policy` to send with these pages: nothing runs, nothing is framed, posted or
 /// loaded, except https images (the logo) and the inline stylesheet.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; img-src https:; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; img-src https:; \
      style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Plain, readable, high contrast; system fonts so that nothing is fetched.
@@ -34,7 +34,7 @@ a:focus-visible{outline:3px solid #f0a30a;outline-offset:2px}\
 .note{color:#4a4f57;font-size:.9375rem}";
 
 /// Escapes text for HTML content and for double- or single-quoted attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -51,22 +51,22 @@ pub fn escape(text: &str) -> String {
 
 /// What the consent page shows.
 #[derive(Debug, Clone, Copy)]
-pub struct ConsentPage<'a> {
+pub(crate) struct ConsentPage<'a> {
     /// The application's name, as it asked for the page.
-    pub app_name: &'a str,
+    pub(crate) app_name: &'a str,
     /// Its logo, an https URL checked by the caller; shown 100 px wide.
-    pub logo_url: Option<&'a str>,
+    pub(crate) logo_url: Option<&'a str>,
     /// Its description, raw HTML as received: sanitised by [`render_consent`].
-    pub description_html: &'a str,
-    pub duration: &'a ConsentDuration,
+    pub(crate) description_html: &'a str,
+    pub(crate) duration: &'a ConsentDuration,
     /// Enedis' authorize URL with its query, already built.
-    pub button_href: &'a str,
+    pub(crate) button_href: &'a str,
     /// The application's XMPP address, so that the customer can tell two homonyms apart.
-    pub app_jid: &'a str,
+    pub(crate) app_jid: &'a str,
 }
 
 /// The consent page: who asks, what for, for how long, and the button to Enedis.
-pub fn render_consent(page: &ConsentPage) -> String {
+pub(crate) fn render_consent(page: &ConsentPage) -> String {
     let name = escape(page.app_name);
     // `write!` to a String cannot fail: its results are ignored below.
     let mut body = String::new();
@@ -116,7 +116,7 @@ pub fn render_consent(page: &ConsentPage) -> String {
 ///
 /// `text` is plain text (escaped here): a blank line starts a new paragraph and a single line
 /// break is kept, so that a list of usage points can be one per line.
-pub fn render_message(title: &str, text: &str) -> String {
+pub(crate) fn render_message(title: &str, text: &str) -> String {
     let mut body = format!("<h1>{}</h1>\n", escape(title));
     for paragraph in text.split("\n\n") {
         let lines: Vec<String> = paragraph

@@ -33,7 +33,7 @@ const DROPPED_WITH_CONTENT: [&str; 12] = [
 
 /// `rel` forced on every kept link: the linked site gets no handle on our page (`noopener`), no
 /// consent URL in its logs (`noreferrer`), and no ranking benefit from us (`nofollow`).
-pub const LINK_REL: &str = "noopener noreferrer nofollow";
+pub(crate) const LINK_REL: &str = "noopener noreferrer nofollow";
 
 fn builder() -> ammonia::Builder<'static> {
     let mut b = ammonia::Builder::empty();
@@ -53,7 +53,7 @@ fn builder() -> ammonia::Builder<'static> {
 }
 
 /// The description as HTML safe to embed in our page as is.
-pub fn sanitize_description(html: &str) -> String {
+pub(crate) fn sanitize_description(html: &str) -> String {
     builder().clean(html).to_string()
 }
 
@@ -61,7 +61,7 @@ pub fn sanitize_description(html: &str) -> String {
 ///
 /// This is what the customer read, recorded as the purpose of the consent; it is derived from the
 /// sanitised HTML so that dropped content (scripts, styles) never ends up in the record.
-pub fn description_text(html: &str) -> String {
+pub(crate) fn description_text(html: &str) -> String {
     strip_tags(&sanitize_description(html))
 }
 

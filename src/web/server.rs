@@ -60,7 +60,7 @@ async fn refuse_large_bodies(
 }
 
 /// Serves on `listener` until `shutdown`, within `limits`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<WebState>,
     limits: super::listener::Limits,

@@ -31,17 +31,17 @@ use crate::stanzas::form::Submitted;
 use crate::stanzas::ns;
 
 /// How long an idle session is kept.
-pub const SESSION_TTL: Duration = Duration::from_secs(600);
+pub(crate) const SESSION_TTL: Duration = Duration::from_secs(600);
 /// How long an idle session is kept while more than 3/4 of `sessions_total` are open: a client
 /// answers a form within a minute, an abandoned session need not hold a place for ten.
-pub const PRESSURE_TTL: Duration = Duration::from_secs(60);
+pub(crate) const PRESSURE_TTL: Duration = Duration::from_secs(60);
 
 /// Where the engine reads the time: `Instant::now`, or a clock a test moves.
 pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 /// Who may run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Anyone; the command checks grants on the data it touches.
     Anyone,
     /// Only `[access] admins`.
@@ -50,7 +50,7 @@ pub enum Access {
 
 /// Which JIDs list a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Service,
     /// Every source JID, or only sources of this kind (`enedis`).
     Source(Option<&'static str>),
@@ -60,14 +60,14 @@ pub enum Scope {
 /// What a command declares about itself.
 #[derive(Debug)]
 pub struct Spec {
-    pub node: &'static str,
-    pub name: &'static str,
-    pub access: Access,
-    pub scopes: &'static [Scope],
+    pub(crate) node: &'static str,
+    pub(crate) name: &'static str,
+    pub(crate) access: Access,
+    pub(crate) scopes: &'static [Scope],
 }
 
 impl Spec {
-    pub fn applies_to(&self, target: &Target) -> bool {
+    pub(crate) fn applies_to(&self, target: &Target) -> bool {
         self.scopes.iter().any(|scope| match (scope, target) {
             (Scope::Service, Target::Service) => true,
             (Scope::Source(kind), Target::Source(s)) => kind.is_none_or(|k| k == s.kind),
@@ -81,10 +81,10 @@ impl Spec {
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// The result form (`type="result"`), first payload.
-    pub form: Option<Element>,
+    pub(crate) form: Option<Element>,
     /// Further payloads, e.g. `<quoalise/>`.
-    pub payloads: Vec<Element>,
-    pub notes: Vec<Note>,
+    pub(crate) payloads: Vec<Element>,
+    pub(crate) notes: Vec<Note>,
 }
 
 /// How a run ends.
@@ -138,7 +138,7 @@ impl Engine {
         Self::with_ttl(commands, SESSION_TTL)
     }
 
-    pub fn with_ttl(commands: Vec<Arc<dyn AdHocCommand>>, ttl: Duration) -> Self {
+    pub(crate) fn with_ttl(commands: Vec<Arc<dyn AdHocCommand>>, ttl: Duration) -> Self {
         Engine {
             commands,
             sessions: Mutex::new(HashMap::new()),
@@ -171,7 +171,7 @@ impl Engine {
     }
 
     /// disco#items on the commands node.
-    pub fn items(&self, req: &Request) -> Vec<Item> {
+    pub(crate) fn items(&self, req: &Request) -> Vec<Item> {
         let jid: Jid = req.to.to_bare().into();
         self.visible(req)
             .map(|c| Item {
@@ -183,7 +183,7 @@ impl Engine {
     }
 
     /// disco#info on a command node; `None` when no such command is listed here.
-    pub fn info(&self, req: &Request, node: &str) -> Option<DiscoInfoResult> {
+    pub(crate) fn info(&self, req: &Request, node: &str) -> Option<DiscoInfoResult> {
         let command = self.visible(req).find(|c| c.spec().node == node)?;
         Some(DiscoInfoResult {
             node: Some(node.to_owned()),
@@ -202,7 +202,7 @@ impl Engine {
     }
 
     /// Handles an `<iq type="set"><command/></iq>` payload; returns the `<command/>` answer.
-    pub async fn handle(
+    pub(crate) async fn handle(
         &self,
         ctx: &Context,
         req: &Request,

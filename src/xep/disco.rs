@@ -17,7 +17,7 @@ use crate::xep::adhoc::Engine;
 use crate::xep::rsm;
 
 /// Name of the service identity.
-pub const SERVICE_NAME: &str = "Quoalise";
+pub(crate) const SERVICE_NAME: &str = "Quoalise";
 
 /// Features of the component's domain.
 const SERVICE_FEATURES: &[&str] = &[
@@ -53,7 +53,7 @@ fn usage_point_features() -> Vec<&'static str> {
     features
 }
 
-pub async fn info(
+pub(crate) async fn info(
     ctx: &Context,
     commands: &Engine,
     req: &Request,
@@ -118,7 +118,7 @@ pub async fn info(
     Ok(result.into())
 }
 
-pub async fn items(
+pub(crate) async fn items(
     ctx: &Context,
     commands: &Engine,
     req: &Request,

@@ -1,8 +1,8 @@
 //! XMPP extensions we serve, one module per spec.
 
 pub mod adhoc;
-pub mod disco;
-pub mod ping;
-pub mod pubsub;
-pub mod rsm;
-pub mod version;
+pub(crate) mod disco;
+pub(crate) mod ping;
+pub(crate) mod pubsub;
+pub(crate) mod rsm;
+pub(crate) mod version;

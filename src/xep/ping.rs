@@ -6,6 +6,6 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ping::Ping;
 
 /// A ping from the component's domain to `to`, with the given id.
-pub fn request(from: Jid, to: Jid, id: String) -> Element {
+pub(crate) fn request(from: Jid, to: Jid, id: String) -> Element {
     Iq::from_get(id, Ping).with_from(from).with_to(to).into()
 }

@@ -23,7 +23,7 @@ use crate::stanzas::pubsub::{self as stanza, Request as PubSubRequest, State};
 use crate::xep::rsm;
 
 /// Features of the PubSub service, exactly those implemented (XEP-0060 §10).
-pub const FEATURES: &[&str] = &[
+pub(crate) const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#access-whitelist",
     "http://jabber.org/protocol/pubsub#last-published",
     "http://jabber.org/protocol/pubsub#meta-data",
@@ -37,7 +37,7 @@ pub const FEATURES: &[&str] = &[
 const ENVELOPE: usize = 8 * 1024;
 
 /// Handles an `<iq><pubsub/></iq>` addressed to a usage point.
-pub async fn handle(
+pub(crate) async fn handle(
     ctx: &Context,
     req: &Request,
     payload: &Element,
@@ -174,7 +174,7 @@ async fn subscribe(
 /// The counts are read before the insert, so a refusal writes nothing; and read again after a
 /// new insert, because requests of one requester run concurrently and could all pass the first
 /// check: a subscription that went over is removed again and refused.
-pub async fn subscribe_within_limits(
+pub(crate) async fn subscribe_within_limits(
     ctx: &Context,
     requester: &BareJid,
     kind: SubscriptionKind,

@@ -8,13 +8,13 @@ use xmpp_parsers::rsm::{First, SetQuery, SetResult};
 use crate::request::error::RequestError;
 
 /// Page size when the client asks for none.
-pub const DEFAULT_PAGE: usize = 500;
+pub(crate) const DEFAULT_PAGE: usize = 500;
 /// Largest page we return whatever the client asks, to keep answers far below stanza limits.
-pub const MAX_PAGE: usize = 1000;
+pub(crate) const MAX_PAGE: usize = 1000;
 
 /// One page of `items` and the `<set/>` to send with it (`None` when the client sent no `<set/>`
 /// and the whole list fits in one default page).
-pub fn page<T: Clone>(
+pub(crate) fn page<T: Clone>(
     items: &[T],
     uid: impl Fn(&T) -> String,
     query: Option<&SetQuery>,

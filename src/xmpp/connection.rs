@@ -106,7 +106,7 @@ pub struct LinkConfig {
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     #[error("another component is already connected as this domain (conflict)")]
     Conflict,
     #[error("the server refused the shared secret (not-authorized): check [xmpp] secret")]

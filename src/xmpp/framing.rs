@@ -38,7 +38,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// For logs and error texts.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Refusal::TooDeep => "nested deeper than the component accepts",
             Refusal::TooLarge => "larger than the component accepts",
@@ -343,8 +343,9 @@ impl Framer {
         self.reset();
     }
 
-    /// Bytes held for the element being read (bounded by `max_size`).
-    pub fn buffered(&self) -> usize {
+    /// Bytes held for the element being read (bounded by `max_size`, as the tests check).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
 }

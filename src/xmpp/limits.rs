@@ -21,7 +21,7 @@ use crate::request::error::RequestError;
 
 /// How much a request costs against its requester's rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cost {
+pub(crate) enum Cost {
     /// Discovery, ping, version, subscriptions: cheap.
     Light,
     /// Ad-hoc commands and PubSub item retrieval: they read history (and may call upstream).
@@ -38,7 +38,7 @@ pub struct RequestLimits {
 }
 
 /// A request being handled; dropping it frees its requester's slot.
-pub struct InFlight {
+pub(crate) struct InFlight {
     limits: Arc<RequestLimits>,
     requester: BareJid,
 }
@@ -77,7 +77,7 @@ impl RequestLimits {
     }
 
     /// Admits one request of `requester`, or says which limit it is over.
-    pub fn admit(
+    pub(crate) fn admit(
         self: &Arc<Self>,
         requester: &BareJid,
         cost: Cost,
@@ -105,7 +105,7 @@ impl RequestLimits {
     }
 
     /// Requests of `requester` being handled now.
-    pub fn in_flight_of(&self, requester: &BareJid) -> u32 {
+    pub(crate) fn in_flight_of(&self, requester: &BareJid) -> u32 {
         self.lock().get(requester).copied().unwrap_or(0)
     }
 
@@ -113,12 +113,12 @@ impl RequestLimits {
     /// a requester is refused rather than served from the reserved handler slots: half, not
     /// "anything", because a well-behaved client whose earlier answers sit behind a slow server
     /// legitimately has one or two requests in flight.
-    pub fn holds_many(&self, requester: &BareJid) -> bool {
+    pub(crate) fn holds_many(&self, requester: &BareJid) -> bool {
         self.in_flight_of(requester) > (self.max_in_flight / 2).max(1)
     }
 
     /// Charges the rest of a heavy request's cost, for a request first admitted as light.
-    pub fn charge_heavy(&self, requester: &BareJid) -> Result<(), RequestError> {
+    pub(crate) fn charge_heavy(&self, requester: &BareJid) -> Result<(), RequestError> {
         let Some(rest) = NonZeroU32::new(self.heavy_cost.get() - 1) else {
             return Ok(());
         };
@@ -137,13 +137,13 @@ impl RequestLimits {
     }
 
     /// Forgets requesters whose rate state is back to full (call it now and then).
-    pub fn forget_idle(&self) {
+    pub(crate) fn forget_idle(&self) {
         self.rate.retain_recent();
         self.rate.shrink_to_fit();
     }
 
     /// Requesters whose rate state is remembered.
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.rate.len()
     }
 }

@@ -196,11 +196,11 @@ fn attributes(bytes: &[u8]) -> Vec<Attribute> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Addressing {
     /// The element name as written (`iq`, `message`, `presence`, or a prefixed name).
-    pub name: String,
-    pub type_: Option<String>,
-    pub id: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub(crate) name: String,
+    pub(crate) type_: Option<String>,
+    pub(crate) id: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
 }
 
 /// The opening tag of `bytes` (`<iq … >` or `<iq … />`), quotes respected.

@@ -31,10 +31,6 @@ impl Router {
         }
     }
 
-    pub fn context(&self) -> &Context {
-        &self.ctx
-    }
-
     /// The ad-hoc commands and their open sessions.
     pub fn commands(&self) -> &Engine {
         &self.commands

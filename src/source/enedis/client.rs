@@ -39,16 +39,16 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// The API products Enedis counts quotas on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
+pub(crate) enum Api {
     Token,
     Measure,
     SubscribedServices,
 }
 
 impl Api {
-    pub const ALL: [Api; 3] = [Api::Token, Api::Measure, Api::SubscribedServices];
+    pub(crate) const ALL: [Api; 3] = [Api::Token, Api::Measure, Api::SubscribedServices];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Api::Token => "oauth2",
             Api::Measure => "mesure_synchrone_auto",
@@ -59,7 +59,7 @@ impl Api {
 
 /// Why a call gave no usable answer.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// Enedis answered with an error (or we are still backing off from its throttling answer).
     #[error("{0}")]
     Upstream(UpstreamError),
@@ -90,46 +90,46 @@ impl From<ParseError> for ClientError {
 
 /// What the call log records about the cause of a call.
 #[derive(Debug, Clone, Default)]
-pub struct CallContext {
-    pub usage_point: Option<String>,
-    pub consent_id: Option<i64>,
+pub(crate) struct CallContext {
+    pub(crate) usage_point: Option<String>,
+    pub(crate) consent_id: Option<i64>,
     /// Bare JID; `None` for the component's own work (daily poll, consent exchange).
-    pub requester: Option<String>,
+    pub(crate) requester: Option<String>,
 }
 
 /// Settings of a [`Client`], from the source's config.
 #[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub source: String,
-    pub api_url: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub per_second: NonZeroU32,
-    pub per_hour: NonZeroU32,
-    pub max_quota_wait: Duration,
-    pub request_timeout: Duration,
+pub(crate) struct ClientSettings {
+    pub(crate) source: String,
+    pub(crate) api_url: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Secret,
+    pub(crate) per_second: NonZeroU32,
+    pub(crate) per_hour: NonZeroU32,
+    pub(crate) max_quota_wait: Duration,
+    pub(crate) request_timeout: Duration,
 }
 
 /// One subscribed service, as `POST /subscribed_services/v1` lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SubscribedService {
-    pub point_id: String,
+pub(crate) struct SubscribedService {
+    pub(crate) point_id: String,
     #[serde(default)]
-    pub etat_code: String,
+    pub(crate) etat_code: String,
     #[serde(default)]
-    pub date_debut: Option<String>,
+    pub(crate) date_debut: Option<String>,
     #[serde(default)]
-    pub date_fin: Option<String>,
+    pub(crate) date_fin: Option<String>,
     #[serde(default)]
-    pub soutirage: bool,
+    pub(crate) soutirage: bool,
     #[serde(default)]
-    pub injection: bool,
+    pub(crate) injection: bool,
 }
 
 impl SubscribedService {
     /// Services in force or being set up; the others (`TERMINE`, `SUPPRIME`) are history.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         matches!(self.etat_code.as_str(), "ACTIF" | "DEMANDE")
     }
 }
@@ -157,7 +157,7 @@ struct Backoff {
     error: UpstreamError,
 }
 
-pub struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: Url,
     settings: ClientSettings,
@@ -169,7 +169,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
+    pub(crate) fn new(
         settings: ClientSettings,
         store: Arc<dyn Store>,
         metrics: Metrics,
@@ -212,7 +212,7 @@ impl Client {
     }
 
     /// Readings of one measure over `window` for `prm`. Days without data are simply absent.
-    pub async fn measure(
+    pub(crate) async fn measure(
         &self,
         kind: Kind,
         direction: Direction,
@@ -251,7 +251,7 @@ impl Client {
     }
 
     /// The services a consent (`autorisation_id`) covers.
-    pub async fn subscribed_services(
+    pub(crate) async fn subscribed_services(
         &self,
         autorisation_id: &str,
         context: &CallContext,
@@ -495,7 +495,7 @@ struct LogEntry {
 }
 
 /// The measure endpoint of a kind and direction; Enedis has no production max power.
-pub fn endpoint(kind: Kind, direction: Direction) -> Option<&'static str> {
+pub(crate) fn endpoint(kind: Kind, direction: Direction) -> Option<&'static str> {
     match (kind, direction) {
         (Kind::LoadCurve, Direction::Consumption) => Some("courbe_de_charge_consommation"),
         (Kind::LoadCurve, Direction::Production) => Some("courbe_de_charge_production"),

@@ -10,52 +10,52 @@ use crate::config::{ConfigError, HumanDuration, Secret, SecretKeys};
 use crate::source::SourceInfo;
 
 /// Environment variable that overrides `client_secret` / `client_secret_file`.
-pub const CLIENT_SECRET_ENV: &str = "QUOALISE_ENEDIS_CLIENT_SECRET";
+pub(crate) const CLIENT_SECRET_ENV: &str = "QUOALISE_ENEDIS_CLIENT_SECRET";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnedisConfig {
-    pub id: String,
+    pub(crate) id: String,
     /// Base URL of the APIs: the token, `mesure_synchrone_auto`, `subscribed_services` paths live
     /// under it.
     #[serde(default = "default_api_url")]
-    pub api_url: String,
+    pub(crate) api_url: String,
     /// The customer's consent page at Enedis (authorize v2).
     #[serde(default = "default_authorize_url")]
-    pub authorize_url: String,
-    pub client_id: String,
-    pub client_secret: Option<Secret>,
-    pub client_secret_file: Option<PathBuf>,
+    pub(crate) authorize_url: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<Secret>,
+    pub(crate) client_secret_file: Option<PathBuf>,
     /// Europe/Paris time of the daily fetch of D-1 for consented usage points.
     #[serde(default = "default_poll_time")]
-    pub poll_time: String,
+    pub(crate) poll_time: String,
     /// Delay between two attempts of the daily fetch when D-1 is not available yet.
     #[serde(default = "default_poll_retry")]
-    pub poll_retry: HumanDuration,
+    pub(crate) poll_retry: HumanDuration,
     /// Attempts of the daily fetch, the first included.
     #[serde(default = "default_poll_attempts")]
-    pub poll_attempts: u32,
+    pub(crate) poll_attempts: u32,
     /// Enedis' quotas, per API.
     #[serde(default = "default_per_second")]
-    pub requests_per_second: NonZeroU32,
+    pub(crate) requests_per_second: NonZeroU32,
     #[serde(default = "default_per_hour")]
-    pub requests_per_hour: NonZeroU32,
+    pub(crate) requests_per_hour: NonZeroU32,
     /// Longest a request waits for the quota before it is refused with `resource-constraint`.
     #[serde(default = "default_max_quota_wait")]
-    pub max_quota_wait: HumanDuration,
+    pub(crate) max_quota_wait: HumanDuration,
     /// Timeout of one HTTP call.
     #[serde(default = "default_request_timeout")]
-    pub request_timeout: HumanDuration,
+    pub(crate) request_timeout: HumanDuration,
     /// How long the link behind a consent page button stays usable.
     #[serde(default = "default_consent_link_lifetime")]
-    pub consent_link_lifetime: HumanDuration,
+    pub(crate) consent_link_lifetime: HumanDuration,
     /// Most consent pages one application may keep.
     #[serde(default = "default_max_consent_pages")]
-    pub max_consent_pages: u32,
+    pub(crate) max_consent_pages: u32,
     #[serde(default = "default_title")]
-    pub title: String,
+    pub(crate) title: String,
     #[serde(default = "default_description")]
-    pub description: String,
+    pub(crate) description: String,
 }
 
 fn default_api_url() -> String {
@@ -111,7 +111,7 @@ fn default_description() -> String {
 }
 
 impl EnedisConfig {
-    pub fn info(&self) -> SourceInfo {
+    pub(crate) fn info(&self) -> SourceInfo {
         SourceInfo {
             id: self.id.clone(),
             kind: "enedis".into(),
@@ -122,7 +122,11 @@ impl EnedisConfig {
 
     /// The client secret: `QUOALISE_ENEDIS_CLIENT_SECRET`, else `client_secret_file`, else
     /// `client_secret`. `key` is the table's path (`source[0]`).
-    pub fn client_secret(&self, key: &str, env: Option<String>) -> Result<Secret, ConfigError> {
+    pub(crate) fn client_secret(
+        &self,
+        key: &str,
+        env: Option<String>,
+    ) -> Result<Secret, ConfigError> {
         SecretKeys {
             inline: &format!("{key}.client_secret"),
             file: &format!("{key}.client_secret_file"),
@@ -136,7 +140,7 @@ impl EnedisConfig {
     }
 
     /// `poll_time` as a time of day.
-    pub fn poll_time(&self) -> Option<NaiveTime> {
+    pub(crate) fn poll_time(&self) -> Option<NaiveTime> {
         NaiveTime::parse_from_str(self.poll_time.trim(), "%H:%M").ok()
     }
 

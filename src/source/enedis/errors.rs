@@ -21,25 +21,20 @@ const MAX_TEXT: usize = 200;
 
 /// An upstream failure as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamError {
+pub(crate) struct UpstreamError {
     /// HTTP status of the answer.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Enedis' code (`ADAM-ERR0123`, `900807`), else the status; never empty.
-    pub code: String,
+    pub(crate) code: String,
     /// Enedis' message, else the status' reason phrase; never empty.
-    pub message: String,
+    pub(crate) message: String,
     /// When the gateway accepts calls again (unix seconds), from `nextAccessTime`.
-    pub next_access_time: Option<i64>,
+    pub(crate) next_access_time: Option<i64>,
 }
 
 impl UpstreamError {
-    /// `(code, message)`, as the `<upstream-error>` element and its text need them.
-    pub fn code_and_message(&self) -> (&str, &str) {
-        (&self.code, &self.message)
-    }
-
     /// Over quota: HTTP 429 or a WSO2 throttling code (`9008xx` "Message throttled out").
-    pub fn is_throttled(&self) -> bool {
+    pub(crate) fn is_throttled(&self) -> bool {
         self.status == 429
             || matches!(
                 self.code.as_str(),
@@ -59,7 +54,7 @@ impl fmt::Display for UpstreamError {
 }
 
 /// Reads the body of a failed answer (`status` ≥ 400). Never fails.
-pub fn parse_error(status: u16, body: &str) -> UpstreamError {
+pub(crate) fn parse_error(status: u16, body: &str) -> UpstreamError {
     let fields = serde_json::from_str::<Value>(body)
         .ok()
         .map(|v| from_json(&v))
@@ -230,7 +225,6 @@ mod tests {
         );
         assert_eq!(e.next_access_time, None);
         assert!(!e.is_throttled());
-        assert_eq!(e.code_and_message().0, "900908");
     }
 
     #[test]

@@ -4,11 +4,11 @@ use super::parse::{Direction, Kind};
 use crate::model::{Identifier, Measurement, Series, UsagePoint};
 
 /// A PRM is 14 digits.
-pub fn is_prm(text: &str) -> bool {
+pub(crate) fn is_prm(text: &str) -> bool {
     text.len() == 14 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-pub fn usage_point(source: &str, prm: &str) -> UsagePoint {
+pub(crate) fn usage_point(source: &str, prm: &str) -> UsagePoint {
     UsagePoint {
         id: prm.to_owned(),
         source: source.to_owned(),
@@ -24,7 +24,7 @@ pub fn usage_point(source: &str, prm: &str) -> UsagePoint {
 }
 
 /// The measures a meter has, by the directions its consent covers (`soutirage`, `injection`).
-pub fn measures(consumption: bool, production: bool) -> Vec<(Kind, Direction)> {
+pub(crate) fn measures(consumption: bool, production: bool) -> Vec<(Kind, Direction)> {
     let mut measures = Vec::new();
     if consumption {
         measures.extend([
@@ -43,7 +43,7 @@ pub fn measures(consumption: bool, production: bool) -> Vec<(Kind, Direction)> {
 }
 
 /// The series of a measure.
-pub fn series(prm: &str, kind: Kind, direction: Direction) -> Series {
+pub(crate) fn series(prm: &str, kind: Kind, direction: Direction) -> Series {
     let (title, name, quantity, aggregation, step) = match kind {
         Kind::LoadCurve => (
             "Load curve (mean active power)",
@@ -88,7 +88,7 @@ pub fn series(prm: &str, kind: Kind, direction: Direction) -> Series {
 }
 
 /// The measure behind a series path, if it is one of ours.
-pub fn measure_of(path: &str) -> Option<(Kind, Direction)> {
+pub(crate) fn measure_of(path: &str) -> Option<(Kind, Direction)> {
     [Direction::Consumption, Direction::Production]
         .into_iter()
         .flat_map(|d| {

@@ -26,13 +26,13 @@ macro_rules! fixture {
     };
 }
 
-pub mod client;
-pub mod config;
-pub mod errors;
-pub mod meter;
-pub mod parse;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod errors;
+pub(crate) mod meter;
+pub(crate) mod parse;
 pub mod service;
-pub mod windows;
+pub(crate) mod windows;
 
 pub use config::EnedisConfig;
 pub use service::Enedis;

@@ -23,7 +23,7 @@ use crate::time::{duration, paris};
 
 /// Why a response could not be turned into readings.
 #[derive(Debug, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     #[error("malformed Enedis response: {0}")]
     Json(#[from] serde_json::Error),
     #[error("unknown grandeurMetier {0:?} (expected CONS or PROD)")]
@@ -51,71 +51,71 @@ pub enum ParseError {
 /// carry `pas`, only load-curve points carry `p`, `n`, `iv`, `ec`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MeasureResponse {
-    pub id_prm: String,
+pub(crate) struct MeasureResponse {
+    pub(crate) id_prm: String,
     /// `BRUT` (raw) or `BEST` (corrected).
-    pub etape_metier: Option<String>,
-    pub periode: Option<Periode>,
+    pub(crate) etape_metier: Option<String>,
+    pub(crate) periode: Option<Periode>,
     /// `GLOBALE` on daily energy.
-    pub type_valeur: Option<String>,
+    pub(crate) type_valeur: Option<String>,
     /// `MESURE`, `DIFF.INDEX`, `INTEG.COURBE`.
-    pub mode_calcul: Option<String>,
+    pub(crate) mode_calcul: Option<String>,
     /// Global step of daily responses (`P1D`, `P1M`).
-    pub pas: Option<String>,
+    pub(crate) pas: Option<String>,
     #[serde(default)]
-    pub grandeur: Vec<Grandeur>,
+    pub(crate) grandeur: Vec<Grandeur>,
 }
 
 /// The requested period, `dateDebut` included, `dateFin` excluded (`YYYY-MM-DD`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Periode {
-    pub date_debut: Option<String>,
-    pub date_fin: Option<String>,
+pub(crate) struct Periode {
+    pub(crate) date_debut: Option<String>,
+    pub(crate) date_fin: Option<String>,
 }
 
 /// One measured quantity of a response.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Grandeur {
+pub(crate) struct Grandeur {
     /// `CONS` or `PROD`.
-    pub grandeur_metier: String,
+    pub(crate) grandeur_metier: String,
     /// `PA` (load curve), `EA` (energy), `PMA` (max power), …
-    pub grandeur_physique: String,
+    pub(crate) grandeur_physique: String,
     /// `W`, `Wh`, `VA`.
-    pub unite: String,
+    pub(crate) unite: String,
     #[serde(default)]
-    pub points: Vec<Point>,
+    pub(crate) points: Vec<Point>,
 }
 
 /// One point: `v` (value, a string), `d` (naive Europe/Paris local time or date), and on load
 /// curves `p` (step), `n` (nature), `iv` (Linky plausibility index), `ec` (extra state).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Point {
+pub(crate) struct Point {
     #[serde(default)]
-    pub v: Option<Scalar>,
-    pub d: String,
+    pub(crate) v: Option<Scalar>,
+    pub(crate) d: String,
     #[serde(default)]
-    pub p: Option<String>,
+    pub(crate) p: Option<String>,
     #[serde(default)]
-    pub n: Option<Scalar>,
+    pub(crate) n: Option<Scalar>,
     #[serde(default)]
-    pub iv: Option<Scalar>,
+    pub(crate) iv: Option<Scalar>,
     #[serde(default)]
-    pub ec: Option<Scalar>,
+    pub(crate) ec: Option<Scalar>,
 }
 
 /// A field documented as a string that we also accept as a JSON number.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
-pub enum Scalar {
+pub(crate) enum Scalar {
     Text(String),
     Number(f64),
 }
 
 impl Point {
     /// The value, `None` for a gap (`"null"`, `""`, JSON `null`, no `v`).
-    pub fn value(&self) -> Result<Option<f64>, ParseError> {
+    pub(crate) fn value(&self) -> Result<Option<f64>, ParseError> {
         let bad = |value: String| ParseError::Value {
             value,
             at: self.d.clone(),
@@ -140,7 +140,7 @@ impl Point {
 
 /// Which measure a response holds; decides the series path, the unit and the time rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `courbe_de_charge_consommation` / `courbe_de_charge_production`: mean W per interval.
     LoadCurve,
     /// `consommation_quotidienne` / `production_quotidienne`: Wh per local day.
@@ -151,7 +151,7 @@ pub enum Kind {
 
 impl Kind {
     /// The unit readings are produced in.
-    pub fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         match self {
             Kind::LoadCurve => "W",
             Kind::DailyEnergy => "Wh",
@@ -168,7 +168,7 @@ impl Kind {
     }
 
     /// The generation-2 series path for `direction`.
-    pub fn path(self, direction: Direction) -> String {
+    pub(crate) fn path(self, direction: Direction) -> String {
         let d = direction.as_str();
         match self {
             Kind::LoadCurve => format!("{d}/power/active/raw"),
@@ -197,14 +197,14 @@ impl Kind {
 
 /// Direction of a `grandeur`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub(crate) enum Direction {
     Consumption,
     Production,
 }
 
 impl Direction {
     /// From `grandeurMetier`.
-    pub fn from_grandeur_metier(text: &str) -> Result<Self, ParseError> {
+    pub(crate) fn from_grandeur_metier(text: &str) -> Result<Self, ParseError> {
         match text.trim() {
             "CONS" => Ok(Direction::Consumption),
             "PROD" => Ok(Direction::Production),
@@ -212,7 +212,7 @@ impl Direction {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::Consumption => "consumption",
             Direction::Production => "production",
@@ -222,20 +222,20 @@ impl Direction {
 
 /// Readings of one series converted from one `grandeur`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeriesReadings {
+pub(crate) struct SeriesReadings {
     /// Series path, e.g. `consumption/power/active/raw`.
-    pub path: String,
+    pub(crate) path: String,
     /// The step shared by every point (`PT30M`, `P1D`); `None` when the steps differ or there
     /// are no points.
-    pub sampling_interval: Option<String>,
+    pub(crate) sampling_interval: Option<String>,
     /// In the points' order, stamped at interval start (unix seconds, UTC).
-    pub readings: Vec<Reading>,
+    pub(crate) readings: Vec<Reading>,
     /// Points that were gaps (`"null"` values).
-    pub gaps: usize,
+    pub(crate) gaps: usize,
 }
 
 impl SeriesReadings {
-    pub fn into_batch(self, usage_point: &str) -> Batch {
+    pub(crate) fn into_batch(self, usage_point: &str) -> Batch {
         Batch {
             usage_point: usage_point.to_owned(),
             series: self.path,
@@ -245,13 +245,16 @@ impl SeriesReadings {
 }
 
 /// Parses a measure response body and converts it.
-pub fn parse_measure(kind: Kind, body: &str) -> Result<Vec<SeriesReadings>, ParseError> {
+pub(crate) fn parse_measure(kind: Kind, body: &str) -> Result<Vec<SeriesReadings>, ParseError> {
     let response: MeasureResponse = serde_json::from_str(body)?;
     convert(kind, &response)
 }
 
 /// Converts every `grandeur` of `response` (normally one) to the readings of its series.
-pub fn convert(kind: Kind, response: &MeasureResponse) -> Result<Vec<SeriesReadings>, ParseError> {
+pub(crate) fn convert(
+    kind: Kind,
+    response: &MeasureResponse,
+) -> Result<Vec<SeriesReadings>, ParseError> {
     response
         .grandeur
         .iter()
@@ -315,7 +318,7 @@ fn convert_grandeur(
 // --- Time ------------------------------------------------------------------------------------
 
 /// `YYYY-MM-DD HH:MM:SS` (also with `T`, without seconds, or `24:00:00` for the next midnight).
-pub fn parse_local_datetime(text: &str) -> Result<NaiveDateTime, ParseError> {
+pub(crate) fn parse_local_datetime(text: &str) -> Result<NaiveDateTime, ParseError> {
     let bad = || ParseError::Timestamp(text.to_owned());
     let t = text.trim();
     let (date, time) = t.split_once([' ', 'T']).ok_or_else(bad)?;
@@ -334,7 +337,7 @@ pub fn parse_local_datetime(text: &str) -> Result<NaiveDateTime, ParseError> {
 }
 
 /// The local day of a daily point: `YYYY-MM-DD`, or a date and time (max power).
-pub fn parse_local_day(text: &str) -> Result<NaiveDate, ParseError> {
+pub(crate) fn parse_local_day(text: &str) -> Result<NaiveDate, ParseError> {
     let t = text.trim();
     if t.len() > 10 {
         return parse_local_datetime(t).map(|dt| dt.date());
@@ -343,7 +346,7 @@ pub fn parse_local_day(text: &str) -> Result<NaiveDate, ParseError> {
 }
 
 /// Seconds of an ISO 8601 step made of whole hours, minutes, seconds (`PT30M`, `PT1H`, `PT10M`).
-pub fn parse_step(text: &str) -> Result<i64, ParseError> {
+pub(crate) fn parse_step(text: &str) -> Result<i64, ParseError> {
     duration::clock_seconds(text).ok_or_else(|| ParseError::Step(text.to_owned()))
 }
 

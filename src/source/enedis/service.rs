@@ -31,9 +31,9 @@ use crate::time::now;
 use crate::time::paris::{self, date_of};
 
 /// Who the `<upstream-error>` names.
-pub const ISSUER: &str = "enedis-data-connect";
+pub(crate) const ISSUER: &str = "enedis-data-connect";
 /// Enedis' answer when the customer withdrew the consent.
-pub const NO_CONSENT: &str = "ADAM-DC-0008";
+pub(crate) const NO_CONSENT: &str = "ADAM-DC-0008";
 /// Days after which a day Enedis had no data for is not asked again: data arrive by D+1,
 /// corrections within a few days.
 const SETTLED_DAYS: u64 = 7;
@@ -51,7 +51,7 @@ pub struct ConsentedMeter {
 }
 
 pub struct Enedis {
-    pub config: EnedisConfig,
+    pub(crate) config: EnedisConfig,
     client: Client,
     store: Arc<dyn Store>,
     events: mpsc::Sender<SourceEvent>,
@@ -93,14 +93,14 @@ impl Enedis {
         })
     }
 
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.config.id
     }
 
     /// Fetches the days of `[start, end)` (unix seconds) not fetched yet for one series, stores
     /// their readings and marks them fetched; returns the new batches. Nothing is fetched
     /// without a consent in force.
-    pub async fn fetch_missing(
+    pub(crate) async fn fetch_missing(
         &self,
         prm: &str,
         kind: Kind,
@@ -251,7 +251,7 @@ impl Enedis {
 
     /// The customer withdrew the consent: revoke it and its grants, and have subscriptions
     /// ended now rather than at the next periodic check.
-    pub async fn revoke(&self, prm: &str) {
+    pub(crate) async fn revoke(&self, prm: &str) {
         match self.store.revoke_consents(prm).await {
             Ok(revoked) => {
                 tracing::warn!(
@@ -282,7 +282,7 @@ impl Enedis {
     }
 
     /// What a consent (`autorisation_id`) covers, from `subscribed_services`.
-    pub async fn consented_meters(
+    pub(crate) async fn consented_meters(
         &self,
         autorisation_id: &str,
     ) -> Result<Vec<ConsentedMeter>, FetchError> {
@@ -440,7 +440,7 @@ impl Enedis {
 
     /// The daily poll, until `shutdown`: at `poll_time` (Europe/Paris), then again every
     /// `poll_retry` while yesterday is missing, at most `poll_attempts` times.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(poll_time) = self.config.poll_time() else {
             tracing::error!(source = self.id(), "invalid poll_time; daily poll disabled");
             return;

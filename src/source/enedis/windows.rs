@@ -12,43 +12,44 @@ use chrono::{Days, Months, NaiveDate};
 use crate::time::paris;
 
 /// Most days of one load-curve request.
-pub const LOAD_CURVE_MAX_DAYS: u32 = 7;
+pub(crate) const LOAD_CURVE_MAX_DAYS: u32 = 7;
 /// Most days of one daily (energy or max power) request.
-pub const DAILY_MAX_DAYS: u32 = 365;
+pub(crate) const DAILY_MAX_DAYS: u32 = 365;
 /// History served for load curves: months, plus [`HISTORY_EXTRA_DAYS`].
-pub const LOAD_CURVE_HISTORY_MONTHS: u32 = 24;
+pub(crate) const LOAD_CURVE_HISTORY_MONTHS: u32 = 24;
 /// History served for daily values: months, plus [`HISTORY_EXTRA_DAYS`].
-pub const DAILY_HISTORY_MONTHS: u32 = 36;
+pub(crate) const DAILY_HISTORY_MONTHS: u32 = 36;
 /// Days of history beyond the months.
-pub const HISTORY_EXTRA_DAYS: u64 = 15;
+pub(crate) const HISTORY_EXTRA_DAYS: u64 = 15;
 
 /// One request: local days `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Window {
-    pub start: NaiveDate,
-    pub end: NaiveDate,
+pub(crate) struct Window {
+    pub(crate) start: NaiveDate,
+    pub(crate) end: NaiveDate,
 }
 
 impl Window {
     /// `dateDebut` (`YYYY-MM-DD`).
-    pub fn date_debut(&self) -> String {
+    pub(crate) fn date_debut(&self) -> String {
         self.start.format("%Y-%m-%d").to_string()
     }
 
     /// `dateFin` (`YYYY-MM-DD`, excluded).
-    pub fn date_fin(&self) -> String {
+    pub(crate) fn date_fin(&self) -> String {
         self.end.format("%Y-%m-%d").to_string()
     }
 
-    /// How many days it covers.
-    pub fn days(&self) -> i64 {
+    /// How many days it covers (the tests check the gateway's limits with it).
+    #[cfg(test)]
+    pub(crate) fn days(&self) -> i64 {
         (self.end - self.start).num_days()
     }
 }
 
 /// The oldest day served when calling on `today`: `months` months and 15 days before it
 /// ([`LOAD_CURVE_HISTORY_MONTHS`], [`DAILY_HISTORY_MONTHS`]).
-pub fn history_limit(today: NaiveDate, months: u32) -> Option<NaiveDate> {
+pub(crate) fn history_limit(today: NaiveDate, months: u32) -> Option<NaiveDate> {
     today
         .checked_sub_months(Months::new(months))?
         .checked_sub_days(Days::new(HISTORY_EXTRA_DAYS))
@@ -56,7 +57,7 @@ pub fn history_limit(today: NaiveDate, months: u32) -> Option<NaiveDate> {
 
 /// Splits local days `[start, end)` into windows of at most `max_days` days (at least 1),
 /// after clamping them to `[earliest, today)`. Empty when nothing is left.
-pub fn plan(
+pub(crate) fn plan(
     start: NaiveDate,
     end: NaiveDate,
     max_days: u32,
@@ -81,7 +82,7 @@ pub fn plan(
 
 /// Like [`plan`], for the days not in `fetched` only: each run of consecutive missing days is
 /// split into windows of at most `max_days`, so no day already paid for is asked again.
-pub fn plan_missing(
+pub(crate) fn plan_missing(
     start: NaiveDate,
     end: NaiveDate,
     max_days: u32,
@@ -109,7 +110,7 @@ pub fn plan_missing(
 }
 
 /// Every day of a window.
-pub fn days_of(window: &Window) -> impl Iterator<Item = NaiveDate> {
+pub(crate) fn days_of(window: &Window) -> impl Iterator<Item = NaiveDate> {
     paris::dates(window.start, window.end)
 }
 

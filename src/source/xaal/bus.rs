@@ -14,7 +14,7 @@ const BUFFER_BYTES: usize = 1024 * 1024;
 
 /// A socket joined to one group.
 #[derive(Debug)]
-pub struct BusSocket {
+pub(crate) struct BusSocket {
     socket: UdpSocket,
     group: SocketAddrV4,
 }
@@ -24,7 +24,11 @@ impl BusSocket {
     /// host binds the same port, and each gets a copy of every multicast datagram), joins
     /// `group` on `interface`, and loops our own datagrams back so that other processes on this
     /// host hear us. Must be called within a Tokio runtime.
-    pub fn join(group: SocketAddrV4, interface: Ipv4Addr, hops: u32) -> io::Result<BusSocket> {
+    pub(crate) fn join(
+        group: SocketAddrV4,
+        interface: Ipv4Addr,
+        hops: u32,
+    ) -> io::Result<BusSocket> {
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
@@ -45,19 +49,19 @@ impl BusSocket {
     }
 
     /// Sends one datagram to the group.
-    pub async fn send(&self, datagram: &[u8]) -> io::Result<()> {
+    pub(crate) async fn send(&self, datagram: &[u8]) -> io::Result<()> {
         self.socket.send_to(datagram, self.group).await.map(|_| ())
     }
 
     /// Receives one datagram into `buf` (at least [`MAX_DATAGRAM`] + 1 bytes, so that an
     /// oversized one is seen as such rather than silently truncated to a valid length).
-    pub async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<(&'a [u8], SocketAddr)> {
+    pub(crate) async fn recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<(&'a [u8], SocketAddr)> {
         debug_assert!(buf.len() > MAX_DATAGRAM);
         let (n, peer) = self.socket.recv_from(buf).await?;
         Ok((&buf[..n], peer))
     }
 
-    pub fn group(&self) -> SocketAddrV4 {
+    pub(crate) fn group(&self) -> SocketAddrV4 {
         self.group
     }
 }

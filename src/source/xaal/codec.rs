@@ -14,15 +14,15 @@ use super::message::{Message, MsgType, Timestamp, Value};
 use super::{MAX_DATAGRAM, VERSION, WINDOW_SECS};
 
 /// CBOR tag of a UUID (16-byte string) inside bodies.
-pub const TAG_UUID: u64 = 37;
+pub(crate) const TAG_UUID: u64 = 37;
 /// CBOR tag of a URL (text string) inside bodies.
-pub const TAG_URL: u64 = 32;
+pub(crate) const TAG_URL: u64 = 32;
 
 /// Most `(sec, usec)` remembered per sender (about 8 messages a second over the window); past
 /// that, anything not newer than the oldest forgotten one counts as a replay.
-pub const MAX_NONCES_PER_SENDER: usize = 2048;
+pub(crate) const MAX_NONCES_PER_SENDER: usize = 2048;
 /// Most senders remembered by the replay cache.
-pub const MAX_SENDERS: usize = 4096;
+pub(crate) const MAX_SENDERS: usize = 4096;
 
 /// Why a datagram was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,14 +59,14 @@ pub enum EncodeError {
 /// How many datagrams were accepted, and refused for each reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub accepted: u64,
-    pub too_large: u64,
-    pub malformed: u64,
-    pub bad_version: u64,
-    pub out_of_window: u64,
-    pub bad_tag: u64,
-    pub malformed_payload: u64,
-    pub replay: u64,
+    pub(crate) accepted: u64,
+    pub(crate) too_large: u64,
+    pub(crate) malformed: u64,
+    pub(crate) bad_version: u64,
+    pub(crate) out_of_window: u64,
+    pub(crate) bad_tag: u64,
+    pub(crate) malformed_payload: u64,
+    pub(crate) replay: u64,
 }
 
 impl Counters {
@@ -84,7 +84,7 @@ impl Counters {
     }
 
     /// All refusals.
-    pub fn rejected(&self) -> u64 {
+    pub(crate) fn rejected(&self) -> u64 {
         [
             self.too_large,
             self.malformed,
@@ -105,7 +105,7 @@ impl Counters {
 pub struct RejectLog {
     senders: HashMap<IpAddr, LogSlot>,
     /// Rejections not logged because the table of senders was full.
-    pub unlogged: u64,
+    pub(crate) unlogged: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,17 +116,17 @@ struct LogSlot {
 
 impl RejectLog {
     /// Most senders tracked at once.
-    pub const MAX_SENDERS: usize = 1024;
+    pub(crate) const MAX_SENDERS: usize = 1024;
     /// Seconds between two log lines for one sender.
-    pub const PERIOD_SECS: u64 = 60;
+    pub(crate) const PERIOD_SECS: u64 = 60;
 
-    pub fn new() -> RejectLog {
+    pub(crate) fn new() -> RejectLog {
         RejectLog::default()
     }
 
     /// Records a rejection from `peer`; logs it (and returns `true`) unless this sender was
     /// already logged in the last minute.
-    pub fn record(&mut self, peer: IpAddr, err: &DecodeError, now: Timestamp) -> bool {
+    pub(crate) fn record(&mut self, peer: IpAddr, err: &DecodeError, now: Timestamp) -> bool {
         let period = Self::PERIOD_SECS;
         if !self.senders.contains_key(&peer) && self.senders.len() >= Self::MAX_SENDERS {
             self.senders
@@ -210,17 +210,18 @@ impl Codec {
         }
     }
 
-    pub fn counters(&self) -> Counters {
+    pub(crate) fn counters(&self) -> Counters {
         self.counters
     }
 
-    /// The timestamp of the last message we sealed.
-    pub fn last_sent(&self) -> Option<Timestamp> {
+    /// The timestamp of the last message we sealed (the tests check it only grows).
+    #[cfg(test)]
+    pub(crate) fn last_sent(&self) -> Option<Timestamp> {
         self.last_sent
     }
 
     /// [`Codec::decode`], logging a rejection at most once per `peer` per minute.
-    pub fn decode_from(
+    pub(crate) fn decode_from(
         &mut self,
         datagram: &[u8],
         peer: IpAddr,

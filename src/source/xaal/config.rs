@@ -17,49 +17,49 @@ use crate::config::{parse_bare_jid, secret_from, ConfigError, HumanDuration, Sec
 use crate::source::SourceInfo;
 
 /// Environment variable that overrides `passphrase` / `passphrase_file` / `key`.
-pub const PASSPHRASE_ENV: &str = "QUOALISE_XAAL_PASSPHRASE";
+pub(crate) const PASSPHRASE_ENV: &str = "QUOALISE_XAAL_PASSPHRASE";
 
 /// The group and port every xAAL device uses unless configured otherwise.
-pub const DEFAULT_GROUP: &str = "224.0.29.200:1236";
+pub(crate) const DEFAULT_GROUP: &str = "224.0.29.200:1236";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct XaalConfig {
-    pub id: String,
+    pub(crate) id: String,
     /// The bus passphrase, inline (prefer `passphrase_file` or the environment).
     #[serde(default)]
-    pub passphrase: Option<Secret>,
+    pub(crate) passphrase: Option<Secret>,
     /// The bus key itself, 64 hex digits (the `key=` of `xaal.ini`).
     #[serde(default)]
-    pub key: Option<Secret>,
+    pub(crate) key: Option<Secret>,
     /// File holding the passphrase (trailing newline ignored).
     #[serde(default)]
-    pub passphrase_file: Option<PathBuf>,
+    pub(crate) passphrase_file: Option<PathBuf>,
     /// Multicast group and port, `ip:port`.
     #[serde(default = "default_group")]
-    pub group: String,
+    pub(crate) group: String,
     /// Address of the interface that joins the group; `0.0.0.0` lets the routing table choose.
     #[serde(default = "default_interface")]
-    pub interface: String,
+    pub(crate) interface: String,
     /// Multicast TTL of our datagrams (xaal-lib uses 10).
     #[serde(default = "default_hops")]
-    pub hops: u32,
+    pub(crate) hops: u32,
     /// Bare JIDs granted every series of every usage point of this bus.
     #[serde(default)]
-    pub owners: Vec<String>,
+    pub(crate) owners: Vec<String>,
     /// Our own device address on the bus; a random one at each start when unset.
     #[serde(default)]
-    pub uuid: Option<String>,
+    pub(crate) uuid: Option<String>,
     /// Period of our own `alive` (we announce a timeout of twice this).
     #[serde(default = "default_alive_interval")]
-    pub alive_interval: HumanDuration,
+    pub(crate) alive_interval: HumanDuration,
     /// Period of the `is_alive` request that makes every device announce itself.
     #[serde(default = "default_is_alive_interval")]
-    pub is_alive_interval: HumanDuration,
+    pub(crate) is_alive_interval: HumanDuration,
     #[serde(default = "default_title")]
-    pub title: String,
+    pub(crate) title: String,
     #[serde(default = "default_description")]
-    pub description: String,
+    pub(crate) description: String,
     /// What [`XaalConfig::validate`] made of this table; `None` until then. Kept here so that
     /// the key is derived once, and travels with the table to [`XaalConfig::into_settings`].
     #[serde(skip)]
@@ -113,31 +113,31 @@ impl KeySource {
 
 /// The multicast group to join and the interface that joins it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bus {
-    pub group: SocketAddrV4,
-    pub interface: Ipv4Addr,
+pub(crate) struct Bus {
+    pub(crate) group: SocketAddrV4,
+    pub(crate) interface: Ipv4Addr,
 }
 
 /// A validated table, typed: everything the gateway needs, nothing left to parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XaalSettings {
+pub(crate) struct XaalSettings {
     /// The source id.
-    pub id: String,
+    pub(crate) id: String,
     /// The bus key, derived (its `Debug` does not print it).
-    pub key: Key,
-    pub bus: Bus,
+    pub(crate) key: Key,
+    pub(crate) bus: Bus,
     /// Multicast TTL, 1 to 255.
-    pub hops: u32,
+    pub(crate) hops: u32,
     /// Bare JIDs, checked, as written in the table.
-    pub owners: Vec<String>,
+    pub(crate) owners: Vec<String>,
     /// Our configured device address; `None` for a random one at each start.
-    pub own_uuid: Option<Uuid>,
-    pub alive_interval: Duration,
-    pub is_alive_interval: Duration,
+    pub(crate) own_uuid: Option<Uuid>,
+    pub(crate) alive_interval: Duration,
+    pub(crate) is_alive_interval: Duration,
 }
 
 impl XaalConfig {
-    pub fn info(&self) -> SourceInfo {
+    pub(crate) fn info(&self) -> SourceInfo {
         SourceInfo {
             id: self.id.clone(),
             kind: "xaal".into(),
@@ -157,7 +157,7 @@ impl XaalConfig {
 
     /// What the gateway runs with: the result of [`XaalConfig::validate`], or, for a table that
     /// was never validated, the same checks now (with the same errors).
-    pub fn into_settings(self, key: &str) -> Result<XaalSettings, ConfigError> {
+    pub(crate) fn into_settings(self, key: &str) -> Result<XaalSettings, ConfigError> {
         match self.validated {
             Some(settings) => Ok(settings),
             None => self.settings(key, std::env::var(PASSPHRASE_ENV).ok()),

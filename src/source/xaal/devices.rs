@@ -12,19 +12,19 @@ use super::message::{Message, MsgType, Value};
 
 /// Most devices followed on one bus: a home has tens; the cap bounds what a key holder flooding
 /// the bus with made-up addresses can make us store.
-pub const MAX_DEVICES: usize = 1024;
+pub(crate) const MAX_DEVICES: usize = 1024;
 
 /// The alive timeout assumed until a device announces its own (xaal-lib's default).
-pub const DEFAULT_TIMEOUT_SECS: u64 = 200;
+pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 200;
 
 /// Longest alive timeout we honour.
-pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 86_400;
 
 /// Seconds between two `get_description` requests that got no reply.
-pub const ASK_RETRY_SECS: u64 = 10;
+pub(crate) const ASK_RETRY_SECS: u64 = 10;
 
 /// `get_description` requests sent to one device before giving up on its metadata.
-pub const ASK_ATTEMPTS: u32 = 3;
+pub(crate) const ASK_ATTEMPTS: u32 = 3;
 
 /// Longest usage-point name built from a description.
 const MAX_NAME_CHARS: usize = 200;
@@ -34,7 +34,7 @@ const MAX_DEV_TYPE: usize = 64;
 
 /// `class.subclass`, each a letter then letters, digits, `_` or `-`: what xaal-lib accepts. The
 /// dev_type is stored and shown, so anything else from the network is refused.
-pub fn is_valid_dev_type(dev_type: &str) -> bool {
+pub(crate) fn is_valid_dev_type(dev_type: &str) -> bool {
     let part = |p: &str| {
         p.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
             && p.bytes()
@@ -48,17 +48,17 @@ pub fn is_valid_dev_type(dev_type: &str) -> bool {
 
 /// What `get_description` told us (xaal-lib sends only the non-empty keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Description {
-    pub vendor: Option<String>,
-    pub product: Option<String>,
-    pub version: Option<String>,
-    pub url: Option<String>,
-    pub info: Option<String>,
-    pub hw_id: Option<String>,
+pub(crate) struct Description {
+    pub(crate) vendor: Option<String>,
+    pub(crate) product: Option<String>,
+    pub(crate) version: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) info: Option<String>,
+    pub(crate) hw_id: Option<String>,
 }
 
 impl Description {
-    pub fn from_body(body: &BTreeMap<String, Value>) -> Description {
+    pub(crate) fn from_body(body: &BTreeMap<String, Value>) -> Description {
         let text = |key: &str| -> Option<String> {
             let v = match body.get(key)? {
                 Value::Text(s) | Value::Url(s) => s.clone(),
@@ -82,7 +82,7 @@ impl Description {
 
     /// The usage point's human-readable name: `vendor product — info (url)`, or the dev_type
     /// alone while the description is unknown.
-    pub fn name(&self, dev_type: &str) -> String {
+    pub(crate) fn name(&self, dev_type: &str) -> String {
         let mut name = [&self.vendor, &self.product]
             .iter()
             .filter_map(|p| p.as_deref())
@@ -103,22 +103,22 @@ impl Description {
 
 /// One device of the table.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Device {
+pub(crate) struct Device {
     /// `class.subclass`, as the device last said.
-    pub dev_type: String,
-    pub description: Description,
-    pub online: bool,
+    pub(crate) dev_type: String,
+    pub(crate) description: Description,
+    pub(crate) online: bool,
     /// The timeout of its last `alive`.
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// Unix seconds after which, without news, it is offline.
-    pub alive_until: u64,
+    pub(crate) alive_until: u64,
     /// `(attempts so far, next attempt)` while its description is awaited.
     asking: Option<(u32, u64)>,
 }
 
 /// What the gateway must do after an update of the table.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// (Re)declare the device's usage point, with its current dev_type and description.
     Declare(Uuid),
     /// The device stopped (false) or resumed (true) announcing itself.
@@ -137,31 +137,27 @@ pub enum Effect {
 
 /// Every device heard on the bus, except us.
 #[derive(Debug, Default)]
-pub struct Devices {
+pub(crate) struct Devices {
     devices: HashMap<Uuid, Device>,
     /// Messages of new devices ignored because the table was full.
-    pub refused: u64,
+    pub(crate) refused: u64,
 }
 
 impl Devices {
-    pub fn new() -> Devices {
+    pub(crate) fn new() -> Devices {
         Devices::default()
     }
 
-    pub fn get(&self, id: &Uuid) -> Option<&Device> {
+    pub(crate) fn get(&self, id: &Uuid) -> Option<&Device> {
         self.devices.get(id)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.devices.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-    }
-
     /// Takes in a message from another device, received at `now` (unix seconds).
-    pub fn on_message(&mut self, msg: &Message, now: u64) -> Vec<Effect> {
+    pub(crate) fn on_message(&mut self, msg: &Message, now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
         if msg.source.is_nil() || !is_valid_dev_type(&msg.dev_type) {
             return effects;
@@ -248,7 +244,7 @@ impl Devices {
     }
 
     /// Devices whose alive timeout passed go offline; unanswered descriptions are asked again.
-    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+    pub(crate) fn tick(&mut self, now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
         for (id, dev) in &mut self.devices {
             if dev.online && now >= dev.alive_until {
@@ -454,6 +450,6 @@ mod tests {
         }
         let mut d = Devices::new();
         let m = Message::new(PM, "not a type", MsgType::Notify, "alive");
-        assert!(d.on_message(&m, 0).is_empty() && d.is_empty());
+        assert!(d.on_message(&m, 0).is_empty() && d.devices.is_empty());
     }
 }

@@ -29,7 +29,7 @@ use crate::model::{Batch, Identifier, Reading, UsagePoint};
 use crate::source::SourceEvent;
 
 /// The dev_type we announce.
-pub const DEV_TYPE: &str = "gateway.basic";
+pub(crate) const DEV_TYPE: &str = "gateway.basic";
 
 /// Delay before trying again to join the group after a failure (no interface yet, …).
 const JOIN_RETRY: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ const JOIN_RETRY: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_secs(1);
 
 /// Usage-point id of a device: its UUID, hyphenated lowercase (a valid JID localpart).
-pub fn usage_point_id(device: &Uuid) -> String {
+pub(crate) fn usage_point_id(device: &Uuid) -> String {
     device.hyphenated().to_string()
 }
 
@@ -46,7 +46,7 @@ pub fn usage_point_id(device: &Uuid) -> String {
 ///
 /// `settings` were checked, and the key derived, when the config was loaded: nothing here can
 /// be a configuration error. Only joining the group may fail, and is retried.
-pub async fn run(
+pub(crate) async fn run(
     settings: XaalSettings,
     events: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,

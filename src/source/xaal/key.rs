@@ -30,7 +30,7 @@ impl Key {
     }
 
     /// A key written as 64 hex digits (the `key=` of `xaal.ini`); surrounding blanks are ignored.
-    pub fn from_hex(hex: &str) -> Result<Key, KeyError> {
+    pub(crate) fn from_hex(hex: &str) -> Result<Key, KeyError> {
         let hex = hex.trim().as_bytes();
         if hex.len() != 64 {
             return Err(KeyError::Length(hex.len()));
@@ -42,13 +42,9 @@ impl Key {
         Ok(Key(out))
     }
 
-    /// The raw key.
-    pub fn from_bytes(bytes: [u8; 32]) -> Key {
-        Key(bytes)
-    }
-
-    /// The key as 64 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
+    /// The key as 64 lowercase hex digits, to compare keys in tests.
+    #[cfg(test)]
+    pub(crate) fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 

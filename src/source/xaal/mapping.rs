@@ -10,24 +10,24 @@ use super::message::Value;
 
 /// One series a device class produces.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SeriesSpec {
+pub(crate) struct SeriesSpec {
     /// The attribute of the schema that carries it.
-    pub attribute: &'static str,
+    pub(crate) attribute: &'static str,
     /// Series path (PubSub node).
-    pub path: &'static str,
-    pub title: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) title: &'static str,
     /// `Measurement::name`.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// `consumption`, or empty for sensors.
-    pub direction: &'static str,
-    pub quantity: &'static str,
-    pub kind: &'static str,
+    pub(crate) direction: &'static str,
+    pub(crate) quantity: &'static str,
+    pub(crate) kind: &'static str,
     /// SenML unit of the stored value.
-    pub unit: &'static str,
+    pub(crate) unit: &'static str,
     /// `instant` for samples, `index` for cumulative counters.
-    pub aggregation: &'static str,
+    pub(crate) aggregation: &'static str,
     /// Stored value = attribute value × scale.
-    pub scale: f64,
+    pub(crate) scale: f64,
 }
 
 // A table row: the positional form keeps the tables below readable.
@@ -200,7 +200,7 @@ const BATTERY: &[SeriesSpec] = &[sensor(
 
 /// The series of a `class.subclass` dev_type: chosen by class (any power meter has power and
 /// energy), plus what a known subclass adds. Unknown classes have none.
-pub fn series_specs(dev_type: &str) -> &'static [SeriesSpec] {
+pub(crate) fn series_specs(dev_type: &str) -> &'static [SeriesSpec] {
     if dev_type == "powermeter.extended" {
         return POWERMETER_EXTENDED;
     }
@@ -217,13 +217,8 @@ pub fn series_specs(dev_type: &str) -> &'static [SeriesSpec] {
     }
 }
 
-/// The Quoalise device type shown for an xAAL dev_type: its class (`powermeter`).
-pub fn device_type(dev_type: &str) -> &str {
-    dev_type.split('.').next().unwrap_or(dev_type)
-}
-
 /// The series declared for a device of `dev_type`.
-pub fn series(usage_point: &str, dev_type: &str) -> Vec<Series> {
+pub(crate) fn series(usage_point: &str, dev_type: &str) -> Vec<Series> {
     series_specs(dev_type)
         .iter()
         .map(|s| Series {
@@ -246,7 +241,7 @@ pub fn series(usage_point: &str, dev_type: &str) -> Vec<Series> {
 
 /// The stored value of an attribute: a finite number, scaled. Anything else (null before the
 /// first measurement, text, lists) is not a reading.
-pub fn reading_value(spec: &SeriesSpec, value: &Value) -> Option<f64> {
+pub(crate) fn reading_value(spec: &SeriesSpec, value: &Value) -> Option<f64> {
     let v = value.as_f64().filter(|v| v.is_finite())? * spec.scale;
     if spec.scale == 1.0 {
         return Some(v);
@@ -257,7 +252,7 @@ pub fn reading_value(spec: &SeriesSpec, value: &Value) -> Option<f64> {
 }
 
 /// `(series path, stored value)` of every attribute of `body` that `dev_type` maps.
-pub fn readings<'a>(
+pub(crate) fn readings<'a>(
     dev_type: &str,
     body: impl IntoIterator<Item = (&'a String, &'a Value)>,
 ) -> Vec<(&'static str, f64)> {
@@ -380,7 +375,5 @@ mod tests {
             &body(&[("energy", Value::Float(f64::MAX))])
         )
         .is_empty());
-        assert_eq!(device_type("powermeter.basic"), "powermeter");
-        assert_eq!(device_type("odd"), "odd");
     }
 }

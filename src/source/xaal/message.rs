@@ -9,13 +9,13 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
     /// Seconds since the Unix epoch (UTC).
-    pub sec: u64,
+    pub(crate) sec: u64,
     /// Microseconds within the second, below 1 000 000.
-    pub usec: u32,
+    pub(crate) usec: u32,
 }
 
 impl Timestamp {
-    pub const fn new(sec: u64, usec: u32) -> Timestamp {
+    pub(crate) const fn new(sec: u64, usec: u32) -> Timestamp {
         Timestamp { sec, usec }
     }
 
@@ -24,7 +24,7 @@ impl Timestamp {
         Timestamp::from_system_time(SystemTime::now())
     }
 
-    pub fn from_system_time(t: SystemTime) -> Timestamp {
+    pub(crate) fn from_system_time(t: SystemTime) -> Timestamp {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         Timestamp {
             sec: d.as_secs(),
@@ -33,7 +33,7 @@ impl Timestamp {
     }
 
     /// The next microsecond.
-    pub fn next(self) -> Timestamp {
+    pub(crate) fn next(self) -> Timestamp {
         if self.usec >= 999_999 {
             Timestamp {
                 sec: self.sec.saturating_add(1),
@@ -48,7 +48,7 @@ impl Timestamp {
     }
 
     /// The 12-byte nonce: `u64_be(sec) || u32_be(usec)`.
-    pub fn nonce(self) -> [u8; 12] {
+    pub(crate) fn nonce(self) -> [u8; 12] {
         let mut n = [0u8; 12];
         n[..8].copy_from_slice(&self.sec.to_be_bytes());
         n[8..].copy_from_slice(&self.usec.to_be_bytes());
@@ -65,7 +65,7 @@ pub enum MsgType {
 }
 
 impl MsgType {
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             MsgType::Notify => 0,
             MsgType::Request => 1,
@@ -73,7 +73,7 @@ impl MsgType {
         }
     }
 
-    pub fn from_code(code: u64) -> Option<MsgType> {
+    pub(crate) fn from_code(code: u64) -> Option<MsgType> {
         match code {
             0 => Some(MsgType::Notify),
             1 => Some(MsgType::Request),
@@ -106,7 +106,7 @@ pub enum Value {
 
 impl Value {
     /// The value as a number, whether it arrived as a CBOR integer or float.
-    pub fn as_f64(&self) -> Option<f64> {
+    pub(crate) fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Int(i) => Some(*i as f64),
             Value::Float(f) => Some(*f),
@@ -115,7 +115,7 @@ impl Value {
     }
 
     /// The value as an integer, if it is one (or a float with no fractional part that fits).
-    pub fn as_i64(&self) -> Option<i64> {
+    pub(crate) fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => i64::try_from(*i).ok(),
             Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
@@ -123,23 +123,9 @@ impl Value {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Value::Text(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Value::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-
-    pub fn as_uuid(&self) -> Option<Uuid> {
-        match self {
-            Value::Uuid(u) => Some(*u),
             _ => None,
         }
     }
@@ -186,18 +172,18 @@ impl From<Uuid> for Value {
 pub struct Message {
     /// Stack version; always [`super::VERSION`] for a decoded message. Encoding always writes
     /// [`super::VERSION`].
-    pub version: u64,
+    pub(crate) version: u64,
     /// When it was sent. Set by the decoder; ignored by the encoder, which picks a unique one.
-    pub timestamp: Timestamp,
+    pub(crate) timestamp: Timestamp,
     /// Addressees; empty means broadcast.
-    pub targets: Vec<Uuid>,
-    pub source: Uuid,
+    pub(crate) targets: Vec<Uuid>,
+    pub(crate) source: Uuid,
     /// `class.subclass`, e.g. `powermeter.basic`.
-    pub dev_type: String,
-    pub msg_type: MsgType,
-    pub action: String,
+    pub(crate) dev_type: String,
+    pub(crate) msg_type: MsgType,
+    pub(crate) action: String,
     /// Empty when the datagram carried no body.
-    pub body: BTreeMap<String, Value>,
+    pub(crate) body: BTreeMap<String, Value>,
 }
 
 impl Message {
@@ -222,7 +208,7 @@ impl Message {
     }
 
     /// Builder-style: sets the targets.
-    pub fn to(mut self, targets: Vec<Uuid>) -> Message {
+    pub(crate) fn to(mut self, targets: Vec<Uuid>) -> Message {
         self.targets = targets;
         self
     }

@@ -19,28 +19,28 @@
 //! - [`mapping`]: which attribute of which device class feeds which series, in which unit.
 //! - [`gateway`]: the source task, a `gateway.basic` device on the bus.
 
-pub mod bus;
-pub mod codec;
-pub mod config;
-pub mod devices;
-pub mod gateway;
-pub mod key;
-pub mod mapping;
-pub mod message;
+pub(crate) mod bus;
+pub(crate) mod codec;
+pub(crate) mod config;
+pub(crate) mod devices;
+pub(crate) mod gateway;
+pub(crate) mod key;
+pub(crate) mod mapping;
+pub(crate) mod message;
 
 #[cfg(test)]
 mod tests;
 
 pub use codec::{Codec, Counters, DecodeError, EncodeError, RejectLog};
-pub use config::{XaalConfig, XaalSettings};
+pub(crate) use config::XaalConfig;
 pub use key::{Key, KeyError};
 pub use message::{Message, MsgType, Timestamp, Value};
 
 /// The stack version this codec speaks (field 0 of every datagram).
-pub const VERSION: u64 = 7;
+pub(crate) const VERSION: u64 = 7;
 
 /// Largest UDP payload over IPv4; anything bigger is rejected unread.
-pub const MAX_DATAGRAM: usize = 65_507;
+pub(crate) const MAX_DATAGRAM: usize = 65_507;
 
 /// How far (in seconds) a datagram's timestamp may be from our clock, either way.
-pub const WINDOW_SECS: u64 = 120;
+pub(crate) const WINDOW_SECS: u64 = 120;
