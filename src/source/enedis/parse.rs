@@ -757,22 +757,10 @@ mod tests {
             parse_local_day("2026-09-29 20:12:34").ok(),
             NaiveDate::from_ymd_opt(2026, 9, 29)
         );
+        // The step's grammar is time::duration::clock_seconds' (tested there); here, only
+        // that a step Enedis sends maps to seconds and a bad one to a parse error.
         assert_eq!(parse_step("PT30M").ok(), Some(1800));
         assert_eq!(parse_step("PT10M").ok(), Some(600));
-        assert_eq!(parse_step("PT60M").ok(), Some(3600));
-        assert_eq!(parse_step("PT1H").ok(), Some(3600));
-        assert_eq!(parse_step("PT1H30M").ok(), Some(5400));
-        for bad in [
-            "P1D",
-            "PT",
-            "PT0M",
-            "PTM",
-            "PT-5M",
-            "PT5X",
-            "30",
-            "PT99999999999999999999H",
-        ] {
-            assert!(parse_step(bad).is_err(), "{bad}");
-        }
+        assert!(parse_step("P1D").is_err());
     }
 }
