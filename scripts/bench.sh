@@ -68,6 +68,9 @@ else
     cargo build --release --example fanout_driver
     ensure_venv
     FANOUT_DRIVER="$REPO_ROOT/target/release/examples/fanout_driver" "$VENV/bin/python" scripts/bench_fanout.py
+    # The server-free mode: the component's own notifications/s and CPU per notification
+    # against a sink playing the server (1 k, 10 k and 100 k subscriptions).
+    "$VENV/bin/python" scripts/bench_fanout_sink.py --sizes 1000:300,10000:30,100000:3
 fi
 # ---- end of the fan-out benchmark --------------------------------------------------------------
 

@@ -36,6 +36,9 @@ example configuration) is not what is measured, a SQLite store in the run's dire
 meter (`history_days = 1`, `live_interval = "1h"` so the demo's own live readings stay out of
 the run), and one grant per subscriber (each notification is checked against its grant).
 
+Its server-free mode, the component's own cost with nothing else in the way (a sink plays the
+server, 1 k to 100 k subscriptions), is `scripts/bench_fanout_sink.py`.
+
 Usage: .venv/bin/python scripts/bench_fanout.py [-n 100] [-m 300] [--runs 3]
                                                 [--servers prosody,ejabberd] [--keep]
 Run as root (the servers run as their own system users through runuser), like tests/e2e.
