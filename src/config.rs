@@ -414,8 +414,8 @@ pub(crate) fn parse_bare_jid(text: &str, key: &str) -> Result<BareJid, ConfigErr
         .map_err(|e| ConfigError::invalid(key, format!("invalid JID {text:?}: {e}")))
 }
 
-/// `quoalise.example.org` → `example.org`; a single-label domain is its own parent.
 impl LimitsConfig {
+    /// Every limit positive, and a history request affordable within the burst.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             (

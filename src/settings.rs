@@ -230,7 +230,8 @@ fn resolve_secret(xmpp: &XmppConfig, env_secret: Option<String>) -> Result<Secre
     )
 }
 
-/// The server a component of `domain` connects to by default: the parent domain.
+/// The server a component of `domain` connects to by default, its parent domain:
+/// `quoalise.example.org` → `example.org`; a single-label domain is its own parent.
 fn parent_domain(domain: &str) -> String {
     match domain.split_once('.') {
         Some((_, rest)) if !rest.is_empty() => rest.to_owned(),
