@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
+use crate::delivery::{self, Delivery};
 use crate::health::{self, Health, LinkProgress, Thresholds};
 use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
@@ -28,7 +29,7 @@ use crate::web::state::WebState;
 use crate::xmpp::connection::{Link, LinkConfig, OutboxReports};
 use crate::xmpp::limits::RequestLimits;
 use crate::xmpp::router::Router;
-use crate::{commands, delivery, publisher, store, web, xep};
+use crate::{commands, publisher, store, web, xep};
 
 /// Capacity of the source → publisher channel; a full channel slows sources down.
 pub const SOURCE_EVENTS: usize = 1024;
@@ -127,8 +128,6 @@ pub async fn serve_with_events(
             wake: wake.clone(),
             access_changed: access_changed.clone(),
             max_items: config.pubsub.max_items,
-            max_pending: config.pubsub.max_pending,
-            metrics: metrics.clone(),
         }
         .run(feeds),
     );
@@ -151,7 +150,7 @@ pub async fn serve_with_events(
     let (written_tx, written_rx) = mpsc::unbounded_channel();
     let (released_tx, released_rx) = mpsc::unbounded_channel();
     let reports = OutboxReports {
-        written: written_tx.clone(),
+        written: written_tx,
         released: released_tx,
     };
     let progress = Arc::new(LinkProgress::default());
@@ -178,15 +177,19 @@ pub async fn serve_with_events(
     };
     let link = tokio::spawn(link.run(outbound_rx, outbound_tx.clone(), shutdown.clone()));
     let rate = NonZeroU32::new(config.xmpp.delivery_rate).unwrap_or(NonZeroU32::MIN);
-    let sender = tokio::spawn(delivery::send_pending(
-        store.clone(),
-        outbound_tx,
-        connected_rx.clone(),
-        wake.clone(),
-        rate,
-        written_tx,
-        shutdown.clone(),
-    ));
+    let sender = tokio::spawn(
+        Delivery {
+            ctx: ctx.clone(),
+            outbound: outbound_tx,
+            connected: connected_rx.clone(),
+            wake: wake.clone(),
+            rate,
+            max_pending: config.pubsub.max_pending,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        }
+        .run(),
+    );
     let recorder = tokio::spawn(delivery::record_reports(
         store.clone(),
         written_rx,

@@ -2,28 +2,26 @@
 //!
 //! Sources run concurrently and never touch SQL; this single task serialises their writes, so a
 //! slow store slows the sources down (bounded channel) instead of losing their events. A live
-//! batch is stored together with its PubSub item and every subscriber's notification in one
-//! transaction (the outbox): after a crash either all of it exists or none, and the delivery task
-//! sends whatever is pending once the link is up. The transaction also bounds what waits per
-//! subscription (`[pubsub] max_pending`): while the link is down the oldest waiting
-//! notifications give way, and the subscriber gets one notice of how many it missed.
+//! batch is stored together with its PubSub item and its publication (the notifications,
+//! serialised once for every subscriber) in one transaction: after a crash either all of it
+//! exists or none, and the delivery task sends it to every subscription behind once the link is
+//! up. Publishing costs the same whatever the number of subscribers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
-use crate::metrics::Metrics;
 use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
 use crate::request::Context;
 use crate::source::SourceEvent;
 use crate::stanzas::notification::{
-    missed_notice_xml, notification_xml, push_ended_xml, push_xml, subscription_ended,
+    notification_template, push_ended_xml, push_template, subscription_ended,
 };
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
-use crate::store::{NewOutboxEntry, PublishLimits, Store, StoreError, MISSED_COUNT};
+use crate::store::{NewOutboxEntry, NewPublication, Store, StoreError};
 use crate::time::now;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
@@ -47,10 +45,6 @@ pub struct Publisher {
     pub access_changed: Arc<Notify>,
     /// Items kept per node.
     pub max_items: usize,
-    /// Notifications waiting per subscription at most.
-    pub max_pending: usize,
-    /// Counts the notifications the bound drops.
-    pub metrics: Metrics,
 }
 
 impl Publisher {
@@ -189,94 +183,29 @@ impl Publisher {
             payload,
         };
         let from = self.ctx.usage_point_jid(&up.id).to_string();
+        // Pushes carry the readings in chunks; the notification carries the item.
         let pushes: Vec<String> = batch
             .readings
             .chunks(PUSH_CHUNK)
             .map(|chunk| String::from(&quoalise(&[data(chunk)], Generation::Two)))
             .collect();
-
-        let subscribers = store.subscribers(&up.id, &series.path).await?;
-        let bares: Vec<Option<String>> = subscribers.iter().map(|s| bare_of(&s.jid)).collect();
-        let views = self
-            .ctx
-            .access
-            .views(bares.iter().flatten().map(String::as_str))
+        let publication = NewPublication {
+            pubsub: notification_template(&from, &item.series, &item.item_id, &item.payload, None)
+                .encode(),
+            push: push_template(&from, pushes.iter().map(String::as_str)).encode(),
+        };
+        // Subscribers are not read here: delivery finds who is behind, checks their access
+        // and sends, however many they are.
+        store
+            .publish(batch, Some(&item), Some(&publication), self.max_items)
             .await?;
-        let mut outbox = Vec::new();
-        let mut ended = Vec::new();
-        // Where each subscription's notice of dropped notifications goes: its notifications' `to`.
-        let mut notice_to: HashMap<i64, (String, SubscriptionKind)> = HashMap::new();
-        for (sub, bare) in subscribers.into_iter().zip(bares) {
-            let allowed = bare
-                .as_ref()
-                .and_then(|b| views.get(b))
-                .is_some_and(|v| v.may_read(&up.id, &series.path));
-            let (true, Some(bare)) = (allowed, bare) else {
-                ended.push(sub);
-                continue;
-            };
-            let to = match sub.kind {
-                SubscriptionKind::PubSub => sub.jid.clone(),
-                SubscriptionKind::Push => bare.clone(),
-            };
-            notice_to.insert(sub.id, (to, sub.kind));
-            match sub.kind {
-                SubscriptionKind::PubSub => outbox.push(NewOutboxEntry::for_subscription(
-                    sub.id,
-                    notification_xml(
-                        &from,
-                        &sub.jid,
-                        &item.series,
-                        &item.item_id,
-                        &item.payload,
-                        None,
-                    ),
-                )),
-                SubscriptionKind::Push => {
-                    outbox.extend(pushes.iter().map(|p| {
-                        NewOutboxEntry::for_subscription(sub.id, push_xml(&from, &bare, p))
-                    }))
-                }
-            }
-        }
-        let notice = |subscription: i64, since: i64| {
-            let (to, kind) = notice_to.get(&subscription)?;
-            Some(missed_notice_xml(
-                &from,
-                to,
-                &series.path,
-                *kind,
-                since,
-                MISSED_COUNT,
-            ))
-        };
-        let limits = PublishLimits {
-            max_items: self.max_items,
-            max_pending: self.max_pending,
-            notice: &notice,
-        };
-        let published = store.publish(batch, Some(&item), &outbox, &limits).await?;
-        if published.dropped > 0 {
-            self.metrics.outbox_dropped(published.dropped);
-            tracing::info!(
-                usage_point = %up.id,
-                series = %series.path,
-                dropped = published.dropped,
-                "notifications waiting beyond [pubsub] max_pending dropped"
-            );
-        }
-        if !outbox.is_empty() {
-            self.wake.notify_one();
-        }
-        for sub in ended {
-            end_subscription(&self.ctx, sub.id, "access to this data ended").await?;
-        }
+        self.wake.notify_one();
         Ok(())
     }
 }
 
 /// The bare part of a JID string (`alice@x/phone` → `alice@x`).
-fn bare_of(jid: &str) -> Option<String> {
+pub(crate) fn bare_of(jid: &str) -> Option<String> {
     let parsed: xmpp_parsers::jid::Jid = jid.parse().ok()?;
     Some(parsed.to_bare().to_string())
 }

@@ -17,7 +17,7 @@ use minidom::Element;
 use quoalise_component::config::{LimitsConfig, Secret};
 use quoalise_component::health::{LinkProgress, LinkTrouble};
 use quoalise_component::metrics::Metrics;
-use quoalise_component::stanzas::outgoing::{Outgoing, Payload};
+use quoalise_component::stanzas::outgoing::{Outgoing, Payload, Report};
 use quoalise_component::xmpp::connection::{Link, LinkConfig, OutboxReports};
 use quoalise_component::xmpp::framing::{Frame, Framer};
 use quoalise_component::xmpp::limits::RequestLimits;
@@ -107,8 +107,8 @@ impl ServerSide {
 struct Harness {
     listener: TcpListener,
     outbound: mpsc::Sender<Outgoing>,
-    written: mpsc::UnboundedReceiver<i64>,
-    released: mpsc::UnboundedReceiver<i64>,
+    written: mpsc::UnboundedReceiver<Report>,
+    released: mpsc::UnboundedReceiver<Report>,
     metrics: Metrics,
     progress: Arc<LinkProgress>,
     shutdown: CancellationToken,
@@ -173,7 +173,15 @@ fn notification(outbox_id: i64, size: usize) -> Outgoing {
     .unwrap();
     Outgoing {
         payload: Payload::Tree(el),
-        outbox_id: Some(outbox_id),
+        report: Some(Report::Outbox(outbox_id)),
+    }
+}
+
+/// The outbox id a report is about (the link is only given outbox stanzas here).
+fn outbox_id(report: Report) -> i64 {
+    match report {
+        Report::Outbox(id) => id,
+        other => panic!("not an outbox report: {other:?}"),
     }
 }
 
@@ -331,12 +339,12 @@ async fn a_server_that_pauses_reading_loses_nothing_and_is_not_torn_down() {
     assert_eq!(received, queued);
     let mut written = HashSet::new();
     while written.len() < queued.len() {
-        written.insert(
+        written.insert(outbox_id(
             timeout(Duration::from_secs(5), h.written.recv())
                 .await
                 .unwrap()
                 .unwrap(),
-        );
+        ));
     }
     assert_eq!(written, queued);
     assert!(h.released.try_recv().is_err(), "nothing handed back");
@@ -385,9 +393,9 @@ async fn the_watchdog_reconnects_a_server_that_stopped_reading() {
     // Every notification is accounted for: written before the stall, or handed back (the
     // delivery task sends those again), or still to come on the new session.
     let mut seen = HashSet::new();
-    let mut drain = |rx: &mut mpsc::UnboundedReceiver<i64>| {
-        while let Ok(id) = rx.try_recv() {
-            seen.insert(id);
+    let mut drain = |rx: &mut mpsc::UnboundedReceiver<Report>| {
+        while let Ok(report) = rx.try_recv() {
+            seen.insert(outbox_id(report));
         }
     };
     drain(&mut h.written);
@@ -399,8 +407,8 @@ async fn the_watchdog_reconnects_a_server_that_stopped_reading() {
             if let Some(n) = el.attr("id").and_then(|id| id.strip_prefix('q')) {
                 on_new_session.insert(n.parse::<i64>().unwrap());
             }
-            while let Ok(id) = h.released.try_recv() {
-                seen.insert(id);
+            while let Ok(report) = h.released.try_recv() {
+                seen.insert(outbox_id(report));
             }
         }
     })

@@ -1,5 +1,5 @@
-//! XEP-0060 through the router and the publisher: subscriptions, items, notifications in the
-//! outbox, refusals, and subscriptions ending with their grant.
+//! XEP-0060 through the router, the publisher and the delivery task: subscriptions, items,
+//! notifications, bounces, refusals, and subscriptions ending with their grant.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 mod support;
 
+use support::delivery::{deliver, deliver_with};
 use support::router::{demo_router, ALICE, BOB, D, UP};
 use support::xml::{clark, stanza_error};
 
@@ -28,8 +29,6 @@ async fn setup() -> (Router, Publisher, Arc<dyn Store>) {
         wake: Arc::new(Notify::new()),
         access_changed: Arc::new(Notify::new()),
         max_items: 10,
-        max_pending: 1000,
-        metrics: Default::default(),
     };
     (router, publisher, store)
 }
@@ -71,8 +70,6 @@ async fn a_revoking_event_wakes_the_grant_check() {
             wake: Arc::new(Notify::new()),
             access_changed: access_changed.clone(),
             max_items: 10,
-            max_pending: 1000,
-            metrics: Default::default(),
         };
         async move {
             let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -105,7 +102,7 @@ async fn a_revoking_event_wakes_the_grant_check() {
 async fn subscribe_publish_notify_unsubscribe() {
     let (r, p, store) = setup().await;
     publish(&p, 1_790_632_800, 500.0).await;
-    assert_eq!(store.pending_count().await.unwrap(), 0, "no subscriber yet");
+    assert!(deliver(p.ctx.clone()).await.is_empty(), "no subscriber yet");
 
     let out = r
         .handle(iq(
@@ -131,11 +128,9 @@ async fn subscribe_publish_notify_unsubscribe() {
 
     publish(&p, 1_790_632_802, 510.0).await;
     publish(&p, 1_790_632_804, 520.0).await;
-    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
-    assert_eq!(pending.len(), 2);
-    let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
-    store.mark_sent(&ids, 0).await.unwrap();
-    let note: Element = pending[0].stanza.parse().unwrap();
+    let delivered = deliver(p.ctx.clone()).await;
+    assert_eq!(delivered.len(), 2);
+    let note = &delivered[0];
     assert_eq!(
         (note.attr("to"), note.attr("type")),
         (Some(ALICE), Some("headline"))
@@ -193,7 +188,7 @@ async fn subscribe_publish_notify_unsubscribe() {
         .await[0];
     assert_eq!(reply.attr("type"), Some("result"));
     publish(&p, 1_790_632_806, 530.0).await;
-    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert!(deliver(p.ctx.clone()).await.is_empty());
     let reply = &r
         .handle(iq(
             "set",
@@ -322,9 +317,9 @@ async fn revoked_grant_ends_subscriptions_with_a_notice() {
     assert_eq!(reply.attr("type"), Some("result"));
     store.revoke_grant(grant_id).await.unwrap();
     publish(&p, 1_790_632_800, 1.0).await;
-    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
-    assert_eq!(pending.len(), 1, "only the end notice, no data");
-    let notice: Element = pending[0].stanza.parse().unwrap();
+    let delivered = deliver(p.ctx.clone()).await;
+    assert_eq!(delivered.len(), 1, "only the end notice, no data");
+    let notice = &delivered[0];
     let sub = notice
         .get_child("event", EVENT)
         .unwrap()
@@ -378,9 +373,9 @@ async fn generation_2_push() {
         String::from(reply)
     );
     publish(&p, 1_790_632_800, 42.0).await;
-    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
-    assert_eq!(pending.len(), 1);
-    let message: Element = pending[0].stanza.parse().unwrap();
+    let delivered = deliver(p.ctx.clone()).await;
+    assert_eq!(delivered.len(), 1);
+    let message = &delivered[0];
     assert_eq!(message.attr("to"), Some("alice@localhost"), "bare JID");
     assert!(message
         .get_child("quoalise", "urn:quoalise:0")
@@ -405,9 +400,10 @@ async fn a_cancel_bounce_ends_the_subscription() {
     ))
     .await;
     publish(&p, 1_790_632_800, 1.0).await;
-    let pending = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap();
-    let id = pending[0].id;
-    let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='q{id}' from='{ALICE}' to='{UP}@{D}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
+    let delivered = deliver(p.ctx.clone()).await;
+    let id = delivered[0].attr("id").unwrap();
+    assert!(id.starts_with('p'), "{id}");
+    let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='{id}' from='{ALICE}' to='{UP}@{D}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
     assert!(r.handle(bounce).await.is_empty());
     assert!(store.subscribers(UP, LIVE).await.unwrap().is_empty());
 }
@@ -423,11 +419,34 @@ async fn wait_bounces_are_retried_later_then_given_up() {
     .await;
     publish(&p, 1_790_632_800, 1.0).await;
     let now = quoalise_component::time::now();
-    let id = store.claim_outbox(now, 10, 60).await.unwrap()[0].id;
-    store.mark_sent(&[id], now).await.unwrap();
-    let bounce: Element = format!("<message xmlns='jabber:component:accept' type='error' id='q{id}' from='{ALICE}' to='{UP}@{D}'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap();
+    let delivered = deliver(p.ctx.clone()).await;
+    let bounce = |id: &str| -> Element {
+        format!("<message xmlns='jabber:component:accept' type='error' id='{id}' from='{ALICE}' to='{UP}@{D}'><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap()
+    };
+    // The notification's first bounce queues it again, on its own, for later.
+    assert!(r
+        .handle(bounce(delivered[0].attr("id").unwrap()))
+        .await
+        .is_empty());
+    let id = store.claim_outbox(i64::MAX / 2, 10, 60).await.unwrap()[0].id;
+    let retry: Element = store
+        .outbox_entry(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .stanza
+        .parse()
+        .unwrap();
+    assert_eq!(
+        (retry.attr("to"), retry.get_child("event", EVENT).is_some()),
+        (Some(ALICE), true),
+        "the same notification"
+    );
+    let bounce = bounce(&format!("q{id}"));
     for attempt in 1..quoalise_component::delivery::MAX_ATTEMPTS {
-        assert!(r.handle(bounce.clone()).await.is_empty());
+        if attempt > 1 {
+            assert!(r.handle(bounce.clone()).await.is_empty());
+        }
         let entry = store.outbox_entry(id).await.unwrap().unwrap();
         assert_eq!(entry.attempts, attempt);
         assert!(entry.not_before > now, "retried later, not at once");
@@ -479,11 +498,6 @@ async fn a_source_cannot_feed_another_sources_usage_point() {
 async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
     let (r, p, store) = setup().await;
     let metrics = quoalise_component::metrics::Metrics::default();
-    let p = Publisher {
-        max_pending: 2,
-        metrics: metrics.clone(),
-        ..p
-    };
     let out = r
         .handle(iq(
             "set",
@@ -500,13 +514,12 @@ async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
     for n in 0..6 {
         publish(&p, t0 + 2 * n, n as f64).await;
     }
-    let pending = store.claim_outbox(i64::MAX / 2, 100, 60).await.unwrap();
-    let messages: Vec<Element> = pending.iter().map(|e| e.stanza.parse().unwrap()).collect();
+    let messages = deliver_with(p.ctx.clone(), 2, metrics.clone()).await;
     let notices: Vec<&Element> = messages
         .iter()
         .filter(|m| m.get_child("missed", "urn:quoalise:0").is_some())
         .collect();
-    assert_eq!(messages.len(), 2 * 2 + 2, "{pending:#?}");
+    assert_eq!(messages.len(), 2 * 2 + 2, "{messages:#?}");
     assert_eq!(notices.len(), 2);
     for (notice, to) in notices.iter().zip([ALICE, "alice@localhost"]) {
         assert_eq!(
@@ -534,7 +547,7 @@ async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
         assert!(body.text().contains(": 4, "), "{}", body.text());
     }
     // The survivors are the newest: readings 4 and 5, for each subscriber.
-    let values: Vec<String> = messages
+    let mut values: Vec<String> = messages
         .iter()
         .filter(|m| m.get_child("missed", "urn:quoalise:0").is_none())
         .map(|m| {
@@ -559,6 +572,7 @@ async fn a_subscriber_out_of_reach_gets_the_newest_and_one_notice() {
                 .to_owned()
         })
         .collect();
+    values.sort();
     assert_eq!(values, ["4", "4", "5", "5"]);
     assert!(metrics
         .render()

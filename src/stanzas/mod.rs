@@ -10,4 +10,5 @@ pub mod outgoing;
 pub mod pubsub;
 pub mod quoalise;
 pub mod senml;
+pub mod template;
 pub(crate) mod xml;

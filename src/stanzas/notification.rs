@@ -10,19 +10,20 @@ use crate::model::id::random_id;
 use crate::model::{Subscription, SubscriptionKind};
 use crate::stanzas::ns;
 use crate::stanzas::pubsub::{self as stanza, State};
+use crate::stanzas::template::{Hole, Template};
 use crate::stanzas::xml::{escape, xep_0082};
 
-/// The headline notification of one item to `to` (exactly as subscribed), as text: the payload is
-/// serialised once per batch and spliced into each subscriber's message. With `delay` (the last
-/// item sent on subscribe) it carries a XEP-0203 stamp. The `id` is set at delivery.
-pub(crate) fn notification_xml(
+/// The headline notification of one item (XEP-0060 §7.1.2.1), with holes for the subscriber's
+/// `to` (exactly as subscribed) and the stanza id: the payload is serialised once per
+/// publication and shared by every subscriber. With `delay` (the last item sent on subscribe) it
+/// carries a XEP-0203 stamp.
+pub(crate) fn notification_template(
     from: &str,
-    to: &str,
     node: &str,
     item_id: &str,
     payload: &str,
     delay: Option<i64>,
-) -> String {
+) -> Template {
     let delay = delay
         .map(|stamp| {
             format!(
@@ -33,61 +34,91 @@ pub(crate) fn notification_xml(
             )
         })
         .unwrap_or_default();
-    format!(
-        "<message xmlns='{}' type='headline' from='{}' to='{}'><event xmlns='{}'><items node='{}'><item id='{}'>{payload}</item></items></event>{delay}</message>",
-        ns::COMPONENT,
-        escape(from),
-        escape(to),
-        ns::PUBSUB_EVENT,
-        escape(node),
-        escape(item_id),
-    )
+    let mut template = Template::default();
+    template
+        .hole(Hole::Start)
+        .text(&format!(
+            "<message xmlns='{}' type='headline' from='{}' to='",
+            ns::COMPONENT,
+            escape(from)
+        ))
+        .hole(Hole::To)
+        .text("' id='")
+        .hole(Hole::Id)
+        .text(&format!(
+            "'><event xmlns='{}'><items node='{}'><item id='{}'>{payload}</item></items></event>{delay}</message>",
+            ns::PUBSUB_EVENT,
+            escape(node),
+            escape(item_id),
+        ));
+    template
 }
 
-/// A generation-2 push: `<message>` to the subscriber's bare JID carrying `<quoalise>` as text.
-pub(crate) fn push_xml(from: &str, to: &str, quoalise: &str) -> String {
-    format!(
-        "<message xmlns='{}' from='{}' to='{}'>{quoalise}</message>",
-        ns::COMPONENT,
-        escape(from),
-        escape(to)
-    )
+/// [`notification_template`] as text for one subscriber, for the outbox (which sets the id).
+pub(crate) fn notification_xml(
+    from: &str,
+    to: &str,
+    node: &str,
+    item_id: &str,
+    payload: &str,
+    delay: Option<i64>,
+) -> String {
+    notification_template(from, node, item_id, payload, delay).fill(&escape(to), |_| random_id())
 }
 
-/// The notice that notifications of `node` to `to` were dropped, `since` being when the oldest
-/// dropped one was queued. The count is not known yet when the notice is built (the store
-/// counts the drops): `count` (a marker no escaped text can contain) stands where it goes. A headline from the
-/// usage point, like the notifications it replaces: a human body, and for programs
+/// Generation-2 pushes: one `<message>` per chunk of readings, to the subscriber's bare JID,
+/// carrying `<quoalise>` as text, with holes for `to` and each message's id.
+pub(crate) fn push_template<'a>(from: &str, chunks: impl IntoIterator<Item = &'a str>) -> Template {
+    let mut template = Template::default();
+    let open = format!(
+        "<message xmlns='{}' from='{}' to='",
+        ns::COMPONENT,
+        escape(from)
+    );
+    for quoalise in chunks {
+        template
+            .hole(Hole::Start)
+            .text(&open)
+            .hole(Hole::To)
+            .text("' id='")
+            .hole(Hole::Id)
+            .text("'>")
+            .text(quoalise)
+            .text("</message>");
+    }
+    template
+}
+
+/// The notice that `count` notifications of `node` to `to` were dropped, `since` being when
+/// the oldest dropped one was published. A headline from the usage point, like the
+/// notifications it replaces: a human body, and for programs
 /// `<missed xmlns='urn:quoalise:0' node='…' count='N' since='RFC 3339'/>`.
 pub(crate) fn missed_notice_xml(
     from: &str,
     to: &str,
+    id: &str,
     node: &str,
     kind: SubscriptionKind,
     since: i64,
-    count: &str,
+    count: u64,
 ) -> String {
     let since = xep_0082(since);
     let fetch = match kind {
         SubscriptionKind::PubSub => "PubSub items or the history command",
         SubscriptionKind::Push => "the get_history command",
     };
-    // Escaped around the count's marker, never over it: a node name cannot forge one.
-    let body = format!(
-        "{}{count}{}",
-        escape(&format!(
-            "Notifications for node {node} dropped while you could not be reached: "
-        )),
-        escape(&format!(
-            ", the oldest from {since}. Fetch the readings with {fetch}."
-        )),
-    );
+    let body = escape(&format!(
+        "Notifications for node {node} dropped while you could not be reached: {count}, \
+         the oldest from {since}. Fetch the readings with {fetch}."
+    ))
+    .into_owned();
     format!(
-        "<message xmlns='{}' type='headline' from='{}' to='{}'><body>{body}</body>\
+        "<message xmlns='{}' type='headline' from='{}' to='{}' id='{}'><body>{body}</body>\
          <missed xmlns='{}' node='{}' count='{count}' since='{since}'/></message>",
         ns::COMPONENT,
         escape(from),
         escape(to),
+        escape(id),
         ns::QUOALISE,
         escape(node),
     )
@@ -124,9 +155,6 @@ pub(crate) fn subscription_ended(from: &Jid, subscription: &Subscription) -> Ele
 mod tests {
     use super::*;
 
-    /// The store's marker for the count.
-    const COUNT: &str = "<?missed-count?>";
-
     #[test]
     fn notifications_are_well_formed_and_escaped() {
         let payload = "<quoalise xmlns='urn:quoalise:0'><data/></quoalise>";
@@ -145,31 +173,65 @@ mod tests {
             .unwrap();
         assert_eq!(item.attr("id"), Some("i1"));
         assert!(item.get_child("quoalise", ns::QUOALISE).is_some());
-        let push: Element = push_xml("1@d", "a@b", payload).parse().unwrap();
-        assert!(push.get_child("quoalise", ns::QUOALISE).is_some());
     }
 
-    /// With the count written in, a well-formed headline; names with markup in them stay text,
-    /// and cannot pass for the count's marker.
+    /// A template filled for one subscriber is the stanza a tree would give: `to` and the id
+    /// where they belong, the payload shared; each push chunk a message of its own.
+    #[test]
+    fn templates_fill_into_well_formed_stanzas() {
+        let payload = "<quoalise xmlns='urn:quoalise:0'><data/></quoalise>";
+        let t = notification_template("1@d", "x/y", "i1", payload, None);
+        let el: Element = t
+            .fill(&escape("o'hara@b/r<&"), |k| format!("p1.2.{k}"))
+            .parse()
+            .unwrap();
+        assert_eq!(el.attr("to"), Some("o'hara@b/r<&"));
+        assert_eq!(el.attr("id"), Some("p1.2.0"));
+        assert!(el.get_child("event", ns::PUBSUB_EVENT).is_some());
+        let pushes = push_template("1@d", [payload, payload]);
+        assert_eq!(pushes.stanzas(), 2);
+        for k in 0..2 {
+            let push: Element = pushes
+                .stanza(k, "a@b", &format!("p1.2.{k}"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(push.attr("id"), Some(&*format!("p1.2.{k}")));
+            assert_eq!(push.attr("to"), Some("a@b"));
+            assert!(push.get_child("quoalise", ns::QUOALISE).is_some());
+        }
+    }
+
+    /// A well-formed headline; names with markup in them stay text.
     #[test]
     fn missed_notices_are_well_formed_and_escaped() {
-        let node = format!("a'<b>&{COUNT}");
+        let node = "a'<b>&<?missed-count?>";
         let text = missed_notice_xml(
             "1@d",
             "o'hara@b/r<&",
-            &node,
+            "m1",
+            node,
             SubscriptionKind::PubSub,
             1_790_632_800,
-            COUNT,
+            12,
         );
-        assert_eq!(text.matches(COUNT).count(), 2);
-        let el: Element = text.replace(COUNT, "12").parse().unwrap();
+        let el: Element = text.parse().unwrap();
         assert_eq!(
-            (el.attr("type"), el.attr("from"), el.attr("to")),
-            (Some("headline"), Some("1@d"), Some("o'hara@b/r<&"))
+            (
+                el.attr("type"),
+                el.attr("from"),
+                el.attr("to"),
+                el.attr("id")
+            ),
+            (
+                Some("headline"),
+                Some("1@d"),
+                Some("o'hara@b/r<&"),
+                Some("m1")
+            )
         );
         let missed = el.get_child("missed", ns::QUOALISE).unwrap();
-        assert_eq!(missed.attr("node"), Some(&*node));
+        assert_eq!(missed.attr("node"), Some(node));
         assert_eq!(missed.attr("count"), Some("12"));
         assert_eq!(missed.attr("since"), Some("2026-09-28T22:00:00Z"));
         let body = el.get_child("body", ns::COMPONENT).unwrap().text();
@@ -181,7 +243,7 @@ mod tests {
                  history command."
             )
         );
-        let push = missed_notice_xml("1@d", "a@b", "n", SubscriptionKind::Push, 0, COUNT);
+        let push = missed_notice_xml("1@d", "a@b", "m", "n", SubscriptionKind::Push, 0, 1);
         assert!(push.contains("the get_history command"), "{push}");
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{Batch, Grant, Reading};
 
-use super::{NewOutboxEntry, StoreError};
+use super::{Advance, StoreError};
 
 /// The readings of `batch` as they will be written: ascending by time, one per time (the last
 /// one sent for a time wins, as it would if the readings were written one by one), `-0.0` as
@@ -69,80 +69,29 @@ pub(super) fn jid_range(bare_jid: &str) -> (String, String) {
     (format!("{bare_jid}/"), format!("{bare_jid}0"))
 }
 
-/// An outbox row about to be inserted: a [`NewOutboxEntry`], or a notice of dropped
-/// notifications, with what the bound needs.
+/// An outbox row about to be inserted.
 pub(super) struct OutboxInsert<'a> {
     pub(crate) subscription: Option<i64>,
     pub(crate) stanza: &'a str,
-    /// Its number among its subscription's entries (`outbox.seq`); `None`: never dropped.
-    pub(crate) seq: Option<i64>,
-    /// On a notice of dropped notifications, how many it reports.
-    pub(crate) missed: Option<i64>,
 }
 
-impl<'a> OutboxInsert<'a> {
-    /// An entry queued outside the bound (no number, not a notice).
-    pub(crate) fn plain(subscription: Option<i64>, stanza: &'a str) -> Self {
-        OutboxInsert {
-            subscription,
-            stanza,
-            seq: None,
-            missed: None,
-        }
+/// The advances of a batch of link reports, one per subscription (a statement updating a row
+/// twice would keep either): the furthest seq, and the end of a claim if one is reported.
+pub(super) fn one_advance_per_subscription(advances: &[Advance]) -> Vec<Advance> {
+    let mut merged: BTreeMap<i64, Advance> = BTreeMap::new();
+    for a in advances {
+        merged
+            .entry(a.subscription)
+            .and_modify(|m| {
+                m.seq = m.seq.max(a.seq);
+                if a.done || !m.done {
+                    m.done |= a.done;
+                    m.claim = a.claim;
+                }
+            })
+            .or_insert(*a);
     }
-}
-
-/// How many of `outbox` go to each subscription, by subscription id.
-pub(super) fn entries_per_subscription(outbox: &[NewOutboxEntry]) -> Vec<(i64, i64)> {
-    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
-    for id in outbox.iter().filter_map(|e| e.subscription) {
-        *counts.entry(id).or_default() += 1;
-    }
-    counts.into_iter().collect()
-}
-
-/// `outbox` numbered: `newest` gives each subscription's last number once this publication's
-/// entries are counted in, so its `n` entries take the `n` numbers up to it, in list order.
-/// Entries of a subscription `newest` does not know (removed meanwhile) get no number.
-pub(super) fn number_entries<'a>(
-    outbox: &'a [NewOutboxEntry],
-    newest: &[(i64, i64)],
-) -> Vec<OutboxInsert<'a>> {
-    let per_subscription: BTreeMap<i64, i64> =
-        entries_per_subscription(outbox).into_iter().collect();
-    // The next number to give, per subscription.
-    let mut next: BTreeMap<i64, i64> = newest
-        .iter()
-        .filter_map(|&(id, last)| {
-            let n = per_subscription.get(&id)?;
-            Some((id, last - n + 1))
-        })
-        .collect();
-    outbox
-        .iter()
-        .map(|entry| {
-            let seq = entry.subscription.and_then(|s| next.get_mut(&s)).map(|n| {
-                *n += 1;
-                *n - 1
-            });
-            OutboxInsert {
-                seq,
-                ..OutboxInsert::plain(entry.subscription, &entry.stanza)
-            }
-        })
-        .collect()
-}
-
-/// Dropped entries (`(subscription, created_at)`, as the delete returns them) per subscription:
-/// how many, and when the oldest was queued.
-pub(super) fn tally_drops(dropped: &[(i64, i64)]) -> BTreeMap<i64, (i64, i64)> {
-    let mut tally: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for &(subscription, created_at) in dropped {
-        let (count, since) = tally.entry(subscription).or_insert((0, created_at));
-        *count += 1;
-        *since = (*since).min(created_at);
-    }
-    tally
+    merged.into_values().collect()
 }
 
 /// What reconciling the config grants changes.
@@ -276,47 +225,25 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_numbered_per_subscription_in_list_order() {
-        let outbox: Vec<NewOutboxEntry> = [
-            (Some(7), "a"),
-            (None, "x"),
-            (Some(3), "b"),
-            (Some(7), "c"),
-            (Some(9), "gone"),
-            (Some(7), "d"),
-        ]
-        .into_iter()
-        .map(|(subscription, stanza)| NewOutboxEntry {
+    fn reports_merge_into_one_advance_per_subscription() {
+        let a = |subscription, seq, claim, done| Advance {
             subscription,
-            stanza: stanza.to_owned(),
-        })
-        .collect();
-        assert_eq!(entries_per_subscription(&outbox), [(3, 1), (7, 3), (9, 1)]);
-        // 7 had 10 entries before these three, 3 had none; 9 is unknown.
-        let numbered = number_entries(&outbox, &[(3, 1), (7, 13)]);
-        let seqs: Vec<_> = numbered.iter().map(|e| (e.stanza, e.seq)).collect();
+            seq,
+            claim,
+            done,
+        };
+        let merged = one_advance_per_subscription(&[
+            a(7, 3, 1, false),
+            a(2, 5, 1, true),
+            a(7, 5, 1, true),
+            a(7, 4, 1, false),
+            a(9, 0, 2, true),
+            a(9, 8, 1, false),
+        ]);
         assert_eq!(
-            seqs,
-            [
-                ("a", Some(11)),
-                ("x", None),
-                ("b", Some(1)),
-                ("c", Some(12)),
-                ("gone", None),
-                ("d", Some(13)),
-            ]
+            merged,
+            [a(2, 5, 1, true), a(7, 5, 1, true), a(9, 8, 2, true)]
         );
-        assert!(numbered.iter().all(|e| e.missed.is_none()));
-    }
-
-    #[test]
-    fn drops_are_tallied_per_subscription() {
-        let tally = tally_drops(&[(2, 50), (1, 40), (2, 30), (2, 60)]);
-        assert_eq!(
-            tally.into_iter().collect::<Vec<_>>(),
-            [(1, (1, 40)), (2, (3, 30))]
-        );
-        assert!(tally_drops(&[]).is_empty());
     }
 
     #[test]

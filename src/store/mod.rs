@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod audit;
 mod common;
 mod consents;
+mod fanout;
 mod grants;
 mod outbox;
 mod postgres;
@@ -30,8 +31,9 @@ mod usage_points;
 
 pub(crate) use audit::AuditStore;
 pub(crate) use consents::ConsentStore;
+pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Publication};
 pub(crate) use grants::GrantStore;
-pub use outbox::{NewOutboxEntry, NoticeText, OutboxStore, PublishLimits, Published, MISSED_COUNT};
+pub use outbox::{NewOutboxEntry, OutboxStore};
 pub use postgres::PostgresStore;
 pub(crate) use readings::ReadingStore;
 pub use sqlite::SqliteStore;
@@ -113,6 +115,7 @@ pub trait Store:
     + ReadingStore
     + SubscriptionStore
     + OutboxStore
+    + FanoutStore
     + GrantStore
     + ConsentStore
     + UpstreamStore
@@ -128,6 +131,7 @@ impl<T> Store for T where
         + ReadingStore
         + SubscriptionStore
         + OutboxStore
+        + FanoutStore
         + GrantStore
         + ConsentStore
         + UpstreamStore

@@ -1,51 +1,20 @@
-//! The outbox area: stanzas waiting to go to the XMPP server, queued in the same transaction as
-//! what they announce, claimed by the delivery task of one instance at a time, kept after sending
-//! for bounce handling, and bounded per subscription while nothing is delivered.
-//!
-//! The publish transaction is here because its point is the outbox: readings, the item and the
-//! notifications exist all together or not at all.
+//! The outbox area: single stanzas waiting to go to the XMPP server, claimed by the delivery task
+//! of one instance at a time, kept after sending for bounce handling. Publications do not go
+//! through it (see [`FanoutStore`](super::FanoutStore)); it holds what concerns one subscriber
+//! at a time: the last item sent on subscribe, subscription-ended notices, and notifications
+//! retried after a bounce.
 
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::{Batch, Item, OutboxEntry};
-
-/// Where the text of a notice of dropped notifications says how many: the store writes the count
-/// there each time the entry is read (claimed, looked up), since further drops raise it while
-/// the notice waits. It cannot occur in escaped text (`<` is always escaped there), nor in the
-/// markup the component writes.
-pub const MISSED_COUNT: &str = "<?missed-count?>";
-
-/// The text of a notice of dropped notifications for a subscription (its id), given the time
-/// the oldest dropped entry was queued; `None` queues no notice.
-pub type NoticeText<'a> = dyn Fn(i64, i64) -> Option<String> + Sync + 'a;
-
-/// The bounds of a publication (see [`OutboxStore::publish`]).
-pub struct PublishLimits<'a> {
-    /// Items kept per node.
-    pub max_items: usize,
-    /// Notifications waiting per subscription at most.
-    pub max_pending: usize,
-    /// The text of a new notice of dropped notifications.
-    pub notice: &'a NoticeText<'a>,
-}
-
-/// What a publication queued and dropped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Published {
-    /// Outbox ids of the stanzas given, in their order.
-    pub ids: Vec<i64>,
-    /// Waiting notifications deleted by the bound.
-    pub dropped: u64,
-}
+use crate::model::OutboxEntry;
 
 /// A stanza to queue in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewOutboxEntry {
     /// The subscription the stanza is for. `None`: for no subscription (a subscription-ended
-    /// notice, a message to an application): never dropped by the bound of
-    /// [`OutboxStore::publish`], not deleted by [`OutboxStore::discard_pending`], and a bounce
-    /// of it ends no subscription.
+    /// notice, a message to an application): not deleted by [`OutboxStore::discard_pending`],
+    /// and a bounce of it ends no subscription.
     pub subscription: Option<i64>,
     /// Serialised stanza.
     pub stanza: String,
@@ -69,33 +38,11 @@ impl NewOutboxEntry {
     }
 }
 
-/// The outbox and the publish transaction that fills it.
+/// The outbox.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// The publish transaction, all or nothing: writes the batch's readings (exactly as
-    /// [`ReadingStore::insert_readings`](super::ReadingStore::insert_readings), same errors),
-    /// the item if any (replacing an item with the same item id on its node, which makes it the
-    /// newest; then keeping only `limits.max_items` newest items of that node), and queues the
-    /// stanzas, each with the subscription it is for, to go at once.
-    ///
-    /// Then the bound: each subscription given here keeps at most `limits.max_pending` waiting
-    /// notifications, its newest; older ones still unsent are deleted (the readings and items
-    /// stay), except those a delivery has claimed and not yet released (already on their way).
-    /// A subscription that lost some gets one notice, never dropped: its waiting notice, if one
-    /// is neither claimed nor sent, counts them too; otherwise a new one is queued, the text
-    /// `limits.notice` gives for (subscription, time the oldest dropped entry was queued), with
-    /// [`MISSED_COUNT`] where the count goes. Returns the outbox ids, in the order of `outbox`,
-    /// and how many entries were dropped.
-    async fn publish(
-        &self,
-        batch: &Batch,
-        item: Option<&Item>,
-        outbox: &[NewOutboxEntry],
-        limits: &PublishLimits<'_>,
-    ) -> Result<Published, StoreError>;
-
-    /// Queues stanzas outside a publish (last item after a subscribe, subscription-ended
-    /// notices), to go at once. Returns their ids, in order.
+    /// Queues stanzas (last item after a subscribe, subscription-ended notices, retries), to go
+    /// at once. Returns their ids, in order.
     async fn enqueue(&self, outbox: &[NewOutboxEntry]) -> Result<Vec<i64>, StoreError>;
 
     /// Claims pending entries due at `now` (`not_before <= now`, unclaimed or whose claim has

@@ -8,8 +8,9 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::common::OutboxInsert;
+use super::rows::ClaimRow;
 use super::sql::impl_store;
-use super::StoreError;
+use super::{Advance, StoreError};
 use crate::model::{Item, Reading};
 
 /// Per instance; several instances share the server, whose default limit is 100 connections.
@@ -72,46 +73,30 @@ const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
      WHERE series_id = (SELECT id FROM series WHERE usage_point = $1 AND path = $2) \
      AND item_id = ANY($4) ORDER BY id DESC LIMIT $3";
 
-/// Queues entries: four arrays unnested into rows, one statement whatever their number. Ids
+/// Queues entries: two arrays unnested into rows, one statement whatever their number. Ids
 /// come from the sequence in the order rows are produced, i.e. `ORDER BY n`.
-const INSERT_OUTBOX: &str =
-    "INSERT INTO outbox (subscription_id, stanza, seq, missed, created_at) \
-     SELECT s, st, q, m, $5 \
-     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) \
-     WITH ORDINALITY AS u (s, st, q, m, n) \
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (subscription_id, stanza, created_at) \
+     SELECT s, st, $3 FROM UNNEST($1::bigint[], $2::text[]) WITH ORDINALITY AS u (s, st, n) \
      ORDER BY n RETURNING id";
 
-/// Locks the subscriptions `$1` a publication queues for, in id order (so that two publishers
-/// of overlapping sets cannot deadlock), until the transaction ends: numbering, trimming and
-/// counting into a notice are then never done by two publishers at once.
-const LOCK_SUBSCRIPTIONS: &str =
-    "SELECT id FROM subscriptions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// Claims subscriptions behind on a series with work, claimed by no one (or whose claim ended
+/// before `$3`). `FOR UPDATE SKIP LOCKED`, as for the outbox: concurrent claimers get disjoint
+/// sets. `$1` the claim end, `$2` the claim id, `$4` the limit.
+const CLAIM_FANOUT: &str = "UPDATE subscriptions SET claimed_until = $1, claim_id = $2 \
+     WHERE id IN (SELECT s.id FROM fanout AS f JOIN subscriptions AS s \
+     ON s.series_id = f.series_id AND s.delivered_seq < f.head \
+     WHERE s.claimed_until IS NULL OR s.claimed_until <= $3 LIMIT $4 \
+     FOR UPDATE OF s SKIP LOCKED) \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq, \
+     (SELECT f.head FROM fanout AS f WHERE f.series_id = subscriptions.series_id) AS head";
 
-/// Adds `$2[i]` to the entry count of subscription `$1[i]`; returns the new counts.
-const BUMP_SEQ: &str = "UPDATE subscriptions SET outbox_seq = subscriptions.outbox_seq + u.n \
-     FROM UNNEST($1::bigint[], $2::bigint[]) AS u (s, n) WHERE subscriptions.id = u.s \
-     RETURNING subscriptions.id, subscriptions.outbox_seq";
-
-/// Deletes the waiting entries of the subscriptions `$1` numbered `$2` or more behind their
-/// subscription's newest, unless claimed until after `$3` (now). A row a delivery claims
-/// meanwhile is re-checked once its claim commits, and then kept.
-const DROP_BEYOND: &str = "DELETE FROM outbox AS o USING subscriptions AS s \
-     WHERE s.id = ANY($1) AND o.subscription_id = s.id AND o.sent_at IS NULL \
-     AND o.seq <= s.outbox_seq - $2 \
-     AND (o.claimed_until IS NULL OR o.claimed_until <= $3) \
-     RETURNING o.subscription_id, o.created_at";
-
-/// Adds `$2[i]` to the count of the newest waiting, unclaimed notice of subscription `$1[i]`;
-/// returns the subscriptions that had one. The conditions on `outbox` itself are re-checked if
-/// a delivery claims the notice meanwhile: a claimed notice keeps its count, and the caller
-/// queues a new one.
-const ADD_TO_NOTICES: &str = "UPDATE outbox SET missed = outbox.missed + u.n \
-     FROM UNNEST($1::bigint[], $2::bigint[]) AS u (s, n) \
-     WHERE outbox.id = (SELECT MAX(o.id) FROM outbox AS o \
-     WHERE o.subscription_id = u.s AND o.sent_at IS NULL AND o.seq IS NULL \
-     AND o.missed IS NOT NULL AND o.claimed_until IS NULL) \
-     AND outbox.sent_at IS NULL AND outbox.claimed_until IS NULL \
-     RETURNING outbox.subscription_id";
+/// Moves cursors forward and ends finished claims, one row of the arrays per subscription.
+const ADVANCE: &str = "UPDATE subscriptions AS s \
+     SET delivered_seq = GREATEST(s.delivered_seq, u.q), \
+     claimed_until = CASE WHEN u.d AND s.claim_id = u.c THEN NULL ELSE s.claimed_until END, \
+     claim_id = CASE WHEN u.d AND s.claim_id = u.c THEN NULL ELSE s.claim_id END \
+     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[]) AS u (i, q, c, d) \
+     WHERE s.id = u.i";
 
 /// Claims due pending entries, oldest first. `FOR UPDATE SKIP LOCKED`: rows another instance is
 /// claiming at the same moment are skipped, not waited for, and a row it has just claimed no
@@ -121,7 +106,7 @@ const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = $1 WHERE id IN \
      (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= $2 \
       AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY id LIMIT $3 \
       FOR UPDATE SKIP LOCKED) \
-     RETURNING id, subscription_id, stanza, attempts, not_before, missed";
+     RETURNING id, subscription_id, stanza, attempts, not_before";
 
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = $1, claimed_until = NULL \
      WHERE id = ANY($2) AND sent_at IS NULL";
@@ -150,52 +135,35 @@ async fn upsert_readings(
     Ok(written)
 }
 
-/// Numbers the entries a publication queues: locks the subscriptions, adds each one's count to
-/// its total and returns the new totals `(subscription, total)` (removed subscriptions are
-/// missing).
-async fn bump_outbox_seq(
-    conn: &mut PgConnection,
-    counts: &[(i64, i64)],
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    let (ids, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
-    sqlx::query(LOCK_SUBSCRIPTIONS)
-        .bind(&ids)
-        .execute(&mut *conn)
-        .await?;
-    Ok(sqlx::query_as(BUMP_SEQ)
-        .bind(ids)
-        .bind(ns)
-        .fetch_all(conn)
-        .await?)
-}
-
-/// Deletes the waiting entries of `subscriptions` beyond the newest `keep`; returns
-/// `(subscription, created_at)` of each.
-async fn drop_beyond(
-    conn: &mut PgConnection,
-    subscriptions: &[i64],
-    keep: i64,
+async fn claim_fanout(
+    pool: &PgPool,
     now: i64,
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as(DROP_BEYOND)
-        .bind(subscriptions)
-        .bind(keep)
+    limit: usize,
+    lease_secs: i64,
+    claim: i64,
+) -> Result<Vec<ClaimRow>, StoreError> {
+    Ok(sqlx::query_as(CLAIM_FANOUT)
+        .bind(now.saturating_add(lease_secs))
+        .bind(claim)
         .bind(now)
-        .fetch_all(conn)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
         .await?)
 }
 
-/// Adds the counts to the waiting notices of the subscriptions; returns those that had one.
-async fn add_to_notices(
-    conn: &mut PgConnection,
-    counts: &[(i64, i64)],
-) -> Result<Vec<i64>, StoreError> {
-    let (ids, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
-    Ok(sqlx::query_scalar(ADD_TO_NOTICES)
+async fn advance(pool: &PgPool, advances: &[Advance]) -> Result<(), StoreError> {
+    let ids: Vec<i64> = advances.iter().map(|a| a.subscription).collect();
+    let seqs: Vec<i64> = advances.iter().map(|a| a.seq).collect();
+    let claims: Vec<i64> = advances.iter().map(|a| a.claim).collect();
+    let done: Vec<bool> = advances.iter().map(|a| a.done).collect();
+    sqlx::query(ADVANCE)
         .bind(ids)
-        .bind(ns)
-        .fetch_all(conn)
-        .await?)
+        .bind(seqs)
+        .bind(claims)
+        .bind(done)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Queues entries; returns their ids in order.
@@ -209,13 +177,9 @@ async fn insert_outbox(
     }
     let subscriptions: Vec<Option<i64>> = outbox.iter().map(|e| e.subscription).collect();
     let stanzas: Vec<&str> = outbox.iter().map(|e| e.stanza).collect();
-    let seqs: Vec<Option<i64>> = outbox.iter().map(|e| e.seq).collect();
-    let missed: Vec<Option<i64>> = outbox.iter().map(|e| e.missed).collect();
     let mut ids: Vec<i64> = sqlx::query_scalar(INSERT_OUTBOX)
         .bind(subscriptions)
         .bind(stanzas)
-        .bind(seqs)
-        .bind(missed)
         .bind(now)
         .fetch_all(conn)
         .await?;

@@ -9,7 +9,7 @@ use crate::model::{
     UsagePoint,
 };
 
-use super::{StoreError, MISSED_COUNT};
+use super::{Claimed, Publication, StoreError};
 
 /// Columns read into [`UsagePointRow`], in a form both dialects accept.
 pub(super) const USAGE_POINT_COLUMNS: &str = "id, source, device_type, identifier_authority, \
@@ -224,7 +224,7 @@ pub(super) fn subscriptions_from_rows(
 }
 
 /// Columns read into [`OutboxRow`].
-pub(super) const OUTBOX_COLUMNS: &str = "id, subscription_id, stanza, attempts, not_before, missed";
+pub(super) const OUTBOX_COLUMNS: &str = "id, subscription_id, stanza, attempts, not_before";
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct OutboxRow {
@@ -233,20 +233,14 @@ pub(super) struct OutboxRow {
     stanza: String,
     attempts: i32,
     not_before: i64,
-    /// Set on a notice of dropped notifications: the count to write into its text.
-    missed: Option<i64>,
 }
 
 impl From<OutboxRow> for OutboxEntry {
     fn from(row: OutboxRow) -> Self {
-        let stanza = match row.missed {
-            Some(count) => row.stanza.replace(MISSED_COUNT, &count.to_string()),
-            None => row.stanza,
-        };
         OutboxEntry {
             id: row.id,
             subscription: row.subscription_id,
-            stanza,
+            stanza: row.stanza,
             attempts: row.attempts,
             not_before: row.not_before,
         }
@@ -258,6 +252,48 @@ pub(super) fn outbox_from_rows(rows: Vec<OutboxRow>) -> Vec<OutboxEntry> {
     let mut entries: Vec<OutboxEntry> = rows.into_iter().map(OutboxEntry::from).collect();
     entries.sort_by_key(|e| e.id);
     entries
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct PublicationRow {
+    seq: i64,
+    published_at: i64,
+    pubsub: String,
+    push: String,
+}
+
+impl From<PublicationRow> for Publication {
+    fn from(row: PublicationRow) -> Self {
+        Publication {
+            seq: row.seq,
+            published_at: row.published_at,
+            pubsub: row.pubsub,
+            push: row.push,
+        }
+    }
+}
+
+/// What a claim of subscriptions returns: [`SUBSCRIPTION_COLUMNS`], then where it stands.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ClaimRow {
+    #[sqlx(flatten)]
+    subscription: SubscriptionRow,
+    series_id: i64,
+    delivered_seq: i64,
+    head: i64,
+}
+
+impl TryFrom<ClaimRow> for Claimed {
+    type Error = StoreError;
+
+    fn try_from(row: ClaimRow) -> Result<Self, StoreError> {
+        Ok(Claimed {
+            subscription: Subscription::try_from(row.subscription)?,
+            series_id: row.series_id,
+            delivered: row.delivered_seq,
+            head: row.head,
+        })
+    }
 }
 
 /// An item as both backends return it: `SELECT item_id, published_at, payload`, the node being

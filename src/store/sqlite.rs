@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::common::OutboxInsert;
+use super::rows::ClaimRow;
 use super::sql::impl_store;
-use super::StoreError;
+use super::{Advance, StoreError};
 use crate::model::{Item, Reading};
 
 /// Readers proceed during a write in WAL mode; writes are serialised by SQLite anyway, so a few
@@ -134,22 +135,14 @@ fn upsert_sql(rows: usize) -> &'static str {
     statement_for(all, rows)
 }
 
-/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id,
-/// stanza, seq and missed count of each row.
+/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id and
+/// stanza of each row.
 fn outbox_insert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         multi_row_statements(
-            "INSERT INTO outbox (subscription_id, stanza, seq, missed, created_at) VALUES ",
-            |i| {
-                format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?1)",
-                    4 * i + 2,
-                    4 * i + 3,
-                    4 * i + 4,
-                    4 * i + 5
-                )
-            },
+            "INSERT INTO outbox (subscription_id, stanza, created_at) VALUES ",
+            |i| format!("(?{}, ?{}, ?1)", 2 * i + 2, 2 * i + 3),
             " RETURNING id",
         )
     });
@@ -184,12 +177,6 @@ fn id_list(ids: &[i64]) -> String {
     format!("[{}]", items.join(","))
 }
 
-/// A JSON array of integer pairs, for [`PAIRS`].
-fn pair_list(pairs: &[(i64, i64)]) -> String {
-    let items: Vec<String> = pairs.iter().map(|(a, b)| format!("[{a},{b}]")).collect();
-    format!("[{}]", items.join(","))
-}
-
 /// Republishing an item id replaces the item; delete and insert give it a new row id, the
 /// newest. SQLite has a single writer, so the pair cannot race.
 const DELETE_ITEM: &str = "DELETE FROM items WHERE series_id = ? AND item_id = ?";
@@ -208,7 +195,7 @@ const ITEMS_BY_ID: &str = "SELECT item_id, published_at, payload FROM items \
 const CLAIM_OUTBOX: &str = "UPDATE outbox SET claimed_until = ?1 WHERE id IN \
      (SELECT id FROM outbox WHERE sent_at IS NULL AND not_before <= ?2 \
       AND (claimed_until IS NULL OR claimed_until <= ?2) ORDER BY id LIMIT ?3) \
-     RETURNING id, subscription_id, stanza, attempts, not_before, missed";
+     RETURNING id, subscription_id, stanza, attempts, not_before";
 
 /// `?2` a JSON array of ids.
 const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
@@ -218,84 +205,61 @@ const MARK_SENT: &str = "UPDATE outbox SET sent_at = ?1, claimed_until = NULL \
 const RELEASE: &str = "UPDATE outbox SET claimed_until = NULL \
      WHERE id IN (SELECT value FROM json_each(?1)) AND sent_at IS NULL AND claimed_until IS NOT NULL";
 
-/// The pairs of `?1`, a JSON array of two-integer arrays (see [`pair_list`]), as rows `(s, n)`:
-/// one pass over the list (two lists joined on their keys would scan one per row of the other).
-const PAIRS: &str = "(SELECT json_extract(value, '$[0]') AS s, json_extract(value, '$[1]') AS n \
-     FROM json_each(?1))";
+/// Claims subscriptions behind on a series with work, claimed by no one (or whose claim ended
+/// before `?3`): one statement, so atomic under SQLite's write lock. `CROSS JOIN` keeps the
+/// few series with work as the outer loop, each a range of `subscriptions_behind`. `?1` the
+/// claim end, `?2` the claim id, `?4` the limit.
+const CLAIM_FANOUT: &str = "UPDATE subscriptions SET claimed_until = ?1, claim_id = ?2 \
+     WHERE id IN (SELECT s.id FROM fanout AS f CROSS JOIN subscriptions AS s \
+     ON s.series_id = f.series_id AND s.delivered_seq < f.head \
+     WHERE s.claimed_until IS NULL OR s.claimed_until <= ?3 LIMIT ?4) \
+     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq, \
+     (SELECT f.head FROM fanout AS f WHERE f.series_id = subscriptions.series_id) AS head";
 
-/// Adds `n` to the entry count of subscription `s`, for each pair; returns the new counts.
-/// SQLite has one writer: the transaction already keeps other publishers out.
-fn bump_seq_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        format!(
-            "UPDATE subscriptions SET outbox_seq = outbox_seq + u.n FROM {PAIRS} AS u \
-             WHERE subscriptions.id = u.s RETURNING id, outbox_seq"
-        )
-    })
-}
+/// Moves cursors forward and ends finished claims: `?1` a JSON array of
+/// `[subscription, seq, claim, done]`, one per subscription.
+const ADVANCE: &str = "UPDATE subscriptions \
+     SET delivered_seq = MAX(delivered_seq, u.q), \
+     claimed_until = CASE WHEN u.d = 1 AND claim_id = u.c THEN NULL ELSE claimed_until END, \
+     claim_id = CASE WHEN u.d = 1 AND claim_id = u.c THEN NULL ELSE claim_id END \
+     FROM (SELECT json_extract(value, '$[0]') AS i, json_extract(value, '$[1]') AS q, \
+     json_extract(value, '$[2]') AS c, json_extract(value, '$[3]') AS d FROM json_each(?1)) AS u \
+     WHERE subscriptions.id = u.i";
 
-/// Deletes the waiting entries of the subscriptions `?1` (a JSON array) numbered `?2` or more
-/// behind their subscription's newest, unless claimed until after `?3` (now).
-const DROP_BEYOND: &str = "DELETE FROM outbox WHERE id IN (SELECT o.id FROM subscriptions AS s \
-     JOIN outbox AS o ON o.subscription_id = s.id AND o.sent_at IS NULL \
-     AND o.seq <= s.outbox_seq - ?2 \
-     WHERE s.id IN (SELECT value FROM json_each(?1)) \
-     AND (o.claimed_until IS NULL OR o.claimed_until <= ?3)) \
-     RETURNING subscription_id, created_at";
-
-/// Adds `n` to the count of the newest waiting, unclaimed notice of subscription `s`, for each
-/// pair; returns the subscriptions that had one.
-fn add_to_notices_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
-        format!(
-            "UPDATE outbox SET missed = outbox.missed + u.n FROM {PAIRS} AS u \
-             WHERE outbox.id = (SELECT MAX(o.id) FROM outbox AS o \
-             WHERE o.subscription_id = u.s AND o.sent_at IS NULL AND o.seq IS NULL \
-             AND o.missed IS NOT NULL AND o.claimed_until IS NULL) \
-             RETURNING subscription_id"
-        )
-    })
-}
-
-/// Numbers the entries a publication queues: adds each subscription's count to its total and
-/// returns the new totals `(subscription, total)` (removed subscriptions are missing).
-async fn bump_outbox_seq(
-    conn: &mut SqliteConnection,
-    counts: &[(i64, i64)],
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as(bump_seq_sql())
-        .bind(pair_list(counts))
-        .fetch_all(conn)
-        .await?)
-}
-
-/// Deletes the waiting entries of `subscriptions` beyond the newest `keep`; returns
-/// `(subscription, created_at)` of each.
-async fn drop_beyond(
-    conn: &mut SqliteConnection,
-    subscriptions: &[i64],
-    keep: i64,
+async fn claim_fanout(
+    pool: &SqlitePool,
     now: i64,
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    Ok(sqlx::query_as(DROP_BEYOND)
-        .bind(id_list(subscriptions))
-        .bind(keep)
+    limit: usize,
+    lease_secs: i64,
+    claim: i64,
+) -> Result<Vec<ClaimRow>, StoreError> {
+    Ok(sqlx::query_as(CLAIM_FANOUT)
+        .bind(now.saturating_add(lease_secs))
+        .bind(claim)
         .bind(now)
-        .fetch_all(conn)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(pool)
         .await?)
 }
 
-/// Adds the counts to the waiting notices of the subscriptions; returns those that had one.
-async fn add_to_notices(
-    conn: &mut SqliteConnection,
-    counts: &[(i64, i64)],
-) -> Result<Vec<i64>, StoreError> {
-    Ok(sqlx::query_scalar(add_to_notices_sql())
-        .bind(pair_list(counts))
-        .fetch_all(conn)
-        .await?)
+async fn advance(pool: &SqlitePool, advances: &[Advance]) -> Result<(), StoreError> {
+    let rows: Vec<String> = advances
+        .iter()
+        .map(|a| {
+            format!(
+                "[{},{},{},{}]",
+                a.subscription,
+                a.seq,
+                a.claim,
+                u8::from(a.done)
+            )
+        })
+        .collect();
+    sqlx::query(ADVANCE)
+        .bind(format!("[{}]", rows.join(",")))
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 /// Writes prepared readings of one series; returns how many rows were inserted or changed.
@@ -330,11 +294,7 @@ async fn insert_outbox(
         let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
         let mut query = sqlx::query_scalar(outbox_insert_sql(chunk.len())).bind(now);
         for entry in chunk {
-            query = query
-                .bind(entry.subscription)
-                .bind(entry.stanza)
-                .bind(entry.seq)
-                .bind(entry.missed);
+            query = query.bind(entry.subscription).bind(entry.stanza);
         }
         // Rows of one statement get increasing ids in VALUES order; RETURNING promises no order.
         let mut chunk_ids: Vec<i64> = query.fetch_all(&mut *conn).await?;
@@ -371,9 +331,8 @@ impl_store!(SqliteStore, SqliteConnection);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sql::outbox::{
-        DISCARD_PENDING, OLDEST_PENDING, PENDING_COUNT, PURGE_SENT, TRIM_ITEMS,
-    };
+    use crate::store::sql::fanout::TRIM_ITEMS;
+    use crate::store::sql::outbox::{DISCARD_PENDING, OLDEST_PENDING, PENDING_COUNT, PURGE_SENT};
     use crate::store::sql::readings::{COUNT_IN_RANGE, ITEMS, LAST_READING, READINGS_IN_RANGE};
     use crate::store::sql::subscriptions::{SUBSCRIBERS, SUBSCRIPTIONS_OF};
 
@@ -402,8 +361,8 @@ mod tests {
         assert_eq!(chunk_len(511), 256);
         assert!(upsert_sql(1).contains("VALUES (?1, ?2, ?3) ON CONFLICT"));
         assert!(upsert_sql(512).contains("(?1, ?1024, ?1025) ON CONFLICT"));
-        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?4, ?5, ?1) RETURNING id"));
-        assert!(outbox_insert_sql(512).ends_with("(?2046, ?2047, ?2048, ?2049, ?1) RETURNING id"));
+        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?1) RETURNING id"));
+        assert!(outbox_insert_sql(512).ends_with("(?1024, ?1025, ?1) RETURNING id"));
     }
 
     /// The plans SQLite picks: one-year queries must be range scans of the primary key, with
@@ -501,22 +460,33 @@ mod tests {
         );
     }
 
-    /// The bound's statements cost per subscription of the publication, not per waiting row:
-    /// one pass over the list, then index lookups (the range beyond the bound, the notice).
+    /// The fan-out statements cost per subscription behind, not per subscription: the claim
+    /// and the pending count start from the series with work and walk `subscriptions_behind`,
+    /// the advance looks each subscription up by id, the prune asks the index for each series'
+    /// slowest cursor. No full scan of subscriptions, no sort.
     #[tokio::test]
-    async fn bound_statements_walk_the_list_once() {
+    async fn fanout_statements_walk_only_subscriptions_behind() {
+        use crate::store::sql::fanout::{PENDING, PRUNE, SETTLE};
         let store = SqliteStore::open("sqlite::memory:").await.unwrap();
         let expected = [
             (
-                DROP_BEYOND,
-                "SEARCH o USING INDEX outbox_pending_subscription (subscription_id=? AND seq<?)",
+                CLAIM_FANOUT,
+                "SEARCH s USING INDEX subscriptions_behind (series_id=? AND delivered_seq<?)",
             ),
             (
-                add_to_notices_sql(),
-                "SEARCH o USING INDEX outbox_pending_subscription (subscription_id=? AND seq=?)",
+                PENDING,
+                "SEARCH s USING INDEX subscriptions_behind (series_id=? AND delivered_seq<?)",
             ),
             (
-                bump_seq_sql(),
+                SETTLE,
+                "SEARCH s USING COVERING INDEX subscriptions_behind (series_id=? AND delivered_seq<?)",
+            ),
+            (
+                PRUNE,
+                "SEARCH s USING COVERING INDEX subscriptions_behind (series_id=?)",
+            ),
+            (
+                ADVANCE,
                 "SEARCH subscriptions USING INTEGER PRIMARY KEY (rowid=?)",
             ),
         ];
@@ -524,14 +494,10 @@ mod tests {
             let steps = plan(&store, sql).await;
             let plan: Vec<&str> = steps.iter().map(String::as_str).collect();
             assert!(plan.contains(&step), "{sql}: {plan:?}");
-            let scans: Vec<&&str> = plan.iter().filter(|s| s.starts_with("SCAN")).collect();
-            assert_eq!(
-                scans,
-                [&"SCAN json_each VIRTUAL TABLE INDEX 1:"],
-                "{sql}: {plan:?}"
-            );
             assert!(
-                !plan.iter().any(|s| s.contains("TEMP B-TREE")),
+                !plan.iter().any(|s| s.starts_with("SCAN s")
+                    || s.starts_with("SCAN subscriptions")
+                    || s.contains("TEMP B-TREE")),
                 "{sql}: {plan:?}"
             );
         }
@@ -544,11 +510,6 @@ mod tests {
         let strings = ["a\"b".to_owned(), "c\\d\n\u{1}é".to_owned(), String::new()];
         assert_eq!(item_id_list(&strings), r#"["a\"b","c\\d\u000a\u0001é",""]"#);
         assert_eq!(item_id_list(&[]), "[]");
-        assert_eq!(pair_list(&[]), "[]");
-        assert_eq!(
-            pair_list(&[(1, 2), (-3, i64::MAX)]),
-            "[[1,2],[-3,9223372036854775807]]"
-        );
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub trait SubscriptionStore: Send + Sync {
     /// [`OutboxStore::discard_pending`](super::OutboxStore::discard_pending)).
     async fn remove_subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError>;
 
+    /// One subscription by id, if it exists.
+    async fn subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError>;
+
     /// Subscriptions to a series, both kinds, ordered by id.
     async fn subscribers(
         &self,

@@ -47,7 +47,7 @@ use crate::health::LinkProgress;
 use crate::metrics::Metrics;
 use crate::request::error::{raw_iq_error, RequestError};
 use crate::stanzas::ns;
-use crate::stanzas::outgoing::{Outgoing, Payload};
+use crate::stanzas::outgoing::{Outgoing, Payload, Report};
 use crate::xep;
 use crate::xmpp::framing::{Frame, Framer, Refusal};
 use crate::xmpp::limits::{Cost, InFlight, RequestLimits};
@@ -84,8 +84,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_millis(500);
 /// Where the link reports outbox entries: written to the server, or handed back unwritten.
 #[derive(Debug, Clone)]
 pub struct OutboxReports {
-    pub written: mpsc::UnboundedSender<i64>,
-    pub released: mpsc::UnboundedSender<i64>,
+    pub written: mpsc::UnboundedSender<Report>,
+    pub released: mpsc::UnboundedSender<Report>,
 }
 
 /// What the link needs to know.
@@ -531,7 +531,7 @@ impl Link {
         mut socket: OwnedWriteHalf,
         outbound: &mut mpsc::Receiver<Outgoing>,
         refusals: &mut mpsc::Receiver<Vec<u8>>,
-        unreported: &mut Vec<i64>,
+        unreported: &mut Vec<Report>,
         shutdown: &CancellationToken,
     ) -> SessionEnd {
         let mut ping = tokio::time::interval(self.config.ping_interval);
@@ -624,14 +624,13 @@ impl Link {
     /// Appends one stanza's wire bytes to `buf`, unless it exceeds the server's limit: sending
     /// it would make the server close the stream, so it is dropped with an error log (and an iq
     /// result is replaced by an error to its requester).
-    fn encode(&self, out: Outgoing, buf: &mut Vec<u8>, unreported: &mut Vec<i64>) {
-        unreported.extend(out.outbox_id);
-        let el = match out.payload {
-            Payload::Wire(bytes) => {
-                buf.extend(bytes);
-                return;
-            }
-            Payload::Tree(el) => el,
+    fn encode(&self, out: Outgoing, buf: &mut Vec<u8>, unreported: &mut Vec<Report>) {
+        unreported.extend(out.report);
+        if out.payload.append_wire(buf) {
+            return;
+        }
+        let Payload::Tree(el) = out.payload else {
+            return;
         };
         let bytes = encode(&el);
         if bytes.len() <= self.config.max_stanza_size {
@@ -656,7 +655,7 @@ impl Link {
         &self,
         mut socket: OwnedWriteHalf,
         outbound: &mut mpsc::Receiver<Outgoing>,
-        unreported: &mut Vec<i64>,
+        unreported: &mut Vec<Report>,
         mut buf: Vec<u8>,
     ) -> SessionEnd {
         let deadline = Instant::now() + SHUTDOWN_DRAIN;
@@ -784,7 +783,7 @@ fn unread_reply(addressing: &Addressing, error: RequestError) -> Option<Element>
 fn release_queued(outbound: &mut mpsc::Receiver<Outgoing>, reports: &OutboxReports) {
     let mut dropped = 0usize;
     while let Ok(out) = outbound.try_recv() {
-        match out.outbox_id {
+        match out.report {
             Some(id) => {
                 let _ = reports.released.send(id);
             }

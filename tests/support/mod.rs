@@ -6,5 +6,6 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod delivery;
 pub mod router;
 pub mod xml;

@@ -13,6 +13,7 @@
 
 pub(super) mod audit;
 pub(super) mod consents;
+pub(super) mod fanout;
 pub(super) mod grants;
 pub(super) mod outbox;
 pub(super) mod readings;
@@ -83,6 +84,7 @@ macro_rules! impl_store {
         $crate::store::sql::readings::impl_readings!($store, $connection);
         $crate::store::sql::subscriptions::impl_subscriptions!($store, $connection);
         $crate::store::sql::outbox::impl_outbox!($store, $connection);
+        $crate::store::sql::fanout::impl_fanout!($store, $connection);
         $crate::store::sql::grants::impl_grants!($store, $connection);
         $crate::store::sql::consents::impl_consents!($store, $connection);
         $crate::store::sql::upstream::impl_upstream!($store, $connection);

@@ -3,11 +3,12 @@
 
 /// Adds a subscription, or returns the existing one unchanged (the no-op update makes
 /// `RETURNING` give the stored row, and serialises concurrent subscribes): idempotent in one
-/// statement. No row at all means the series does not exist.
+/// statement. No row at all means the series does not exist. A new subscription's cursor starts
+/// at its series' last publication: it receives what is published from now on.
 pub(in crate::store) const SUBSCRIBE: &str =
     "INSERT INTO subscriptions (kind, usage_point, series, jid, \
-     subid, created_at) SELECT $1, $2, $3, $4, $5, $6 \
-     WHERE EXISTS (SELECT 1 FROM series WHERE usage_point = $2 AND path = $3) \
+     subid, created_at, series_id, delivered_seq) SELECT $1, $2, $3, $4, $5, $6, r.id, r.published_seq \
+     FROM series AS r WHERE r.usage_point = $2 AND r.path = $3 \
      ON CONFLICT (usage_point, series, kind, jid) DO UPDATE SET subid = subscriptions.subid \
      RETURNING id, kind, usage_point, series, jid, subid, created_at";
 
@@ -19,6 +20,9 @@ pub(in crate::store) const UNSUBSCRIBE: &str = "DELETE FROM subscriptions \
 
 pub(in crate::store) const REMOVE_SUBSCRIPTION: &str = "DELETE FROM subscriptions WHERE id = $1 \
      RETURNING id, kind, usage_point, series, jid, subid, created_at";
+
+pub(in crate::store) const SUBSCRIPTION: &str = "SELECT id, kind, usage_point, series, jid, \
+     subid, created_at FROM subscriptions WHERE id = $1";
 
 pub(in crate::store) const SUBSCRIBERS: &str = "SELECT id, kind, usage_point, series, jid, subid, \
      created_at FROM subscriptions WHERE usage_point = $1 AND series = $2 ORDER BY id";
@@ -54,8 +58,8 @@ macro_rules! impl_subscriptions {
                 subscriptions_from_rows, unix_now, SubscriptionRow, SUBSCRIPTION_COLUMNS,
             };
             use $crate::store::sql::subscriptions::{
-                REMOVE_SUBSCRIPTION, SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTIONS_OF, SUBSCRIPTION_COUNTS,
-                UNSUBSCRIBE,
+                REMOVE_SUBSCRIPTION, SUBSCRIBE, SUBSCRIBERS, SUBSCRIPTION, SUBSCRIPTIONS_OF,
+                SUBSCRIPTION_COUNTS, UNSUBSCRIBE,
             };
             use $crate::store::{StoreError, SubscriptionCounts, SubscriptionStore};
 
@@ -111,6 +115,14 @@ macro_rules! impl_subscriptions {
                     id: i64,
                 ) -> Result<Option<Subscription>, StoreError> {
                     let row: Option<SubscriptionRow> = sqlx::query_as(REMOVE_SUBSCRIPTION)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    row.map(Subscription::try_from).transpose()
+                }
+
+                async fn subscription(&self, id: i64) -> Result<Option<Subscription>, StoreError> {
+                    let row: Option<SubscriptionRow> = sqlx::query_as(SUBSCRIPTION)
                         .bind(id)
                         .fetch_optional(&self.pool)
                         .await?;

@@ -1,0 +1,214 @@
+//! The SQL of the fan-out area ([`FanoutStore`](crate::store::FanoutStore)): the publish
+//! transaction, and the cursors over publications. The claim and the advance differ between the
+//! backends (locking, list parameters), so each provides those and this file ties them together.
+
+/// Keeps the `$2` newest items of series `$1`: deletes from the (`$2` + 1)-th newest down. No
+/// such item, nothing deleted (`id <= NULL` is never true).
+pub(in crate::store) const TRIM_ITEMS: &str = "DELETE FROM items WHERE series_id = $1 AND id <= \
+     (SELECT id FROM items WHERE series_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
+
+/// The next publication number of series `$1`. On PostgreSQL the row stays locked until the
+/// transaction ends, so two instances publishing on one series number in turn.
+pub(in crate::store) const BUMP_HEAD: &str =
+    "UPDATE series SET published_seq = published_seq + 1 WHERE id = $1 RETURNING published_seq";
+
+pub(in crate::store) const INSERT_PUBLICATION: &str = "INSERT INTO publications \
+     (series_id, seq, published_at, pubsub, push) VALUES ($1, $2, $3, $4, $5)";
+
+/// Notes that series `$1` has publications up to `$2` to deliver. Always an update of the row
+/// (never "do nothing"): it locks the row on PostgreSQL, so a concurrent
+/// [`SETTLE`] re-checks the new head and keeps it.
+pub(in crate::store) const NOTE_WORK: &str =
+    "INSERT INTO fanout (series_id, head) VALUES ($1, $2) \
+     ON CONFLICT (series_id) DO UPDATE SET head = excluded.head";
+
+pub(in crate::store) const PUBLICATIONS: &str = "SELECT seq, published_at, pubsub, push \
+     FROM publications WHERE series_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+
+pub(in crate::store) const PUBLICATION_OF_SERIES: &str =
+    "SELECT p.seq, p.published_at, p.pubsub, p.push FROM subscriptions AS s \
+     JOIN publications AS p ON p.series_id = s.series_id AND p.seq = $2 WHERE s.id = $1";
+
+/// Series nobody is behind on any more. The head is read from the row being deleted, so a
+/// publication noted meanwhile (its update re-checked by PostgreSQL) keeps the row.
+pub(in crate::store) const SETTLE: &str = "DELETE FROM fanout WHERE NOT EXISTS \
+     (SELECT 1 FROM subscriptions AS s WHERE s.series_id = fanout.series_id \
+     AND s.delivered_seq < fanout.head)";
+
+/// Publications older than `$1` that every subscription of their series has passed (all of
+/// them when the series has no subscription).
+pub(in crate::store) const PRUNE: &str = "DELETE FROM publications WHERE published_at < $1 \
+     AND seq <= COALESCE((SELECT MIN(s.delivered_seq) FROM subscriptions AS s \
+     WHERE s.series_id = publications.series_id), seq)";
+
+/// Undelivered notifications (publications after each cursor), and the oldest one's time: only
+/// the series with work and the subscriptions behind on them are read.
+pub(in crate::store) const PENDING: &str =
+    "SELECT CAST(COALESCE(SUM(f.head - s.delivered_seq), 0) AS BIGINT), MIN(p.published_at) \
+     FROM fanout AS f JOIN subscriptions AS s \
+     ON s.series_id = f.series_id AND s.delivered_seq < f.head \
+     LEFT JOIN publications AS p ON p.series_id = s.series_id AND p.seq = s.delivered_seq + 1";
+
+/// The [`FanoutStore`](crate::store::FanoutStore) implementation of `$store`, a backend whose
+/// connections are `$connection`, as a child module of the backend (`use super::*`), which
+/// provides:
+/// - `$store::begin_write(&self)`: a transaction that may write;
+/// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
+/// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
+///   newest of its node, replacing one of the same id;
+/// - `claim_fanout(pool, now, limit, lease_secs, claim) -> Result<Vec<ClaimRow>, StoreError>`;
+/// - `advance(pool, &[Advance]) -> Result<(), StoreError>`, one entry per subscription.
+macro_rules! impl_fanout {
+    ($store:ident, $connection:ty) => {
+        mod fanout_sql {
+            use async_trait::async_trait;
+
+            use super::sql_helpers::series_id;
+            use super::*;
+            use $crate::model::{Batch, Item};
+            use $crate::store::common::{
+                count_from_sql, limit_to_sql, one_advance_per_subscription, prepare_readings,
+            };
+            use $crate::store::rows::{unix_now, PublicationRow};
+            use $crate::store::sql::fanout::{
+                BUMP_HEAD, INSERT_PUBLICATION, NOTE_WORK, PENDING, PRUNE, PUBLICATIONS,
+                PUBLICATION_OF_SERIES, SETTLE, TRIM_ITEMS,
+            };
+            use $crate::store::{
+                Advance, Claimed, FanoutStore, NewPublication, Publication, StoreError,
+            };
+
+            #[async_trait]
+            impl FanoutStore for $store {
+                async fn publish(
+                    &self,
+                    batch: &Batch,
+                    item: Option<&Item>,
+                    publication: Option<&NewPublication>,
+                    max_items: usize,
+                ) -> Result<Option<i64>, StoreError> {
+                    let readings = prepare_readings(batch)?;
+                    let now = unix_now();
+                    let mut tx = self.begin_write().await?;
+                    let batch_series =
+                        series_id(&mut tx, &batch.usage_point, &batch.series).await?;
+                    upsert_readings(&mut tx, batch_series, &readings).await?;
+                    if let Some(item) = item {
+                        let item_series = if item.usage_point == batch.usage_point
+                            && item.series == batch.series
+                        {
+                            batch_series
+                        } else {
+                            series_id(&mut tx, &item.usage_point, &item.series).await?
+                        };
+                        put_item(&mut tx, item_series, item).await?;
+                        sqlx::query(TRIM_ITEMS)
+                            .bind(item_series)
+                            .bind(limit_to_sql(max_items))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let mut seq = None;
+                    if let Some(publication) = publication {
+                        let head: i64 = sqlx::query_scalar(BUMP_HEAD)
+                            .bind(batch_series)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        sqlx::query(INSERT_PUBLICATION)
+                            .bind(batch_series)
+                            .bind(head)
+                            .bind(now)
+                            .bind(&publication.pubsub)
+                            .bind(&publication.push)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(NOTE_WORK)
+                            .bind(batch_series)
+                            .bind(head)
+                            .execute(&mut *tx)
+                            .await?;
+                        seq = Some(head);
+                    }
+                    tx.commit().await?;
+                    Ok(seq)
+                }
+
+                async fn claim_fanout(
+                    &self,
+                    now: i64,
+                    limit: usize,
+                    lease_secs: i64,
+                    claim: i64,
+                ) -> Result<Vec<Claimed>, StoreError> {
+                    let rows = claim_fanout(&self.pool, now, limit, lease_secs, claim).await?;
+                    let mut claimed = rows
+                        .into_iter()
+                        .map(Claimed::try_from)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    // Series together, then subscription order: one read of publications per
+                    // series, and a stable order.
+                    claimed.sort_by_key(|c| (c.series_id, c.subscription.id));
+                    Ok(claimed)
+                }
+
+                async fn publications(
+                    &self,
+                    series_id: i64,
+                    after: i64,
+                    limit: usize,
+                ) -> Result<Vec<Publication>, StoreError> {
+                    let rows: Vec<PublicationRow> = sqlx::query_as(PUBLICATIONS)
+                        .bind(series_id)
+                        .bind(after)
+                        .bind(limit_to_sql(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Publication::from).collect())
+                }
+
+                async fn publication_for(
+                    &self,
+                    subscription: i64,
+                    seq: i64,
+                ) -> Result<Option<Publication>, StoreError> {
+                    let row: Option<PublicationRow> = sqlx::query_as(PUBLICATION_OF_SERIES)
+                        .bind(subscription)
+                        .bind(seq)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Publication::from))
+                }
+
+                async fn advance(&self, advances: &[Advance]) -> Result<(), StoreError> {
+                    if advances.is_empty() {
+                        return Ok(());
+                    }
+                    advance(&self.pool, &one_advance_per_subscription(advances)).await
+                }
+
+                async fn settle_fanout(&self) -> Result<u64, StoreError> {
+                    Ok(sqlx::query(SETTLE)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                }
+
+                async fn prune_publications(&self, before: i64) -> Result<u64, StoreError> {
+                    Ok(sqlx::query(PRUNE)
+                        .bind(before)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                }
+
+                async fn fanout_pending(&self) -> Result<(u64, Option<i64>), StoreError> {
+                    let (count, oldest): (i64, Option<i64>) =
+                        sqlx::query_as(PENDING).fetch_one(&self.pool).await?;
+                    Ok((count_from_sql(count)?, oldest))
+                }
+            }
+        }
+    };
+}
+
+pub(in crate::store) use impl_fanout;
