@@ -475,7 +475,7 @@ mod tests {
             ),
             (
                 PENDING,
-                "SEARCH s USING INDEX subscriptions_behind (series_id=? AND delivered_seq<?)",
+                "SEARCH s USING COVERING INDEX subscriptions_behind (series_id=? AND delivered_seq<?)",
             ),
             (
                 SETTLE,

@@ -42,12 +42,13 @@ pub(in crate::store) const PRUNE: &str = "DELETE FROM publications WHERE publish
      WHERE s.series_id = publications.series_id), seq)";
 
 /// Undelivered notifications (publications after each cursor), and the oldest one's time: only
-/// the series with work and the subscriptions behind on them are read.
+/// the series with work and the subscriptions behind on them are read (`CROSS JOIN` keeps
+/// SQLite from starting with every subscription; PostgreSQL plans it as any join).
 pub(in crate::store) const PENDING: &str =
     "SELECT CAST(COALESCE(SUM(f.head - s.delivered_seq), 0) AS BIGINT), MIN(p.published_at) \
-     FROM fanout AS f JOIN subscriptions AS s \
-     ON s.series_id = f.series_id AND s.delivered_seq < f.head \
-     LEFT JOIN publications AS p ON p.series_id = s.series_id AND p.seq = s.delivered_seq + 1";
+     FROM fanout AS f CROSS JOIN subscriptions AS s \
+     LEFT JOIN publications AS p ON p.series_id = s.series_id AND p.seq = s.delivered_seq + 1 \
+     WHERE s.series_id = f.series_id AND s.delivered_seq < f.head";
 
 /// The [`FanoutStore`](crate::store::FanoutStore) implementation of `$store`, a backend whose
 /// connections are `$connection`, as a child module of the backend (`use super::*`), which
