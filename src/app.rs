@@ -65,6 +65,16 @@ pub async fn serve_with_events(
     let store = store::open(&config.store.url)
         .await
         .context("cannot open the store ([store] url)")?;
+    // A SQLite file is this process's alone: what a killed predecessor claimed goes now.
+    if config.store.url.starts_with("sqlite:") {
+        let released = store
+            .release_all_claims()
+            .await
+            .context("cannot release the claims of a previous run")?;
+        if released > 0 {
+            tracing::info!(released, "claims of a previous run released");
+        }
+    }
     store
         .replace_config_grants(&access::grants_from_config(&config.access.grants))
         .await
@@ -268,8 +278,14 @@ pub async fn serve_with_events(
 const GRANT_CHECK: Duration = Duration::from_secs(60);
 /// How long sent outbox entries are kept to match bounces.
 const KEEP_SENT_SECS: i64 = 24 * 3600;
+/// How long publications every subscriber has received are kept, to retry one that bounces
+/// with `wait`: bounces come within seconds, and a live series publishes every few seconds, so
+/// a day's worth would be most of the database. A later `cancel` bounce still ends its
+/// subscription (that needs no publication).
+const KEEP_PUBLICATIONS_SECS: i64 = 600;
 
-/// Periodic work: end subscriptions whose grant is gone, forget old sent notifications. A
+/// Periodic work: end subscriptions whose grant is gone, forget old sent notifications and
+/// delivered publications. A
 /// source that revokes access (`access_changed`) has subscriptions checked at once.
 async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(GRANT_CHECK);
@@ -290,6 +306,13 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
             .await
         {
             tracing::error!(error = %e, "cannot purge sent notifications");
+        }
+        if let Err(e) = ctx
+            .store
+            .prune_publications(crate::time::now() - KEEP_PUBLICATIONS_SECS)
+            .await
+        {
+            tracing::error!(error = %e, "cannot prune delivered publications");
         }
     }
 }

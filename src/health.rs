@@ -220,12 +220,12 @@ impl Health {
     pub(crate) async fn check(&self) -> Report {
         let t = self.thresholds;
         // The store's probe is a real query: the queue time of the oldest waiting notification.
-        let (store, oldest) =
-            match tokio::time::timeout(t.store_timeout, self.store.oldest_pending()).await {
-                Ok(Ok(oldest)) => (Ok(()), oldest),
-                Ok(Err(e)) => (Err(StoreTrouble::Failed(e.to_string())), None),
-                Err(_) => (Err(StoreTrouble::NoAnswer(t.store_timeout)), None),
-            };
+        let probe = crate::store::undelivered(self.store.as_ref());
+        let (store, oldest) = match tokio::time::timeout(t.store_timeout, probe).await {
+            Ok(Ok((_, oldest))) => (Ok(()), oldest),
+            Ok(Err(e)) => (Err(StoreTrouble::Failed(e.to_string())), None),
+            Err(_) => (Err(StoreTrouble::NoAnswer(t.store_timeout)), None),
+        };
         let age = oldest
             .map(|queued| u64::try_from(chrono::Utc::now().timestamp() - queued).unwrap_or(0));
         Report {

@@ -221,7 +221,7 @@ impl Metrics {
             (
                 "quoalise_outbox_pending",
                 "gauge",
-                "Outbox entries (notifications, notices) not yet sent.",
+                "Notifications not yet sent (publications after each subscription's cursor, and outbox entries).",
                 state.outbox_pending,
             ),
             (

@@ -41,8 +41,9 @@ const CLAIM: usize = 256;
 /// Publications sent to one subscription per claim: the most a subscriber may receive twice
 /// after a crash.
 pub const DEPTH: usize = 32;
-/// How long a claim holds before another instance (or this one after a crash) may take it.
-const LEASE_SECS: i64 = 60;
+/// How long a claim holds before another instance (or this one after a crash, on PostgreSQL)
+/// may take it.
+const LEASE_SECS: i64 = 30;
 /// Poll interval when idle (retries whose time has come, work queued by other instances).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 

@@ -115,6 +115,11 @@ pub trait FanoutStore: Send + Sync {
     /// series has received; returns how many.
     async fn prune_publications(&self, before: i64) -> Result<u64, StoreError>;
 
+    /// Ends every claim, of subscriptions and of outbox entries; returns how many. Only for a
+    /// store no other instance uses (SQLite), at start: what a killed predecessor had claimed then
+    /// goes at once instead of when its lease passes.
+    async fn release_all_claims(&self) -> Result<u64, StoreError>;
+
     /// Notifications not yet delivered (each subscription's publications after its cursor), and
     /// when the oldest of them was published.
     async fn fanout_pending(&self) -> Result<(u64, Option<i64>), StoreError>;

@@ -142,6 +142,19 @@ impl<T> Store for T where
 {
 }
 
+/// What waits to be delivered, outbox entries and publications after the cursors together:
+/// how many notifications, and when the oldest was queued or published (health and metrics).
+pub async fn undelivered(store: &dyn Store) -> Result<(u64, Option<i64>), StoreError> {
+    let (fanout, fanout_oldest) = store.fanout_pending().await?;
+    let outbox = store.pending_count().await?;
+    let outbox_oldest = store.oldest_pending().await?;
+    let oldest = match (fanout_oldest, outbox_oldest) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok((fanout.saturating_add(outbox), oldest))
+}
+
 /// Opens (creating if needed) and migrates the store named by `url`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {

@@ -124,8 +124,8 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         Ok(n) => state.metrics.set_subscriptions(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
     }
-    match state.store.pending_count().await {
-        Ok(n) => state.metrics.set_outbox_pending(n),
+    match crate::store::undelivered(state.store.as_ref()).await {
+        Ok((n, _)) => state.metrics.set_outbox_pending(n),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
     }
     let report = state.health.check().await;

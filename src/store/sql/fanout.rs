@@ -41,6 +41,12 @@ pub(in crate::store) const PRUNE: &str = "DELETE FROM publications WHERE publish
      AND seq <= COALESCE((SELECT MIN(s.delivered_seq) FROM subscriptions AS s \
      WHERE s.series_id = publications.series_id), seq)";
 
+pub(in crate::store) const RELEASE_SUBSCRIPTIONS: &str =
+    "UPDATE subscriptions SET claimed_until = NULL, claim_id = NULL WHERE claim_id IS NOT NULL";
+
+pub(in crate::store) const RELEASE_OUTBOX: &str = "UPDATE outbox SET claimed_until = NULL \
+     WHERE sent_at IS NULL AND claimed_until IS NOT NULL";
+
 /// Undelivered notifications (publications after each cursor), and the oldest one's time: only
 /// the series with work and the subscriptions behind on them are read (`CROSS JOIN` keeps
 /// SQLite from starting with every subscription; PostgreSQL plans it as any join).
@@ -73,7 +79,7 @@ macro_rules! impl_fanout {
             use $crate::store::rows::{unix_now, PublicationRow};
             use $crate::store::sql::fanout::{
                 BUMP_HEAD, INSERT_PUBLICATION, NOTE_WORK, PENDING, PRUNE, PUBLICATIONS,
-                PUBLICATION_OF_SERIES, SETTLE, TRIM_ITEMS,
+                PUBLICATION_OF_SERIES, RELEASE_OUTBOX, RELEASE_SUBSCRIPTIONS, SETTLE, TRIM_ITEMS,
             };
             use $crate::store::{
                 Advance, Claimed, FanoutStore, NewPublication, Publication, StoreError,
@@ -200,6 +206,20 @@ macro_rules! impl_fanout {
                         .execute(&self.pool)
                         .await?
                         .rows_affected())
+                }
+
+                async fn release_all_claims(&self) -> Result<u64, StoreError> {
+                    let mut tx = self.begin_write().await?;
+                    let subscriptions = sqlx::query(RELEASE_SUBSCRIPTIONS)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    let entries = sqlx::query(RELEASE_OUTBOX)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(subscriptions + entries)
                 }
 
                 async fn fanout_pending(&self) -> Result<(u64, Option<i64>), StoreError> {
