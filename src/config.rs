@@ -78,8 +78,8 @@ pub(crate) struct PubSubConfig {
     /// Published items kept per node (for item retrieval and the last item on subscribe).
     #[serde(default = "default_max_items")]
     pub(crate) max_items: usize,
-    /// Notifications waiting per subscription at most (link down or slow); beyond it the oldest
-    /// are dropped and the subscriber gets one notice that it missed items.
+    /// Missed notifications a subscription receives at most (link down or slow): the newest;
+    /// the oldest are skipped and the subscriber gets one notice that it missed items.
     #[serde(default = "default_max_pending")]
     pub(crate) max_pending: usize,
     /// `/healthz` says delivery lags when a notification has waited longer than this.

@@ -34,6 +34,10 @@ pub async fn record_reports(
                     drain(report, &mut written, &mut batch);
                     metrics.notifications_sent(batch.len() as u64);
                     record(store.as_ref(), &batch, true).await;
+                    // A claim that ended frees its subscriptions for their next publications.
+                    if batch.iter().any(|r| matches!(r, Report::Fanout { last: true, .. })) {
+                        wake.notify_one();
+                    }
                     batch.clear();
                 }
                 None => return,
