@@ -100,7 +100,7 @@ async fn a_revoking_event_wakes_the_grant_check() {
 
 #[tokio::test]
 async fn subscribe_publish_notify_unsubscribe() {
-    let (r, p, store) = setup().await;
+    let (r, p, _store) = setup().await;
     publish(&p, 1_790_632_800, 500.0).await;
     assert!(deliver(p.ctx.clone()).await.is_empty(), "no subscriber yet");
 

@@ -7,6 +7,7 @@
 //! publications wait for it than the bound, the oldest are skipped and it gets one notice saying
 //! how many (the readings stay in the history).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -157,14 +158,13 @@ async fn serve(
         } else {
             c.delivered
         };
-        if !read.contains_key(&(c.series_id, start)) {
-            let publications = ctx.store.publications(c.series_id, start, DEPTH).await?;
-            let decoded = publications.iter().filter_map(Decoded::new).collect();
-            read.insert((c.series_id, start), decoded);
-        }
-        let publications = read
-            .get(&(c.series_id, start))
-            .map_or(&[][..], Vec::as_slice);
+        let publications: &[Decoded] = match read.entry((c.series_id, start)) {
+            Entry::Occupied(read) => read.into_mut(),
+            Entry::Vacant(slot) => {
+                let publications = ctx.store.publications(c.series_id, start, DEPTH).await?;
+                slot.insert(publications.iter().filter_map(Decoded::new).collect())
+            }
+        };
         if start > c.delivered {
             let skipped = u64::try_from(start - c.delivered).unwrap_or(0);
             let since = oldest_skipped(delivery, &c).await?;
