@@ -2,14 +2,15 @@
 //! PostgreSQL cluster each test starts itself.
 //!
 //! Each area is a test module of its own (`usage_points`, `readings`, `grants`, `audit`,
-//! `subscriptions`, `publish`, `outbox`, `bound`, `consents`, `upstream`, `opening`) with one test
+//! `subscriptions`, `publish`, `outbox`, `fanout`, `consents`, `upstream`, `opening`) with one test
 //! per backend, on a database of its own: a failure in one area does not hide the others. A
 //! story that needs another area's rows starts from a setup that writes them without checking
 //! them (that is the other area's story). After its story, each area checks that a restart finds
 //! what it left; stories of several instances sharing a database run on a new database of the
 //! same backend, except in memory, where no second instance can reach the database.
 
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quoalise_component::model::{
@@ -18,8 +19,8 @@ use quoalise_component::model::{
     UsagePoint, ANY,
 };
 use quoalise_component::store::{
-    self, NewOutboxEntry, PostgresStore, PublishLimits, SqliteStore, Store, StoreError,
-    MISSED_COUNT,
+    self, Advance, Claimed, NewOutboxEntry, NewPublication, PostgresStore, Publication,
+    SqliteStore, Store, StoreError,
 };
 use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -758,7 +759,7 @@ async fn concurrent_config_reconciliation(a: Arc<dyn Store>, b: Arc<dyn Store>) 
     assert_eq!(subjects, ["erin@example.org", "frank@example.org"]);
 }
 
-// ---- Subscriptions, publishing, the outbox ----
+// ---- Subscriptions, publishing, the outbox, the fan-out ----
 
 const ALICE: &str = "alice@example.org";
 const ALICE_PHONE: &str = "alice@example.org/phone";
@@ -772,19 +773,18 @@ const LEASE: i64 = 60;
 /// Items kept per node in the publish story.
 const MAX_ITEMS: usize = 3;
 
-/// Stories that are not about the bound publish with this one: far above what they queue.
-const ROOMY: usize = 1000;
+/// Publications delivery reads per subscription and claim (as `delivery::DEPTH`).
+const DEPTH: usize = 32;
 
-fn no_notice(_: i64, _: i64) -> Option<String> {
-    None
-}
-
-/// The limits of a publication that keeps `max_items` items and never drops notifications.
-fn roomy(max_items: usize) -> PublishLimits<'static> {
-    PublishLimits {
-        max_items,
-        max_pending: ROOMY,
-        notice: &no_notice,
+/// A publication's templates as the publisher would store them; quotes and non-ASCII text must
+/// come back byte for byte.
+fn publication(n: i64) -> NewPublication {
+    NewPublication {
+        pubsub: format!(
+            "<message type='headline' id='p{n}'><event xmlns='http://jabber.org/protocol/pubsub#event'>\
+             <items node=\"température\"><item id='i{n}'/></items></event></message>"
+        ),
+        push: format!("<message type='normal'><push n=\"{n}\">O&apos;Hara ¤</push></message>"),
     }
 }
 
@@ -1017,9 +1017,10 @@ async fn temperature_readings(store: &dyn Store) -> u64 {
         .unwrap()
 }
 
-/// The publish transaction: readings, item and notifications together or not at all; items
-/// kept, replaced, trimmed and listed. Runs after [`add_subscriptions`]; leaves the items that
-/// [`check_items_kept`] expects and two pending outbox entries.
+/// The publish transaction: readings, item and publication together or not at all; a
+/// publication stored once, numbered in its series; items kept, replaced, trimmed and listed.
+/// Runs after [`add_subscriptions`]; leaves the items and the waiting publications that
+/// [`check_publish_kept`] expects.
 async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     assert!(store
         .items(XAAL_B2, TEMPERATURE, None, None)
@@ -1027,56 +1028,41 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .unwrap()
         .is_empty());
     assert_eq!(store.last_item(XAAL_B2, TEMPERATURE).await.unwrap(), None);
-    assert_eq!(store.pending_count().await.unwrap(), 0);
-    assert_eq!(store.oldest_pending().await.unwrap(), None);
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
 
-    // One batch: its readings, its item, a notification per subscriber and one for nobody.
+    // One batch: its readings, its item, and its publication, the first of the series, stored
+    // once for the one subscriber; nothing goes through the outbox.
     let subscribers = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap();
     assert_eq!(subscribers, subs[3..]);
-    let mut outbox: Vec<NewOutboxEntry> = subscribers
-        .iter()
-        .enumerate()
-        .map(|(n, s)| entry(Some(s.id), stanza(&s.jid, n)))
-        .collect();
-    outbox.push(entry(None, stanza("admin@example.org", 99)));
+    let sensor = &subscribers[0];
     let first = item(TEMPERATURE, "i1", T0);
-    let ids = store
+    let seq = store
         .publish(
             &batch(XAAL_B2, TEMPERATURE, &[(T0, 20.5), (T0 + 60, 20.75)]),
             Some(&first),
-            &outbox,
-            &roomy(MAX_ITEMS),
+            Some(&publication(1)),
+            MAX_ITEMS,
         )
         .await
-        .unwrap()
-        .ids;
-    assert_eq!(ids.len(), outbox.len());
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    let queued_at = store.oldest_pending().await.unwrap();
-    assert!(
-        queued_at.is_some_and(|t| (t - chrono::Utc::now().timestamp()).abs() < 60),
-        "{queued_at:?}"
+        .unwrap();
+    assert_eq!(seq, Some(1));
+    let stored = store.publication_for(sensor.id, 1).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        Publication {
+            seq: 1,
+            published_at: stored.published_at,
+            pubsub: publication(1).pubsub,
+            push: publication(1).push,
+        }
     );
-    for (
-        id,
-        NewOutboxEntry {
-            subscription,
-            stanza,
-        },
-    ) in ids.iter().zip(&outbox)
-    {
-        assert_eq!(
-            store.outbox_entry(*id).await.unwrap(),
-            Some(OutboxEntry {
-                id: *id,
-                subscription: *subscription,
-                stanza: stanza.clone(),
-                attempts: 0,
-                not_before: 0,
-            })
-        );
-    }
-    assert_eq!(store.pending_count().await.unwrap(), 2);
+    assert!(
+        (stored.published_at - chrono::Utc::now().timestamp()).abs() < 60,
+        "{stored:?}"
+    );
+    let waiting = (1, Some(stored.published_at));
+    assert_eq!(store.fanout_pending().await.unwrap(), waiting);
+    assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(temperature_readings(store.as_ref()).await, 2);
     assert_eq!(
         store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap(),
@@ -1088,8 +1074,8 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     );
 
     // All or nothing: an unknown series, an item on an unknown node, a NaN reading each fail
-    // the whole publish, the readings written before the failure included.
-    let doomed = [entry(Some(subs[0].id), stanza(ALICE, 7))];
+    // the whole publish, the readings written before the failure included; no publication is
+    // stored and the series' numbering does not move.
     let failures = [
         (
             batch(XAAL_B2, "nope/raw", &[(T0 + 120, 1.0)]),
@@ -1110,7 +1096,7 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     ];
     for (bad_batch, bad_item) in &failures {
         let err = store
-            .publish(bad_batch, Some(bad_item), &doomed, &roomy(MAX_ITEMS))
+            .publish(bad_batch, Some(bad_item), Some(&publication(99)), MAX_ITEMS)
             .await
             .unwrap_err();
         assert!(
@@ -1120,7 +1106,8 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
             ),
             "{err:?}"
         );
-        assert_eq!(store.pending_count().await.unwrap(), 2);
+        assert_eq!(store.fanout_pending().await.unwrap(), waiting);
+        assert_eq!(store.publication_for(sensor.id, 2).await.unwrap(), None);
         assert_eq!(temperature_readings(store.as_ref()).await, 2);
         assert_eq!(
             item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
@@ -1134,18 +1121,33 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .is_empty());
 
     // Newest first, at most MAX_ITEMS kept per node.
+    // The first of these is publication 2 (the failures took no number); a publish without
+    // a publication (a batch the publisher does not announce) takes none either.
     for (n, id) in ["i2", "i3", "i4", "i5"].iter().enumerate() {
         let at = T0 + 60 * (n as i64 + 2);
-        store
+        let announced = (n == 0).then(|| publication(2));
+        let seq = store
             .publish(
                 &batch(XAAL_B2, TEMPERATURE, &[(at, 21.0)]),
                 Some(&item(TEMPERATURE, id, at)),
-                &[],
-                &roomy(MAX_ITEMS),
+                announced.as_ref(),
+                MAX_ITEMS,
             )
             .await
             .unwrap();
+        assert_eq!(seq, (n == 0).then_some(2));
     }
+    assert_eq!(
+        store
+            .publication_for(sensor.id, 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .pubsub,
+        publication(2).pubsub
+    );
+    assert_eq!(store.publication_for(sensor.id, 3).await.unwrap(), None);
+    assert_eq!(store.fanout_pending().await.unwrap(), (2, waiting.1));
     assert_eq!(temperature_readings(store.as_ref()).await, 6);
     let items = store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap();
     assert_eq!(item_ids(&items), ["i5", "i4", "i3"]);
@@ -1161,8 +1163,8 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         .publish(
             &batch(XAAL_B2, TEMPERATURE, &[]),
             Some(&replaced),
-            &[],
-            &roomy(MAX_ITEMS),
+            None,
+            MAX_ITEMS,
         )
         .await
         .unwrap();
@@ -1209,8 +1211,8 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
             .publish(
                 &batch(XAAL_B2, TEMPERATURE, &[]),
                 Some(&item(HUMIDITY, id, T0 + n as i64)),
-                &[],
-                &roomy(odd_ids.len()),
+                None,
+                odd_ids.len(),
             )
             .await
             .unwrap();
@@ -1234,14 +1236,15 @@ async fn publish_story(store: Arc<dyn Store>, subs: &[Subscription]) {
         item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
         ["i3", "i5", "i4"]
     );
-    assert_eq!(store.pending_count().await.unwrap(), 2);
+    // Publishing queued nothing in the outbox; the sensor waits for publications 1 and 2.
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.fanout_pending().await.unwrap(), (2, waiting.1));
 }
 
 /// Claiming, sending, leases, retries, discarding and purging. Runs after
-/// [`queue_two_notifications`], whose two notifications are pending, as the publish story leaves
-/// them.
+/// [`queue_two_entries`], whose two entries are pending.
 async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
-    // What the publish story queued: claimed once, then not again while the claim lasts.
+    // What was queued before: claimed once, then not again while the claim lasts.
     let published = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
     assert_eq!(published.len(), 2);
     assert!(store.claim_outbox(NOW, 10, LEASE).await.unwrap().is_empty());
@@ -1417,7 +1420,7 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
 
     // Purging sent entries by age: `sent_at < before`.
     assert_eq!(store.purge_sent(NOW).await.unwrap(), 0);
-    // The publish story's two (NOW) and ids[0] (NOW + 1, not NOW + 500).
+    // The first two (NOW) and ids[0] (NOW + 1, not NOW + 500).
     assert_eq!(store.purge_sent(NOW + 2).await.unwrap(), 3);
     assert_eq!(store.outbox_entry(ids[0]).await.unwrap(), None);
     assert!(store.outbox_entry(ids[1]).await.unwrap().is_some());
@@ -1428,9 +1431,20 @@ async fn outbox_story(store: Arc<dyn Store>, subs: &[Subscription]) {
     assert_eq!(store.pending_count().await.unwrap(), 0);
 }
 
-/// Entries queued, some claimed by a sender that then dies: the state a crash leaves. See
-/// [`check_after_crash`].
-async fn crash_with_claims(store: Arc<dyn Store>) -> Vec<OutboxEntry> {
+/// What a delivery task had in hand when its process died.
+struct Crash {
+    /// Outbox entries queued, the first two of them claimed.
+    queued: Vec<OutboxEntry>,
+    /// Subscriptions claimed to be sent a publication, the third one left unclaimed.
+    claimed: Vec<Claimed>,
+}
+
+/// The claim id of the delivery task that dies.
+const DEAD_CLAIM: i64 = 666;
+
+/// Entries queued and a publication made, some of each claimed by a sender that then dies:
+/// the state a crash leaves. Runs after [`add_subscriptions`]. See [`check_after_crash`].
+async fn crash_with_claims(store: Arc<dyn Store>) -> Crash {
     let ids = store
         .enqueue(&[
             entry(None, stanza("crash@example.org", 1)),
@@ -1441,14 +1455,29 @@ async fn crash_with_claims(store: Arc<dyn Store>) -> Vec<OutboxEntry> {
         .unwrap();
     let claimed = store.claim_outbox(NOW, 2, LEASE).await.unwrap();
     assert_eq!(entry_ids(&claimed), ids[..2]);
-    let mut all = claimed;
-    all.extend(store.outbox_entry(ids[2]).await.unwrap());
-    all
+    let mut queued = claimed;
+    queued.extend(store.outbox_entry(ids[2]).await.unwrap());
+
+    // Three subscribers of the load curve (push, evil, orgx), two of them claimed.
+    let seq = store
+        .publish(
+            &batch(PRM, LOAD_CURVE, &[(T0, 1.0)]),
+            None,
+            Some(&publication(1)),
+            MAX_ITEMS,
+        )
+        .await
+        .unwrap();
+    assert_eq!(seq, Some(1));
+    let claimed = store.claim_fanout(NOW, 2, LEASE, DEAD_CLAIM).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    Crash { queued, claimed }
 }
 
-/// After a restart: nothing queued is lost; what the dead sender claimed goes out once its claim
-/// expires, the rest at once.
-async fn check_after_crash(store: Arc<dyn Store>, queued: &[OutboxEntry]) {
+/// After a restart: nothing queued or published is lost; what the dead sender claimed goes
+/// out once its claim expires, the rest at once.
+async fn check_after_crash(store: Arc<dyn Store>, crash: &Crash) {
+    let queued = &crash.queued;
     assert_eq!(store.pending_count().await.unwrap(), 3);
     assert_eq!(
         store.claim_outbox(NOW, 10, 10 * LEASE).await.unwrap(),
@@ -1464,6 +1493,50 @@ async fn check_after_crash(store: Arc<dyn Store>, queued: &[OutboxEntry]) {
         .unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(store.purge_sent(i64::MAX).await.unwrap(), 3);
+
+    // The publication still waits for its three subscribers; the one the dead sender had not
+    // claimed is claimed at once, the two others once the dead claim expires, where they were.
+    assert_eq!(store.fanout_pending().await.unwrap().0, 3);
+    let restart = DEAD_CLAIM + 1;
+    let unclaimed = store
+        .claim_fanout(NOW, 10, 10 * LEASE, restart)
+        .await
+        .unwrap();
+    assert_eq!(unclaimed.len(), 1);
+    let dead: Vec<i64> = crash.claimed.iter().map(|c| c.subscription.id).collect();
+    assert!(
+        !dead.contains(&unclaimed[0].subscription.id),
+        "{unclaimed:?}"
+    );
+    assert_eq!((unclaimed[0].delivered, unclaimed[0].head), (0, 1));
+    assert!(store
+        .claim_fanout(NOW + LEASE - 1, 10, LEASE, restart + 1)
+        .await
+        .unwrap()
+        .is_empty());
+    let reclaimed = store
+        .claim_fanout(NOW + LEASE, 10, LEASE, restart + 1)
+        .await
+        .unwrap();
+    assert_eq!(reclaimed, crash.claimed);
+    let advances: Vec<Advance> = unclaimed
+        .iter()
+        .map(|c| (c, restart))
+        .chain(reclaimed.iter().map(|c| (c, restart + 1)))
+        .map(|(c, claim)| Advance {
+            subscription: c.subscription.id,
+            seq: c.head,
+            claim,
+            done: true,
+        })
+        .collect();
+    store.advance(&advances).await.unwrap();
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert!(store
+        .claim_fanout(NOW + 10 * LEASE, 10, LEASE, restart + 2)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Delivery tasks of several instances claiming at once get disjoint sets that cover every
@@ -1498,33 +1571,444 @@ async fn concurrent_claims(stores: Vec<Arc<dyn Store>>) {
     assert_eq!(seen, ids.into_iter().collect());
 }
 
-/// A fan-out at scale: 30 publications to 100 subscribers each, then the outbox drained in
-/// claims of 256. (Speed is measured by the benchmarks, not here.)
+/// The seqs of publications, in the order read.
+fn seqs(publications: &[Publication]) -> Vec<i64> {
+    publications.iter().map(|p| p.seq).collect()
+}
+
+/// Where a claimed subscription stands: (subscription, delivered, head).
+fn standing(claimed: &[Claimed]) -> Vec<(i64, i64, i64)> {
+    claimed
+        .iter()
+        .map(|c| (c.subscription.id, c.delivered, c.head))
+        .collect()
+}
+
+/// The report of a link that wrote everything a claim handed out: each cursor at the head it
+/// was claimed with, the claim over.
+fn all_written(claimed: &[Claimed], claim: i64) -> Vec<Advance> {
+    claimed
+        .iter()
+        .map(|c| Advance {
+            subscription: c.subscription.id,
+            seq: c.head,
+            claim,
+            done: true,
+        })
+        .collect()
+}
+
+/// Publishes publication `n` (see [`publication`]) with one reading of `n` on `series` of
+/// `usage_point`; returns its seq.
+async fn publish_numbered(store: &dyn Store, usage_point: &str, series: &str, n: i64) -> i64 {
+    store
+        .publish(
+            &batch(usage_point, series, &[(T0 + n * HALF_HOUR, n as f64)]),
+            None,
+            Some(&publication(n)),
+            1,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Cursors over publications: numbering per series, where a new subscription starts, claims
+/// and their leases, advancing (forward only, ending only one's own claim), reading
+/// publications, settling, pruning, and the count of what waits.
+async fn fanout_story(store: Arc<dyn Store>) {
+    // Claim ids of successive delivery rounds.
+    const FIRST: i64 = 101;
+    const SECOND: i64 = 102;
+    const THIRD: i64 = 103;
+    const FOURTH: i64 = 104;
+    const FIFTH: i64 = 105;
+    const SIXTH: i64 = 106;
+    const LATE: i64 = 107;
+    let up = usage_point("99999000000002", "demo", "Fanned-out meter");
+    store
+        .declare_usage_point(
+            &up,
+            &[
+                series(&up.id, LOAD_CURVE, "Load curve"),
+                series(&up.id, DAILY, "Daily"),
+                series(&up.id, PRODUCTION, "Production"),
+            ],
+        )
+        .await
+        .unwrap();
+    let publish = |path: &'static str, n: i64| {
+        let (store, id) = (store.clone(), up.id.clone());
+        async move { publish_numbered(store.as_ref(), &id, path, n).await }
+    };
+    let claim = |now: i64, claim: i64| {
+        let store = store.clone();
+        async move { store.claim_fanout(now, 10, LEASE, claim).await.unwrap() }
+    };
+    let published_at = |subscription: i64, seq: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .publication_for(subscription, seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .published_at
+        }
+    };
+
+    // Nothing published: nothing to claim, settle or prune.
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert!(claim(NOW, FIRST).await.is_empty());
+    assert_eq!(store.settle_fanout().await.unwrap(), 0);
+    assert_eq!(store.prune_publications(i64::MAX).await.unwrap(), 0);
+
+    // Numbered per series: 1, 2 on the load curve before anyone subscribes, 1 on the daily
+    // series. A publish without a publication takes no number. Nobody is there to receive
+    // them, and settling forgets both series.
+    assert_eq!(publish(LOAD_CURVE, 1).await, 1);
+    assert_eq!(publish(LOAD_CURVE, 2).await, 2);
+    assert_eq!(publish(DAILY, 101).await, 1);
+    let unannounced = batch(&up.id, LOAD_CURVE, &[(T0, 0.5)]);
+    assert_eq!(
+        store.publish(&unannounced, None, None, 1).await.unwrap(),
+        None
+    );
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert!(claim(NOW, FIRST).await.is_empty());
+    assert_eq!(store.settle_fanout().await.unwrap(), 2);
+
+    // A subscription starts at its series' last publication: nothing old comes to it.
+    let subscribe = |kind, path: &'static str, jid: &'static str, subid: &'static str| {
+        let (store, id) = (store.clone(), up.id.clone());
+        async move { store.subscribe(kind, &id, path, jid, subid).await.unwrap() }
+    };
+    let a = subscribe(PubSub, LOAD_CURVE, ALICE, "a").await;
+    let b = subscribe(Push, LOAD_CURVE, "bob@example.org", "b").await;
+    let c = subscribe(PubSub, DAILY, ALICE, "c").await;
+    assert!(claim(NOW, FIRST).await.is_empty());
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+
+    // Three more on the load curve, one on the daily series: what waits is 3 + 3 + 1
+    // notifications, the oldest the load curve's third. A second later than the second, so
+    // that the time of the oldest waiting is not that of the last one delivered.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for n in 3..=5 {
+        assert_eq!(publish(LOAD_CURVE, n).await, n);
+    }
+    assert_eq!(publish(DAILY, 102).await, 2);
+    let load_3 = published_at(a.id, 3).await;
+    let oldest = load_3.min(published_at(c.id, 2).await);
+    assert_eq!(store.fanout_pending().await.unwrap(), (7, Some(oldest)));
+
+    // Claimed: the subscriptions behind, series together then by id, with where each stands.
+    let claimed = claim(NOW, FIRST).await;
+    let series_of = |sub: &Subscription| {
+        claimed
+            .iter()
+            .find(|c| c.subscription.id == sub.id)
+            .map(|c| c.series_id)
+            .unwrap()
+    };
+    let (load, daily) = (series_of(&a), series_of(&c));
+    assert_ne!(load, daily);
+    let claimed_as = |sub: &Subscription, series_id, delivered, head| Claimed {
+        subscription: sub.clone(),
+        series_id,
+        delivered,
+        head,
+    };
+    let mut expected = vec![
+        claimed_as(&a, load, 2, 5),
+        claimed_as(&b, load, 2, 5),
+        claimed_as(&c, daily, 1, 2),
+    ];
+    expected.sort_by_key(|c| (c.series_id, c.subscription.id));
+    assert_eq!(claimed, expected);
+
+    // Held by that claim until its lease passes, whoever asks.
+    assert!(claim(NOW, SECOND).await.is_empty());
+    assert!(claim(NOW + LEASE - 1, SECOND).await.is_empty());
+
+    // What delivery reads: publications after a cursor, in order, at most `limit`, byte for
+    // byte; those before every cursor are still stored.
+    let after_2 = store.publications(load, 2, 10).await.unwrap();
+    assert_eq!(seqs(&after_2), [3, 4, 5]);
+    assert_eq!(
+        after_2[0],
+        Publication {
+            seq: 3,
+            published_at: load_3,
+            pubsub: publication(3).pubsub,
+            push: publication(3).push,
+        }
+    );
+    assert_eq!(seqs(&store.publications(load, 0, 2).await.unwrap()), [1, 2]);
+    assert_eq!(seqs(&store.publications(load, 3, 1).await.unwrap()), [4]);
+    assert!(store.publications(load, 5, 10).await.unwrap().is_empty());
+    assert!(store.publications(load, 0, 0).await.unwrap().is_empty());
+    let daily_all = store.publications(daily, 0, usize::MAX).await.unwrap();
+    assert_eq!(seqs(&daily_all), [1, 2]);
+    assert_eq!(daily_all[1].push, publication(102).push);
+    // A bounce names a subscription and a seq: the publication of that subscription's series.
+    let bounced = |subscription: i64, seq: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .publication_for(subscription, seq)
+                .await
+                .unwrap()
+                .map(|p| p.pubsub)
+        }
+    };
+    assert_eq!(bounced(c.id, 2).await, Some(publication(102).pubsub));
+    assert_eq!(bounced(a.id, 2).await, Some(publication(2).pubsub));
+    assert_eq!(bounced(a.id, 6).await, None);
+    assert_eq!(bounced(c.id + 1000, 1).await, None);
+
+    // The link wrote a's 3 and 4, its claim goes on; b's claim is handed back unsent (seq 0:
+    // released, not moved); c is done. b is claimable again at once, where it was.
+    let report = |subscription: i64, seq: i64, claim: i64, done: bool| Advance {
+        subscription,
+        seq,
+        claim,
+        done,
+    };
+    store
+        .advance(&[
+            report(a.id, 4, FIRST, false),
+            report(b.id, 0, FIRST, true),
+            report(c.id, 2, FIRST, true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.fanout_pending().await.unwrap(), (1 + 3, Some(load_3)));
+    assert_eq!(claim(NOW + 1, SECOND).await, [claimed_as(&b, load, 2, 5)]);
+    // Cursors move forward only: late reports of older publications change nothing. Nor does
+    // subscribing again. No report at all is nothing to do.
+    store
+        .advance(&[
+            report(b.id, 1, SECOND, false),
+            report(a.id, 3, FIRST, false),
+        ])
+        .await
+        .unwrap();
+    store.advance(&[]).await.unwrap();
+    assert_eq!(subscribe(PubSub, LOAD_CURVE, ALICE, "a-again").await, a);
+    assert_eq!(store.fanout_pending().await.unwrap(), (1 + 3, Some(load_3)));
+
+    // a's lease passes before its claimer ends it: another claim takes a where the link left
+    // it (b's lease, taken a second later, still holds).
+    assert_eq!(
+        claim(NOW + LEASE, THIRD).await,
+        [claimed_as(&a, load, 4, 5)]
+    );
+    // The stale claimer's report moves the cursor (what it wrote is written) but does not end
+    // the newer claim: with a publication more, a is still held.
+    store
+        .advance(&[report(a.id, 5, FIRST, true)])
+        .await
+        .unwrap();
+    assert_eq!(publish(LOAD_CURVE, 6).await, 6);
+    assert!(claim(NOW + LEASE, FOURTH).await.is_empty());
+    // Its own claimer ends it: a comes back for the new publication only.
+    store
+        .advance(&[report(a.id, 0, THIRD, true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(NOW + LEASE, FOURTH).await,
+        [claimed_as(&a, load, 5, 6)]
+    );
+    assert_eq!(store.fanout_pending().await.unwrap(), (1 + 4, Some(load_3)));
+
+    // Settling forgets the daily series (nobody behind) and keeps the load curve, whose two
+    // subscriptions behind are both claimed: they are found again once their leases pass.
+    assert_eq!(store.settle_fanout().await.unwrap(), 1);
+    assert_eq!(store.settle_fanout().await.unwrap(), 0);
+    assert_eq!(
+        standing(&claim(NOW + 3 * LEASE, FIFTH).await),
+        [(a.id, 5, 6), (b.id, 2, 6)]
+    );
+    // A forgotten series comes back with its next publication.
+    assert_eq!(publish(DAILY, 103).await, 3);
+    assert_eq!(
+        claim(NOW + 3 * LEASE, SIXTH).await,
+        [claimed_as(&c, daily, 2, 3)]
+    );
+
+    // Pruning deletes what every cursor of a series has passed, published before `before`:
+    // nothing was published before the first publication; then the load curve's 1 and 2 (b
+    // is at 2), the daily series' 1 and 2 (c is at 2), and all of a series nobody subscribes
+    // to. What waits is untouched.
+    assert_eq!(publish(PRODUCTION, 201).await, 1);
+    assert_eq!(publish(PRODUCTION, 202).await, 2);
+    let first_at = store.publications(load, 0, 1).await.unwrap()[0].published_at;
+    assert_eq!(store.prune_publications(first_at).await.unwrap(), 0);
+    let waiting = store.fanout_pending().await.unwrap();
+    assert_eq!(waiting, (1 + 4 + 1, Some(load_3)));
+    assert_eq!(store.prune_publications(i64::MAX).await.unwrap(), 2 + 2 + 2);
+    assert_eq!(store.prune_publications(i64::MAX).await.unwrap(), 0);
+    assert_eq!(
+        seqs(&store.publications(load, 0, 10).await.unwrap()),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(seqs(&store.publications(daily, 0, 10).await.unwrap()), [3]);
+    assert_eq!(bounced(a.id, 2).await, None);
+    assert_eq!(store.fanout_pending().await.unwrap(), waiting);
+
+    // Everything written: nobody behind, every publication prunable, every series settled.
+    store
+        .advance(&[
+            report(a.id, 6, FIFTH, true),
+            report(b.id, 6, FIFTH, true),
+            report(c.id, 3, SIXTH, true),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert!(claim(NOW + 10 * LEASE, LATE).await.is_empty());
+    assert_eq!(store.prune_publications(i64::MAX).await.unwrap(), 4 + 1);
+    // Load curve, daily series, production.
+    assert_eq!(store.settle_fanout().await.unwrap(), 3);
+
+    // Unsubscribed or removed, a subscription leaves the claims and the count; a report about
+    // it is ignored.
+    assert_eq!(publish(LOAD_CURVE, 7).await, 7);
+    assert_eq!(store.fanout_pending().await.unwrap().0, 2);
+    assert_eq!(
+        store
+            .unsubscribe(Push, &up.id, Some(LOAD_CURVE), "bob@example.org", None)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&b)
+    );
+    assert_eq!(
+        store.remove_subscription(a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert!(claim(NOW + 10 * LEASE, LATE).await.is_empty());
+    store.advance(&[report(a.id, 7, LATE, true)]).await.unwrap();
+    assert_eq!(store.settle_fanout().await.unwrap(), 1);
+    assert_eq!(store.prune_publications(i64::MAX).await.unwrap(), 1);
+
+    // The readings of every publish are kept, announced or not.
+    assert_eq!(
+        store
+            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
+            .await
+            .unwrap(),
+        8
+    );
+}
+
+/// A node of 1000 subscriptions: a publication is one row, however many subscribe, and
+/// claims in pages of 256 cover every subscription exactly once. The rows are counted on a
+/// connection of `db`'s own, except in memory, where none reaches them.
+async fn fanout_at_scale(store: Arc<dyn Store>, db: &Db) {
+    const SUBSCRIBERS: usize = 1000;
+    const PAGE: usize = 256;
+    let up = usage_point("99999000000004", "demo", "Popular meter");
+    store
+        .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
+        .await
+        .unwrap();
+    let mut subs = BTreeSet::new();
+    for n in 0..SUBSCRIBERS {
+        let jid = format!("app{n}@example.org/quoalise");
+        let sub = store
+            .subscribe(PubSub, &up.id, LOAD_CURVE, &jid, &format!("s{n}"))
+            .await
+            .unwrap();
+        subs.insert(sub.id);
+    }
+    let rows_before = db.count_rows("publications").await;
+    for n in 1..=3 {
+        assert_eq!(
+            publish_numbered(store.as_ref(), &up.id, LOAD_CURVE, n).await,
+            n
+        );
+    }
+    let rows_after = db.count_rows("publications").await;
+    assert_eq!(
+        rows_after
+            .zip(rows_before)
+            .map(|(after, before)| after - before),
+        db.reaches_rows().then_some(3)
+    );
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(
+        store.fanout_pending().await.unwrap().0,
+        3 * SUBSCRIBERS as u64
+    );
+
+    let mut pages = Vec::new();
+    let mut claimed = BTreeSet::new();
+    let mut series_id = None;
+    for claim in 1.. {
+        let page = store.claim_fanout(NOW, PAGE, LEASE, claim).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        pages.push(page.len());
+        for c in &page {
+            assert_eq!((c.delivered, c.head), (0, 3), "{c:?}");
+            assert!(claimed.insert(c.subscription.id), "{c:?} claimed twice");
+            series_id = Some(c.series_id);
+        }
+        assert!(page
+            .windows(2)
+            .all(|w| w[0].subscription.id < w[1].subscription.id));
+        store.advance(&all_written(&page, claim)).await.unwrap();
+    }
+    assert_eq!(pages, [PAGE, PAGE, PAGE, SUBSCRIBERS - 3 * PAGE]);
+    assert_eq!(claimed, subs);
+    assert_eq!(
+        seqs(
+            &store
+                .publications(series_id.unwrap(), 0, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        [1, 2, 3]
+    );
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
+    assert_eq!(store.settle_fanout().await.unwrap(), 1);
+}
+
+/// A fan-out read as delivery reads it: 40 publications of about 1 KiB to 100 subscribers,
+/// then claims of 256 subscriptions, each sent at most [`DEPTH`] publications after its cursor
+/// (read once per series and cursor) and advanced. Every subscriber gets every publication
+/// once, in order, in two rounds. (Speed is measured by the benchmarks, not here.)
 async fn fan_out(store: Arc<dyn Store>) {
     const SUBSCRIBERS: usize = 100;
-    const PUBLISHES: usize = 30;
+    const PUBLISHES: i64 = 40;
     let up = usage_point("99999000000001", "demo", "Demo meter");
     store
         .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
         .await
         .unwrap();
-    let mut subs = Vec::new();
+    let mut received: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for n in 0..SUBSCRIBERS {
         let jid = format!("app{n}@example.org/quoalise");
-        subs.push(
-            store
-                .subscribe(PubSub, &up.id, LOAD_CURVE, &jid, &format!("sub{n}"))
-                .await
-                .unwrap(),
-        );
+        let sub = store
+            .subscribe(PubSub, &up.id, LOAD_CURVE, &jid, &format!("sub{n}"))
+            .await
+            .unwrap();
+        received.insert(sub.id, Vec::new());
     }
     // A notification of a 30-minute reading is about 1 KiB.
     let payload = format!(
         "<quoalise xmlns='urn:quoalise:0'><data><meta>{}</meta><sensml/></data></quoalise>",
         "x".repeat(600)
     );
-    for p in 0..PUBLISHES {
-        let at = T0 + p as i64 * HALF_HOUR;
+    let templates = |p: i64| NewPublication {
+        pubsub: format!("<message id='{p}' type='headline'><event>{payload}</event></message>"),
+        push: format!("<message id='{p}'>{payload}</message>"),
+    };
+    for p in 1..=PUBLISHES {
+        let at = T0 + p * HALF_HOUR;
         let item = Item {
             usage_point: up.id.clone(),
             series: LOAD_CURVE.into(),
@@ -1532,53 +2016,75 @@ async fn fan_out(store: Arc<dyn Store>) {
             published_at: at,
             payload: payload.clone(),
         };
-        let outbox: Vec<NewOutboxEntry> = subs
-            .iter()
-            .map(|s| {
-                entry(
-                    Some(s.id),
-                    format!(
-                        "<message to='{}' id='{p}-{}' type='headline'><event>{payload}</event></message>",
-                        s.jid, s.id
-                    ),
-                )
-            })
-            .collect();
-        let ids = store
+        let seq = store
             .publish(
                 &batch(&up.id, LOAD_CURVE, &[(at, 100.0)]),
                 Some(&item),
-                &outbox,
-                &roomy(10),
+                Some(&templates(p)),
+                10,
             )
             .await
-            .unwrap()
-            .ids;
-        assert_eq!(ids.len(), SUBSCRIBERS);
+            .unwrap();
+        assert_eq!(seq, Some(p));
     }
-    let pending = store.pending_count().await.unwrap();
-    assert_eq!(pending, (SUBSCRIBERS * PUBLISHES) as u64);
-    let mut claims = 0;
-    loop {
-        let batch = store.claim_outbox(NOW, 256, LEASE).await.unwrap();
-        if batch.is_empty() {
+    assert_eq!(
+        store.fanout_pending().await.unwrap().0,
+        SUBSCRIBERS as u64 * PUBLISHES as u64
+    );
+    let (mut rounds, mut reads) = (0, 0);
+    for claim in 1.. {
+        let claimed = store.claim_fanout(NOW, 256, LEASE, claim).await.unwrap();
+        if claimed.is_empty() {
             break;
         }
-        claims += 1;
-        store.mark_sent(&entry_ids(&batch), NOW).await.unwrap();
+        rounds += 1;
+        let mut read: BTreeMap<(i64, i64), Vec<Publication>> = BTreeMap::new();
+        let mut advances = Vec::new();
+        for c in &claimed {
+            let publications = match read.entry((c.series_id, c.delivered)) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => {
+                    reads += 1;
+                    new.insert(
+                        store
+                            .publications(c.series_id, c.delivered, DEPTH)
+                            .await
+                            .unwrap(),
+                    )
+                }
+            };
+            let last = publications.last().unwrap();
+            assert_eq!(last.pubsub, templates(last.seq).pubsub);
+            received
+                .get_mut(&c.subscription.id)
+                .unwrap()
+                .extend(seqs(publications));
+            advances.push(Advance {
+                subscription: c.subscription.id,
+                seq: last.seq,
+                claim,
+                done: true,
+            });
+        }
+        store.advance(&advances).await.unwrap();
     }
-    assert_eq!(claims, (SUBSCRIBERS * PUBLISHES).div_ceil(256));
-    assert_eq!(store.pending_count().await.unwrap(), 0);
+    // 32, then 8; all subscribers stand at the same place, so one read serves each round.
+    assert_eq!((rounds, reads), (2, 2));
+    let all: Vec<i64> = (1..=PUBLISHES).collect();
+    assert!(received.values().all(|got| *got == all), "{received:?}");
+    assert_eq!(store.fanout_pending().await.unwrap(), (0, None));
 }
 
-/// The bound on waiting notifications (`max_pending`): while nothing is delivered, each
-/// subscription keeps its newest waiting entries and one notice counting the others; the
-/// readings all stay. Claimed entries are on their way and neither dropped nor recounted; a
-/// notice once delivered (or claimed) is never changed, the next drops get a new one.
-async fn bound_story(store: Arc<dyn Store>) {
-    const CAP: usize = 3;
-    let up = usage_point("99999000000002", "demo", "Bounded meter");
-    store
+/// Instances sharing a database publish on the same series at once, and claim at once: the
+/// publications are numbered without gap or repeat, claims never hand one subscription to two
+/// instances while it is leased, and once everything claimed is advanced (with some instances
+/// publishing and settling meanwhile) nobody is behind.
+async fn concurrent_fanout_claims(stores: Vec<Arc<dyn Store>>) {
+    const PER_SERIES: usize = 150;
+    const EACH: i64 = 5;
+    let first = stores[0].clone();
+    let up = usage_point("99999000000003", "demo", "Shared meter");
+    first
         .declare_usage_point(
             &up,
             &[
@@ -1588,296 +2094,133 @@ async fn bound_story(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    let a = store
-        .subscribe(PubSub, &up.id, LOAD_CURVE, ALICE, "a")
-        .await
-        .unwrap();
-    let b = store
-        .subscribe(Push, &up.id, LOAD_CURVE, "bob@example.org", "b")
-        .await
-        .unwrap();
-    let c = store
-        .subscribe(PubSub, &up.id, DAILY, ALICE, "c")
-        .await
-        .unwrap();
-
-    // Each call of the notice text is recorded: one per overflow, never one per drop.
-    let asked = std::sync::Mutex::new(Vec::new());
-    let notice = |subscription: i64, since: i64| {
-        asked.lock().unwrap().push(subscription);
-        Some(format!(
-            "<message to='s{subscription}'><body>{MISSED_COUNT} missed, O&apos;Hara</body>\
-             <missed count='{MISSED_COUNT}' since='{since}'/></message>"
-        ))
-    };
-    let limits = PublishLimits {
-        max_items: 2,
-        max_pending: CAP,
-        notice: &notice,
-    };
-    let started = quoalise_component::time::now();
-    // Publication k: alice gets one notification, bob (push, a large batch) two, nobody one.
-    let publish = |k: i64| {
-        let store = store.clone();
-        let limits = &limits;
-        let id = up.id.clone();
-        let (a, b) = (a.id, b.id);
-        async move {
-            let outbox = vec![
-                entry(Some(a), format!("a{k}")),
-                entry(Some(b), format!("b{k}.0")),
-                entry(Some(b), format!("b{k}.1")),
-                entry(None, format!("nobody{k}")),
-            ];
-            let item = Item {
-                usage_point: id.clone(),
-                series: LOAD_CURVE.into(),
-                item_id: format!("i{k}"),
-                published_at: T0 + k,
-                payload: "<x/>".into(),
-            };
-            let published = store
-                .publish(
-                    &batch(&id, LOAD_CURVE, &[(T0 + k * HALF_HOUR, k as f64)]),
-                    Some(&item),
-                    &outbox,
-                    limits,
-                )
+    let mut subs = BTreeSet::new();
+    for path in [LOAD_CURVE, DAILY] {
+        for n in 0..PER_SERIES {
+            let jid = format!("app{n}@example.org");
+            let sub = first
+                .subscribe(PubSub, &up.id, path, &jid, &jid)
                 .await
                 .unwrap();
-            assert_eq!(published.ids.len(), outbox.len());
-            published.dropped
+            subs.insert(sub.id);
         }
-    };
-    // What waits, per subscription: stanzas in id order.
-    let waiting = || {
+    }
+    // The claim ids of instance `i`.
+    let claim_id = |i: usize, k: i64| (i as i64 + 1) * 1_000_000 + k;
+
+    // Every instance publishes on both series at once.
+    let publishers = stores.iter().enumerate().map(|(i, store)| {
+        let (store, id) = (store.clone(), up.id.clone());
+        async move {
+            let mut mine = Vec::new();
+            for k in 0..EACH {
+                let n = i as i64 * EACH + k;
+                for path in [LOAD_CURVE, DAILY] {
+                    mine.push((path, publish_numbered(store.as_ref(), &id, path, n).await));
+                }
+            }
+            mine
+        }
+    });
+    let total = stores.len() as i64 * EACH;
+    let mut numbers: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (path, seq) in futures::future::join_all(publishers).await.concat() {
+        numbers.entry(path).or_default().push(seq);
+    }
+    for seqs in numbers.values_mut() {
+        seqs.sort_unstable();
+        assert_eq!(*seqs, (1..=total).collect::<Vec<_>>());
+    }
+
+    // Every instance claims at once, without advancing: disjoint sets, all behind covered.
+    let claimers = stores.iter().enumerate().map(|(i, store)| {
         let store = store.clone();
         async move {
-            let entries = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
-            store.release(&entry_ids(&entries)).await.unwrap();
-            entries
-        }
-    };
-    let of = |entries: &[OutboxEntry], sub: i64| -> Vec<String> {
-        entries
-            .iter()
-            .filter(|e| e.subscription == Some(sub))
-            .map(|e| e.stanza.clone())
-            .collect()
-    };
-    let notice_of = |count: u64, sub: i64| {
-        move |text: &String| {
-            text.starts_with(&format!(
-                "<message to='s{sub}'><body>{count} missed, O&apos;Hara</body><missed count='{count}' since='"
-            ))
-        }
-    };
-
-    // Another series' subscription, with one waiting entry the bound of this node never touches.
-    let daily = [entry(Some(c.id), "c0".to_owned())];
-    store
-        .publish(&batch(&up.id, DAILY, &[(T0, 1.0)]), None, &daily, &limits)
-        .await
-        .unwrap();
-
-    // The link is down. Bob overflows first (two entries per publication), then alice.
-    assert_eq!(publish(0).await, 0);
-    assert_eq!(publish(1).await, 1);
-    assert_eq!(publish(2).await, 2);
-    assert_eq!(publish(3).await, 3);
-    assert_eq!(*asked.lock().unwrap(), [b.id, a.id]);
-    // CAP newest and one notice per subscription; the other node's entry and the entries for
-    // nobody are not bounded.
-    assert_eq!(
-        store.pending_count().await.unwrap(),
-        2 * (CAP as u64 + 1) + 1 + 4
-    );
-    let entries = waiting().await;
-    let a_now = of(&entries, a.id);
-    assert_eq!(a_now[..3], ["a1", "a2", "a3"]);
-    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
-    let b_now = of(&entries, b.id);
-    assert!(notice_of(5, b.id)(&b_now[0]), "{b_now:?}");
-    assert_eq!(b_now[1..], ["b2.1", "b3.0", "b3.1"]);
-    assert_eq!(of(&entries, c.id), ["c0"]);
-    // `since`: when the oldest dropped entry was queued.
-    let since: i64 = a_now[3]
-        .rsplit_once("since='")
-        .and_then(|(_, rest)| rest.split_once('\''))
-        .map(|(since, _)| since.parse().unwrap())
-        .unwrap();
-    assert!(
-        (started..=quoalise_component::time::now()).contains(&since),
-        "{since}"
-    );
-
-    // The link comes up: everything is claimed, on its way. Entries on their way are not
-    // dropped, nor counted again.
-    let claimed = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
-    assert_eq!(claimed.len(), entries.len());
-    assert_eq!(publish(4).await, 0);
-    // The link drops before writing them: waiting again, notices included.
-    store.release(&entry_ids(&claimed)).await.unwrap();
-    assert_eq!(publish(5).await, 2 + 4);
-    assert_eq!(
-        asked.lock().unwrap().len(),
-        2,
-        "the waiting notices were counted into"
-    );
-    let entries = waiting().await;
-    // The notice keeps its place in the queue: before what was queued after it.
-    let a_now = of(&entries, a.id);
-    assert!(notice_of(3, a.id)(&a_now[1]), "{a_now:?}");
-    assert_eq!([&a_now[0], &a_now[2], &a_now[3]], ["a3", "a4", "a5"]);
-    let b_now = of(&entries, b.id);
-    assert!(notice_of(9, b.id)(&b_now[0]), "{b_now:?}");
-    assert_eq!(b_now[1..], ["b4.1", "b5.0", "b5.1"]);
-
-    // Delivered. A second overflow gets a new notice.
-    let delivered = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
-    store.mark_sent(&entry_ids(&delivered), NOW).await.unwrap();
-    assert_eq!(store.pending_count().await.unwrap(), 0);
-    asked.lock().unwrap().clear();
-    assert_eq!(publish(6).await, 0);
-    assert_eq!(publish(7).await, 1);
-    assert_eq!(publish(8).await, 2);
-    assert_eq!(publish(9).await, 1 + 2);
-    assert_eq!(*asked.lock().unwrap(), [b.id, a.id]);
-    let a_now = of(&waiting().await, a.id);
-    assert_eq!(a_now[..3], ["a7", "a8", "a9"]);
-    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
-
-    // A notice on its way keeps its count; the drops after it get another one.
-    let claimed = store.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
-    let (notices, others): (Vec<OutboxEntry>, Vec<OutboxEntry>) = claimed
-        .into_iter()
-        .partition(|e| e.stanza.starts_with("<message to='s"));
-    store.release(&entry_ids(&others)).await.unwrap();
-    asked.lock().unwrap().clear();
-    assert_eq!(publish(10).await, 1 + 2);
-    assert_eq!(*asked.lock().unwrap(), [a.id, b.id]);
-    let sent_a: Vec<&OutboxEntry> = notices
-        .iter()
-        .filter(|e| e.subscription == Some(a.id))
-        .collect();
-    assert_eq!(sent_a.len(), 1);
-    assert_eq!(
-        store.outbox_entry(sent_a[0].id).await.unwrap().as_ref(),
-        Some(sent_a[0])
-    );
-    assert!(notice_of(1, a.id)(&sent_a[0].stanza));
-    store.mark_sent(&entry_ids(&notices), NOW).await.unwrap();
-    let a_now = of(&waiting().await, a.id);
-    assert_eq!(a_now[..3], ["a8", "a9", "a10"]);
-    assert!(notice_of(1, a.id)(&a_now[3]), "{a_now:?}");
-
-    // Nothing is lost from the history: every reading, and the newest items.
-    assert_eq!(
-        store
-            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
-            .await
-            .unwrap(),
-        11
-    );
-    assert_eq!(
-        item_ids(&store.items(&up.id, LOAD_CURVE, None, None).await.unwrap()),
-        ["i10", "i9"]
-    );
-
-    // A subscription removed before its publication: its entries are queued, never bounded.
-    store.remove_subscription(a.id).await.unwrap();
-    store.discard_pending(a.id).await.unwrap();
-    for k in 11..16 {
-        publish(k).await;
-    }
-    assert_eq!(of(&waiting().await, a.id).len(), 5);
-}
-
-/// Instances sharing a database publish to the same subscriptions at once: the bound holds
-/// exactly, and the drops are counted in one notice per subscription, none lost.
-async fn concurrent_bound(stores: Vec<Arc<dyn Store>>) {
-    const CAP: usize = 3;
-    const EACH: i64 = 12;
-    let first = &stores[0];
-    let up = usage_point("99999000000003", "demo", "Shared meter");
-    first
-        .declare_usage_point(&up, &[series(&up.id, LOAD_CURVE, "Load curve")])
-        .await
-        .unwrap();
-    let mut subs = Vec::new();
-    for jid in [ALICE, "bob@example.org"] {
-        subs.push(
-            first
-                .subscribe(PubSub, &up.id, LOAD_CURVE, jid, jid)
-                .await
-                .unwrap()
-                .id,
-        );
-    }
-    let notice = |subscription: i64, _since: i64| {
-        Some(format!(
-            "<missed sub='{subscription}' count='{MISSED_COUNT}'/>"
-        ))
-    };
-    let tasks = stores.iter().enumerate().map(|(i, store)| {
-        let (store, id, subs) = (store.clone(), up.id.clone(), subs.clone());
-        tokio::spawn(async move {
-            let limits = PublishLimits {
-                max_items: 1,
-                max_pending: CAP,
-                notice: &notice,
-            };
-            let mut dropped = 0;
-            for k in 0..EACH {
-                let at = T0 + (i as i64 * EACH + k) * HALF_HOUR;
-                let outbox: Vec<NewOutboxEntry> = subs
-                    .iter()
-                    .map(|s| entry(Some(*s), format!("{s}@{at}")))
-                    .collect();
-                dropped += store
-                    .publish(
-                        &batch(&id, LOAD_CURVE, &[(at, 1.0)]),
-                        None,
-                        &outbox,
-                        &limits,
-                    )
-                    .await
-                    .unwrap()
-                    .dropped;
+            let mut mine = Vec::new();
+            for k in 0.. {
+                let claim = claim_id(i, k);
+                let page = store.claim_fanout(NOW, 37, LEASE, claim).await.unwrap();
+                if page.is_empty() {
+                    return mine;
+                }
+                mine.extend(page.into_iter().map(|c| (claim, c)));
             }
-            dropped
-        })
+            mine
+        }
     });
-    let mut dropped = 0;
-    for task in tasks {
-        dropped += task.await.unwrap();
-    }
-    let total = stores.len() as i64 * EACH;
-    assert_eq!(dropped, subs.len() as u64 * (total as u64 - CAP as u64));
-    let waiting = first.claim_outbox(NOW, usize::MAX, LEASE).await.unwrap();
-    for sub in subs {
-        let mine: Vec<&str> = waiting
-            .iter()
-            .filter(|e| e.subscription == Some(sub))
-            .map(|e| e.stanza.as_str())
-            .collect();
-        let expected_notice = format!("<missed sub='{sub}' count='{}'/>", total - CAP as i64);
-        assert_eq!(
-            mine.iter()
-                .filter(|s| s.starts_with("<missed"))
-                .collect::<Vec<_>>(),
-            [&expected_notice.as_str()],
-            "{mine:?}"
+    let claimed = futures::future::join_all(claimers).await;
+    let mut seen = BTreeSet::new();
+    for (claim, c) in claimed.iter().flatten() {
+        assert!(
+            seen.insert(c.subscription.id),
+            "subscription {} claimed twice (again by claim {claim})",
+            c.subscription.id
         );
-        assert_eq!(mine.len(), CAP + 1, "{mine:?}");
+        assert_eq!((c.delivered, c.head), (0, total), "{c:?}");
     }
-    assert_eq!(
-        first
-            .count_readings(&up.id, LOAD_CURVE, i64::MIN, i64::MAX)
-            .await
-            .unwrap(),
-        total as u64
-    );
+    assert_eq!(seen, subs);
+
+    // Each instance reports what it claimed as written, while the first publishes more and
+    // the others claim, deliver and settle until nothing is left.
+    let more = 3;
+    let publishing = std::sync::atomic::AtomicBool::new(true);
+    let deliverers = stores
+        .iter()
+        .zip(claimed)
+        .enumerate()
+        .map(|(i, (store, mine))| {
+            let (store, id, publishing) = (store.clone(), up.id.clone(), &publishing);
+            async move {
+                for (claim, c) in &mine {
+                    store
+                        .advance(&all_written(std::slice::from_ref(c), *claim))
+                        .await
+                        .unwrap();
+                }
+                if i == 0 {
+                    for n in 0..more {
+                        publish_numbered(store.as_ref(), &id, LOAD_CURVE, 1000 + n).await;
+                        tokio::task::yield_now().await;
+                    }
+                    publishing.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+                for k in 1000.. {
+                    let done_publishing = !publishing.load(std::sync::atomic::Ordering::SeqCst);
+                    let claim = claim_id(i, k);
+                    let page = store.claim_fanout(NOW, 37, LEASE, claim).await.unwrap();
+                    if page.is_empty() {
+                        store.settle_fanout().await.unwrap();
+                        if done_publishing {
+                            return;
+                        }
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    store.advance(&all_written(&page, claim)).await.unwrap();
+                }
+            }
+        });
+    futures::future::join_all(deliverers).await;
+    assert_eq!(first.fanout_pending().await.unwrap(), (0, None));
+
+    // Nobody was left behind unseen (a series settled too early would hide its subscribers
+    // from claims and count alike): one publication more finds every cursor at the head.
+    publish_numbered(first.as_ref(), &up.id, LOAD_CURVE, 2000).await;
+    publish_numbered(first.as_ref(), &up.id, DAILY, 2000).await;
+    let mut behind = BTreeSet::new();
+    for k in 0.. {
+        let claim = claim_id(99, k);
+        let page = first.claim_fanout(NOW, 256, LEASE, claim).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        for c in &page {
+            assert_eq!(c.delivered, c.head - 1, "{c:?}");
+            behind.insert(c.subscription.id);
+        }
+        first.advance(&all_written(&page, claim)).await.unwrap();
+    }
+    assert_eq!(behind, subs);
 }
 
 /// What [`usage_point_story`] leaves behind; checked again after a restart.
@@ -1946,12 +2289,19 @@ async fn check_subscriptions_kept(store: Arc<dyn Store>) {
     assert_eq!(subs, expected);
 }
 
-/// What [`publish_story`] leaves behind; checked again after a restart.
-async fn check_items_kept(store: Arc<dyn Store>) {
+/// What [`publish_story`] leaves behind; checked again after a restart: the items, and the
+/// two publications still waiting for the sensor's subscription.
+async fn check_publish_kept(store: Arc<dyn Store>) {
     assert_eq!(
         item_ids(&store.items(XAAL_B2, TEMPERATURE, None, None).await.unwrap()),
         ["i3", "i5", "i4"]
     );
+    let (waiting, oldest) = store.fanout_pending().await.unwrap();
+    assert_eq!(waiting, 2);
+    let sensor = store.subscribers(XAAL_B2, TEMPERATURE).await.unwrap()[0].id;
+    let first = store.publication_for(sensor, 1).await.unwrap().unwrap();
+    assert_eq!(oldest, Some(first.published_at));
+    assert_eq!(first.pubsub, publication(1).pubsub);
 }
 
 /// What [`grant_story`] leaves behind; checked again after a restart.
@@ -2253,20 +2603,14 @@ async fn add_subscriptions(store: &Arc<dyn Store>) -> Vec<Subscription> {
     subs
 }
 
-/// Two notifications pending, as [`publish_story`] leaves them: one for the subscriber of
-/// [`TEMPERATURE`], one for nobody.
-async fn queue_two_notifications(store: &Arc<dyn Store>, subs: &[Subscription]) {
-    let outbox = [
-        entry(Some(subs[3].id), stanza(&subs[3].jid, 0)),
-        entry(None, stanza("admin@example.org", 99)),
-    ];
+/// Two entries pending, as delivery queues them: the last item for the subscriber of
+/// [`TEMPERATURE`], a notice for nobody.
+async fn queue_two_entries(store: &Arc<dyn Store>, subs: &[Subscription]) {
     store
-        .publish(
-            &batch(XAAL_B2, TEMPERATURE, &[(T0, 20.5)]),
-            None,
-            &outbox,
-            &roomy(MAX_ITEMS),
-        )
+        .enqueue(&[
+            entry(Some(subs[3].id), stanza(&subs[3].jid, 0)),
+            entry(None, stanza("admin@example.org", 99)),
+        ])
         .await
         .unwrap();
 }
@@ -2376,6 +2720,32 @@ impl Db {
         }
     }
 
+    /// How many rows `table` holds, read on a connection of its own; `None` in memory, which
+    /// no other connection reaches.
+    async fn count_rows(&self, table: &str) -> Option<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            Db::SqliteFile { url, .. } => {
+                let mut conn = SqliteConnection::connect(url).await.unwrap();
+                let count = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                Some(count)
+            }
+            Db::Postgres { url, .. } => {
+                let mut conn = PgConnection::connect(url).await.unwrap();
+                let count = sqlx::query_scalar(&sql).fetch_one(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+                Some(count)
+            }
+            Db::SqliteMemory(_) => None,
+        }
+    }
+
+    /// Whether [`Db::count_rows`] can read the tables.
+    fn reaches_rows(&self) -> bool {
+        !matches!(self, Db::SqliteMemory(_))
+    }
+
     /// How many instances the stories of several instances run: PostgreSQL is the backend
     /// meant to be shared.
     fn instance_count(&self) -> usize {
@@ -2431,31 +2801,37 @@ async fn publish_area(db: &Db) {
     declare_usage_points(&store).await;
     let subs = add_subscriptions(&store).await;
     publish_story(store, &subs).await;
-    check_items_kept(db.open().await).await;
+    check_publish_kept(db.open().await).await;
 }
 
 async fn outbox_area(db: &Db) {
     let store = db.open().await;
     declare_usage_points(&store).await;
     let subs = add_subscriptions(&store).await;
-    queue_two_notifications(&store, &subs).await;
+    queue_two_entries(&store, &subs).await;
     outbox_story(store.clone(), &subs).await;
     // The process dies with notifications queued, some claimed but not sent.
-    let queued = crash_with_claims(store).await;
-    check_after_crash(db.open().await, &queued).await;
+    let crash = crash_with_claims(store).await;
+    check_after_crash(db.open().await, &crash).await;
 
     let stores = db.instances("claims", db.instance_count()).await;
     if !stores.is_empty() {
         concurrent_claims(stores).await;
     }
-    fan_out(db.fresh("fan_out").await).await;
 }
 
-async fn bound_area(db: &Db) {
-    bound_story(db.open().await).await;
-    let stores = db.instances("shared_bound", db.instance_count()).await;
+async fn fanout_area(db: &Db) {
+    fanout_story(db.open().await).await;
+    fanout_at_scale(db.open().await, db).await;
+    fan_out(db.fresh("fan_out").await).await;
+    // Four delivery tasks on a shared PostgreSQL; as many instances as the others on SQLite.
+    let instances = match db {
+        Db::Postgres { .. } => 4,
+        _ => db.instance_count(),
+    };
+    let stores = db.instances("fanout_claims", instances).await;
     if !stores.is_empty() {
-        concurrent_bound(stores).await;
+        concurrent_fanout_claims(stores).await;
     }
 }
 
@@ -2500,7 +2876,7 @@ on_every_backend!(
     subscriptions => subscriptions_area,
     publish => publish_area,
     outbox => outbox_area,
-    bound => bound_area,
+    fanout => fanout_area,
     consents => consents_area,
     upstream => upstream_area,
 );
