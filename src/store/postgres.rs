@@ -8,7 +8,6 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::common::OutboxInsert;
-use super::rows::ClaimRow;
 use super::sql::impl_store;
 use super::{Advance, StoreError};
 use crate::model::{Item, Reading};
@@ -133,22 +132,6 @@ async fn upsert_readings(
             .rows_affected();
     }
     Ok(written)
-}
-
-async fn claim_fanout(
-    pool: &PgPool,
-    now: i64,
-    limit: usize,
-    lease_secs: i64,
-    claim: i64,
-) -> Result<Vec<ClaimRow>, StoreError> {
-    Ok(sqlx::query_as(CLAIM_FANOUT)
-        .bind(now.saturating_add(lease_secs))
-        .bind(claim)
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?)
 }
 
 async fn advance(pool: &PgPool, advances: &[Advance]) -> Result<(), StoreError> {

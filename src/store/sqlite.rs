@@ -14,7 +14,6 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use super::common::OutboxInsert;
-use super::rows::ClaimRow;
 use super::sql::impl_store;
 use super::{Advance, StoreError};
 use crate::model::{Item, Reading};
@@ -225,22 +224,6 @@ const ADVANCE: &str = "UPDATE subscriptions \
      FROM (SELECT json_extract(value, '$[0]') AS i, json_extract(value, '$[1]') AS q, \
      json_extract(value, '$[2]') AS c, json_extract(value, '$[3]') AS d FROM json_each(?1)) AS u \
      WHERE subscriptions.id = u.i";
-
-async fn claim_fanout(
-    pool: &SqlitePool,
-    now: i64,
-    limit: usize,
-    lease_secs: i64,
-    claim: i64,
-) -> Result<Vec<ClaimRow>, StoreError> {
-    Ok(sqlx::query_as(CLAIM_FANOUT)
-        .bind(now.saturating_add(lease_secs))
-        .bind(claim)
-        .bind(now)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(pool)
-        .await?)
-}
 
 async fn advance(pool: &SqlitePool, advances: &[Advance]) -> Result<(), StoreError> {
     let rows: Vec<String> = advances

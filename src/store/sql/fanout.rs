@@ -63,7 +63,8 @@ pub(in crate::store) const PENDING: &str =
 /// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
 /// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
 ///   newest of its node, replacing one of the same id;
-/// - `claim_fanout(pool, now, limit, lease_secs, claim) -> Result<Vec<ClaimRow>, StoreError>`;
+/// - `CLAIM_FANOUT`: the claim (`$1` claim end, `$2` claim id, `$3` now, `$4` limit), returning
+///   the columns of `ClaimRow`;
 /// - `advance(pool, &[Advance]) -> Result<(), StoreError>`, one entry per subscription.
 macro_rules! impl_fanout {
     ($store:ident, $connection:ty) => {
@@ -76,7 +77,7 @@ macro_rules! impl_fanout {
             use $crate::store::common::{
                 count_from_sql, limit_to_sql, one_advance_per_subscription, prepare_readings,
             };
-            use $crate::store::rows::{unix_now, PublicationRow};
+            use $crate::store::rows::{unix_now, ClaimRow, PublicationRow};
             use $crate::store::sql::fanout::{
                 BUMP_HEAD, INSERT_PUBLICATION, NOTE_WORK, PENDING, PRUNE, PUBLICATIONS,
                 PUBLICATION_OF_SERIES, RELEASE_OUTBOX, RELEASE_SUBSCRIPTIONS, SETTLE, TRIM_ITEMS,
@@ -147,7 +148,13 @@ macro_rules! impl_fanout {
                     lease_secs: i64,
                     claim: i64,
                 ) -> Result<Vec<Claimed>, StoreError> {
-                    let rows = claim_fanout(&self.pool, now, limit, lease_secs, claim).await?;
+                    let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM_FANOUT)
+                        .bind(now.saturating_add(lease_secs))
+                        .bind(claim)
+                        .bind(now)
+                        .bind(limit_to_sql(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
                     let mut claimed = rows
                         .into_iter()
                         .map(Claimed::try_from)
