@@ -19,7 +19,9 @@ what was in flight when it died.
    once is a duplicate; per subscription at most DUPLICATE_BOUND, all of them stamped before the
    kill and after (last reading received before the kill - DUPLICATE_BOUND): a delivery claims
    at most DUPLICATE_BOUND publications per subscription, and only a claim that was on its way
-   when the process died is sent again.
+   when the process died is sent again. (A restart within the second of the kill publishes that
+   second's reading once more, under a new stanza id: one more duplicate, stamped before the
+   kill. The failure messages give the stanza ids of every duplicate: one id twice is a resend.)
 
 The test takes about OUTAGE + 25 s when a restart resends a dead claim at once; a delivery that
 holds a dead instance's claim until its lease expires (60 s) makes it wait that long too
@@ -249,7 +251,7 @@ async def test_kill_9_during_a_burst_loses_nothing_and_resends_only_what_was_in_
             assert not failures, "\n".join(failures + ["--- duplicates"] + report)
         print(
             f"\n{kind}: {len(subs)} subscriptions, backlog {len(backlog)} s each; killed with "
-            f"{in_burst} still to receive; complete {completed - killed:.1f} s after the kill; "
+            f"{sorted(in_burst.values())} backlog readings still to receive; complete {completed - killed:.1f} s after the kill; "
             f"total {time.monotonic() - began:.0f} s\n" + "\n".join(report)
         )
     finally:
