@@ -10,10 +10,13 @@ what was in flight when it died.
 3. The proxy cuts the link for OUTAGE seconds: the readings are stored and their notifications
    queued, hundreds in all. The proxy opens, the component reconnects and delivers the backlog
    at its delivery rate.
-4. Once every subscription has received KILL_AFTER distinct readings (more than the bound, so a
-   restart that resent from an old position would show), and while part of the backlog is still
-   on its way, the component gets SIGKILL (no graceful shutdown) and is started again on the
-   same config, workdir and SQLite store.
+4. Once half of the subscriptions have received KILL_AFTER distinct readings (more than the
+   bound, so a restart that resent from an old position would show), and while part of the
+   backlog is still on its way, the component gets SIGKILL (no graceful shutdown) and is started
+   again on the same config, workdir and SQLite store. Half, not all: a delivery that takes the
+   oldest notifications of all subscriptions together has them all there at about the same
+   time, one that claims subscriptions a batch of publications each serves some subscriptions
+   whole before others start.
 5. Each subscription must then receive every reading the history (`get_history`) holds from its
    first notification to a little after the restart: nothing lost. A reading received more than
    once is a duplicate; per subscription at most DUPLICATE_BOUND, all of them stamped before the
@@ -50,8 +53,8 @@ SUBSCRIBERS = 4
 OUTAGE = 40.0  # seconds without the link: a backlog of as many readings per subscription
 DELIVERY_RATE = 40  # notifications a second: the backlog of 8 × ~44 takes ~9 s to go out
 DUPLICATE_BOUND = 32  # publications a delivery claims per subscription at most
-KILL_AFTER = DUPLICATE_BOUND + 4  # distinct readings each subscription has before the kill
-MIN_LEFT = 2  # backlog readings each subscription at least has still to receive at the kill
+KILL_AFTER = DUPLICATE_BOUND + 4  # distinct readings half the subscriptions have at the kill
+MIN_LEFT = 16  # backlog notifications at least still to receive at the kill, all together
 BURST_TIMEOUT = 30.0  # from the proxy opening to the kill
 COMPLETION_TIMEOUT = 90.0  # from the restart to every reading received (a 60 s lease + margin)
 SETTLE = 2.0  # then this long for any late duplicate
@@ -142,11 +145,12 @@ async def test_kill_9_during_a_burst_loses_nothing_and_resends_only_what_was_in_
 
             collect = Collector(inboxes, subs)
 
-            def each_has(count: int) -> bool:
+            def have(count: int, share: float = 1.0) -> bool:
+                """Whether `share` of the subscriptions have `count` distinct readings."""
                 collect()
-                return all(len(s.times()) >= count for s in subs.values())
+                return sum(len(s.times()) >= count for s in subs.values()) >= share * len(subs)
 
-            assert await inboxes[0].wait(lambda _: each_has(2), 10), \
+            assert await inboxes[0].wait(lambda _: have(2), 10), \
                 {s.name: sorted(s.times()) for s in subs.values()}
             for s in subs.values():
                 s.first = min(s.times())
@@ -165,9 +169,12 @@ async def test_kill_9_during_a_burst_loses_nothing_and_resends_only_what_was_in_
                 return len(set(backlog) - s.times())
 
             # Part of the backlog delivered, clearly not all: kill -9.
-            assert await inboxes[0].wait(lambda _: each_has(KILL_AFTER), BURST_TIMEOUT), (
-                f"not {KILL_AFTER} readings per subscription within {BURST_TIMEOUT:.0f} s of the "
-                f"reconnect: { {s.name: len(s.times()) for s in subs.values()} }\n{component.tail(20)}"
+            def counts() -> dict[str, int]:
+                return {s.name: len(s.times()) for s in subs.values()}
+
+            assert await inboxes[0].wait(lambda _: have(KILL_AFTER, 0.5), BURST_TIMEOUT), (
+                f"not {KILL_AFTER} readings for half the subscriptions within "
+                f"{BURST_TIMEOUT:.0f} s of the reconnect: {counts()}\n{component.tail(20)}"
             )
             killed = time.monotonic()
             component.kill9()
@@ -176,7 +183,7 @@ async def test_kill_9_during_a_burst_loses_nothing_and_resends_only_what_was_in_
             before = {key: s.times(killed) for key, s in subs.items()}
             last_before = {key: max(times) for key, times in before.items()}
             in_burst = {s.name: left(s) for s in subs.values()}
-            assert min(in_burst.values()) >= MIN_LEFT, (
+            assert sum(in_burst.values()) >= MIN_LEFT, (
                 f"the burst was (nearly) over at the kill: backlog readings still to receive "
                 f"{in_burst}; make the outage longer or the delivery rate lower"
             )
@@ -251,8 +258,9 @@ async def test_kill_9_during_a_burst_loses_nothing_and_resends_only_what_was_in_
             assert not failures, "\n".join(failures + ["--- duplicates"] + report)
         print(
             f"\n{kind}: {len(subs)} subscriptions, backlog {len(backlog)} s each; killed with "
-            f"{sorted(in_burst.values())} backlog readings still to receive; complete {completed - killed:.1f} s after the kill; "
-            f"total {time.monotonic() - began:.0f} s\n" + "\n".join(report)
+            f"{sorted(in_burst.values())} backlog readings still to receive; complete "
+            f"{completed - killed:.1f} s after the kill; total {time.monotonic() - began:.0f} s\n"
+            + "\n".join(report)
         )
     finally:
         proxy.stop()
