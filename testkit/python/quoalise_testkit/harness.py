@@ -514,6 +514,17 @@ class GatedProxy:
                     s.shutdown(socket.SHUT_RDWR)
             src.close()
 
+    def cut(self) -> None:
+        """Closes the gate and ends every established connection, as a network cut would: the
+        client (the component) loses its link at once, while the server and its other clients
+        keep running, and cannot reconnect until `open` is set again."""
+        self.open = False
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
     def stop(self) -> None:
         self._stopped.set()
         self._listener.close()
@@ -644,6 +655,17 @@ class Component:
         if self.proc is not None:
             stop_group(self.proc, timeout=15.0)
             self.proc = None
+
+    def kill9(self) -> None:
+        """SIGKILL the component's process group, no graceful shutdown (a crash, a power cut),
+        and reap it. `start()` runs it again on the same config, workdir and store; its log
+        goes on in the same file."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
