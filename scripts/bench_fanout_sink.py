@@ -430,8 +430,11 @@ class Instance:
             raise harness.HarnessError(f"driver answered {answer!r}\n{self.driver.tail()}")
         arrived = sink.messages
         span = max((sink.last or 0) - (sink.first or 0), 1e-9)
+        notes = [note] if note else []
+        if arrived != expected:
+            notes.append(f"{arrived - expected:+d} vs expected")
         if not hwm_reset:
-            note += ("; " if note else "") + "VmHWM not reset (since the start)"
+            notes.append("VmHWM not reset (since the start)")
         return Run(
             label=self.label, n=self.n, m=m, arrived=arrived,
             rate=arrived / span if arrived > 1 else 0.0,
@@ -440,7 +443,7 @@ class Instance:
             commit_s=None if commit_at is None else commit_at - t0,
             first_s=None if sink.first_wall is None else sink.first_wall - t0,
             rss_peak=max(samples, default=rss_before), rss_before=rss_before, hwm=hwm,
-            note=note + (f"; {arrived - expected:+d} vs expected" if arrived != expected else ""),
+            note="; ".join(notes),
         )
 
     def stop(self) -> None:
