@@ -14,6 +14,8 @@
 # docs/architecture.md §9 has the reference figures; each part prints them next to ours.
 #
 # Usage: scripts/bench.sh [--no-e2e] [--no-fanout] [--no-xaal]
+# FANOUT_BASELINE=PATH (a fanout_driver built elsewhere, e.g. from the previous release) makes
+# both fan-out benchmarks alternate it (`base`) with this checkout's (`current`) in one session.
 # Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
 set -euo pipefail
 
@@ -67,10 +69,16 @@ else
     ensure_apt_packages prosody ejabberd lua-event
     cargo build --release --example fanout_driver
     ensure_venv
-    FANOUT_DRIVER="$REPO_ROOT/target/release/examples/fanout_driver" "$VENV/bin/python" scripts/bench_fanout.py
-    # The server-free mode: the component's own notifications/s and CPU per notification
-    # against a sink playing the server (1 k, 10 k and 100 k subscriptions).
-    "$VENV/bin/python" scripts/bench_fanout_sink.py --sizes 1000:300,10000:30,100000:3
+    DRIVERS=(--driver "current=$REPO_ROOT/target/release/examples/fanout_driver")
+    if [ -n "${FANOUT_BASELINE:-}" ]; then
+        DRIVERS=(--driver "base=$FANOUT_BASELINE" "${DRIVERS[@]}")
+    fi
+    # a/b, a/c and component CPU µs per notification on each server, next to their goals.
+    "$VENV/bin/python" scripts/bench_fanout.py "${DRIVERS[@]}"
+    # The server-free mode, against a sink playing the server (1 k, 10 k and 100 k
+    # subscriptions): notifications/s on one core, CPU µs per notification, and for each size
+    # the time until a publication is committed and the peak RSS while draining.
+    "$VENV/bin/python" scripts/bench_fanout_sink.py --sizes 1000:300,10000:30,100000:3 "${DRIVERS[@]}"
 fi
 # ---- end of the fan-out benchmark --------------------------------------------------------------
 

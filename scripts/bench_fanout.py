@@ -17,9 +17,17 @@ The three are interleaved (a, b, c, then again) for --runs rounds, and the media
 is reported, so that other processes' load weighs on the three alike; the CPU that other
 processes took during each run is printed (from /proc/stat, less ours).
 
-It prints notifications/s for each (first to last arrival), the ratios a/b and a/c, and our
+It prints, for each server, notifications/s for each (first to last arrival), the ratios a/b
+(ours ÷ the server's own PubSub) and a/c (ours ÷ the server's ceiling; goal ≥ 0.9), and our
 component's CPU time per notification (utime+stime of the driver process over the run, until
-its outbox is written and marked sent), next to the reference figures of docs/architecture.md §9.
+its outbox is written and marked sent; goal ≤ 10 µs), each next to its goal, then the reference
+figures of docs/architecture.md §9.
+
+Several binaries can be compared in one session: `--driver old=PATH --driver new=PATH`. Each gets
+its own directory and SQLite store under the same component domain (one connects at a time):
+the subscribers subscribe to each once; then each round runs (a) for every binary (the order
+alternates from round to round; switching quits one and restarts the other on its store, where
+its subscriptions persist), then (b) and (c); the table has one row per server and binary.
 
 Subscribers: N accounts sub000…, one c2s session each (resource `bench`), subscribed by full
 JID. They are lean raw-socket receivers (SASL PLAIN without TLS on loopback, XEP-0060 subscribe
@@ -40,9 +48,10 @@ Its server-free mode, the component's own cost with nothing else in the way (a s
 server, 1 k to 100 k subscriptions), is `scripts/bench_fanout_sink.py`.
 
 Usage: .venv/bin/python scripts/bench_fanout.py [-n 100] [-m 300] [--runs 3]
-                                                [--servers prosody,ejabberd] [--keep]
+           [--servers prosody,ejabberd] [--driver LABEL=PATH ...] [--component PATH] [--keep]
 Run as root (the servers run as their own system users through runuser), like tests/e2e.
-Needs `cargo build --release --example fanout_driver` ($FANOUT_DRIVER overrides the path);
+Needs `cargo build --release --example fanout_driver`: without --driver/--component the binary
+of this checkout, target/release/examples/fanout_driver ($FANOUT_DRIVER overrides the path);
 scripts/bench.sh builds it and runs this script.
 """
 
@@ -413,20 +422,32 @@ async def gather_bounded(coros, limit: int = 20):
 
 class Driver(harness.Component):
     """The component as `fanout_driver <config>`: commands on stdin, answers on stdout, log on
-    stderr (the harness's Component log file)."""
+    stderr (the harness's Component log file). `binary` defaults to DRIVER; `cpus` (a taskset
+    CPU list such as "1") pins the process from its start, so its runtime sizes itself to them."""
+
+    def __init__(self, workdir: Path, config_text: str, binary: Path | None = None, cpus: str | None = None):
+        super().__init__(workdir, config_text)
+        self.binary = binary
+        self.cpus = cpus
+        self.starts = 0  # start() calls: the log file accumulates their lines
 
     def start(self) -> None:
-        if not DRIVER.exists():
+        binary = self.binary or DRIVER
+        if not binary.exists():
             raise harness.HarnessError(
-                f"{DRIVER} does not exist: run `cargo build --release --example fanout_driver`"
+                f"{binary} does not exist: run `cargo build --release --example fanout_driver`"
             )
+        command = [str(binary), str(self.config)]
+        if self.cpus:
+            command = ["taskset", "-c", self.cpus, *command]  # taskset execs: same pid
+        self.starts += 1
         env = dict(os.environ, NO_COLOR="1")
         env.pop("RUST_LOG", None)
         env.pop("QUOALISE_XMPP_SECRET", None)
         log_file = open(self.log_path, "ab")
         self.started_at = time.time()
         self.proc = subprocess.Popen(
-            [str(DRIVER), str(self.config)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log_file,
@@ -555,6 +576,7 @@ class Result:
     per_receiver: tuple[int, int] = (0, 0)  # min, max notifications per receiver
     extra: int = 0  # notifications after the expected count (duplicates)
     others: float = 0.0  # CPU used by other processes on the machine during the run, in cores
+    label: str = ""  # (a): which binary (--driver label)
     note: str = ""
 
 
@@ -564,6 +586,7 @@ class Bench:
     m: int
     runs: int
     timeout: float
+    drivers: list[tuple[str, Path]] = field(default_factory=list)  # (label, fanout_driver binary)
     results: list[Result] = field(default_factory=list)
     payload_bytes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -633,7 +656,7 @@ async def measure(
 def report_run(r: Result) -> None:
     comp = f", component {r.component_cpu_us:.0f} µs CPU/notif" if r.component_cpu_us is not None else ""
     log(
-        f"  {r.server} ({r.mode}): {r.notifications}/{r.expected} notifications, {r.rate:,.0f}/s "
+        f"  {r.server} ({r.mode}{' ' + r.label if r.label else ''}): {r.notifications}/{r.expected} notifications, {r.rate:,.0f}/s "
         f"over {r.span:.2f} s (first after {r.latency * 1000:.0f} ms), server {r.server_cpu_us:.0f} µs "
         f"CPU/notif{comp}, client {r.client_cpu:.0%} of a core, per subscriber "
         f"{r.per_receiver[0]}–{r.per_receiver[1]}{', +' + str(r.extra) + ' late' if r.extra else ''}, "
@@ -649,22 +672,61 @@ def extract_payload(capture: bytes | None) -> str | None:
     return m.group(0).decode() if m else None
 
 
+class Components:
+    """One component per binary (--driver), each with its own directory and SQLite store, all
+    under the same component domain: one is connected at a time. Switching quits the active one
+    (a graceful stream close) and restarts the other on its store, where its subscriptions
+    persist."""
+
+    def __init__(self, server: harness.XmppServer, workdir: Path, users: list[str], drivers):
+        self.server = server
+        self.drivers: dict[str, Driver] = {}
+        for label, binary in drivers:
+            comp_dir = workdir / f"component-{label}"
+            comp_dir.mkdir(parents=True)
+            self.drivers[label] = Driver(comp_dir, driver_config(server, comp_dir, users), binary=binary)
+        self.active: str | None = None
+
+    async def switch(self, label: str) -> Driver:
+        driver = self.drivers[label]
+        if self.active == label:
+            return driver
+        if self.active is not None:
+            await asyncio.to_thread(self.drivers[self.active].quit)
+        self.active = label
+        driver.start()
+        await asyncio.to_thread(driver.wait_established, driver.starts, 60.0)
+        await asyncio.to_thread(driver.wait_for_count, "demo history sent", driver.starts, 60.0)
+        return driver
+
+    def quit(self) -> None:
+        for driver in self.drivers.values():
+            driver.quit()
+
+
+async def settle(tally: Tally, pid: int, quiet: float = 1.0) -> None:
+    """Waits until the component (`pid`) is idle after a restart: no notification arrived and
+    its CPU did not move for `quiet` s (its demo source's backfill may publish a reading)."""
+    tally.arm(0)
+    last: tuple[int, float] | None = None
+    while (now := (tally.total, proc_cpu(pid))) != last:
+        last = now
+        await asyncio.sleep(quiet)
+
+
 async def bench_server(bench: Bench, kind: str, root: Path) -> None:
     users = subscriber_names(bench.n)
     workdir = root / kind
     log(f"{kind}: starting, registering {bench.n + 1} accounts")
     server = await asyncio.to_thread(start_server, kind, workdir / "server", users + [PUBLISHER])
-    driver: Driver | None = None
+    components: Components | None = None
     receivers: list[Receiver] = []
     stack = contextlib.AsyncExitStack()
+    labels = [label for label, _ in bench.drivers]
     try:
-        # --- our component
-        comp_dir = workdir / "component"
-        comp_dir.mkdir(parents=True)
-        driver = Driver(comp_dir, driver_config(server, comp_dir, users))
-        driver.start()
-        await asyncio.to_thread(driver.wait_established, 1, 30.0)
-        await asyncio.to_thread(driver.wait_for_count, "demo history sent", 1, 30.0)
+        # --- our component(s)
+        components = Components(server, workdir, users, bench.drivers)
+        await components.switch(labels[0])
 
         # --- the server's PubSub node, owned by a slixmpp publisher
         publisher = await stack.enter_async_context(harness.connected(server, PUBLISHER))
@@ -672,12 +734,14 @@ async def bench_server(bench: Bench, kind: str, root: Path) -> None:
         pubsub = publisher.plugin["xep_0060"]
         await pubsub.create_node(PUBSUB_DOMAIN, NODE_B, timeout=15)
 
-        # --- the subscribers
+        # --- the subscribers, subscribed to each component's node (its own store) and to (b)'s
         tally = Tally()
         receivers = [Receiver(u, server.host, tally) for u in users]
         t = time.monotonic()
         await gather_bounded((r.login(server.c2s_port) for r in receivers), limit=20)
-        await gather_bounded((r.subscribe(UP_JID, SERIES) for r in receivers), limit=20)
+        for label in labels:
+            await components.switch(label)
+            await gather_bounded((r.subscribe(UP_JID, SERIES) for r in receivers), limit=20)
         await gather_bounded((r.subscribe(PUBSUB_DOMAIN, NODE_B) for r in receivers), limit=20)
         log(f"{kind}: {len(receivers)} subscribers logged in and subscribed to both nodes in "
             f"{time.monotonic() - t:.1f} s")
@@ -685,11 +749,15 @@ async def bench_server(bench: Bench, kind: str, root: Path) -> None:
             r.start_counting()
         await asyncio.sleep(1.0)  # the last published item sent on subscribe, presences
 
-        # --- rounds of (a), (b), (c), interleaved so that a change in the machine's load
-        # (other processes) weighs on the three alike
+        # --- rounds of (a) for each binary, (b), (c), interleaved so that a change in the
+        # machine's load (other processes) weighs on all alike; the binaries' order alternates
         state = {"payload": None}
         for run in range(bench.runs):
-            await run_a(bench, server, driver, receivers, tally, run, state)
+            for label in labels if run % 2 == 0 else labels[::-1]:
+                if components.active != label:
+                    driver = await components.switch(label)
+                    await settle(tally, driver.proc.pid)
+                await run_a(bench, server, components.drivers[label], receivers, tally, run, state, label)
             await run_b(bench, server, pubsub, receivers, tally, run, state)
             await run_c(bench, server, workdir, receivers, tally, run, state)
         if state["payload"] is None:
@@ -700,13 +768,13 @@ async def bench_server(bench: Bench, kind: str, root: Path) -> None:
         with contextlib.suppress(Exception):
             await stack.aclose()
         await asyncio.sleep(0.2)  # lets slixmpp's cancelled tasks finish before the loop moves on
-        if driver is not None:
-            driver.quit()
+        if components is not None:
+            components.quit()
         server.stop()
 
 
-async def run_a(bench, server, driver, receivers, tally, run, state) -> None:
-    """(a): M live batches through our component."""
+async def run_a(bench, server, driver, receivers, tally, run, state, label) -> None:
+    """(a): M live batches through our component (binary `label`)."""
     receivers[0].capture = bytearray() if state["payload"] is None else None
     first_time = int(time.time()) - 7 * 86400 + run * bench.m  # distinct readings in each run
     res = await measure(
@@ -717,6 +785,7 @@ async def run_a(bench, server, driver, receivers, tally, run, state) -> None:
     sent = await asyncio.wait_for(asyncio.to_thread(driver.proc.stdout.readline), 10)
     if not sent.startswith("sent "):
         raise harness.HarnessError(f"driver answered {sent!r}\n{driver.tail()}")
+    res.label = label
     report_run(res)
     bench.results.append(res)
     if state["payload"] is None:
@@ -809,11 +878,21 @@ def stop_ceiling_sender(proc: subprocess.Popen) -> None:
 # Report
 
 
-def median_of(results: list[Result], server: str, mode: str) -> Result | None:
-    runs = [r for r in results if r.server == server and r.mode == mode]
+GOAL_AC = 0.9  # (a)/(c), at least: our component close to the server's ceiling
+GOAL_US = 10.0  # our component's CPU µs per notification, at most
+
+
+def median_of(results: list[Result], server: str, mode: str, label: str | None = None) -> Result | None:
+    runs = [r for r in results if r.server == server and r.mode == mode and (label is None or r.label == label)]
     if not runs:
         return None
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+def median_value(results: list[Result], server: str, mode: str, label: str, key) -> float | None:
+    values = sorted(key(r) for r in results
+                    if r.server == server and r.mode == mode and r.label == label and key(r) is not None)
+    return values[len(values) // 2] if values else None
 
 
 def fmt_rate(r: Result | None) -> str:
@@ -825,10 +904,13 @@ def fmt_rate(r: Result | None) -> str:
 
 def print_table(bench: Bench, kinds: list[str], elapsed: float) -> None:
     expected = bench.n * bench.m
+    labels = [label for label, _ in bench.drivers]
     print()
     print(f"Fan-out benchmark: N={bench.n} subscribers × M={bench.m} readings = "
           f"{expected:,} notifications per run, median of {bench.runs} run(s); loopback, "
           f"{os.cpu_count()} cores shared by server, component and clients")
+    if len(labels) > 1:
+        print("binaries, alternated in each round: " + ", ".join(f"{label} = {path}" for label, path in bench.drivers))
     sizes = ", ".join(f"{k} {v} B" for k, v in bench.payload_bytes.items())
     others = [r.others for r in bench.results]
     if others:
@@ -837,34 +919,45 @@ def print_table(bench: Bench, kinds: list[str], elapsed: float) -> None:
     print(f"payload <quoalise> ({sizes}); our component: delivery_rate = {DELIVERY_RATE:,}/s "
           f"(limiter out of the way), SQLite store, one grant per subscriber")
     print()
-    head = (f"{'server':<9} {'(a) ours':>10} {'(b) pubsub':>11} {'(c) ceiling':>12} {'a/b':>6} {'a/c':>6} "
-            f"{'ours CPU':>10} {'server CPU µs/notif':>22} {'client CPU':>15}")
+    head = (f"{'server':<9} {'binary':<10} {'(a) ours':>10} {'(b) pubsub':>11} {'(c) ceiling':>12} {'a/b':>6} "
+            f"{'a/c':>9} {'ours CPU':>11} {'server CPU µs/notif':>22} {'client CPU':>15}")
     print(head)
-    print(f"{'':<9} {'notif/s':>10} {'notif/s':>11} {'notif/s':>12} {'':>6} {'':>6} "
-          f"{'µs/notif':>10} {'a / b / c':>22} {'a / b / c':>15}")
+    print(f"{'':<9} {'':<10} {'notif/s':>10} {'notif/s':>11} {'notif/s':>12} {'':>6} {'':>9} "
+          f"{'µs/notif':>11} {'a / b / c':>22} {'a / b / c':>15}")
+    print(f"{'goal':<9} {'':<10} {'':>10} {'':>11} {'':>12} {'':>6} {'≥ ' + format(GOAL_AC, 'g'):>9} "
+          f"{'≤ ' + format(GOAL_US, 'g'):>11} {'':>22} {'':>15}")
     print("-" * len(head))
     for kind in kinds:
-        a, b, c = (median_of(bench.results, kind, m) for m in "abc")
-        ab = f"{a.rate / b.rate:.2f}" if a and b and b.rate else "—"
-        ac = f"{a.rate / c.rate:.2f}" if a and c and c.rate else "—"
-        ours = f"{a.component_cpu_us:.0f}" if a and a.component_cpu_us is not None else "—"
-        srv = " / ".join(f"{x.server_cpu_us:.0f}" if x else "—" for x in (a, b, c))
-        cli = " / ".join(f"{x.client_cpu:.0%}" if x else "—" for x in (a, b, c))
-        print(f"{kind:<9} {fmt_rate(a):>10} {fmt_rate(b):>11} {fmt_rate(c):>12} {ab:>6} {ac:>6} "
-              f"{ours:>10} {srv:>22} {cli:>15}")
+        b, c = median_of(bench.results, kind, "b"), median_of(bench.results, kind, "c")
+        for label in labels:
+            a = median_of(bench.results, kind, "a", label)
+            ab = f"{a.rate / b.rate:.2f}" if a and b and b.rate else "—"
+            ac = f"{a.rate / c.rate:.2f}" if a and c and c.rate else "—"
+            if a and c and c.rate:
+                ac += " ok" if a.rate / c.rate >= GOAL_AC else " NO"
+            us = median_value(bench.results, kind, "a", label, lambda r: r.component_cpu_us)
+            ours = "—" if us is None else f"{us:.1f}" + (" ok" if us <= GOAL_US else " NO")
+            srv = " / ".join(f"{x.server_cpu_us:.0f}" if x else "—" for x in (a, b, c))
+            cli = " / ".join(f"{x.client_cpu:.0%}" if x else "—" for x in (a, b, c))
+            print(f"{kind:<9} {label:<10} {fmt_rate(a):>10} {fmt_rate(b):>11} {fmt_rate(c):>12} {ab:>6} {ac:>9} "
+                  f"{ours:>11} {srv:>22} {cli:>15}")
     print()
     print("notif/s: notifications received by all subscribers ÷ (last arrival − first arrival);")
+    print("a/b: ours ÷ the server's own PubSub; a/c: ours ÷ the server's ceiling (a trivial component")
+    print(f"writing pre-serialised notifications), goal ≥ {GOAL_AC:g}; ok / NO: meets the goal or not.")
     latencies = ", ".join(
-        f"{kind} {median_of(bench.results, kind, 'a').latency * 1000:.0f} ms"
+        f"{kind} {label} {median_of(bench.results, kind, 'a', label).latency * 1000:.0f} ms"
         for kind in kinds
-        if median_of(bench.results, kind, "a")
+        for label in labels
+        if median_of(bench.results, kind, "a", label)
     )
     if latencies:
         print(f"(a) also waits for the store: first notification after {latencies} (median run).")
     print("* = incomplete run (see the log above).")
     print("ours CPU: utime+stime of the component process over the run (until its outbox is marked")
-    print("sent) ÷ notifications; server CPU: the server's processes likewise; client CPU: this")
-    print("process (receivers, and the (b) publisher) over trigger → last arrival, share of one core.")
+    print(f"sent) ÷ notifications, median of the runs, goal ≤ {GOAL_US:g} µs; server CPU: the server's")
+    print("processes likewise; client CPU: this process (receivers, and the (b) publisher) over")
+    print("trigger → last arrival, share of one core.")
     print("(b) may beat (c): the server parses M publishes instead of N×M stanzas from a component.")
     for note in bench.notes:
         print(f"note: {note}")
@@ -885,7 +978,8 @@ async def main_async(args) -> int:
         loop.default_exception_handler(context)
 
     loop.set_exception_handler(quiet_exceptions)
-    bench = Bench(n=args.n, m=args.m, runs=args.runs, timeout=args.timeout or max(30.0, args.n * args.m / 500))
+    bench = Bench(n=args.n, m=args.m, runs=args.runs, timeout=args.timeout or max(30.0, args.n * args.m / 500),
+                  drivers=args.drivers)
     root = Path(tempfile.mkdtemp(prefix="quoalise-fanout-"))
     root.chmod(0o755)
     started = time.monotonic()
@@ -917,7 +1011,23 @@ def main() -> int:
     parser.add_argument("--servers", default="prosody,ejabberd", help="comma-separated (default both)")
     parser.add_argument("--timeout", type=float, default=0, help="per run, s (default max(30, N×M/500))")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    parser.add_argument("--driver", action="append", metavar="LABEL=PATH",
+                        help="a fanout_driver binary to measure as (a) (repeatable: alternated in each round)")
+    parser.add_argument("--component", metavar="PATH", help="same as --driver current=PATH")
     args = parser.parse_args()
+    specs = list(args.driver or [])
+    if args.component:
+        specs.append(f"current={args.component}")
+    args.drivers = []
+    for spec in specs or [f"current={DRIVER}"]:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            parser.error(f"--driver {spec!r}: expected LABEL=PATH")
+        if not Path(path).exists():
+            parser.error(f"{path} does not exist: cargo build --release --example fanout_driver")
+        if label in (lbl for lbl, _ in args.drivers):
+            parser.error(f"--driver label {label!r} given twice")
+        args.drivers.append((label, Path(path).resolve()))
     for kind in args.servers.split(","):
         if kind not in SERVERS:
             parser.error(f"unknown server {kind!r}")
