@@ -69,10 +69,12 @@ impl Access {
                 },
             );
         }
-        if views.values().all(|v| matches!(v, View::All)) {
-            return Ok(views);
-        }
-        for grant in self.store.grants().await? {
+        let subjects: Vec<String> = views
+            .iter()
+            .filter(|(_, v)| !matches!(v, View::All))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for grant in self.store.grants_of(&subjects).await? {
             if let Some(View::Grants(list)) = views.get_mut(&grant.subject) {
                 if grant.is_valid_at(now) {
                     list.push(grant);

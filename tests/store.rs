@@ -359,6 +359,26 @@ async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
     let carols = store.grants_for("carol@example.org").await.unwrap();
     assert_eq!(without_ids(&carols), [carol.clone(), consent.clone()]);
     assert_eq!(grant_ids(&carols), [carol_id, consent_id]);
+    // Several subjects in one query: exactly their grants, in id order, whatever the list holds
+    // (unknown subjects, a quote, a subject twice).
+    let subjects = [
+        "dave@example.org",
+        "carol@example.org",
+        "nobody@example.org",
+        "o\"hara@example.org",
+        "carol@example.org",
+    ]
+    .map(String::from);
+    let expected: Vec<Grant> = store
+        .grants()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.subject == "dave@example.org" || g.subject == "carol@example.org")
+        .collect();
+    assert!(expected.len() >= 2, "{expected:?}");
+    assert_eq!(store.grants_of(&subjects).await.unwrap(), expected);
+    assert!(store.grants_of(&[]).await.unwrap().is_empty());
     assert!(store.revoke_grant(consent_id).await.unwrap());
     assert!(!store.revoke_grant(consent_id).await.unwrap());
     assert!(!store.revoke_grant(consent_id + 1000).await.unwrap());

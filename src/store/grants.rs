@@ -27,6 +27,10 @@ pub trait GrantStore: Send + Sync {
     /// at the time that matters to them.
     async fn grants_for(&self, subject: &str) -> Result<Vec<Grant>, StoreError>;
 
+    /// Unrevoked grants of these subjects (bare JIDs), expired ones included, ordered by id: one
+    /// query for many requesters (delivery checks every subscriber it claims).
+    async fn grants_of(&self, subjects: &[String]) -> Result<Vec<Grant>, StoreError>;
+
     /// Every unrevoked grant, ordered by id.
     async fn grants(&self) -> Result<Vec<Grant>, StoreError>;
 }

@@ -62,6 +62,10 @@ const UPSERT_READINGS: &str = "INSERT INTO readings (series_id, time, value) \
      ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
      WHERE readings.value IS DISTINCT FROM excluded.value";
 
+/// Unrevoked grants of the subjects in list `$1`, by the subject index.
+const GRANTS_OF_SUBJECTS: &str = "SELECT id, subject, usage_point, series, valid_from, \
+     valid_until, origin, purpose FROM grants WHERE subject = ANY($1) AND revoked_at IS NULL ORDER BY id";
+
 /// Republishing an item id replaces the item and gives it a new id from the sequence, making it
 /// the newest; one statement, so two instances publishing the same item id cannot collide.
 const PUT_ITEM: &str = "INSERT INTO items (series_id, item_id, published_at, payload) \

@@ -176,6 +176,10 @@ fn id_list(ids: &[i64]) -> String {
     format!("[{}]", items.join(","))
 }
 
+/// Unrevoked grants of the subjects in list `$1`, by the subject index.
+const GRANTS_OF_SUBJECTS: &str = "SELECT id, subject, usage_point, series, valid_from, \
+     valid_until, origin, purpose FROM grants WHERE subject IN (SELECT value FROM json_each($1)) AND revoked_at IS NULL ORDER BY id";
+
 /// Republishing an item id replaces the item; delete and insert give it a new row id, the
 /// newest. SQLite has a single writer, so the pair cannot race.
 const DELETE_ITEM: &str = "DELETE FROM items WHERE series_id = ? AND item_id = ?";

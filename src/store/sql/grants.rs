@@ -9,7 +9,9 @@ pub(in crate::store) const REVOKE_GRANT: &str =
 /// connections are `$connection`, as a child module of the backend (`use super::*`), which
 /// provides:
 /// - `$store::begin_config_grants(&self)`: a transaction that may write, safe against other
-///   instances reconciling the config grants at the same moment.
+///   instances reconciling the config grants at the same moment;
+/// - `GRANTS_OF_SUBJECTS` (`$1` a list of subjects as `item_id_list` gives it) and
+///   `item_id_list(&[String])`.
 macro_rules! impl_grants {
     ($store:ident, $connection:ty) => {
         mod grants_sql {
@@ -78,6 +80,17 @@ macro_rules! impl_grants {
                     .bind(subject)
                     .fetch_all(&self.pool)
                     .await?;
+                    grants_from_rows(rows)
+                }
+
+                async fn grants_of(&self, subjects: &[String]) -> Result<Vec<Grant>, StoreError> {
+                    if subjects.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let rows: Vec<GrantRow> = sqlx::query_as(GRANTS_OF_SUBJECTS)
+                        .bind(item_id_list(subjects))
+                        .fetch_all(&self.pool)
+                        .await?;
                     grants_from_rows(rows)
                 }
 
