@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::CLAIM;
+use super::FANOUT_CLAIM;
 use crate::metrics::Metrics;
 use crate::stanzas::outgoing::Report;
 use crate::store::{Advance, Store};
 use crate::time::now;
 
 /// Reports recorded per store round trip at most.
-const BATCH: usize = 4 * CLAIM;
+const BATCH: usize = 4 * FANOUT_CLAIM;
 
 /// Records reports until the link's senders are gone.
 pub async fn record_reports(
