@@ -9,7 +9,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::common::OutboxInsert;
 use super::sql::impl_store;
-use super::{Advance, StoreError};
+use super::StoreError;
 use crate::model::{Item, Reading};
 
 /// Per instance; several instances share the server, whose default limit is 100 connections.
@@ -90,16 +90,14 @@ const CLAIM_FANOUT: &str = "UPDATE subscriptions SET claimed_until = $1, claim_i
      ON s.series_id = f.series_id AND s.delivered_seq < f.head \
      WHERE s.claimed_until IS NULL OR s.claimed_until <= $3 LIMIT $4 \
      FOR UPDATE OF s SKIP LOCKED) \
-     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq, \
-     (SELECT f.head FROM fanout AS f WHERE f.series_id = subscriptions.series_id) AS head";
+     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq";
 
-/// Moves cursors forward and ends finished claims, one row of the arrays per subscription.
-const ADVANCE: &str = "UPDATE subscriptions AS s \
-     SET delivered_seq = GREATEST(s.delivered_seq, u.q), \
-     claimed_until = CASE WHEN u.d AND s.claim_id = u.c THEN NULL ELSE s.claimed_until END, \
-     claim_id = CASE WHEN u.d AND s.claim_id = u.c THEN NULL ELSE s.claim_id END \
-     FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[]) AS u (i, q, c, d) \
-     WHERE s.id = u.i";
+/// Moves the cursors of the subscriptions `$1` forward to `$2`, and ends their claims if `$4`
+/// and still held by claim `$3`: one statement per group of reports alike.
+const ADVANCE: &str = "UPDATE subscriptions SET delivered_seq = GREATEST(delivered_seq, $2), \
+     claimed_until = CASE WHEN $4 AND claim_id = $3 THEN NULL ELSE claimed_until END, \
+     claim_id = CASE WHEN $4 AND claim_id = $3 THEN NULL ELSE claim_id END \
+     WHERE id = ANY($1)";
 
 /// Claims due pending entries, oldest first. `FOR UPDATE SKIP LOCKED`: rows another instance is
 /// claiming at the same moment are skipped, not waited for, and a row it has just claimed no
@@ -136,21 +134,6 @@ async fn upsert_readings(
             .rows_affected();
     }
     Ok(written)
-}
-
-async fn advance(pool: &PgPool, advances: &[Advance]) -> Result<(), StoreError> {
-    let ids: Vec<i64> = advances.iter().map(|a| a.subscription).collect();
-    let seqs: Vec<i64> = advances.iter().map(|a| a.seq).collect();
-    let claims: Vec<i64> = advances.iter().map(|a| a.claim).collect();
-    let done: Vec<bool> = advances.iter().map(|a| a.done).collect();
-    sqlx::query(ADVANCE)
-        .bind(ids)
-        .bind(seqs)
-        .bind(claims)
-        .bind(done)
-        .execute(pool)
-        .await?;
-    Ok(())
 }
 
 /// Queues entries; returns their ids in order.

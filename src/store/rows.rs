@@ -278,20 +278,18 @@ impl From<PublicationRow> for Publication {
 pub(super) struct ClaimRow {
     #[sqlx(flatten)]
     subscription: SubscriptionRow,
-    series_id: i64,
+    pub(super) series_id: i64,
     delivered_seq: i64,
-    head: i64,
 }
 
-impl TryFrom<ClaimRow> for Claimed {
-    type Error = StoreError;
-
-    fn try_from(row: ClaimRow) -> Result<Self, StoreError> {
+impl ClaimRow {
+    /// The claimed subscription, its series' last publication being `head`.
+    pub(super) fn claimed(self, head: i64) -> Result<Claimed, StoreError> {
         Ok(Claimed {
-            subscription: Subscription::try_from(row.subscription)?,
-            series_id: row.series_id,
-            delivered: row.delivered_seq,
-            head: row.head,
+            subscription: Subscription::try_from(self.subscription)?,
+            series_id: self.series_id,
+            delivered: self.delivered_seq,
+            head,
         })
     }
 }

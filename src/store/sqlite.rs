@@ -15,7 +15,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::common::OutboxInsert;
 use super::sql::impl_store;
-use super::{Advance, StoreError};
+use super::StoreError;
 use crate::model::{Item, Reading};
 
 /// Readers proceed during a write in WAL mode; writes are serialised by SQLite anyway, so a few
@@ -216,38 +216,15 @@ const CLAIM_FANOUT: &str = "UPDATE subscriptions SET claimed_until = ?1, claim_i
      WHERE id IN (SELECT s.id FROM fanout AS f CROSS JOIN subscriptions AS s \
      ON s.series_id = f.series_id AND s.delivered_seq < f.head \
      WHERE s.claimed_until IS NULL OR s.claimed_until <= ?3 LIMIT ?4) \
-     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq, \
-     (SELECT f.head FROM fanout AS f WHERE f.series_id = subscriptions.series_id) AS head";
+     RETURNING id, kind, usage_point, series, jid, subid, created_at, series_id, delivered_seq";
 
-/// Moves cursors forward and ends finished claims: `?1` a JSON array of
-/// `[subscription, seq, claim, done]`, one per subscription.
-const ADVANCE: &str = "UPDATE subscriptions \
-     SET delivered_seq = MAX(delivered_seq, u.q), \
-     claimed_until = CASE WHEN u.d = 1 AND claim_id = u.c THEN NULL ELSE claimed_until END, \
-     claim_id = CASE WHEN u.d = 1 AND claim_id = u.c THEN NULL ELSE claim_id END \
-     FROM (SELECT json_extract(value, '$[0]') AS i, json_extract(value, '$[1]') AS q, \
-     json_extract(value, '$[2]') AS c, json_extract(value, '$[3]') AS d FROM json_each(?1)) AS u \
-     WHERE subscriptions.id = u.i";
-
-async fn advance(pool: &SqlitePool, advances: &[Advance]) -> Result<(), StoreError> {
-    let rows: Vec<String> = advances
-        .iter()
-        .map(|a| {
-            format!(
-                "[{},{},{},{}]",
-                a.subscription,
-                a.seq,
-                a.claim,
-                u8::from(a.done)
-            )
-        })
-        .collect();
-    sqlx::query(ADVANCE)
-        .bind(format!("[{}]", rows.join(",")))
-        .execute(pool)
-        .await?;
-    Ok(())
-}
+/// Moves the cursors of the subscriptions in `?1` (a JSON array) forward to `?2`, and ends
+/// their claims if `?4` and still held by claim `?3`: one statement per group of reports alike
+/// (usually one per batch), no per-row decoding.
+const ADVANCE: &str = "UPDATE subscriptions SET delivered_seq = MAX(delivered_seq, ?2), \
+     claimed_until = CASE WHEN ?4 AND claim_id = ?3 THEN NULL ELSE claimed_until END, \
+     claim_id = CASE WHEN ?4 AND claim_id = ?3 THEN NULL ELSE claim_id END \
+     WHERE id IN (SELECT value FROM json_each(?1))";
 
 /// Writes prepared readings of one series; returns how many rows were inserted or changed.
 async fn upsert_readings(

@@ -22,6 +22,8 @@ pub(in crate::store) const NOTE_WORK: &str =
     "INSERT INTO fanout (series_id, head) VALUES ($1, $2) \
      ON CONFLICT (series_id) DO UPDATE SET head = excluded.head";
 
+pub(in crate::store) const HEAD: &str = "SELECT published_seq FROM series WHERE id = $1";
+
 pub(in crate::store) const PUBLICATIONS: &str = "SELECT seq, published_at, pubsub, push \
      FROM publications WHERE series_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
@@ -65,10 +67,14 @@ pub(in crate::store) const PENDING: &str =
 ///   newest of its node, replacing one of the same id;
 /// - `CLAIM_FANOUT`: the claim (`$1` claim end, `$2` claim id, `$3` now, `$4` limit), returning
 ///   the columns of `ClaimRow`;
-/// - `advance(pool, &[Advance]) -> Result<(), StoreError>`, one entry per subscription.
+/// - `ADVANCE` (`$1` a list of subscriptions as `id_list` gives it, `$2` the seq, `$3` the
+///   claim, `$4` done) and `id_list(&[i64])`.
 macro_rules! impl_fanout {
     ($store:ident, $connection:ty) => {
         mod fanout_sql {
+            use std::collections::btree_map::Entry;
+            use std::collections::BTreeMap;
+
             use async_trait::async_trait;
 
             use super::sql_helpers::series_id;
@@ -79,7 +85,7 @@ macro_rules! impl_fanout {
             };
             use $crate::store::rows::{unix_now, ClaimRow, PublicationRow};
             use $crate::store::sql::fanout::{
-                BUMP_HEAD, INSERT_PUBLICATION, NOTE_WORK, PENDING, PRUNE, PUBLICATIONS,
+                BUMP_HEAD, HEAD, INSERT_PUBLICATION, NOTE_WORK, PENDING, PRUNE, PUBLICATIONS,
                 PUBLICATION_OF_SERIES, RELEASE_OUTBOX, RELEASE_SUBSCRIPTIONS, SETTLE, TRIM_ITEMS,
             };
             use $crate::store::{
@@ -155,9 +161,24 @@ macro_rules! impl_fanout {
                         .bind(limit_to_sql(limit))
                         .fetch_all(&self.pool)
                         .await?;
+                    // Each series' head once per claim (a claim holds few series), not per row.
+                    let mut heads: BTreeMap<i64, i64> = BTreeMap::new();
+                    for row in &rows {
+                        if let Entry::Vacant(slot) = heads.entry(row.series_id) {
+                            slot.insert(
+                                sqlx::query_scalar(HEAD)
+                                    .bind(row.series_id)
+                                    .fetch_one(&self.pool)
+                                    .await?,
+                            );
+                        }
+                    }
                     let mut claimed = rows
                         .into_iter()
-                        .map(Claimed::try_from)
+                        .map(|row| {
+                            let head = heads.get(&row.series_id).copied().unwrap_or_default();
+                            row.claimed(head)
+                        })
                         .collect::<Result<Vec<_>, _>>()?;
                     // Series together, then subscription order: one read of publications per
                     // series, and a stable order.
@@ -197,7 +218,27 @@ macro_rules! impl_fanout {
                     if advances.is_empty() {
                         return Ok(());
                     }
-                    advance(&self.pool, &one_advance_per_subscription(advances)).await
+                    // One statement per (seq, claim, done): a batch of reports is mostly one
+                    // group, so the cursors of a claim move in one statement, one commit.
+                    let mut groups: BTreeMap<(i64, i64, bool), Vec<i64>> = BTreeMap::new();
+                    for a in one_advance_per_subscription(advances) {
+                        groups
+                            .entry((a.seq, a.claim, a.done))
+                            .or_default()
+                            .push(a.subscription);
+                    }
+                    let mut tx = self.begin_write().await?;
+                    for ((seq, claim, done), ids) in groups {
+                        sqlx::query(ADVANCE)
+                            .bind(id_list(&ids))
+                            .bind(seq)
+                            .bind(claim)
+                            .bind(done)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn settle_fanout(&self) -> Result<u64, StoreError> {
