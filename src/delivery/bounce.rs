@@ -1,13 +1,15 @@
 //! Bounces: a `<message type="error"/>` answering one of our notifications. A `cancel` error
 //! ends the subscription (the subscriber is gone for good); `wait` and `auth` are retried later,
 //! with an exponential backoff, up to [`MAX_ATTEMPTS`]. A publication's stanza or a notice that
-//! bounces is retried through the outbox, as a stanza of its own.
+//! bounces is retried through the outbox, as a stanza of its own. A bounce counts only when it
+//! comes from the subscriber's own address (its bare JID): stanza ids are guessable, and another
+//! account must not end someone else's subscription by forging one.
 
 use minidom::Element;
 
 use super::fanout::{notice_id, parse_notice_id};
 use super::outbox::outbox_id;
-use crate::model::SubscriptionKind;
+use crate::model::{Subscription, SubscriptionKind};
 use crate::request::Context;
 use crate::stanzas::notification::missed_notice_xml;
 use crate::stanzas::outgoing::parse_fanout_id;
@@ -69,14 +71,20 @@ pub(crate) async fn bounce(ctx: &Context, message: &Element) {
         .and_then(|e| e.attr("type"))
         .unwrap_or("cancel");
     let retryable = matches!(error_type, "wait" | "auth");
-    if let Err(e) = handle(ctx, what, retryable).await {
+    let from = message.attr("from").unwrap_or_default();
+    if let Err(e) = handle(ctx, what, from, retryable).await {
         tracing::error!(error = %e, id, "cannot handle a bounce");
     } else {
         tracing::info!(id, error_type, "notification bounced");
     }
 }
 
-async fn handle(ctx: &Context, what: Bounced, retryable: bool) -> Result<(), StoreError> {
+async fn handle(
+    ctx: &Context,
+    what: Bounced,
+    from: &str,
+    retryable: bool,
+) -> Result<(), StoreError> {
     let (subscription, attempts) = match &what {
         Bounced::Outbox { id } => {
             let Some(entry) = ctx.store.outbox_entry(*id).await? else {
@@ -91,6 +99,20 @@ async fn handle(ctx: &Context, what: Bounced, retryable: bool) -> Result<(), Sto
             (*subscription, 0)
         }
     };
+    // Ids are guessable: only the subscriber's own server, answering for the subscriber, may
+    // end or delay its subscription.
+    let Some(sub) = ctx.store.subscription(subscription).await? else {
+        return Ok(());
+    };
+    let bare = crate::publisher::bare_of;
+    if bare(from).is_none() || bare(from) != bare(&sub.jid) {
+        tracing::warn!(
+            subscription,
+            from,
+            "a bounce from another address than the subscriber's; ignored"
+        );
+        return Ok(());
+    }
     if !(retryable && attempts + 1 < MAX_ATTEMPTS) {
         tracing::info!(
             subscription,
@@ -107,7 +129,7 @@ async fn handle(ctx: &Context, what: Bounced, retryable: bool) -> Result<(), Sto
     let id = match what {
         Bounced::Outbox { id } => id,
         other => {
-            let Some(text) = stanza_again(ctx, &other).await? else {
+            let Some(text) = stanza_again(ctx, &sub, &other).await? else {
                 return Ok(()); // the subscription or the publication is gone meanwhile
             };
             let ids = ctx
@@ -125,16 +147,13 @@ async fn handle(ctx: &Context, what: Bounced, retryable: bool) -> Result<(), Sto
     Ok(())
 }
 
-/// The text of a bounced publication stanza or notice, written again for its subscriber (the
-/// outbox gives it a new id), if its subscription and publication still exist.
-async fn stanza_again(ctx: &Context, what: &Bounced) -> Result<Option<String>, StoreError> {
-    let (Bounced::Publication { subscription, .. } | Bounced::Notice { subscription, .. }) = what
-    else {
-        return Ok(None);
-    };
-    let Some(sub) = ctx.store.subscription(*subscription).await? else {
-        return Ok(None);
-    };
+/// The text of a bounced publication stanza or notice, written again for its subscriber `sub`
+/// (the outbox gives it a new id), if its publication still exists.
+async fn stanza_again(
+    ctx: &Context,
+    sub: &Subscription,
+    what: &Bounced,
+) -> Result<Option<String>, StoreError> {
     let to = match sub.kind {
         SubscriptionKind::PubSub => sub.jid.clone(),
         SubscriptionKind::Push => crate::publisher::bare_of(&sub.jid).unwrap_or(sub.jid.clone()),
