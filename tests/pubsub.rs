@@ -403,7 +403,9 @@ async fn a_cancel_bounce_ends_the_subscription() {
     let delivered = deliver(p.ctx.clone()).await;
     let id = delivered[0].attr("id").unwrap();
     assert!(id.starts_with('p'), "{id}");
-    let bounce = |from: &str| -> Element { format!("<message xmlns='jabber:component:accept' type='error' id='{id}' from='{from}' to='{UP}@{D}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap() };
+    let bounce = |from: &str| -> Element {
+        format!("<message xmlns='jabber:component:accept' type='error' id='{id}' from='{from}' to='{UP}@{D}'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>").parse().unwrap()
+    };
     // Another account forging the id ends nothing: only the subscriber's own bounce counts.
     assert!(r.handle(bounce(BOB)).await.is_empty());
     assert_eq!(store.subscribers(UP, LIVE).await.unwrap().len(), 1);
