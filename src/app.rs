@@ -19,6 +19,7 @@ use xmpp_parsers::jid::Jid;
 use crate::access::{self, Access};
 use crate::delivery::{self, Delivery};
 use crate::health::{self, Health, LinkProgress, Thresholds};
+use crate::lease::{self, Leadership};
 use crate::metrics::Metrics;
 use crate::publisher::{Feed, Publisher};
 use crate::request::Context;
@@ -65,7 +66,13 @@ pub async fn serve_with_events(
     let store = store::open(&config.store.url)
         .await
         .context("cannot open the store ([store] url)")?;
-    // A SQLite file is this process's alone: what a killed predecessor claimed goes now.
+    // A SQLite file is this process's alone (kept by a file lock while it runs): what a killed
+    // predecessor claimed goes now.
+    let _instance_lock = if config.store.url.starts_with("sqlite:") {
+        store::instance_lock(&config.store.url).map_err(anyhow::Error::msg)?
+    } else {
+        None
+    };
     if config.store.url.starts_with("sqlite:") {
         let released = store
             .release_all_claims()
@@ -82,6 +89,10 @@ pub async fn serve_with_events(
 
     let metrics = Metrics::default();
     let access_changed = Arc::new(Notify::new());
+    let instance = lease::instance_name(&config.cluster.instance);
+    let timing = lease::Timing::from_takeover(config.cluster.takeover.0);
+    let leadership = Leadership::new(metrics.clone());
+    tracing::info!(%instance, "instance name (in source leases)");
     let deps = SourceDeps {
         store: store.clone(),
         metrics: metrics.clone(),
@@ -100,7 +111,7 @@ pub async fn serve_with_events(
         let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
         feeds.push((Some(id.clone()), rx));
         let running = source
-            .start(&format!("source[{i}]"), &deps, tx, shutdown.child_token())
+            .start(&format!("source[{i}]"), &deps, tx)
             .with_context(|| format!("cannot start source {id}"))?;
         if let Some(upstream) = running.upstream {
             upstreams.insert(id.clone(), upstream);
@@ -108,10 +119,19 @@ pub async fn serve_with_events(
         if let Some(pages) = running.consent_pages {
             consent_sources.insert(id.clone(), pages);
         }
+        // The task runs on one instance at a time: the holder of the source's lease.
+        sources.spawn(lease::lead(
+            store.clone(),
+            lease::source_lease(&id),
+            instance.clone(),
+            timing,
+            running.start,
+            leadership.clone(),
+            shutdown.child_token(),
+        ));
         if let Some(service) = running.enedis {
             enedis.insert(id, service);
         }
-        sources.spawn(running.task);
     }
     drop(events_tx);
 
@@ -174,6 +194,7 @@ pub async fn serve_with_events(
             store_timeout: STORE_HEALTH_TIMEOUT,
             outbox_age: config.pubsub.outbox_alert.0,
         },
+        leadership,
     };
     let link = Link {
         config: link_config,
@@ -207,6 +228,9 @@ pub async fn serve_with_events(
         wake.clone(),
         metrics.clone(),
     ));
+    let changes = follow_changes(store.as_ref(), wake.clone(), access_changed.clone())
+        .await
+        .context("cannot listen to the store's change feed")?;
     let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
     let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
     let web = match web_server(
@@ -263,6 +287,7 @@ pub async fn serve_with_events(
         }
         reconnects.abort();
         watchdog.abort();
+        changes.abort();
     };
     if tokio::time::timeout(Duration::from_secs(10), drained)
         .await
@@ -315,6 +340,31 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
             tracing::error!(error = %e, "cannot prune delivered publications");
         }
     }
+}
+
+/// Wakes delivery and the grant check when another instance (or the `admin` command line)
+/// changed what they work on (PostgreSQL `LISTEN`, see [`store::Change`]); a task doing nothing
+/// on SQLite, whose only instance wakes them in memory.
+async fn follow_changes(
+    store: &dyn store::Store,
+    wake: Arc<Notify>,
+    access_changed: Arc<Notify>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let Some(mut changes) = store.listen().await? else {
+        return Ok(tokio::spawn(async {}));
+    };
+    Ok(tokio::spawn(async move {
+        while let Some(change) = changes.recv().await {
+            match change {
+                store::Change::Work => wake.notify_one(),
+                store::Change::Access => access_changed.notify_one(),
+                store::Change::Resync => {
+                    wake.notify_one();
+                    access_changed.notify_one();
+                }
+            }
+        }
+    }))
 }
 
 /// The web server's socket and state: it runs when an `enedis` source needs its pages, or when

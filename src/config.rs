@@ -256,6 +256,28 @@ impl Default for StoreConfig {
     }
 }
 
+/// `[cluster]`: what lets several instances share one PostgreSQL store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ClusterConfig {
+    /// This instance's name in leases and logs; empty: `<hostname>-<pid>-<random>`, new at each
+    /// start (a restarted instance is a new holder).
+    pub(crate) instance: String,
+    /// How soon after an instance dies (or loses the database) another one takes its sources
+    /// over. The lease lasts three quarters of it, renewed every quarter; a standby retries every
+    /// quarter.
+    pub(crate) takeover: HumanDuration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            instance: String::new(),
+            takeover: HumanDuration(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebConfig {

@@ -170,6 +170,9 @@ pub(crate) struct Report {
     pub(crate) store: Result<(), StoreTrouble>,
     /// Err(seconds) when the oldest waiting notification is older than the threshold.
     pub(crate) outbox: Result<(), u64>,
+    /// The leases this instance leads (`source:<id>`): information, not health, since with
+    /// several instances a healthy one may lead none.
+    pub(crate) leads: Vec<String>,
 }
 
 impl Report {
@@ -204,6 +207,7 @@ impl Report {
                 Ok(()) => serde_json::json!("ok"),
                 Err(age) => serde_json::json!(format!("oldest waiting notification queued {age}s ago")),
             },
+            "leads": self.leads,
         })
     }
 }
@@ -214,6 +218,8 @@ pub struct Health {
     pub link: Arc<LinkProgress>,
     pub store: Arc<dyn Store>,
     pub thresholds: Thresholds,
+    /// Which sources this instance runs now (the others run on another instance).
+    pub leadership: crate::lease::Leadership,
 }
 
 impl Health {
@@ -235,6 +241,7 @@ impl Health {
                 Some(age) if age > t.outbox_age.as_secs() => Err(age),
                 _ => Ok(()),
             },
+            leads: self.leadership.led(),
         }
     }
 }
@@ -308,6 +315,7 @@ mod tests {
             xmpp,
             store,
             outbox: Ok(()),
+            leads: vec!["source:demo".to_owned()],
         };
         let silent = report(Err(LinkTrouble::Silent(61)), Ok(()));
         assert!(!silent.healthy() && silent.wedged());
@@ -315,6 +323,7 @@ mod tests {
         assert_eq!(json["status"], "unhealthy");
         assert_eq!(json["xmpp"], "nothing read from the server for 61s");
         assert_eq!(json["store"], "ok");
+        assert_eq!(json["leads"], serde_json::json!(["source:demo"]));
         assert!(report(Err(LinkTrouble::Stalled(20)), Ok(())).wedged());
         let down = report(Err(LinkTrouble::NotConnected), Ok(()));
         assert!(!down.healthy() && !down.wedged());
@@ -327,6 +336,7 @@ mod tests {
             xmpp: Ok(()),
             store: Ok(()),
             outbox: Err(400),
+            leads: vec![],
         };
         assert!(!lagging.healthy() && !lagging.wedged());
         assert_eq!(

@@ -47,6 +47,8 @@ struct State {
     requests_limited: (u64, u64),
     /// The last health check: (xmpp, store, outbox) healthy.
     healthy: (bool, bool, bool),
+    /// Lease name → whether this instance leads it now (`crate::lease`).
+    leading: BTreeMap<String, bool>,
 }
 
 /// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
@@ -157,6 +159,12 @@ impl Metrics {
         *counter = counter.saturating_add(1);
     }
 
+    /// Whether this instance leads lease `name` (a source's task) now. Names come from the
+    /// configuration, not the network: no cap needed.
+    pub(crate) fn set_leading(&self, name: &str, leading: bool) {
+        self.state().leading.insert(name.to_owned(), leading);
+    }
+
     /// All metrics in the text exposition format, in a stable order (metrics as declared, label
     /// sets sorted).
     pub fn render(&self) -> String {
@@ -256,6 +264,20 @@ impl Metrics {
         let (xmpp, store, outbox) = state.healthy;
         for (part, ok) in [("xmpp", xmpp), ("store", store), ("outbox", outbox)] {
             let _ = writeln!(out, "quoalise_healthy{{part=\"{part}\"}} {}", u8::from(ok));
+        }
+        header(
+            &mut out,
+            "quoalise_leading",
+            "gauge",
+            "1 while this instance leads this lease (runs this source's task), 0 while another does.",
+        );
+        for (lease, leading) in &state.leading {
+            let _ = writeln!(
+                out,
+                "quoalise_leading{{lease=\"{}\"}} {}",
+                escape_label(lease),
+                u8::from(*leading)
+            );
         }
         header(
             &mut out,

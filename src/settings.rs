@@ -14,8 +14,8 @@ use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
 use crate::config::{
-    parse_bare_jid, AccessConfig, ConfigError, LimitsConfig, LogConfig, PubSubConfig, Secret,
-    SecretKeys, StoreConfig, WebConfig, XmppConfig,
+    parse_bare_jid, AccessConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
+    PubSubConfig, Secret, SecretKeys, StoreConfig, WebConfig, XmppConfig,
 };
 use crate::source::SourceConfig;
 
@@ -33,6 +33,8 @@ pub struct Config {
     pub(crate) store: StoreConfig,
     #[serde(default)]
     pub(crate) web: WebConfig,
+    #[serde(default)]
+    pub(crate) cluster: ClusterConfig,
     #[serde(default)]
     pub access: AccessConfig,
     #[serde(default, rename = "source")]
@@ -117,6 +119,22 @@ impl Config {
             ));
         }
         self.limits.validate()?;
+        let takeover = self.cluster.takeover.0;
+        if takeover < std::time::Duration::from_secs(4)
+            || takeover > std::time::Duration::from_secs(3600)
+        {
+            return Err(ConfigError::invalid(
+                "cluster.takeover",
+                "must be between 4s and 1h",
+            ));
+        }
+        if self.cluster.instance.len() > 200 || self.cluster.instance.chars().any(char::is_control)
+        {
+            return Err(ConfigError::invalid(
+                "cluster.instance",
+                "must be at most 200 characters, none of them control characters",
+            ));
+        }
         if self.pubsub.max_pending == 0 {
             return Err(ConfigError::invalid(
                 "pubsub.max_pending",

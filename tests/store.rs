@@ -2855,6 +2855,77 @@ async fn fanout_area(db: &Db) {
     }
 }
 
+/// Leases: one holder at a time, renewals keep it, expiry or release hands it over; several
+/// instances trying at once: exactly one wins.
+async fn lease_story(store: Arc<dyn Store>) {
+    const NAME: &str = "source:demo";
+    const TTL: i64 = 10_000;
+    assert!(store.leases().await.unwrap().is_empty());
+    assert!(store.acquire_lease(NAME, "a", 1_000, TTL).await.unwrap());
+    // Held: another cannot take it before it expires, even a millisecond before.
+    assert!(!store.acquire_lease(NAME, "b", 10_999, TTL).await.unwrap());
+    // The holder renews; the renewal keeps when it was acquired and moves the expiry.
+    assert!(store.acquire_lease(NAME, "a", 5_000, TTL).await.unwrap());
+    let leases = store.leases().await.unwrap();
+    assert_eq!(
+        leases,
+        vec![store::Lease {
+            name: NAME.into(),
+            holder: "a".into(),
+            acquired_at: 1_000,
+            expires_at: 15_000
+        }]
+    );
+    assert!(!store.acquire_lease(NAME, "b", 14_999, TTL).await.unwrap());
+    // Expired: another takes it, with a new acquisition time; the old holder cannot renew.
+    assert!(store.acquire_lease(NAME, "b", 15_000, TTL).await.unwrap());
+    assert!(!store.acquire_lease(NAME, "a", 15_001, TTL).await.unwrap());
+    assert_eq!(store.leases().await.unwrap()[0].acquired_at, 15_000);
+    // Releasing someone else's lease does nothing; releasing one's own frees it at once.
+    store.release_lease(NAME, "a").await.unwrap();
+    assert!(!store.acquire_lease(NAME, "c", 16_000, TTL).await.unwrap());
+    store.release_lease(NAME, "b").await.unwrap();
+    assert!(store.leases().await.unwrap().is_empty());
+    assert!(store.acquire_lease(NAME, "c", 16_000, TTL).await.unwrap());
+    // Leases are independent of each other.
+    assert!(store
+        .acquire_lease("source:other", "a", 16_000, TTL)
+        .await
+        .unwrap());
+    assert_eq!(store.leases().await.unwrap().len(), 2);
+}
+
+/// Instances racing for a free lease, many times: exactly one wins each round.
+async fn concurrent_leases(stores: Vec<Arc<dyn Store>>) {
+    for round in 0..20i64 {
+        let name = format!("race:{round}");
+        let tries = stores.iter().enumerate().map(|(i, store)| {
+            let name = name.clone();
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .acquire_lease(&name, &format!("instance-{i}"), 1_000, 10_000)
+                    .await
+                    .unwrap()
+            })
+        });
+        let won = futures::future::join_all(tries)
+            .await
+            .into_iter()
+            .filter(|won| *won.as_ref().unwrap())
+            .count();
+        assert_eq!(won, 1, "round {round}");
+    }
+}
+
+async fn leases_area(db: &Db) {
+    lease_story(db.open().await).await;
+    let stores = db.instances("lease_race", 4).await;
+    if !stores.is_empty() {
+        concurrent_leases(stores).await;
+    }
+}
+
 async fn consents_area(db: &Db) {
     consent_story(db.open().await).await;
 }
@@ -2897,6 +2968,7 @@ on_every_backend!(
     publish => publish_area,
     outbox => outbox_area,
     fanout => fanout_area,
+    leases => leases_area,
     consents => consents_area,
     upstream => upstream_area,
 );
@@ -2978,5 +3050,76 @@ mod opening {
             store::open("mysql://localhost/quoalise").await,
             Err(StoreError::UnsupportedUrl)
         ));
+    }
+}
+
+/// The change feed between instances sharing a database.
+mod changes {
+    use super::*;
+    use quoalise_component::store::Change;
+    use std::time::Duration;
+
+    async fn next(feed: &mut tokio::sync::mpsc::Receiver<Change>) -> Change {
+        tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("a change within 5 s")
+            .expect("the feed stays open")
+    }
+
+    /// What one instance writes, another hears at once: grants → access, publications → work.
+    #[tokio::test]
+    async fn postgres() {
+        let cluster = PgCluster::start();
+        let url = cluster.create_database("changes").await;
+        let listener = store::open(&url).await.unwrap();
+        let writer = store::open(&url).await.unwrap();
+        let mut feed = listener
+            .listen()
+            .await
+            .unwrap()
+            .expect("PostgreSQL has a feed");
+        declare_usage_points(&writer).await;
+        let id = writer
+            .add_grant(&grant("bob@example.org", PRM, ANY, GrantOrigin::Admin))
+            .await
+            .unwrap();
+        assert_eq!(next(&mut feed).await, Change::Access);
+        assert!(writer.revoke_grant(id).await.unwrap());
+        assert_eq!(next(&mut feed).await, Change::Access);
+        publish_numbered(writer.as_ref(), PRM, LOAD_CURVE, 1).await;
+        assert_eq!(next(&mut feed).await, Change::Work);
+        // Nothing else was said.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), feed.recv())
+                .await
+                .is_err()
+        );
+    }
+
+    /// One instance per SQLite file: nothing to hear.
+    #[tokio::test]
+    async fn sqlite_has_no_feed() {
+        let store = store::open("sqlite::memory:").await.unwrap();
+        assert!(store.listen().await.unwrap().is_none());
+    }
+
+    /// A second instance on one SQLite file is refused, with a message that says why and what
+    /// to do; the lock goes with its holder.
+    #[tokio::test]
+    async fn sqlite_serves_one_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("q.db").display());
+        let lock = store::instance_lock(&url)
+            .unwrap()
+            .expect("a file has a lock");
+        let refused = store::instance_lock(&url).unwrap_err();
+        assert!(
+            refused.contains("another quoalise-component instance"),
+            "{refused}"
+        );
+        assert!(refused.contains("postgres://"), "{refused}");
+        drop(lock);
+        assert!(store::instance_lock(&url).unwrap().is_some());
+        assert!(store::instance_lock("sqlite::memory:").unwrap().is_none());
     }
 }

@@ -43,6 +43,7 @@ async fn ready_then_watchdog_pings_only_while_not_wedged() {
             store_timeout: Duration::from_secs(2),
             outbox_age: Duration::from_secs(300),
         },
+        leadership: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(health::systemd_watchdog(health, shutdown.clone()));

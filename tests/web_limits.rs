@@ -29,6 +29,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
             store_timeout: Duration::from_secs(2),
             outbox_age: Duration::from_secs(300),
         },
+        leadership: Default::default(),
     };
     let state = Arc::new(WebState {
         domain: "quoalise.localhost".parse().unwrap(),

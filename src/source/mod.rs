@@ -9,12 +9,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigError;
+use crate::lease::Start;
 use crate::metrics::Metrics;
 use crate::model::{Batch, Series, UsagePoint};
 use crate::store::Store;
@@ -67,18 +66,20 @@ impl SourceConfig {
         }
     }
 
-    /// Builds the source: its task (which runs until `shutdown` is cancelled or the receiver of
-    /// `events` is gone) and what it offers the rest of the component. `key` is the table's
-    /// path in the config (`source[0]`), for error messages.
+    /// Builds the source: how to start its task (which runs until the token given is cancelled
+    /// or the receiver of `events` is gone; started again each time this instance becomes the
+    /// source's leader, see `crate::lease`) and what it offers the rest of the component, on
+    /// every instance. `key` is the table's path in the config (`source[0]`), for error messages.
     pub(crate) fn start(
         self,
         key: &str,
         deps: &SourceDeps,
         events: mpsc::Sender<SourceEvent>,
-        shutdown: CancellationToken,
     ) -> Result<Running, ConfigError> {
         match self {
-            SourceConfig::Demo(c) => Ok(Running::task(demo::run(c, events, shutdown))),
+            SourceConfig::Demo(c) => Ok(Running::task(Box::new(move |token| {
+                Box::pin(demo::run(c.clone(), events.clone(), token))
+            }))),
             SourceConfig::Enedis(c) => {
                 let secret =
                     c.client_secret(key, std::env::var(enedis::config::CLIENT_SECRET_ENV).ok())?;
@@ -93,8 +94,9 @@ impl SourceConfig {
                     )
                     .map_err(|e| ConfigError::invalid(key, e))?,
                 );
+                let task = service.clone();
                 Ok(Running {
-                    task: Box::pin(service.clone().run(shutdown)),
+                    start: Box::new(move |token| Box::pin(task.clone().run(token))),
                     upstream: Some(service.clone()),
                     consent_pages: Some(ConsentPages {
                         max_per_app: service.config.max_consent_pages,
@@ -104,9 +106,9 @@ impl SourceConfig {
             }
             SourceConfig::Xaal(c) => {
                 let settings = c.into_settings(key)?;
-                Ok(Running::task(xaal::gateway::run(
-                    settings, events, shutdown,
-                )))
+                Ok(Running::task(Box::new(move |token| {
+                    Box::pin(xaal::gateway::run(settings.clone(), events.clone(), token))
+                })))
             }
         }
     }
@@ -124,7 +126,8 @@ pub(crate) struct SourceDeps {
 
 /// A started source.
 pub(crate) struct Running {
-    pub(crate) task: BoxFuture<'static, ()>,
+    /// Starts the task; the lease loop calls it each time this instance becomes leader.
+    pub(crate) start: Start,
     /// Fetches history on demand before it is served (the `enedis` source).
     pub(crate) upstream: Option<Arc<dyn Upstream>>,
     /// Hands out consent pages (the `enedis` source).
@@ -135,9 +138,9 @@ pub(crate) struct Running {
 
 impl Running {
     /// A source that only produces events.
-    pub(crate) fn task(task: impl std::future::Future<Output = ()> + Send + 'static) -> Running {
+    pub(crate) fn task(start: Start) -> Running {
         Running {
-            task: Box::pin(task),
+            start,
             upstream: None,
             consent_pages: None,
             enedis: None,

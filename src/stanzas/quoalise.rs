@@ -235,7 +235,7 @@ pub(crate) fn iso_to_seconds(iso: &str) -> Option<u64> {
 }
 
 fn seconds_to_iso(seconds: u64) -> String {
-    if seconds % 86_400 == 0 {
+    if seconds.is_multiple_of(86_400) {
         return format!("P{}D", seconds / 86_400);
     }
     let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);

@@ -7,7 +7,7 @@
 //!
 //! The layout follows the areas, so that a change to one (say the outbox) is read and reviewed in
 //! one place: each area's contract is a trait in a file of its own ([`UsagePointStore`],
-//! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`ConsentStore`],
+//! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`LeaseStore`], [`ChangeStore`], [`ConsentStore`],
 //! [`UpstreamStore`], [`AuditStore`]); the statements both backends speak alike are written once per area under `sql`;
 //! `sqlite` and `postgres` hold only what each backend does its own way. Callers hold an
 //! `Arc<dyn Store>` and call any area's methods on it without importing the area traits.
@@ -15,10 +15,12 @@
 use std::sync::Arc;
 
 mod audit;
+mod changes;
 mod common;
 mod consents;
 mod fanout;
 mod grants;
+mod leases;
 mod outbox;
 mod postgres;
 mod readings;
@@ -30,13 +32,15 @@ mod upstream;
 mod usage_points;
 
 pub(crate) use audit::AuditStore;
+pub use changes::{Change, ChangeStore, CHANNEL};
 pub(crate) use consents::ConsentStore;
 pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Publication};
 pub(crate) use grants::GrantStore;
+pub use leases::{Lease, LeaseStore};
 pub use outbox::{NewOutboxEntry, OutboxStore};
 pub use postgres::PostgresStore;
 pub(crate) use readings::ReadingStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{instance_lock, InstanceLock, SqliteStore};
 pub use subscriptions::{SubscriptionCounts, SubscriptionStore};
 pub(crate) use upstream::UpstreamStore;
 pub(crate) use usage_points::UsagePointStore;
@@ -117,6 +121,8 @@ pub trait Store:
     + OutboxStore
     + FanoutStore
     + GrantStore
+    + LeaseStore
+    + ChangeStore
     + ConsentStore
     + UpstreamStore
     + AuditStore
@@ -133,6 +139,8 @@ impl<T> Store for T where
         + OutboxStore
         + FanoutStore
         + GrantStore
+        + LeaseStore
+        + ChangeStore
         + ConsentStore
         + UpstreamStore
         + AuditStore

@@ -181,3 +181,45 @@ fn item_id_list(ids: &[String]) -> &[String] {
 }
 
 impl_store!(PostgresStore, PgConnection);
+
+/// How long the feed waits before listening again after an error.
+const LISTEN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[async_trait::async_trait]
+impl super::ChangeStore for PostgresStore {
+    async fn listen(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<super::Change>>, StoreError> {
+        use super::Change;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(super::CHANNEL).await?;
+        // Small: a burst of notifications collapses into wake-ups, which coalesce anyway.
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let change = match listener.try_recv().await {
+                    Ok(Some(n)) => match Change::from_payload(n.payload()) {
+                        Some(change) => change,
+                        None => continue,
+                    },
+                    // The connection was lost; the next call makes it again and listens anew.
+                    Ok(None) => {
+                        tracing::warn!("change feed interrupted; listening again");
+                        Change::Resync
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change feed failed; listening again");
+                        tokio::time::sleep(LISTEN_RETRY).await;
+                        Change::Resync
+                    }
+                };
+                // A full channel already holds a wake-up of every kind that matters.
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(change)
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+}

@@ -75,6 +75,44 @@ impl SqliteStore {
     }
 }
 
+/// Holds the file lock that keeps a second instance off a SQLite store; released when dropped
+/// (or when the process dies, however it dies: the kernel drops the lock with the process).
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: std::fs::File,
+    pub path: std::path::PathBuf,
+}
+
+/// Takes the instance lock of a SQLite store file: `<file>.instance-lock`, locked exclusively.
+/// A SQLite file serves one instance: claims and leases assume it (a restart releases every
+/// claim at once). `Ok(None)` for an in-memory store (no file, nothing to share); an error
+/// naming the lock file when another process holds it. Other programs (the `admin` command
+/// line, `sqlite3`) open the database itself, not this lock, so they are not kept out.
+pub fn instance_lock(url: &str) -> Result<Option<InstanceLock>, String> {
+    if is_memory(url) {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| e.to_string())?;
+    let mut path = options.get_filename().as_os_str().to_owned();
+    path.push(".instance-lock");
+    let path = std::path::PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(InstanceLock { _file: file, path })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another quoalise-component instance runs on this SQLite store (it holds {}); \
+             a SQLite store serves one instance: use a postgres:// store to run several",
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// True for the URL forms that sqlx maps to an in-memory database.
 fn is_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -292,6 +330,16 @@ async fn put_item(
 
 impl_store!(SqliteStore, SqliteConnection);
 
+#[async_trait::async_trait]
+impl super::ChangeStore for SqliteStore {
+    /// One instance per file: its tasks wake each other in memory.
+    async fn listen(
+        &self,
+    ) -> Result<Option<tokio::sync::mpsc::Receiver<super::Change>>, StoreError> {
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,3 +534,4 @@ mod tests {
         assert!(!is_memory("sqlite:///var/lib/q/quoalise.db?mode=rwc"));
     }
 }
+

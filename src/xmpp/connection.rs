@@ -68,6 +68,10 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(15);
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
+/// How often a warm standby tries again while another instance holds the domain (`conflict`,
+/// Prosody's answer to a second connection): steady, not backing off, so that it takes over
+/// within this long of the active instance's death.
+pub(crate) const STANDBY_RETRY: Duration = Duration::from_secs(2);
 /// How often the per-requester rate state forgets requesters that went quiet.
 const FORGET_IDLE: Duration = Duration::from_secs(60);
 /// Handler slots kept, under pressure, for requesters with little in flight.
@@ -172,6 +176,8 @@ impl Link {
     ) {
         let config = &self.config;
         let mut backoff = MIN_BACKOFF;
+        // Set while another instance holds the domain: this one is a warm standby.
+        let mut standing_by = false;
         loop {
             let attempt = tokio::select! {
                 r = tokio::time::timeout(LOGIN_TIMEOUT, login(config)) => r.unwrap_or(Err(LoginError::Timeout)),
@@ -179,6 +185,9 @@ impl Link {
             };
             match attempt {
                 Ok(established) => {
+                    if std::mem::take(&mut standing_by) {
+                        tracing::info!(domain = %config.domain, "the domain is free: this standby instance takes over");
+                    }
                     tracing::info!(domain = %config.domain, server = %config.server, "xmpp session established");
                     let started = Instant::now();
                     self.connected.send_replace(true);
@@ -199,10 +208,20 @@ impl Link {
                         backoff = MIN_BACKOFF;
                     }
                 }
-                Err(error @ LoginError::Conflict) => tracing::error!(
-                    domain = %config.domain, %error,
-                    "is a second instance running? will retry"
-                ),
+                Err(LoginError::Conflict) => {
+                    // Expected of a warm standby: said once, then quiet.
+                    if !standing_by {
+                        tracing::info!(
+                            domain = %config.domain, retry = ?STANDBY_RETRY,
+                            "another instance is connected as this domain; standing by to take over"
+                        );
+                        standing_by = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(STANDBY_RETRY) => continue,
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
                 Err(error @ LoginError::NotAuthorized) | Err(error @ LoginError::HostUnknown) => {
                     tracing::error!(domain = %config.domain, server = %config.server, %error, "login refused; will retry")
                 }

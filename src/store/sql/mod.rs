@@ -15,6 +15,7 @@ pub(super) mod audit;
 pub(super) mod consents;
 pub(super) mod fanout;
 pub(super) mod grants;
+pub(super) mod leases;
 pub(super) mod outbox;
 pub(super) mod readings;
 pub(super) mod subscriptions;
@@ -86,6 +87,7 @@ macro_rules! impl_store {
         $crate::store::sql::outbox::impl_outbox!($store, $connection);
         $crate::store::sql::fanout::impl_fanout!($store, $connection);
         $crate::store::sql::grants::impl_grants!($store, $connection);
+        $crate::store::sql::leases::impl_leases!($store, $connection);
         $crate::store::sql::consents::impl_consents!($store, $connection);
         $crate::store::sql::upstream::impl_upstream!($store, $connection);
         $crate::store::sql::audit::impl_audit!($store, $connection);
