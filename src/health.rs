@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::lease::Leadership;
 use crate::store::Store;
 
 /// What is wrong with the link.
@@ -219,7 +220,7 @@ pub struct Health {
     pub store: Arc<dyn Store>,
     pub thresholds: Thresholds,
     /// Which sources this instance runs now (the others run on another instance).
-    pub leadership: crate::lease::Leadership,
+    pub leadership: Leadership,
 }
 
 impl Health {

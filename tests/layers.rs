@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["stanzas"],
     // Persistence: all SQL.
     &["store"],
+    // Which instance runs each source's task (a lease in the store).
+    &["lease"],
     // Who may see what; what healthy means.
     &["access", "health"],
     // Where data comes from.

@@ -534,4 +534,3 @@ mod tests {
         assert!(!is_memory("sqlite:///var/lib/q/quoalise.db?mode=rwc"));
     }
 }
-
