@@ -12,6 +12,7 @@ use crate::request::error::RequestError;
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::AdHocCommand;
 
+mod admin_grants;
 mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
@@ -37,5 +38,8 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
         Arc::new(get_authorize_uri::GetAuthorizeUri),
+        Arc::new(admin_grants::ListGrants),
+        Arc::new(admin_grants::AddGrant),
+        Arc::new(admin_grants::RevokeGrant),
     ]
 }
