@@ -249,10 +249,27 @@ class Ejabberd(XmppServer):
     kind = "ejabberd"
     user = "ejabberd"
 
-    def __init__(self, workdir: Path):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        node: str | None = None,
+        cookie: str | None = None,
+        component_secret: str | None = None,
+        epmd_port: int | None = None,
+        extra_config: str = "",
+    ):
+        """A lone node by default: a random node name and cookie, a fixed distribution port and
+        no epmd. The keywords are for the nodes of a cluster (cluster.py): a chosen `node` name,
+        the cluster's `cookie` and `component_secret`, the cluster's private epmd on
+        `epmd_port` (then the node has no fixed distribution port), and `extra_config`,
+        top-level ejabberd.yml options appended to the template."""
         super().__init__(workdir)
-        self.dist_port = free_port()
-        self.node = f"quoalise-e2e-{secrets.token_hex(4)}@localhost"
+        if component_secret is not None:
+            self.component_secret = component_secret
+        self.epmd_port = epmd_port
+        self.dist_port = free_port() if epmd_port is None else None
+        self.node = node or f"quoalise-e2e-{secrets.token_hex(4)}@localhost"
         values = {
             "DIR": self.dir,
             "C2S_PORT": self.c2s_port,
@@ -260,13 +277,19 @@ class Ejabberd(XmppServer):
             "COMPONENT_DOMAIN": self.component_domain,
             "COMPONENT_SECRET": self.component_secret,
             "NODE": self.node,
-            "COOKIE": secrets.token_hex(16),
-            "DIST_PORT": self.dist_port,
+            "COOKIE": cookie or secrets.token_hex(16),
+            "EXTRA_CONFIG": extra_config,
         }
+        if epmd_port is None:
+            ctl_template = REPO / "ejabberd" / "ejabberdctl.cfg.in"
+            values["DIST_PORT"] = self.dist_port
+        else:
+            ctl_template = REPO / "ejabberd" / "ejabberdctl.cluster.cfg.in"
+            values["EPMD_PORT"] = epmd_port
         for sub in ("spool", "logs"):
             (self.dir / sub).mkdir(exist_ok=True)
         (self.dir / "ejabberd.yml").write_text(render(REPO / "ejabberd" / "test.yml.in", values))
-        (self.dir / "ejabberdctl.cfg").write_text(render(REPO / "ejabberd" / "ejabberdctl.cfg.in", values))
+        (self.dir / "ejabberdctl.cfg").write_text(render(ctl_template, values))
         shutil.copy(REPO / "ejabberd" / "inetrc", self.dir / "inetrc")
         chown_tree(self.dir, self.user)
 
@@ -296,6 +319,19 @@ class Ejabberd(XmppServer):
 
     def create_account(self, user: str, password: str) -> None:
         self._run_as(self._ctl("register", user, self.host, password))
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """Run `ejabberdctl ARGS` against this node (as the `ejabberd` user); its output.
+        A non-zero status raises HarnessError with the output and the node's log."""
+        return self._run_as(self._ctl(*args), timeout=timeout).stdout
+
+    def started_count(self) -> int:
+        """How many times the log says the node started (a node that joins a cluster restarts
+        its ejabberd application, and says it again)."""
+        try:
+            return self.log_path.read_bytes().count(b"is started in the node")
+        except FileNotFoundError:
+            return 0
 
 
 SERVER_KINDS = {"prosody": Prosody, "ejabberd": Ejabberd}
