@@ -8,7 +8,7 @@
 //! The layout follows the areas, so that a change to one (say the outbox) is read and reviewed in
 //! one place: each area's contract is a trait in a file of its own ([`UsagePointStore`],
 //! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`ConsentStore`],
-//! [`UpstreamStore`], [`AuditStore`]); the statements both backends speak alike are written once per area under `sql`;
+//! [`UpstreamStore`], [`AuditStore`], [`SessionStore`]); the statements both backends speak alike are written once per area under `sql`;
 //! `sqlite` and `postgres` hold only what each backend does its own way. Callers hold an
 //! `Arc<dyn Store>` and call any area's methods on it without importing the area traits.
 
@@ -23,6 +23,7 @@ mod outbox;
 mod postgres;
 mod readings;
 mod rows;
+mod sessions;
 mod sql;
 mod sqlite;
 mod subscriptions;
@@ -36,6 +37,7 @@ pub(crate) use grants::GrantStore;
 pub use outbox::{NewOutboxEntry, OutboxStore};
 pub use postgres::PostgresStore;
 pub(crate) use readings::ReadingStore;
+pub use sessions::{NewSession, Opened, SessionKey, SessionLimits, SessionStore, Taken};
 pub use sqlite::SqliteStore;
 pub use subscriptions::{SubscriptionCounts, SubscriptionStore};
 pub(crate) use upstream::UpstreamStore;
@@ -120,6 +122,7 @@ pub trait Store:
     + ConsentStore
     + UpstreamStore
     + AuditStore
+    + SessionStore
     + Send
     + Sync
     + 'static
@@ -136,6 +139,7 @@ impl<T> Store for T where
         + ConsentStore
         + UpstreamStore
         + AuditStore
+        + SessionStore
         + Send
         + Sync
         + 'static
