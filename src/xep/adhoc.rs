@@ -434,3 +434,34 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding the module doc promises, which sessions left by another instance (or a
+    /// previous version) are read back with.
+    #[test]
+    fn paging_state_is_the_documented_json() {
+        let form: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='identifier'><value>urn:dev:prm:1_x</value></field>\
+             <field var='lines'><value>a</value><value>b\"</value></field></x>"
+            .parse()
+            .unwrap();
+        let paging = Paging {
+            input: Submitted::parse(&form).unwrap(),
+            cursor: "1790632800".into(),
+        };
+        let state = paging.encode().unwrap();
+        assert_eq!(
+            state,
+            r#"{"input":[["identifier",["urn:dev:prm:1_x"]],["lines",["a","b\""]]],"cursor":"1790632800"}"#
+        );
+        let back = Paging::decode(&state).unwrap();
+        assert_eq!((back.input, back.cursor), (paging.input, paging.cursor));
+        assert!(matches!(
+            Paging::decode("{\"input\":1}"),
+            Err(RequestError::Internal(_))
+        ));
+    }
+}
