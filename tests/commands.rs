@@ -6,12 +6,14 @@ use minidom::Element;
 use quoalise_component::model::{Batch, Reading};
 use quoalise_component::source::demo::{DAILY, LOAD_CURVE as RAW};
 use quoalise_component::stanzas::quoalise::parse_quoalise;
-use quoalise_component::store::Store;
+use quoalise_component::store::{self, Store};
+use quoalise_component::xep::adhoc::Engine;
 use quoalise_component::xmpp::router::Router;
+use quoalise_testkit::PgCluster;
 
 mod support;
 
-use support::router::{demo_router, ALICE, BOB, D, UP};
+use support::router::{demo_context_in, demo_router, ALICE, BOB, D, UP};
 use support::xml::stanza_error;
 
 /// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
@@ -20,6 +22,11 @@ const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
 async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
     let (router, store) = demo_router(2, &[UP], max_stanza_size).await;
+    insert_readings(store.as_ref()).await;
+    (router, store)
+}
+
+async fn insert_readings(store: &dyn Store) {
     // Ten days of load curve and daily energy from T0, with known values.
     let raw: Vec<Reading> = (0..480)
         .map(|i| Reading {
@@ -43,7 +50,6 @@ async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    (router, store)
 }
 
 fn field(var: &str, value: &str) -> String {
@@ -631,4 +637,120 @@ async fn large_answers_are_paged_below_the_stanza_limit() {
     let expected: Vec<f64> = (0..480).map(|i| (T0 + i * 1800) as f64).collect();
     assert_eq!(times, expected);
     assert_eq!(store.audit_entries(0, 1000).await.unwrap().len(), pages);
+}
+
+/// Two instances (two routers, each with its own engine and connection pool) share one
+/// PostgreSQL database, and the XMPP server balances the stages of one session between them:
+/// the form opened on one is submitted on the other, and each page of the answer is served by
+/// the other instance than the page before. The answer arrives whole, in order, once.
+#[tokio::test]
+async fn any_instance_serves_the_next_stage() {
+    let cluster = PgCluster::start();
+    let url = cluster.create_database("sessions").await;
+    let limit = 16 * 1024;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let store = store::open(&url).await.unwrap();
+        let ctx = demo_context_in(store.clone(), 2, &[UP], limit).await;
+        instances.push(Router::new(
+            ctx,
+            Engine::new(quoalise_component::commands::all()),
+        ));
+    }
+    let store = store::open(&url).await.unwrap();
+    insert_readings(store.as_ref()).await;
+    let to = format!("demo@{D}");
+
+    // The form, from instance 0.
+    let open = send(&instances[0], command(ALICE, &to, "get_history", "", None)).await;
+    let sessionid = cmd(&open).attr("sessionid").unwrap().to_owned();
+    assert_eq!(instances[1].commands().open_sessions().await, 1);
+
+    // Someone else cannot continue it on either instance; it is left as it was.
+    let id = identifier(RAW);
+    let fields = [
+        ("identifier", id.as_str()),
+        ("start_time", "2020-01-01"),
+        ("end_time", "2030-01-01"),
+    ];
+    let attrs = format!("action='complete' sessionid='{sessionid}'");
+    for instance in &instances {
+        let stolen = send(
+            instance,
+            command(
+                "alice@localhost/other",
+                &to,
+                "get_history",
+                &attrs,
+                Some(&fields),
+            ),
+        )
+        .await;
+        let error = stolen
+            .get_child("error", "jabber:component:accept")
+            .unwrap();
+        assert!(error.get_child("bad-sessionid", COMMANDS).is_some());
+    }
+
+    // The submit, on instance 1; then each page from the other instance.
+    let mut reply = send(
+        &instances[1],
+        command(ALICE, &to, "get_history", &attrs, Some(&fields)),
+    )
+    .await;
+    let mut served_by = Vec::new();
+    let mut all = Vec::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let c = cmd(&reply).clone();
+        assert_eq!(c.attr("sessionid"), Some(sessionid.as_str()));
+        all.extend(records(&c));
+        if c.attr("status") == Some("completed") {
+            break;
+        }
+        assert_eq!(c.attr("status"), Some("executing"));
+        // Between pages, both instances see the one session.
+        for instance in &instances {
+            assert_eq!(instance.commands().open_sessions().await, 1);
+        }
+        let next = pages % 2;
+        served_by.push(next);
+        reply = send(
+            &instances[next],
+            command(
+                ALICE,
+                &to,
+                "get_history",
+                &format!("action='next' sessionid='{sessionid}'"),
+                None,
+            ),
+        )
+        .await;
+        assert!(pages < 100);
+    }
+    assert!(pages > 2, "{pages} pages");
+    assert!(served_by.contains(&0) && served_by.contains(&1));
+    let times: Vec<f64> = all.iter().map(|r| r.1).collect();
+    let expected: Vec<f64> = (0..480).map(|i| (T0 + i * 1800) as f64).collect();
+    assert_eq!(times, expected);
+    for instance in &instances {
+        assert_eq!(instance.commands().open_sessions().await, 0);
+    }
+    assert_eq!(store.audit_entries(0, 1000).await.unwrap().len(), pages);
+
+    // Once completed, the session is gone on both.
+    let again = send(
+        &instances[0],
+        command(
+            ALICE,
+            &to,
+            "get_history",
+            &format!("action='next' sessionid='{sessionid}'"),
+            None,
+        ),
+    )
+    .await;
+    let error = again.get_child("error", "jabber:component:accept").unwrap();
+    assert!(error.get_child("bad-sessionid", COMMANDS).is_some());
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use minidom::Element;
 use quoalise_component::config::LimitsConfig;
@@ -360,12 +360,12 @@ fn sessionid(reply: &Element) -> String {
     command.attr("sessionid").unwrap().to_owned()
 }
 
-/// A clock the test moves forward.
+/// A clock the test moves forward (unix seconds, from now).
 fn test_clock() -> (Clock, Arc<AtomicU64>) {
-    let start = Instant::now();
+    let start = quoalise_component::time::now();
     let offset = Arc::new(AtomicU64::new(0));
     let read = offset.clone();
-    let clock: Clock = Arc::new(move || start + Duration::from_secs(read.load(Ordering::SeqCst)));
+    let clock: Clock = Arc::new(move || start + read.load(Ordering::SeqCst) as i64);
     (clock, offset)
 }
 

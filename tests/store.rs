@@ -2,7 +2,7 @@
 //! PostgreSQL cluster each test starts itself.
 //!
 //! Each area is a test module of its own (`usage_points`, `readings`, `grants`, `audit`,
-//! `subscriptions`, `publish`, `outbox`, `fanout`, `consents`, `upstream`, `opening`) with one test
+//! `subscriptions`, `publish`, `outbox`, `fanout`, `consents`, `upstream`, `sessions`, `opening`) with one test
 //! per backend, on a database of its own: a failure in one area does not hide the others. A
 //! story that needs another area's rows starts from a setup that writes them without checking
 //! them (that is the other area's story). After its story, each area checks that a restart finds
@@ -19,8 +19,8 @@ use quoalise_component::model::{
     UsagePoint, ANY,
 };
 use quoalise_component::store::{
-    self, Advance, Claimed, NewOutboxEntry, NewPublication, PostgresStore, Publication,
-    SqliteStore, Store, StoreError,
+    self, Advance, Claimed, NewOutboxEntry, NewPublication, NewSession, Opened, PostgresStore,
+    Publication, SessionKey, SessionLimits, SqliteStore, Store, StoreError, Taken,
 };
 use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -2653,6 +2653,355 @@ async fn add_audited_grants(store: &Arc<dyn Store>) -> GrantIds {
     GrantIds { carol, revoked }
 }
 
+// ---- Command sessions ----
+
+/// Unix seconds at which the session stories start.
+const T_SESSIONS: i64 = 1_800_000_000;
+
+/// At most 2 sessions per requester and 4 in all; idle ones last 600 s, 60 s above 3 open.
+const SESSION_LIMITS: SessionLimits = SessionLimits {
+    per_requester: 2,
+    total: 4,
+    ttl: 600,
+    pressure_ttl: 60,
+};
+
+/// A session of `owner` (a full JID) at the demo source on `get_history`.
+fn session<'a>(id: &'a str, owner: &'a str, state: Option<&'a str>) -> NewSession<'a> {
+    NewSession {
+        id,
+        node: "get_history",
+        owner,
+        requester: owner.split('/').next().unwrap(),
+        target: "demo@quoalise.example",
+        state,
+    }
+}
+
+fn key<'a>(id: &'a str, owner: &'a str) -> SessionKey<'a> {
+    SessionKey {
+        id,
+        owner,
+        target: "demo@quoalise.example",
+        node: "get_history",
+    }
+}
+
+async fn open(store: &dyn Store, s: NewSession<'_>, now: i64) -> Opened {
+    store.open_session(&s, &SESSION_LIMITS, now).await.unwrap()
+}
+
+async fn take(store: &dyn Store, k: SessionKey<'_>, now: i64) -> Taken {
+    store.take_session(&k, &SESSION_LIMITS, now).await.unwrap()
+}
+
+/// Opening within the limits, taking by the owner only and once, expiry (shorter under
+/// pressure), and what the limits refuse.
+async fn session_story(store: Arc<dyn Store>) {
+    let store = store.as_ref();
+    let t = T_SESSIONS;
+    const PAGING: &str = r#"{"input":[["identifier",["urn:dev:prm:1_x"]]],"cursor":"c1"}"#;
+    assert_eq!(store.session_count().await.unwrap(), 0);
+
+    // Resources of one account share its limit.
+    assert_eq!(
+        open(store, session("a1", "alice@x/phone", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("a2", "alice@x/tablet", Some(PAGING)), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("a3", "alice@x/third", None), t).await,
+        Opened::RequesterFull
+    );
+    // Then the table's.
+    assert_eq!(
+        open(store, session("b1", "bob@x/r", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("b2", "bob@x/r", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("c1", "carol@x/r", None), t).await,
+        Opened::TableFull { open: 4 }
+    );
+    // A per-requester refusal comes first, whatever the table.
+    assert_eq!(
+        open(store, session("a3", "alice@x/phone", None), t).await,
+        Opened::RequesterFull
+    );
+    assert_eq!(store.session_count().await.unwrap(), 4);
+
+    // Only the owner takes a session, at its target, on its node; the others leave it as is.
+    assert_eq!(
+        take(store, key("a2", "alice@x/phone"), t).await,
+        Taken::Unknown
+    );
+    assert_eq!(take(store, key("a2", "alice@x"), t).await, Taken::Unknown);
+    assert_eq!(
+        take(store, key("a2", "mallory@x/tablet"), t).await,
+        Taken::Unknown
+    );
+    let elsewhere = SessionKey {
+        target: "other@quoalise.example",
+        ..key("a2", "alice@x/tablet")
+    };
+    assert_eq!(take(store, elsewhere, t).await, Taken::Unknown);
+    let other_node = SessionKey {
+        node: "get_daily",
+        ..key("a2", "alice@x/tablet")
+    };
+    assert_eq!(take(store, other_node, t).await, Taken::Unknown);
+    assert_eq!(
+        take(store, key("nope", "alice@x/tablet"), t).await,
+        Taken::Unknown
+    );
+    assert_eq!(store.session_count().await.unwrap(), 4);
+
+    // The owner takes it with its state, once. (4 open: under pressure, 30 s is not idle enough.)
+    assert_eq!(
+        take(store, key("a2", "alice@x/tablet"), t + 30).await,
+        Taken::Live {
+            state: Some(PAGING.to_owned())
+        }
+    );
+    assert_eq!(
+        take(store, key("a2", "alice@x/tablet"), t + 30).await,
+        Taken::Unknown
+    );
+    assert_eq!(
+        take(store, key("a1", "alice@x/phone"), t + 30).await,
+        Taken::Live { state: None }
+    );
+    assert_eq!(store.session_count().await.unwrap(), 2);
+
+    // Two open of four: no pressure, an idle session lasts its ttl, to the second.
+    assert_eq!(
+        take(store, key("b1", "bob@x/r"), t + 599).await,
+        Taken::Live { state: None }
+    );
+    assert_eq!(
+        take(store, key("b2", "bob@x/r"), t + 600).await,
+        Taken::Expired
+    );
+    assert_eq!(
+        take(store, key("b2", "bob@x/r"), t + 600).await,
+        Taken::Unknown
+    );
+    assert_eq!(store.session_count().await.unwrap(), 0);
+
+    // A session put back (the next page) is touched anew and counts again.
+    let t = t + 1000;
+    assert_eq!(
+        open(store, session("p", "alice@x/phone", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        take(store, key("p", "alice@x/phone"), t + 500).await,
+        Taken::Live { state: None }
+    );
+    assert_eq!(
+        open(store, session("p", "alice@x/phone", Some(PAGING)), t + 500).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        take(store, key("p", "alice@x/phone"), t + 1099).await,
+        Taken::Live {
+            state: Some(PAGING.to_owned())
+        }
+    );
+
+    // A flood fills the table; under pressure (more than 3 of 4 open) idle sessions go after
+    // 60 s: a take finds its own expired, an opening deletes them all first.
+    let t = t + 2000;
+    for (id, owner) in [
+        ("f1", "f@x/1"),
+        ("f2", "f@x/2"),
+        ("g1", "g@x/1"),
+        ("g2", "g@x/2"),
+    ] {
+        assert_eq!(
+            open(store, session(id, owner, None), t).await,
+            Opened::Opened
+        );
+    }
+    assert_eq!(
+        open(store, session("h1", "h@x/1", None), t + 59).await,
+        Opened::TableFull { open: 4 }
+    );
+    assert_eq!(
+        take(store, key("f1", "f@x/1"), t + 60).await,
+        Taken::Expired
+    );
+    assert_eq!(store.session_count().await.unwrap(), 3);
+    // Three open is no pressure: the others are live for now, and the table has room.
+    assert_eq!(
+        open(store, session("h1", "h@x/1", None), t + 60).await,
+        Opened::Opened
+    );
+    assert_eq!(store.session_count().await.unwrap(), 4);
+    assert_eq!(
+        open(store, session("h2", "h@x/2", None), t + 119).await,
+        Opened::Opened
+    );
+    // With the table full again, f2, g1 and g2 (idle 119 s) are gone, h1 (59 s) is not.
+    assert_eq!(store.session_count().await.unwrap(), 2);
+    assert_eq!(
+        take(store, key("g1", "g@x/1"), t + 119).await,
+        Taken::Unknown
+    );
+    assert_eq!(
+        take(store, key("h1", "h@x/1"), t + 119).await,
+        Taken::Live { state: None }
+    );
+
+    // A requester's expired sessions make room for its new one.
+    let t = t + 10_000;
+    assert_eq!(
+        open(store, session("k1", "k@x/1", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("k2", "k@x/1", None), t).await,
+        Opened::Opened
+    );
+    assert_eq!(
+        open(store, session("k3", "k@x/1", None), t + 599).await,
+        Opened::RequesterFull
+    );
+    assert_eq!(
+        open(store, session("k3", "k@x/1", None), t + 600).await,
+        Opened::Opened
+    );
+    assert_eq!(store.session_count().await.unwrap(), 1);
+
+    // Ids are unique: a duplicate is an error, not a second session.
+    let duplicate = store
+        .open_session(&session("k3", "k@x/2", None), &SESSION_LIMITS, t + 600)
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Database(_))),
+        "{duplicate:?}"
+    );
+    assert_eq!(store.session_count().await.unwrap(), 1);
+}
+
+/// What a restart (or another instance) finds: the session left open, with its state.
+async fn check_sessions_kept(store: Arc<dyn Store>) {
+    let t = T_SESSIONS + 11_000;
+    assert_eq!(store.session_count().await.unwrap(), 1);
+    assert_eq!(
+        take(store.as_ref(), key("k3", "k@x/1"), t).await,
+        Taken::Live { state: None }
+    );
+}
+
+/// Instances opening sessions at the same moment never exceed a limit together, and of
+/// concurrent takes of one session exactly one gets it.
+async fn concurrent_sessions(stores: Vec<Arc<dyn Store>>) {
+    let limits = SessionLimits {
+        per_requester: 5,
+        total: 12,
+        ttl: 600,
+        pressure_ttl: 600,
+    };
+    let t = T_SESSIONS;
+    let mut tasks = Vec::new();
+    // 40 openings per instance: 8 requesters of 5 resources each, every one of them at once.
+    for (n, store) in stores.iter().enumerate() {
+        for k in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let owner = format!("user{}@x/i{n}r{k}", k % 8);
+                let id = format!("s{n}.{k}");
+                let opened = store
+                    .open_session(&session(&id, &owner, None), &limits, t)
+                    .await
+                    .unwrap();
+                (owner, opened)
+            }));
+        }
+    }
+    let mut opened = BTreeMap::<String, usize>::new();
+    let mut refused = 0;
+    for task in tasks {
+        let (owner, result) = task.await.unwrap();
+        match result {
+            Opened::Opened => {
+                let requester = owner.split('/').next().unwrap().to_owned();
+                *opened.entry(requester).or_default() += 1;
+            }
+            Opened::RequesterFull | Opened::TableFull { .. } => refused += 1,
+        }
+    }
+    assert_eq!(opened.values().sum::<usize>(), 12, "{opened:?}");
+    assert!(opened.values().all(|n| *n <= 5), "{opened:?}");
+    assert_eq!(refused, stores.len() * 40 - 12);
+    assert_eq!(stores[0].session_count().await.unwrap(), 12);
+
+    // One requester alone, on a table with room: its own limit holds across instances.
+    let limits = SessionLimits {
+        total: 10_000,
+        ..limits
+    };
+    let mut tasks = Vec::new();
+    for (n, store) in stores.iter().enumerate() {
+        for k in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("solo{n}.{k}");
+                store
+                    .open_session(&session(&id, &format!("solo@x/{n}.{k}"), None), &limits, t)
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut solo = 0;
+    for task in tasks {
+        if task.await.unwrap() == Opened::Opened {
+            solo += 1;
+        }
+    }
+    assert_eq!(solo, 5);
+
+    // A stage sent twice, to every instance at once, is taken once.
+    assert_eq!(
+        stores[0]
+            .open_session(&session("twice", "twice@x/r", Some("{}")), &limits, t)
+            .await
+            .unwrap(),
+        Opened::Opened
+    );
+    let mut tasks = Vec::new();
+    for store in &stores {
+        for _ in 0..5 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .take_session(&key("twice", "twice@x/r"), &limits, t + 1)
+                    .await
+                    .unwrap()
+            }));
+        }
+    }
+    let mut live = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Taken::Live { state } => {
+                assert_eq!(state.as_deref(), Some("{}"));
+                live += 1;
+            }
+            other => assert_eq!(other, Taken::Unknown),
+        }
+    }
+    assert_eq!(live, 1);
+}
+
 // ---- Where the stories run ----
 
 /// A new database of one backend, for the stories of one area.
@@ -2934,6 +3283,15 @@ async fn upstream_area(db: &Db) {
     upstream_story(db.open().await).await;
 }
 
+async fn sessions_area(db: &Db) {
+    session_story(db.open().await).await;
+    check_sessions_kept(db.open().await).await;
+    let stores = db.instances("sessions", db.instance_count()).await;
+    if !stores.is_empty() {
+        concurrent_sessions(stores).await;
+    }
+}
+
 /// One test per backend for each area, each on a database of its own: `<area>::sqlite_file`,
 /// `<area>::sqlite_memory`, `<area>::postgres`.
 macro_rules! on_every_backend {
@@ -2971,6 +3329,7 @@ on_every_backend!(
     leases => leases_area,
     consents => consents_area,
     upstream => upstream_area,
+    sessions => sessions_area,
 );
 
 /// Opening a store: creating it, migrating it once, finding it again.

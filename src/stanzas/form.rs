@@ -18,8 +18,10 @@ pub enum FormError {
     Invalid(String),
 }
 
-/// The values a requester submitted, by field name.
-#[derive(Debug, Clone, Default)]
+/// The values a requester submitted, by field name. Serialised (serde) as the list of its
+/// fields, `[[var, [value, …]], …]`: the command engine keeps it between the pages of an answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Submitted {
     fields: Vec<(String, Vec<String>)>,
 }

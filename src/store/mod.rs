@@ -7,8 +7,9 @@
 //!
 //! The layout follows the areas, so that a change to one (say the outbox) is read and reviewed in
 //! one place: each area's contract is a trait in a file of its own ([`UsagePointStore`],
-//! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`LeaseStore`], [`ChangeStore`], [`ConsentStore`],
-//! [`UpstreamStore`], [`AuditStore`]); the statements both backends speak alike are written once per area under `sql`;
+//! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`LeaseStore`],
+//! [`ChangeStore`], [`ConsentStore`], [`UpstreamStore`], [`AuditStore`], [`SessionStore`]); the
+//! statements both backends speak alike are written once per area under `sql`;
 //! `sqlite` and `postgres` hold only what each backend does its own way. Callers hold an
 //! `Arc<dyn Store>` and call any area's methods on it without importing the area traits.
 
@@ -25,6 +26,7 @@ mod outbox;
 mod postgres;
 mod readings;
 mod rows;
+mod sessions;
 mod sql;
 mod sqlite;
 mod subscriptions;
@@ -40,6 +42,7 @@ pub use leases::{Lease, LeaseStore};
 pub use outbox::{NewOutboxEntry, OutboxStore};
 pub use postgres::PostgresStore;
 pub(crate) use readings::ReadingStore;
+pub use sessions::{NewSession, Opened, SessionKey, SessionLimits, SessionStore, Taken};
 pub use sqlite::{instance_lock, InstanceLock, SqliteStore};
 pub use subscriptions::{SubscriptionCounts, SubscriptionStore};
 pub(crate) use upstream::UpstreamStore;
@@ -126,6 +129,7 @@ pub trait Store:
     + ConsentStore
     + UpstreamStore
     + AuditStore
+    + SessionStore
     + Send
     + Sync
     + 'static
@@ -144,6 +148,7 @@ impl<T> Store for T where
         + ConsentStore
         + UpstreamStore
         + AuditStore
+        + SessionStore
         + Send
         + Sync
         + 'static

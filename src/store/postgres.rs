@@ -2,7 +2,8 @@
 //!
 //! The statements both backends share are in [`super::sql`]; here are those PostgreSQL
 //! writes its own way: arrays where SQLite needs many rows or JSON, a row lock for the outbox
-//! claim and for the subscriptions a publication bounds, and a table lock for the config grants.
+//! claim and for the subscriptions a publication bounds, and a table lock for the config grants
+//! and for the opening of command sessions.
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -44,6 +45,17 @@ impl PostgresStore {
     async fn begin_config_grants(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("LOCK TABLE grants IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// Instances open command sessions at the same moment: without the lock, two could count
+    /// the same free place and both take it. The mode conflicts with itself and with the deletes
+    /// of takes (which wait a few statements), not with counts.
+    async fn begin_sessions(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE adhoc_sessions IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
         Ok(tx)

@@ -73,6 +73,11 @@ impl SqliteStore {
     async fn begin_config_grants(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.begin_write().await
     }
+
+    /// Likewise for the opening of a command session: its counts and insert are one write.
+    async fn begin_sessions(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.begin_write().await
+    }
 }
 
 /// Holds the file lock that keeps a second instance off a SQLite store; released when dropped

@@ -6,22 +6,30 @@
 //! [`Stage::More`] with a cursor: the engine keeps the session and the client fetches the rest
 //! with the `next` action.
 //!
-//! Sessions live in memory, bounded by `[limits]`: `sessions_per_requester` per bare JID (all
-//! its resources together, so that one account cannot fill the table from many resources) and
-//! `sessions_total` in all. Idle sessions expire after [`SESSION_TTL`], or after
-//! [`PRESSURE_TTL`] while the table is more than 3/4 full, so that a flood of abandoned
-//! sessions from many accounts cannot keep it full for long.
+//! Sessions live in the store ([`SessionStore`]), not in this process: instances sharing a
+//! PostgreSQL database may each receive any stage of a session, as the XMPP server balances
+//! stanzas between them. A stage takes its session out of the store in one statement (sent
+//! twice, to two instances, it runs once) and puts it back when more pages follow. A session
+//! waiting for its form carries no state; one with pages left carries the submitted values and
+//! the cursor as JSON, `{"input": [[var, [value, …]], …], "cursor": "…"}` ([`Submitted`]'s own
+//! serialisation for `input`, the command's cursor as it returned it).
+//!
+//! Sessions are bounded by `[limits]`: `sessions_per_requester` per bare JID (all its resources
+//! together, so that one account cannot fill the table from many resources) and
+//! `sessions_total` in all, counted by the store atomically against every instance. Idle
+//! sessions expire after [`SESSION_TTL`], or after [`PRESSURE_TTL`] while the table is more than
+//! 3/4 full, so that a flood of abandoned sessions from many accounts cannot keep it full for
+//! long. Times are unix seconds, read from the engine's [`Clock`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use minidom::Element;
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 use xmpp_parsers::data_forms::DataForm;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item};
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::Jid;
 
 use crate::config::LimitsConfig;
 use crate::request::error::RequestError;
@@ -29,6 +37,7 @@ use crate::request::{Context, Request, Target};
 use crate::stanzas::command::{Action, Actions, Command, Note, Status};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::ns;
+use crate::store::{NewSession, Opened, SessionKey, SessionLimits, Store, Taken};
 
 /// How long an idle session is kept.
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -36,8 +45,9 @@ pub(crate) const SESSION_TTL: Duration = Duration::from_secs(600);
 /// answers a form within a minute, an abandoned session need not hold a place for ten.
 pub(crate) const PRESSURE_TTL: Duration = Duration::from_secs(60);
 
-/// Where the engine reads the time: `Instant::now`, or a clock a test moves.
-pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+/// Where the engine reads the time, unix seconds: [`crate::time::now`], or a clock a test
+/// moves.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Who may run a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,24 +123,34 @@ pub trait AdHocCommand: Send + Sync + 'static {
     ) -> Result<Stage, RequestError>;
 }
 
-struct Session {
-    node: &'static str,
-    /// The full JID that opened it: only it may continue the session (XEP-0050 §4.3).
-    owner: Jid,
-    /// Its bare JID, whose resources share the per-requester limit.
-    requester: BareJid,
-    target: Jid,
-    /// Set once the form has been submitted and the run has more pages.
-    paging: Option<(Submitted, String)>,
-    touched: Instant,
+/// What a session with pages left carries to its next stage (stored as JSON, see the module
+/// doc).
+#[derive(Debug, Serialize, Deserialize)]
+struct Paging {
+    input: Submitted,
+    cursor: String,
 }
 
-/// The registered commands and their open sessions.
+impl Paging {
+    fn encode(&self) -> Result<String, RequestError> {
+        serde_json::to_string(self)
+            .map_err(|e| RequestError::Internal(format!("command session state: {e}")))
+    }
+
+    fn decode(state: &str) -> Result<Paging, RequestError> {
+        serde_json::from_str(state)
+            .map_err(|e| RequestError::Internal(format!("command session state: {e}")))
+    }
+}
+
+/// The registered commands; their open sessions are in the store.
 pub struct Engine {
     commands: Vec<Arc<dyn AdHocCommand>>,
-    sessions: Mutex<HashMap<String, Session>>,
     ttl: Duration,
     clock: Clock,
+    /// The store of the router's context, which the router binds ([`Engine::in_store`]): where
+    /// [`Engine::open_sessions`] counts. Handlers use the context's store, the same one.
+    store: Option<Arc<dyn Store>>,
 }
 
 impl Engine {
@@ -141,9 +161,9 @@ impl Engine {
     pub(crate) fn with_ttl(commands: Vec<Arc<dyn AdHocCommand>>, ttl: Duration) -> Self {
         Engine {
             commands,
-            sessions: Mutex::new(HashMap::new()),
             ttl,
-            clock: Arc::new(Instant::now),
+            clock: Arc::new(crate::time::now),
+            store: None,
         }
     }
 
@@ -153,12 +173,20 @@ impl Engine {
         self
     }
 
-    /// How long an idle session is kept when `open` sessions are in the table.
-    fn ttl_at(&self, open: usize, limits: &LimitsConfig) -> Duration {
-        if open.saturating_mul(4) > limits.sessions_total.saturating_mul(3) {
-            self.ttl.min(PRESSURE_TTL)
-        } else {
-            self.ttl
+    /// The same engine counting its open sessions in `store` (the router's context's).
+    pub(crate) fn in_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The limits the store enforces, from `[limits]` and the engine's time to live.
+    fn session_limits(&self, limits: &LimitsConfig) -> SessionLimits {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        SessionLimits {
+            per_requester: limits.sessions_per_requester,
+            total: limits.sessions_total,
+            ttl: secs(self.ttl),
+            pressure_ttl: secs(PRESSURE_TTL),
         }
     }
 
@@ -243,7 +271,8 @@ impl Engine {
                     self.finish(ctx, spec, req, sessionid, input, stage).await
                 }
                 (_, None) => {
-                    let sessionid = self.open(spec.node, req, &ctx.limits).await?;
+                    let sessionid = crate::model::id::random_id();
+                    self.keep(ctx, spec.node, req, &sessionid, None).await?;
                     let form = command.form(ctx, req).await?;
                     let mut response = Command::response(spec.node, &sessionid, Status::Executing);
                     response.actions = Some(Actions {
@@ -256,7 +285,7 @@ impl Engine {
             };
         };
 
-        let paging = self.take(&sessionid, spec.node, req, &ctx.limits).await?;
+        let paging = self.take(ctx, &sessionid, spec.node, req).await?;
         match (action, submitted, paging) {
             (Action::Cancel, _, _) => Ok(Element::from(Command::response(
                 spec.node,
@@ -267,7 +296,7 @@ impl Engine {
                 "prev: pages cannot be revisited".into(),
             )),
             // A later page of a paged answer.
-            (_, None, Some((input, cursor))) => {
+            (_, None, Some(Paging { input, cursor })) => {
                 let stage = command.run(ctx, req, &input, Some(&cursor)).await?;
                 self.finish(ctx, spec, req, sessionid, input, stage).await
             }
@@ -296,19 +325,9 @@ impl Engine {
         let (outcome, status) = match stage {
             Stage::Done(outcome) => (outcome, Status::Completed),
             Stage::More(outcome, cursor) => {
-                self.store(
-                    sessionid.clone(),
-                    Session {
-                        node: spec.node,
-                        owner: req.from.clone(),
-                        requester: req.requester.clone(),
-                        target: req.to.clone(),
-                        paging: Some((input, cursor)),
-                        touched: (self.clock)(),
-                    },
-                    &ctx.limits,
-                )
-                .await?;
+                let state = Paging { input, cursor }.encode()?;
+                self.keep(ctx, spec.node, req, &sessionid, Some(&state))
+                    .await?;
                 (outcome, Status::Executing)
             }
         };
@@ -325,94 +344,124 @@ impl Engine {
         Ok(Element::from(response))
     }
 
-    async fn open(
+    /// Keeps session `id` of `req`'s requester in the store, touched now, within the limits;
+    /// the store deletes expired sessions first and counts atomically against other instances.
+    async fn keep(
         &self,
-        node: &'static str,
+        ctx: &Context,
+        node: &str,
         req: &Request,
-        limits: &LimitsConfig,
-    ) -> Result<String, RequestError> {
-        let id = crate::model::id::random_id();
-        self.store(
-            id.clone(),
-            Session {
-                node,
-                owner: req.from.clone(),
-                requester: req.requester.clone(),
-                target: req.to.clone(),
-                paging: None,
-                touched: (self.clock)(),
-            },
-            limits,
-        )
-        .await?;
-        Ok(id)
-    }
-
-    /// Keeps a session, within the limits; expired sessions go first. The table never holds
-    /// more than `sessions_total` entries, so the scans here are bounded whatever the requests.
-    async fn store(
-        &self,
-        id: String,
-        session: Session,
-        limits: &LimitsConfig,
+        id: &str,
+        state: Option<&str>,
     ) -> Result<(), RequestError> {
-        let now = (self.clock)();
-        let mut sessions = self.sessions.lock().await;
-        let ttl = self.ttl_at(sessions.len(), limits);
-        sessions.retain(|_, s| now.saturating_duration_since(s.touched) < ttl);
-        let mine = sessions
-            .values()
-            .filter(|s| s.requester == session.requester)
-            .count();
-        if mine >= limits.sessions_per_requester {
-            return Err(RequestError::ResourceConstraint(format!(
+        let (owner, requester, target) = (
+            req.from.to_string(),
+            req.requester.to_string(),
+            req.to.to_string(),
+        );
+        let session = NewSession {
+            id,
+            node,
+            owner: &owner,
+            requester: &requester,
+            target: &target,
+            state,
+        };
+        let limits = &ctx.limits;
+        let opened = ctx
+            .store
+            .open_session(&session, &self.session_limits(limits), (self.clock)())
+            .await?;
+        match opened {
+            Opened::Opened => Ok(()),
+            Opened::RequesterFull => Err(RequestError::ResourceConstraint(format!(
                 "Too many open command sessions for {}: {} at most (sessions_per_requester); \
                  complete or cancel some first",
-                session.requester, limits.sessions_per_requester
-            )));
+                req.requester, limits.sessions_per_requester
+            ))),
+            Opened::TableFull { open } => {
+                // Debug only: a flood would otherwise flood the log too.
+                tracing::debug!(open, "command session table full; refusing a new session");
+                Err(RequestError::ResourceConstraint(format!(
+                    "The service has too many open command sessions ({} at most, \
+                     sessions_total); try again later",
+                    limits.sessions_total
+                )))
+            }
         }
-        if sessions.len() >= limits.sessions_total {
-            // Debug only: a flood would otherwise flood the log too.
-            tracing::debug!(
-                open = sessions.len(),
-                "command session table full; refusing a new session"
-            );
-            return Err(RequestError::ResourceConstraint(format!(
-                "The service has too many open command sessions ({} at most, sessions_total); \
-                 try again later",
-                limits.sessions_total
-            )));
-        }
-        sessions.insert(id, session);
-        Ok(())
     }
 
-    /// Removes and returns a session's paging state, checking it is the requester's own.
+    /// Takes session `id` out of the store and returns its paging state, checking it is the
+    /// requester's own (same full JID, same target, same node).
     async fn take(
         &self,
+        ctx: &Context,
         id: &str,
         node: &str,
         req: &Request,
-        limits: &LimitsConfig,
-    ) -> Result<Option<(Submitted, String)>, RequestError> {
-        let now = (self.clock)();
-        let mut sessions = self.sessions.lock().await;
-        let ttl = self.ttl_at(sessions.len(), limits);
-        let owned = sessions
-            .get(id)
-            .is_some_and(|s| s.owner == req.from && s.target == req.to && s.node == node);
-        if !owned {
-            return Err(RequestError::BadSession);
+    ) -> Result<Option<Paging>, RequestError> {
+        let (owner, target) = (req.from.to_string(), req.to.to_string());
+        let key = SessionKey {
+            id,
+            owner: &owner,
+            target: &target,
+            node,
+        };
+        let taken = ctx
+            .store
+            .take_session(&key, &self.session_limits(&ctx.limits), (self.clock)())
+            .await?;
+        match taken {
+            Taken::Unknown => Err(RequestError::BadSession),
+            Taken::Expired => Err(RequestError::SessionExpired),
+            Taken::Live { state } => state.as_deref().map(Paging::decode).transpose(),
         }
-        let session = sessions.remove(id).ok_or(RequestError::BadSession)?;
-        if now.saturating_duration_since(session.touched) >= ttl {
-            return Err(RequestError::SessionExpired);
-        }
-        Ok(session.paging)
     }
 
-    /// Open sessions (for tests and status reports).
+    /// Open sessions, expired ones not yet deleted included, in the whole store (all instances
+    /// sharing it); 0 for an engine bound to no store, or when the store cannot be read (for
+    /// tests and status reports).
     pub async fn open_sessions(&self) -> usize {
-        self.sessions.lock().await.len()
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        match store.session_count().await {
+            Ok(count) => usize::try_from(count).unwrap_or(usize::MAX),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the command sessions");
+                0
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding the module doc promises, which sessions left by another instance (or a
+    /// previous version) are read back with.
+    #[test]
+    fn paging_state_is_the_documented_json() {
+        let form: Element = "<x xmlns='jabber:x:data' type='submit'>\
+             <field var='identifier'><value>urn:dev:prm:1_x</value></field>\
+             <field var='lines'><value>a</value><value>b\"</value></field></x>"
+            .parse()
+            .unwrap();
+        let paging = Paging {
+            input: Submitted::parse(&form).unwrap(),
+            cursor: "1790632800".into(),
+        };
+        let state = paging.encode().unwrap();
+        assert_eq!(
+            state,
+            r#"{"input":[["identifier",["urn:dev:prm:1_x"]],["lines",["a","b\""]]],"cursor":"1790632800"}"#
+        );
+        let back = Paging::decode(&state).unwrap();
+        assert_eq!((back.input, back.cursor), (paging.input, paging.cursor));
+        assert!(matches!(
+            Paging::decode("{\"input\":1}"),
+            Err(RequestError::Internal(_))
+        ));
     }
 }

@@ -25,6 +25,7 @@ pub struct Router {
 
 impl Router {
     pub fn new(ctx: Context, commands: Engine) -> Self {
+        let commands = commands.in_store(ctx.store.clone());
         Router {
             ctx: Arc::new(ctx),
             commands: Arc::new(commands),

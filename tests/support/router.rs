@@ -40,6 +40,18 @@ pub async fn demo_context(
     max_stanza_size: usize,
 ) -> (Context, Arc<dyn Store>) {
     let store = store::open("sqlite::memory:").await.unwrap();
+    let ctx = demo_context_in(store.clone(), meters, alice_usage_points, max_stanza_size).await;
+    (ctx, store)
+}
+
+/// The context of [`demo_context`] over `store` (say one instance's of a shared PostgreSQL):
+/// declares the demo fleet and alice's grants there, as each instance does at its start.
+pub async fn demo_context_in(
+    store: Arc<dyn Store>,
+    meters: u32,
+    alice_usage_points: &[&str],
+    max_stanza_size: usize,
+) -> Context {
     let demo = DemoConfig {
         id: "demo".into(),
         meters,
@@ -64,7 +76,7 @@ pub async fn demo_context(
         valid_until: None,
     }]);
     store.replace_config_grants(&grants).await.unwrap();
-    let ctx = Context {
+    Context {
         domain: BareJid::from_str(D).unwrap(),
         sources: vec![demo.info()],
         store: store.clone(),
@@ -77,6 +89,5 @@ pub async fn demo_context(
         consent_sources: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
         limits: Default::default(),
-    };
-    (ctx, store)
+    }
 }

@@ -18,6 +18,7 @@ pub(super) mod grants;
 pub(super) mod leases;
 pub(super) mod outbox;
 pub(super) mod readings;
+pub(super) mod sessions;
 pub(super) mod subscriptions;
 pub(super) mod upstream;
 pub(super) mod usage_points;
@@ -91,6 +92,7 @@ macro_rules! impl_store {
         $crate::store::sql::consents::impl_consents!($store, $connection);
         $crate::store::sql::upstream::impl_upstream!($store, $connection);
         $crate::store::sql::audit::impl_audit!($store, $connection);
+        $crate::store::sql::sessions::impl_sessions!($store, $connection);
     };
 }
 
