@@ -157,8 +157,14 @@ impl AdHocCommand for AddGrant {
             "Add a grant",
             "Lets a JID read a usage point's series (* for all).",
             vec![
-                required(Field::new("jid", FieldType::JidSingle), "Grantee (bare JID)"),
-                required(Field::text_single("usage_point", ANY), "Usage point id, or *"),
+                required(
+                    Field::new("jid", FieldType::JidSingle),
+                    "Grantee (bare JID)",
+                ),
+                required(
+                    Field::text_single("usage_point", ANY),
+                    "Usage point id, or *",
+                ),
                 required(Field::text_single("series", ANY), "Series path, or *"),
                 purpose,
                 until,
@@ -238,11 +244,10 @@ impl AdHocCommand for RevokeGrant {
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let text = super::required_value(input, "grant")?;
-        let id: i64 = text
-            .trim()
-            .trim_start_matches('#')
-            .parse()
-            .map_err(|_| RequestError::bad_request(format!("grant: {text:?} is not a number")))?;
+        let id: i64 =
+            text.trim().trim_start_matches('#').parse().map_err(|_| {
+                RequestError::bad_request(format!("grant: {text:?} is not a number"))
+            })?;
         if !ctx.store.revoke_grant(id).await? {
             return Err(RequestError::bad_request(format!(
                 "grant: no grant #{id} in force"

@@ -1,0 +1,201 @@
+"""Two component instances on a real two-node ejabberd 23.01 cluster, one PostgreSQL store.
+
+Instance `a` is connected to node A, instance `b` to node B (the deployment of
+deploy/cluster/README.md: each node routes the domain's stanzas to its own instance, and to the
+other node's while its own is down). One story, on one cluster start:
+
+1. Both instances serve: discovery and history through each, a subscription through each.
+2. A grant added through instance b (admin command) lets bob subscribe through b; revoked
+   through instance a, bob's subscription (made through b) ends within seconds: the store's
+   change feed reaches b, and a ends the subscriptions itself.
+3. A multi-stage command opened on instance a (alice on node A gets the form) is finished on
+   instance b after a is killed (`kill -9`): its session lives in the store.
+4. Instance a led the demo source; after its death b takes it over within `[cluster] takeover`,
+   live readings go on, and alice's feed shows every stored reading, none published twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from datetime import datetime, timezone
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from quoalise_testkit.cluster import EjabberdCluster
+from quoalise_testkit.commands import (
+    LIVE, NS_DATA, check_page, command_of, field_values, history_fields, identifier, iso,
+    make_form, run_command, send_command,
+)
+from quoalise_testkit.harness import (
+    COMPONENT_DOMAIN, Component, HarnessError, component_config, connected, free_port, wait_until,
+)
+from quoalise_testkit.live import Inbox, unsubscribe_everything
+from quoalise_testkit.xmpp import SOURCE, UP1, identities
+
+pytestmark = pytest.mark.timeout(240)
+
+T = 10
+TAKEOVER = 4  # [cluster] takeover, seconds
+NS_EVENT = "http://jabber.org/protocol/pubsub#event"
+
+
+def healthz(port: int) -> dict:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return json.loads(e.read())
+
+
+def instance(node, workspace, name: str, store_url: str, web_port: int) -> Component:
+    text = component_config(
+        node, workspace.mkdir(f"cluster-{name}"), store_url=store_url, meters=1,
+        history_days=1, web_port=web_port, extra_web="enabled = true",
+    )
+    text += f'\n[cluster]\ninstance = "{name}"\ntakeover = "{TAKEOVER}s"\n'
+    return Component(workspace.mkdir(f"cluster-{name}-run"), text)
+
+
+async def admin_command(client, node: str, fields: dict[str, str]) -> dict[str, list[str]]:
+    """Runs an admin command on the service JID in one request; the result form's values."""
+    iq = await send_command(client, COMPONENT_DOMAIN, node, fields, timeout=T)
+    cmd = command_of(iq)
+    assert cmd.get("status") == "completed", ET.tostring(cmd, encoding="unicode")
+    form = cmd.find(f"{{{NS_DATA}}}x")
+    assert form is not None
+    return field_values(form)
+
+
+def ended(inbox: Inbox, node: str) -> bool:
+    return any(
+        m.find(f".//{{{NS_EVENT}}}subscription[@node='{node}'][@subscription='none']") is not None
+        for _, m in inbox.messages
+    )
+
+
+def publication_seq(stanza_id: str | None) -> str | None:
+    m = re.fullmatch(r"p(\d+)\.(\d+)\.\d+", stanza_id or "")
+    return m.group(2) if m else None
+
+
+@pytest.fixture
+def cluster(workspace):
+    c = EjabberdCluster(workspace.mkdir("ejabberd-cluster"))
+    try:
+        c.start()
+    except HarnessError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield c
+    c.stop()
+
+
+async def test_two_instances_on_an_ejabberd_cluster(cluster, pg_cluster, workspace):
+    url = pg_cluster.create_database("quoalise_cluster")
+    ports = {"a": free_port(), "b": free_port()}
+    a = instance(cluster.a, workspace, "a", url, ports["a"])
+    b = instance(cluster.b, workspace, "b", url, ports["b"])
+    try:
+        a.start()
+        a.wait_established()
+        # a takes the demo source first; b starts once a leads it.
+        assert wait_until(lambda: healthz(ports["a"]).get("leads") == ["source:demo"], 15), a.tail()
+        b.start()
+        b.wait_established()
+        assert healthz(ports["b"])["leads"] == []
+
+        async with connected(cluster.a, "alice", presence=True) as alice, \
+                connected(cluster.b, "bob", presence=True) as bob, \
+                connected(cluster.a, "admin", resource="on-a") as admin_a, \
+                connected(cluster.b, "admin", resource="on-b") as admin_b:
+            # 1. Both instances serve discovery and history.
+            seen = [
+                identities(await client.plugin["xep_0030"].get_info(COMPONENT_DOMAIN, timeout=T))
+                for client in (alice, bob)
+            ]
+            assert seen[0] and seen[0] == seen[1], seen
+            window = history_fields(
+                identifier(LIVE), iso(datetime.fromtimestamp(time.time() - 120, timezone.utc)),
+                iso(datetime.fromtimestamp(time.time() + 60, timezone.utc)))
+            assert (await run_command(alice, SOURCE, "get_history", window)).records
+
+            # 2. A grant added through b; bob reads and subscribes through b.
+            added = await admin_command(admin_b, "admin-grant-add", {
+                "jid": "bob@localhost", "usage_point": "*", "series": "*",
+                "purpose": "cluster e2e"})
+            grant = added["grant"][0]
+            assert (await run_command(bob, SOURCE, "get_history", window)).records
+            alice_inbox, bob_inbox = Inbox(alice), Inbox(bob)
+            await alice.plugin["xep_0060"].subscribe(UP1, LIVE, timeout=T)
+            await bob.plugin["xep_0060"].subscribe(UP1, LIVE, timeout=T)
+            assert await alice_inbox.wait(lambda i: len(i.live()) >= 2, 15), "alice's live feed"
+            assert await bob_inbox.wait(lambda i: len(i.live()) >= 2, 15), "bob's live feed"
+            listed = await admin_command(admin_a, "admin-grants-list", {"jid": "bob@localhost"})
+            assert any(line.startswith(f"#{grant} bob@localhost") for line in listed["grants"]), listed
+
+            # ... revoked through a: bob's subscription ends within seconds.
+            revoked_at = time.monotonic()
+            await admin_command(admin_a, "admin-grant-revoke", {"grant": grant})
+            assert await bob_inbox.wait(lambda i: ended(i, LIVE), 5), "bob's subscription did not end"
+            print(f"subscription ended {time.monotonic() - revoked_at:.2f} s after the revocation")
+            quiet_from = time.monotonic() + 1
+            await asyncio.sleep(3)
+            assert not bob_inbox.live(since=quiet_from), "bob still notified after the revocation"
+
+            # 3. A command opened on a (alice is on node A) ...
+            iq = await send_command(alice, SOURCE, "get_history", None, timeout=T)
+            opened = command_of(iq)
+            sessionid = opened.get("sessionid")
+            assert opened.get("status") == "executing" and sessionid
+
+            # 4. ... a, leading the demo source, dies.
+            killed = time.time()
+            a.kill9()
+            # ejabberd drops a's route within milliseconds of noticing the closed socket; a
+            # stanza sent in those milliseconds is lost (tests/e2e/test_cluster_harness.py).
+            await asyncio.sleep(1)
+            # The submit reaches b (node A has no instance now), which finishes the session.
+            iq = await alice.plugin["xep_0050"].send_command(
+                SOURCE, "get_history", action="complete", payload=make_form(alice, window),
+                sessionid=sessionid, timeout=T)
+            page = check_page(command_of(iq))
+            assert page.records, "the session finished on b"
+            assert command_of(iq).get("sessionid") == sessionid
+
+            assert wait_until(lambda: healthz(ports["b"])["leads"] == ["source:demo"], TAKEOVER + 6), b.tail()
+            led_after = time.time() - killed
+            print(f"b led the demo source {led_after:.1f} s after a's death")
+            assert await alice_inbox.wait(
+                lambda i: any(t > killed + 1 for n in i.live() for t in n.times), TAKEOVER + 15
+            ), f"no live reading after the takeover\n{b.tail()}"
+
+            # Every reading stored from alice's first notification on arrives, none twice.
+            first = min(t for n in alice_inbox.live() for t in n.times)
+            end = int(time.time()) - 1
+            answer = await run_command(alice, SOURCE, "get_history", history_fields(
+                identifier(LIVE), iso(datetime.fromtimestamp(first, timezone.utc)),
+                iso(datetime.fromtimestamp(end, timezone.utc))))
+            stored = {int(r.time) for r in answer.records}
+
+            def all_received(i: Inbox) -> bool:
+                return stored <= {int(t) for n in i.live() for t in n.times}
+
+            assert await alice_inbox.wait(all_received, 40), (
+                f"missing {sorted(stored - {int(t) for n in alice_inbox.live() for t in n.times})}")
+            publications = defaultdict(set)
+            for n in alice_inbox.live():
+                for t in n.times:
+                    publications[int(t)].add(publication_seq(n.id))
+            twice = {t: s for t, s in publications.items() if len(s) > 1}
+            assert not twice, f"readings published twice: {twice}"
+            await unsubscribe_everything(alice, [UP1])
+        assert b.running(), b.tail()
+    finally:
+        a.stop()
+        b.stop()
