@@ -22,7 +22,8 @@ Component "quoalise.example.org"
 	component_secret = "change-me-to-a-long-random-secret"
 	-- Prosody keeps the first connection and refuses a second one for the same domain with a
 	-- `conflict` stream error (the default, component_conflict_resolve = "kick_new"); the
-	-- component logs it and retries. Run a single instance per domain with Prosody.
+	-- second instance (on the same PostgreSQL store) stands by and retries every 2 s, taking
+	-- over within seconds of the first one's death: Prosody's high availability is a warm standby.
 	-- Components may send larger stanzas than clients; the component pages its answers to
 	-- stay under 512 KiB (its [xmpp] max_stanza_size, Prosody's default for components).
 
