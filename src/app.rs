@@ -81,6 +81,13 @@ pub async fn serve_with_events(
         if released > 0 {
             tracing::info!(released, "claims of a previous run released");
         }
+        let forgotten = store
+            .forget_leases()
+            .await
+            .context("cannot release the leases of a previous run")?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "source leases of a previous run released");
+        }
     }
     store
         .replace_config_grants(&access::grants_from_config(&config.access.grants))

@@ -3242,6 +3242,9 @@ async fn lease_story(store: Arc<dyn Store>) {
         .await
         .unwrap());
     assert_eq!(store.leases().await.unwrap().len(), 2);
+    // A single instance's restart forgets them all: free at once for the new process.
+    assert_eq!(store.forget_leases().await.unwrap(), 2);
+    assert!(store.acquire_lease(NAME, "d", 16_001, TTL).await.unwrap());
 }
 
 /// Instances racing for a free lease, many times: exactly one wins each round.

@@ -39,6 +39,11 @@ pub trait LeaseStore: Send + Sync {
     /// Gives lease `name` up, if `holder` still holds it (a graceful stop hands it over at once).
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// Forgets every lease, whoever held it: only for a store that one instance alone uses
+    /// (SQLite, under its instance lock), at start, so that a process killed with its leases
+    /// does not keep its restarted successor waiting for them to expire. Returns how many.
+    async fn forget_leases(&self) -> Result<u64, StoreError>;
+
     /// Every lease, by name.
     async fn leases(&self) -> Result<Vec<Lease>, StoreError>;
 }

@@ -53,6 +53,13 @@ macro_rules! impl_leases {
                     Ok(())
                 }
 
+                async fn forget_leases(&self) -> Result<u64, StoreError> {
+                    Ok(sqlx::query("DELETE FROM leases")
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                }
+
                 async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
                     let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
                         "SELECT name, holder, acquired_at, expires_at FROM leases ORDER BY name",
