@@ -16,7 +16,7 @@ use crate::model::{Grant, GrantOrigin, ANY};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
-use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 
 pub(crate) struct ListGrants;
 pub(crate) struct AddGrant;
@@ -53,22 +53,6 @@ fn form(title: &str, instructions: &str, fields: Vec<Field>) -> DataForm {
         instructions: Some(instructions.to_owned()),
         fields,
     }
-}
-
-fn result(title: &str, fields: Vec<Field>) -> Stage {
-    Stage::Done(Outcome {
-        form: Some(
-            DataForm {
-                type_: DataFormType::Result_,
-                title: Some(title.to_owned()),
-                instructions: None,
-                fields,
-            }
-            .into(),
-        ),
-        payloads: vec![],
-        notes: vec![],
-    })
 }
 
 /// One line per grant: `#id jid usage-point series origin [until …] [purpose]`.
@@ -138,7 +122,7 @@ impl AdHocCommand for ListGrants {
                 )),
             );
         }
-        Ok(result("Grants", fields))
+        Ok(super::completed("Grants", fields))
     }
 }
 
@@ -208,7 +192,7 @@ impl AdHocCommand for AddGrant {
             id: Some(id),
             ..grant
         };
-        Ok(result(
+        Ok(super::completed(
             "Grant added",
             vec![Field::text_single("grant", &id.to_string()), {
                 let mut f = Field::new("result", FieldType::Fixed).with_value(&describe(&grant));
@@ -259,6 +243,6 @@ impl AdHocCommand for RevokeGrant {
             "Grant #{id} revoked; {ended} subscription(s) ended"
         ));
         f.label = Some("Revoked".into());
-        Ok(result("Grant revoked", vec![f]))
+        Ok(super::completed("Grant revoked", vec![f]))
     }
 }

@@ -13,7 +13,7 @@ use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::time::now;
-use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 
 pub(crate) struct GetAuthorizeUri;
 
@@ -125,18 +125,6 @@ impl AdHocCommand for GetAuthorizeUri {
         let uri = format!("{}/authorize?id={id}", ctx.public_url.trim_end_matches('/'));
         let mut field = Field::text_single("authorize_uri", &uri);
         field.label = Some("Adresse pour recueillir le consentement".into());
-        Ok(Stage::Done(Outcome {
-            form: Some(
-                DataForm {
-                    type_: DataFormType::Result_,
-                    title: Some("Authorize URI".into()),
-                    instructions: None,
-                    fields: vec![field],
-                }
-                .into(),
-            ),
-            payloads: vec![],
-            notes: vec![],
-        }))
+        Ok(super::completed("Authorize URI", vec![field]))
     }
 }

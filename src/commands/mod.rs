@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::request::error::RequestError;
 use crate::stanzas::form::Submitted;
-use crate::xep::adhoc::AdHocCommand;
+use crate::xep::adhoc::{AdHocCommand, Outcome, Stage};
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 mod admin_grants;
 mod get_authorize_uri;
@@ -26,6 +27,23 @@ fn required_value(input: &Submitted, var: &str) -> Result<String, RequestError> 
     input
         .single(var)
         .ok_or_else(|| RequestError::bad_request(format!("{var}: required")))
+}
+
+/// A command's last stage: a result form with these fields, and nothing else.
+fn completed(title: &str, fields: Vec<Field>) -> Stage {
+    Stage::Done(Outcome {
+        form: Some(
+            DataForm {
+                type_: DataFormType::Result_,
+                title: Some(title.to_owned()),
+                instructions: None,
+                fields,
+            }
+            .into(),
+        ),
+        payloads: vec![],
+        notes: vec![],
+    })
 }
 
 /// Every command, in the order discovery lists them.

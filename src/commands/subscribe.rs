@@ -12,7 +12,7 @@ use crate::model::SubscriptionKind;
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
-use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
+use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
 use crate::xep::pubsub::subscribe_within_limits;
 
 pub(crate) struct Subscribe;
@@ -44,19 +44,7 @@ fn identifier_form(title: &str, instructions: &str) -> DataForm {
 fn done(title: &str, label: String) -> Stage {
     let mut result = Field::new("result", FieldType::Fixed).with_value("Success");
     result.label = Some(label);
-    Stage::Done(Outcome {
-        form: Some(
-            DataForm {
-                type_: DataFormType::Result_,
-                title: Some(title.to_owned()),
-                instructions: None,
-                fields: vec![result],
-            }
-            .into(),
-        ),
-        payloads: vec![],
-        notes: vec![],
-    })
+    super::completed(title, vec![result])
 }
 
 #[async_trait]

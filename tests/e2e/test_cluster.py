@@ -17,12 +17,7 @@ other node's while its own is down). One story, on one cluster start:
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
-import urllib.error
-import urllib.request
-from collections import defaultdict
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
@@ -33,34 +28,15 @@ from quoalise_testkit.commands import (
     LIVE, NS_DATA, check_page, command_of, field_values, history_fields, identifier, iso,
     make_form, run_command, send_command,
 )
-from quoalise_testkit.harness import (
-    COMPONENT_DOMAIN, Component, HarnessError, component_config, connected, free_port, wait_until,
-)
+from quoalise_testkit.harness import COMPONENT_DOMAIN, HarnessError, connected, free_port, wait_until
+from quoalise_testkit.instances import TAKEOVER, check_feed_complete, healthz, instance
 from quoalise_testkit.live import Inbox, unsubscribe_everything
 from quoalise_testkit.xmpp import SOURCE, UP1, identities
 
 pytestmark = pytest.mark.timeout(240)
 
 T = 10
-TAKEOVER = 4  # [cluster] takeover, seconds
 NS_EVENT = "http://jabber.org/protocol/pubsub#event"
-
-
-def healthz(port: int) -> dict:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return json.loads(e.read())
-
-
-def instance(node, workspace, name: str, store_url: str, web_port: int) -> Component:
-    text = component_config(
-        node, workspace.mkdir(f"cluster-{name}"), store_url=store_url, meters=1,
-        history_days=1, web_port=web_port, extra_web="enabled = true",
-    )
-    text += f'\n[cluster]\ninstance = "{name}"\ntakeover = "{TAKEOVER}s"\n'
-    return Component(workspace.mkdir(f"cluster-{name}-run"), text)
 
 
 async def admin_command(client, node: str, fields: dict[str, str]) -> dict[str, list[str]]:
@@ -78,11 +54,6 @@ def ended(inbox: Inbox, node: str) -> bool:
         m.find(f".//{{{NS_EVENT}}}subscription[@node='{node}'][@subscription='none']") is not None
         for _, m in inbox.messages
     )
-
-
-def publication_seq(stanza_id: str | None) -> str | None:
-    m = re.fullmatch(r"p(\d+)\.(\d+)\.\d+", stanza_id or "")
-    return m.group(2) if m else None
 
 
 @pytest.fixture
@@ -176,24 +147,7 @@ async def test_two_instances_on_an_ejabberd_cluster(cluster, pg_cluster, workspa
             ), f"no live reading after the takeover\n{b.tail()}"
 
             # Every reading stored from alice's first notification on arrives, none twice.
-            first = min(t for n in alice_inbox.live() for t in n.times)
-            end = int(time.time()) - 1
-            answer = await run_command(alice, SOURCE, "get_history", history_fields(
-                identifier(LIVE), iso(datetime.fromtimestamp(first, timezone.utc)),
-                iso(datetime.fromtimestamp(end, timezone.utc))))
-            stored = {int(r.time) for r in answer.records}
-
-            def all_received(i: Inbox) -> bool:
-                return stored <= {int(t) for n in i.live() for t in n.times}
-
-            assert await alice_inbox.wait(all_received, 40), (
-                f"missing {sorted(stored - {int(t) for n in alice_inbox.live() for t in n.times})}")
-            publications = defaultdict(set)
-            for n in alice_inbox.live():
-                for t in n.times:
-                    publications[int(t)].add(publication_seq(n.id))
-            twice = {t: s for t, s in publications.items() if len(s) > 1}
-            assert not twice, f"readings published twice: {twice}"
+            await check_feed_complete(alice, alice_inbox)
             await unsubscribe_everything(alice, [UP1])
         assert b.running(), b.tail()
     finally:

@@ -12,53 +12,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import re
 import time
-import urllib.error
-import urllib.request
-from collections import defaultdict
 from datetime import datetime, timezone
 
 import pytest
 
 from quoalise_testkit.commands import LIVE, history_fields, identifier, iso, run_command
 from quoalise_testkit.harness import Component, component_config, connected, free_port, wait_until
+from quoalise_testkit.instances import TAKEOVER, check_feed_complete, healthz, instance, metric
 from quoalise_testkit.live import Inbox, unsubscribe_everything
 from quoalise_testkit.xmpp import SOURCE, UP1
 
 T = 10
-TAKEOVER = 4  # [cluster] takeover, seconds: the lease lasts 3 s, a standby tries every second
 STANDBY_RETRY = 2  # seconds between a standby's connection attempts (src/xmpp/connection.rs)
 STANDING_BY = "standing by to take over"
 TAKES_OVER = "this standby instance takes over"
-
-
-def healthz(port: int) -> dict:
-    """The /healthz JSON, whatever its status (a standby is not connected: 503)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return json.loads(e.read())
-
-
-def metric(port: int, line_start: str) -> str | None:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(line_start):
-                return line.split()[-1]
-    return None
-
-
-def instance(server, workspace, name: str, store_url: str, web_port: int) -> Component:
-    text = component_config(
-        server, workspace.mkdir(f"instance-{name}"), store_url=store_url, meters=1,
-        history_days=1, web_port=web_port, extra_web="enabled = true",
-    )
-    text += f'\n[cluster]\ninstance = "{name}"\ntakeover = "{TAKEOVER}s"\n'
-    return Component(workspace.mkdir(f"instance-{name}-run"), text)
 
 
 @pytest.mark.servers("prosody")
@@ -86,12 +54,6 @@ async def test_a_second_instance_on_one_sqlite_store_is_refused(fresh_server, ne
             identifier(LIVE), iso(datetime.fromtimestamp(time.time() - 60, timezone.utc)),
             iso(datetime.fromtimestamp(time.time() + 60, timezone.utc))))
         assert answer.records, "the first instance still answers"
-
-
-def publication_seq(stanza_id: str | None) -> str | None:
-    """The publication number in a notification id `p<subscription>.<seq>.<k>`."""
-    m = re.fullmatch(r"p(\d+)\.(\d+)\.\d+", stanza_id or "")
-    return m.group(2) if m else None
 
 
 @pytest.mark.servers("prosody")
@@ -140,29 +102,8 @@ async def test_prosody_warm_standby_takes_over(pg_cluster, fresh_server, workspa
             assert connected_after < STANDBY_RETRY * 2 + 3
             assert led_after < TAKEOVER + 3
 
-            # Nothing lost: every reading stored from the first notification to now arrives
-            # (one claimed by the dead instance at the kill comes after its 30 s lease).
-            live = inbox.live()
-            first = min(t for n in live for t in n.times)
-            end = int(time.time()) - 1
-            answer = await run_command(alice, SOURCE, "get_history", history_fields(
-                identifier(LIVE), iso(datetime.fromtimestamp(first, timezone.utc)),
-                iso(datetime.fromtimestamp(end, timezone.utc))))
-            stored = {int(r.time) for r in answer.records}
-            assert stored, "readings stored"
-
-            def all_received(i: Inbox) -> bool:
-                return stored <= {int(t) for n in i.live() for t in n.times}
-
-            assert await inbox.wait(all_received, 40), (
-                f"missing {sorted(stored - {int(t) for n in inbox.live() for t in n.times})}")
-            # None published twice: a reading time under two publications would be.
-            publications = defaultdict(set)
-            for n in inbox.live():
-                for t in n.times:
-                    publications[int(t)].add(publication_seq(n.id))
-            twice = {t: seqs for t, seqs in publications.items() if len(seqs) > 1}
-            assert not twice, f"readings published twice: {twice}"
+            # Nothing lost, nothing published twice.
+            await check_feed_complete(alice, inbox)
             await unsubscribe_everything(alice, [UP1])
     finally:
         active.stop()
