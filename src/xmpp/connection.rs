@@ -213,7 +213,7 @@ impl Link {
                     if !standing_by {
                         tracing::info!(
                             domain = %config.domain, retry = ?STANDBY_RETRY,
-                            "another instance is connected as this domain; standing by to take over"
+                            "another instance is connected as this domain (conflict); standing by to take over"
                         );
                         standing_by = true;
                     }

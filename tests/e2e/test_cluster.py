@@ -17,7 +17,10 @@ other node's while its own is down). One story, on one cluster start:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
+from collections import defaultdict
 from datetime import datetime, timezone
 from xml.etree import ElementTree as ET
 
@@ -28,8 +31,12 @@ from quoalise_testkit.commands import (
     LIVE, NS_DATA, check_page, command_of, field_values, history_fields, identifier, iso,
     make_form, run_command, send_command,
 )
-from quoalise_testkit.harness import COMPONENT_DOMAIN, HarnessError, connected, free_port, wait_until
-from quoalise_testkit.instances import TAKEOVER, check_feed_complete, healthz, instance
+from quoalise_testkit.harness import (
+    COMPONENT_DOMAIN, GatedProxy, HarnessError, connected, free_port, wait_until,
+)
+from quoalise_testkit.instances import (
+    TAKEOVER, check_feed_complete, healthz, instance, metric, publication_seq,
+)
 from quoalise_testkit.live import Inbox, unsubscribe_everything
 from quoalise_testkit.xmpp import SOURCE, UP1, identities
 
@@ -153,3 +160,107 @@ async def test_two_instances_on_an_ejabberd_cluster(cluster, pg_cluster, workspa
     finally:
         a.stop()
         b.stop()
+
+
+SUBSCRIBERS = 4  # resources of alice, half on each node, each subscribed with its full JID
+OUTAGE = 20.0  # seconds with both links cut: a backlog of as many readings per subscription
+DELIVERY_RATE = 4  # notifications a second per instance: the backlog takes seconds to go out
+DEPTH = 32  # publications a delivery claims per subscription at most (src/delivery/mod.rs)
+LEASE = 30  # seconds a delivery claim lasts (src/delivery/mod.rs)
+
+
+def sent_total(port: int) -> int:
+    return int(float(metric(port, "quoalise_notifications_sent_total") or 0))
+
+
+async def test_kill_9_of_one_instance_mid_burst_loses_nothing(cluster, pg_cluster, workspace):
+    url = pg_cluster.create_database("quoalise_cluster_burst")
+    proxies = {"a": GatedProxy(cluster.a.component_port), "b": GatedProxy(cluster.b.component_port)}
+    ports = {"a": free_port(), "b": free_port()}
+    extra = f"delivery_rate = {DELIVERY_RATE}\n\n[pubsub]\nmax_pending = 100000\n"
+    a = instance(cluster.a, workspace, "a", url, ports["a"], xmpp_port=proxies["a"].port, extra_xmpp=extra)
+    b = instance(cluster.b, workspace, "b", url, ports["b"], xmpp_port=proxies["b"].port, extra_xmpp=extra)
+    try:
+        a.start()
+        b.start()
+        a.wait_established()
+        b.wait_established()
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [
+                await stack.enter_async_context(connected(
+                    cluster.a if i % 2 == 0 else cluster.b, "alice", resource=f"burst-{i}",
+                    presence=True))
+                for i in range(SUBSCRIBERS)
+            ]
+            inboxes = [Inbox(c) for c in clients]
+            for c in clients:
+                await c.plugin["xep_0060"].subscribe(UP1, LIVE, subscribee=c.boundjid.full, timeout=T)
+
+            def times(inbox: Inbox) -> list[int]:
+                return [int(t) for n in inbox.live() for t in n.times]
+
+            assert await inboxes[0].wait(lambda _: all(len(times(i)) >= 2 for i in inboxes), 15)
+            first = {i: min(times(inbox)) for i, inbox in enumerate(inboxes)}
+
+            # Both links cut: the readings go on (on the demo's leader) and queue up.
+            await asyncio.sleep(math.ceil(time.time()) - time.time())
+            for p in proxies.values():
+                p.cut()
+            cut_at = time.time()
+            await asyncio.sleep(OUTAGE)
+            sent_at_open = {k: sent_total(port) for k, port in ports.items()}
+            for p in proxies.values():
+                p.open = True
+            backlog = range(math.ceil(cut_at), math.floor(time.time()))
+
+            def delivered() -> int:
+                return sum(len(set(backlog) & set(times(i))) for i in inboxes)
+
+            total = len(backlog) * SUBSCRIBERS
+            assert await inboxes[0].wait(lambda _: delivered() >= total // 4, 30), (
+                f"{delivered()} of {total} backlog notifications 30 s after the links came back\n{a.tail(20)}")
+            sent_before_kill = sent_total(ports["a"]) - sent_at_open["a"]
+            killed_at = time.time()
+            a.kill9()
+            left = total - delivered()
+            assert sent_before_kill > 0, "instance a delivered none of the burst before its death"
+            assert left >= 8, f"the burst was nearly over at the kill ({left} left)"
+
+            # b delivers the rest; what a had claimed and not written comes once its lease passes.
+            window_end = math.ceil(time.time()) + 2
+            await asyncio.sleep(window_end + 1 - time.time())
+            stored_answer = await run_command(clients[0], SOURCE, "get_history", history_fields(
+                identifier(LIVE), iso(datetime.fromtimestamp(min(first.values()), timezone.utc)),
+                iso(datetime.fromtimestamp(window_end + 1, timezone.utc))))
+            stored = sorted(int(r.time) for r in stored_answer.records)
+
+            def expected(i: int) -> set[int]:
+                return {t for t in stored if first[i] <= t <= window_end}
+
+            def complete(_) -> bool:
+                return all(expected(i) <= set(times(inbox)) for i, inbox in enumerate(inboxes))
+
+            assert await inboxes[0].wait(complete, LEASE + 20, 0.2), "\n".join(
+                f"burst-{i}: missing {sorted(expected(i) - set(times(inbox)))}"
+                for i, inbox in enumerate(inboxes))
+            completed_after = time.time() - killed_at
+            await asyncio.sleep(2)
+            for i, inbox in enumerate(inboxes):
+                received = times(inbox)
+                dups = {t for t in received if received.count(t) > 1}
+                assert len(dups) <= DEPTH, f"burst-{i}: {len(dups)} readings received twice"
+                seqs = defaultdict(set)
+                for n in inbox.live():
+                    for t in n.times:
+                        seqs[int(t)].add(publication_seq(n.id))
+                assert not {t for t, s in seqs.items() if len(s) > 1}, f"burst-{i}: published twice"
+            print(f"burst of {total} notifications; a sent {sent_before_kill} of them before its "
+                  f"kill, {left} left; everything received {completed_after:.1f} s after the kill")
+            for c in clients[:1]:
+                await unsubscribe_everything(c, [UP1])
+        assert b.running(), b.tail()
+    finally:
+        a.stop()
+        b.stop()
+        for p in proxies.values():
+            p.stop()

@@ -245,7 +245,8 @@ async def test_consent_chain_then_history_from_the_cache(enedis):
         metrics = http_get(f"{enedis.web}/metrics")[2]
         assert 'quoalise_upstream_calls_total{api="courbe_de_charge_consommation",status="200"}' in metrics
         health_status, _, health = http_get(f"{enedis.web}/healthz")
-        assert health_status == 200 and json.loads(health) == {"status": "ok", "xmpp": "ok", "store": "ok", "outbox": "ok"}
+        assert health_status == 200 and json.loads(health) == {
+            "status": "ok", "xmpp": "ok", "store": "ok", "outbox": "ok", "leads": ["source:enedis"]}
 
 
 async def test_replayed_forged_and_incomplete_callbacks_record_nothing(enedis):

@@ -65,7 +65,9 @@ def test_a_frozen_server_turns_healthz_503_then_back(fresh_server, new_component
     )
     assert wait_for_status(web, 200, 10) < 10
     status, body = healthz(web)
-    assert body == {"status": "ok", "xmpp": "ok", "store": "ok", "outbox": "ok"}, body
+    assert body == {
+        "status": "ok", "xmpp": "ok", "store": "ok", "outbox": "ok", "leads": ["source:demo"],
+    }, body
 
     signal_group(server, signal.SIGSTOP)
     try:

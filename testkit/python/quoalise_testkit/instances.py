@@ -20,12 +20,15 @@ from .xmpp import SOURCE
 TAKEOVER = 4  # [cluster] takeover of these instances, s: the lease lasts 3 s, tried every 1 s
 
 
-def instance(server, workspace, name: str, store_url: str, web_port: int) -> Component:
+def instance(server, workspace, name: str, store_url: str, web_port: int, *,
+             xmpp_port: int | None = None, extra_xmpp: str = "") -> Component:
     """An instance named `name` (not started) of the demo source (one meter, live every second)
-    on `store_url`, with /healthz and /metrics on `web_port`."""
+    on `store_url`, with /healthz and /metrics on `web_port`; `xmpp_port` (a GatedProxy) and
+    `extra_xmpp` as for `component_config`."""
     text = component_config(
         server, workspace.mkdir(f"instance-{name}-config"), store_url=store_url, meters=1,
-        history_days=1, web_port=web_port, extra_web="enabled = true",
+        history_days=1, web_port=web_port, extra_web="enabled = true", xmpp_port=xmpp_port,
+        extra_xmpp=extra_xmpp, reconnect_max_delay="1s",
     )
     text += f'\n[cluster]\ninstance = "{name}"\ntakeover = "{TAKEOVER}s"\n'
     return Component(workspace.mkdir(f"instance-{name}"), text)
