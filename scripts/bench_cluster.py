@@ -319,7 +319,12 @@ async def bench_cluster(bench: Bench, root: Path) -> None:
     receivers: list[fan.Receiver] = []
     try:
         log("starting PostgreSQL and the two-node ejabberd cluster")
-        await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(cluster.start))
+        # Side by side; both finish (or fail) before anything is stopped.
+        started = await asyncio.gather(asyncio.to_thread(pg.start), asyncio.to_thread(cluster.start),
+                                       return_exceptions=True)
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
         store_url = pg.create_database("bench_cluster")
         pg_pid = postmaster_pid(pg)
         t = time.monotonic()
