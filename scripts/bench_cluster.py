@@ -456,9 +456,15 @@ def print_report(bench: Bench, elapsed: float) -> None:
             figures = ", ".join(f"N={n}: {n * per_machine:,.0f}/s" for n in (1, 2, 4, 8))
             print(f"  K={k}: {per_machine:,.0f}/s per machine ({bound}-bound); {figures}")
         if p:
-            print(f"  PostgreSQL at p = {p:.1f} µs: {1e6 / p:,.0f} notifications/s per core.")
+            pg_core = 1e6 / p
+            per_k1 = min(1e6 / c, 1e6 / e)
+            print(f"The one PostgreSQL is shared: at p = {p:.1f} µs a core of it carries {pg_core:,.0f}")
+            print(f"notifications/s, so P cores cap the whole at P × {pg_core:,.0f}/s whatever N (with K=1 the")
+            print(f"cap is reached at N ≈ {pg_core / per_k1:.1f} × P machines). p grows with notifications, not")
+            print("only with readings: claims and cursor moves update a row per subscription.")
         print("With more nodes a larger share of the notifications crosses between nodes ((N−1)/N")
-        print("instead of 1/2 here), so e grows somewhat; the instance's c does not depend on N.")
+        print("instead of 1/2 here), so e grows somewhat; c and p are the costs with two instances")
+        print("sharing the claims, and may grow with more instances claiming at once.")
     print(f"\n(whole benchmark: {elapsed:.0f} s)")
 
 
