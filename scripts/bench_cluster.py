@@ -427,7 +427,8 @@ def print_report(bench: Bench, elapsed: float) -> None:
     print("notif/s: notifications received by all subscribers ÷ (last arrival − first arrival);")
     print("delivered: each instance's share of the notifications (its quoalise_notifications_sent_total);")
     print("a/b µs/notif delivered: the instance's CPU (utime+stime, `go` → 1 s after the last arrival) ÷")
-    print("the notifications it delivered; component, ejabberd (both nodes), PostgreSQL (postmaster and")
+    print("the notifications it delivered (a also accepts the M readings and stores each publication; b only")
+    print("delivers); component, ejabberd (both nodes), PostgreSQL (postmaster and")
     print("backends): their CPU ÷ all notifications; * = incomplete run (see the log above).")
     for note in bench.notes:
         print(f"note: {note}")
