@@ -46,7 +46,7 @@ Usage: .venv/bin/python scripts/bench_cluster.py [-n 100] [-m 300] [--runs 3]
 Run as root (ejabberd and PostgreSQL run as their own system users through runuser), like
 tests/e2e. Needs a release `fanout_driver` built from this checkout's sources, which know
 `[cluster]` (`cargo build --release --example fanout_driver`); --driver defaults to
-/tmp/fan-head, else target/release/examples/fanout_driver.
+target/release/examples/fanout_driver.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ from bench_fanout import harness  # noqa: E402
 from quoalise_testkit.cluster import EjabberdCluster  # noqa: E402
 from quoalise_testkit.instances import metric  # noqa: E402
 
-DEFAULT_DRIVER = Path("/tmp/fan-head")
 TAKEOVER = "30s"
 SENT_METRIC = "quoalise_notifications_sent_total "
 MODES = ("one", "two")
@@ -498,11 +497,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each mode (median; default 3)")
     parser.add_argument("--timeout", type=float, default=0, help="per run, s (default max(30, N×M/500))")
     parser.add_argument("--driver", type=Path, default=None,
-                        help=f"fanout_driver binary (default {DEFAULT_DRIVER}, else {fan.DRIVER})")
+                        help=f"fanout_driver binary (default {fan.DRIVER})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
     if args.driver is None:
-        args.driver = DEFAULT_DRIVER if DEFAULT_DRIVER.exists() else fan.DRIVER
+        args.driver = fan.DRIVER
     if not args.driver.exists():
         parser.error(f"{args.driver} does not exist: cargo build --release --example fanout_driver")
     args.driver = args.driver.resolve()
