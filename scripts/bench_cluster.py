@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cluster fan-out benchmark: one vs two instances on a two-node ejabberd cluster, one PostgreSQL.
 
-What it measures (issue 13): the same N subscribers and M live readings, in the same session,
+What it measures: the same N subscribers and M live readings, in the same session,
 delivered by one instance of our component or by two instances sharing one PostgreSQL store:
 notifications/s, each instance's CPU per notification it delivered, and the servers' CPU per
 notification. The pieces are those of `scripts/bench_fanout.py` (imported): its raw c2s
