@@ -48,6 +48,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
+/// `admin audit verify`: opens the configured store (as the component does, migrations
+/// included) and recomputes the audit chain.
+pub async fn audit_verify(settings: &Settings) -> anyhow::Result<crate::audit::Verdict> {
+    let store = store::open(&settings.config.store.url)
+        .await
+        .context("cannot open the store ([store] url)")?;
+    Ok(crate::audit::verify(store.as_ref()).await?)
+}
+
 /// Runs the component until `shutdown` is cancelled.
 pub(crate) async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);
@@ -89,6 +98,14 @@ pub async fn serve_with_events(
             tracing::info!(forgotten, "source leases of a previous run released");
         }
     }
+    let sealed = store
+        .seal_audit()
+        .await
+        .context("cannot chain the audit entries written before the hash chain")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "audit entries from before the hash chain chained");
+    }
+    anchor_audit(store.as_ref()).await;
     store
         .replace_config_grants(&access::grants_from_config(&config.access.grants))
         .await
@@ -306,6 +323,8 @@ pub async fn serve_with_events(
     Ok(())
 }
 
+/// How often the audit chain's head is logged (and once at start).
+const AUDIT_ANCHOR: Duration = Duration::from_secs(3600);
 /// How often subscriptions are checked against grants (expiry, revocation).
 const GRANT_CHECK: Duration = Duration::from_secs(60);
 /// How long sent outbox entries are kept to match bounces.
@@ -321,11 +340,16 @@ const KEEP_PUBLICATIONS_SECS: i64 = 600;
 /// source that revokes access (`access_changed`) has subscriptions checked at once.
 async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(GRANT_CHECK);
+    let mut anchored = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = access_changed.notified() => {}
             _ = shutdown.cancelled() => return,
+        }
+        if anchored.elapsed() >= AUDIT_ANCHOR {
+            anchor_audit(ctx.store.as_ref()).await;
+            anchored = tokio::time::Instant::now();
         }
         match publisher::expire_subscriptions(&ctx).await {
             Ok(0) => {}
@@ -346,6 +370,16 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
         {
             tracing::error!(error = %e, "cannot prune delivered publications");
         }
+    }
+}
+
+/// Logs the audit chain's head: a copy of these lines kept elsewhere (a log collector) proves
+/// later that the past entries were not rewritten (`admin audit verify` gives the same head).
+async fn anchor_audit(store: &dyn store::Store) {
+    match store.audit_head().await {
+        Ok(Some((id, hash))) => tracing::info!(id, %hash, "audit chain head"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the audit chain head"),
     }
 }
 

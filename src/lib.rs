@@ -12,6 +12,7 @@
 //!   notifications in one transaction (the outbox).
 //! - [`delivery`]: sends the outbox while the link is up, rate-limited; handles bounces.
 //! - [`access`]: who may see what (admins, grants).
+//! - [`audit`]: verifying the audit trail's hash chain.
 //! - [`lease`]: which instance runs each source's task, when several share one database.
 //! - [`time`]: the clock, the Europe/Paris calendar, ISO 8601 durations.
 //! - [`xmpp`]: the XEP-0114 link (login, keepalive, reconnect, writer) and the stanza router.
@@ -30,6 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod delivery;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use quoalise_component::audit::Verdict;
 use quoalise_component::config;
 use quoalise_component::settings::{self, Config, Settings};
 
@@ -31,6 +32,26 @@ enum Command {
     },
     /// Print the documented example configuration.
     PrintDefaultConfig,
+    /// Work on the store directly, while the component runs or not.
+    Admin {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        area: AdminArea,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminArea {
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain; exit 0 when intact, 1 naming the first broken entry.
+    Verify,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +78,44 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Admin {
+            config,
+            area: AdminArea::Audit(AuditCommand::Verify),
+        } => {
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(quoalise_component::app::audit_verify(&settings)) {
+                Ok(Verdict::Intact { entries, head }) => {
+                    match head {
+                        Some((id, hash)) => {
+                            println!("audit chain intact: {entries} entries, head {id} {hash}")
+                        }
+                        None => println!("audit chain intact: {entries} entries"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(Verdict::Broken { entries, at }) => {
+                    println!("audit chain broken after {entries} good entries: {at}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Run { config } => {
             let settings = match load(&config) {
                 Ok(s) => s,

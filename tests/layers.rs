@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     // Which instance runs each source's task (a lease in the store).
     &["lease"],
     // Who may see what; what healthy means.
-    &["access", "health"],
+    &["access", "health", "audit"],
     // Where data comes from.
     &["source"],
     // What every request handler shares (context, request, error mapping).

@@ -13,6 +13,8 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use quoalise_component::audit::Verdict;
+use quoalise_component::model::audit_chain::Break;
 use quoalise_component::model::{
     AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Identifier, Item, Measurement,
     OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
@@ -3156,6 +3158,148 @@ async fn audit_area(db: &Db) {
     let grants = add_audited_grants(&store).await;
     audit_story(store, grants).await;
     check_audit_kept(db.open().await).await;
+    audit_chain_story(db).await;
+    let stores = db.instances("audit_chain", 4).await;
+    if !stores.is_empty() {
+        concurrent_audit_appends(stores).await;
+    }
+}
+
+async fn verdict(store: &Arc<dyn Store>) -> Verdict {
+    quoalise_component::audit::verify(store.as_ref())
+        .await
+        .unwrap()
+}
+
+/// The hash chain: intact after appends; an edit, a reorder, a deletion made by hand in the
+/// database each caught at the entry where it is; entries written without a hash (as before the
+/// chain) chained by `seal_audit`.
+async fn audit_chain_story(db: &Db) {
+    let store = db.open().await;
+    for i in 0..5 {
+        store
+            .append_audit(&audit_entry("carol@example.org", None, 1_800_000_100 + i))
+            .await
+            .unwrap();
+    }
+    let Verdict::Intact {
+        entries,
+        head: Some((head_id, head_hash)),
+    } = verdict(&store).await
+    else {
+        panic!("the chain of appended entries does not verify");
+    };
+    assert_eq!(entries, 8, "the story's 3 entries and these 5");
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        Some((head_id, head_hash))
+    );
+    let ids: Vec<i64> = store
+        .audit_chain(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let (k, next) = (ids[4], ids[5]);
+    if !db
+        .hand_edit(&format!(
+            "UPDATE audit_log SET records = records + 1 WHERE id = {k}"
+        ))
+        .await
+    {
+        return; // in memory: nobody else can reach the database
+    }
+    assert_eq!(
+        verdict(&store).await,
+        Verdict::Broken {
+            entries: 4,
+            at: Break::Content { id: k }
+        }
+    );
+    db.hand_edit(&format!(
+        "UPDATE audit_log SET records = records - 1 WHERE id = {k}"
+    ))
+    .await;
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Intact { entries: 8, .. }
+    ));
+    // Reordered: two entries exchange their ids, contents and hashes moving with them.
+    let swap = |a: i64, b: i64| {
+        format!("UPDATE audit_log SET id = -1 WHERE id = {a}; ")
+            + &format!("UPDATE audit_log SET id = {a} WHERE id = {b}; ")
+            + &format!("UPDATE audit_log SET id = {b} WHERE id = -1")
+    };
+    for statement in swap(k, next).split("; ") {
+        db.hand_edit(statement).await;
+    }
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Broken { entries: 4, at: Break::Link { id, .. } } if id == k
+    ));
+    for statement in swap(k, next).split("; ") {
+        db.hand_edit(statement).await;
+    }
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Intact { entries: 8, .. }
+    ));
+    // Deleted: the next entry no longer links.
+    db.hand_edit(&format!("DELETE FROM audit_log WHERE id = {k}"))
+        .await;
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Broken { entries: 4, at: Break::Link { id, .. } } if id == next
+    ));
+    // Entries without hashes (written before the chain existed): sealed, the chain goes on.
+    db.hand_edit("DELETE FROM audit_log").await;
+    for i in 0..3 {
+        db.hand_edit(&format!(
+            "INSERT INTO audit_log (at, requester, usage_point, series, range_start, range_end, \
+             command, records) VALUES ({i}, 'old@example.org', 'up', 's', 0, 1, 'get_history', 1)"
+        ))
+        .await;
+    }
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Broken {
+            entries: 0,
+            at: Break::Unsealed { .. }
+        }
+    ));
+    assert_eq!(store.seal_audit().await.unwrap(), 3);
+    assert_eq!(store.seal_audit().await.unwrap(), 0);
+    store
+        .append_audit(&audit_entry("carol@example.org", None, 1_800_000_200))
+        .await
+        .unwrap();
+    assert!(matches!(
+        verdict(&store).await,
+        Verdict::Intact { entries: 4, .. }
+    ));
+}
+
+/// Instances appending at the same moment keep one chain, in id order.
+async fn concurrent_audit_appends(stores: Vec<Arc<dyn Store>>) {
+    let tasks = stores.iter().enumerate().map(|(i, store)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..25 {
+                store
+                    .append_audit(&audit_entry(&format!("r{i}@example.org"), None, n))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    for task in futures::future::join_all(tasks).await {
+        task.unwrap();
+    }
+    assert!(matches!(
+        verdict(&stores[0]).await,
+        Verdict::Intact { entries: 100, .. }
+    ));
 }
 
 async fn subscriptions_area(db: &Db) {

@@ -3,6 +3,7 @@
 //! Nothing here knows about XML or SQL: the store maps these to rows, `stanzas/` and `xep/` map
 //! them to elements.
 
+pub mod audit_chain;
 pub(crate) mod id;
 pub(crate) mod redirect_uri;
 

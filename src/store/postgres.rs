@@ -50,6 +50,16 @@ impl PostgresStore {
         Ok(tx)
     }
 
+    /// Instances append to the audit log at the same moment: each must read the head the
+    /// previous one wrote. This mode conflicts with itself (appends take turns), not with reads.
+    async fn begin_audit(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// Instances open command sessions at the same moment: without the lock, two could count
     /// the same free place and both take it. The mode conflicts with itself and with the deletes
     /// of takes (which wait a few statements), not with counts.

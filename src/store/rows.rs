@@ -3,6 +3,7 @@
 //! The backends differ in SQL dialect, not in what a row holds: the column lists and conversions
 //! live here once so that a new field cannot be mapped on one backend and forgotten on the other.
 
+use crate::model::audit_chain::ChainedEntry;
 use crate::model::{
     AuditEntry, Consent, ConsentRequest, Grant, GrantOrigin, Identifier, Item, Measurement,
     OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
@@ -145,6 +146,27 @@ pub(super) struct AuditRow {
     grant_id: Option<i64>,
     command: String,
     records: i64,
+}
+
+/// An audit row with its chain columns.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ChainedAuditRow {
+    #[sqlx(flatten)]
+    row: AuditRow,
+    prev_hash: Option<String>,
+    hash: Option<String>,
+}
+
+impl From<ChainedAuditRow> for ChainedEntry {
+    fn from(r: ChainedAuditRow) -> Self {
+        let (id, entry) = r.row.into();
+        ChainedEntry {
+            id,
+            entry,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
 }
 
 impl From<AuditRow> for (i64, AuditEntry) {

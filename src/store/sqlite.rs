@@ -68,6 +68,11 @@ impl SqliteStore {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Likewise for an audit append: it reads the head and writes after it, alone.
+    async fn begin_audit(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.begin_write().await
+    }
+
     /// SQLite has one writer at a time: an immediate transaction already keeps other instances
     /// on the same file out while the config grants are reconciled.
     async fn begin_config_grants(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {

@@ -4,38 +4,129 @@
 /// The [`AuditStore`](crate::store::AuditStore) implementation of `$store`, a backend whose
 /// connections are `$connection`, as a child module of the backend (`use super::*`), which
 /// provides:
-/// - nothing of its own: every statement is shared.
+/// - `$store::begin_audit(&self)`: a transaction holding the log's lock, so that one append
+///   at a time reads the head and writes after it.
 macro_rules! impl_audit {
     ($store:ident, $connection:ty) => {
         mod audit_sql {
             use async_trait::async_trait;
 
             use super::*;
+            use $crate::model::audit_chain::{entry_hash, ChainedEntry, GENESIS};
             use $crate::model::AuditEntry;
             use $crate::store::common::limit_to_sql;
-            use $crate::store::rows::{AuditRow, AUDIT_COLUMNS};
+            use $crate::store::rows::{AuditRow, ChainedAuditRow, AUDIT_COLUMNS};
             use $crate::store::{AuditStore, StoreError};
+
+            /// Unsealed entries chained per transaction by `seal_audit`.
+            const SEAL_PAGE: usize = 1000;
+
+            async fn insert(
+                conn: &mut $connection,
+                entry: &AuditEntry,
+                prev: &str,
+            ) -> Result<i64, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "INSERT INTO audit_log (at, requester, usage_point, series, range_start, \
+                     range_end, grant_id, command, records, prev_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                )
+                .bind(entry.at)
+                .bind(&entry.requester)
+                .bind(&entry.usage_point)
+                .bind(&entry.series)
+                .bind(entry.start)
+                .bind(entry.end)
+                .bind(entry.grant_id)
+                .bind(&entry.command)
+                .bind(entry.records)
+                .bind(prev)
+                .fetch_one(conn)
+                .await?)
+            }
+
+            async fn set_hash(conn: &mut $connection, id: i64, hash: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE audit_log SET hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            }
 
             #[async_trait]
             impl AuditStore for $store {
                 async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-                    let id = sqlx::query_scalar(
-                        "INSERT INTO audit_log (at, requester, usage_point, series, range_start, \
-                         range_end, grant_id, command, records) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                    )
-                    .bind(entry.at)
-                    .bind(&entry.requester)
-                    .bind(&entry.usage_point)
-                    .bind(&entry.series)
-                    .bind(entry.start)
-                    .bind(entry.end)
-                    .bind(entry.grant_id)
-                    .bind(&entry.command)
-                    .bind(entry.records)
-                    .fetch_one(&self.pool)
-                    .await?;
+                    let mut tx = self.begin_audit().await?;
+                    let prev: Option<Option<String>> =
+                        sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    // An unsealed last entry (from before the chain) links as the start would:
+                    // verification names it, sealing at the next start chains it.
+                    let prev = prev.flatten().unwrap_or_else(|| GENESIS.to_owned());
+                    let id = insert(&mut tx, entry, &prev).await?;
+                    set_hash(&mut tx, id, &entry_hash(&prev, id, entry)).await?;
+                    tx.commit().await?;
                     Ok(id)
+                }
+
+                async fn seal_audit(&self) -> Result<u64, StoreError> {
+                    let mut sealed = 0;
+                    loop {
+                        let mut tx = self.begin_audit().await?;
+                        let rows: Vec<ChainedAuditRow> = sqlx::query_as(&format!(
+                            "SELECT {AUDIT_COLUMNS}, prev_hash, hash FROM audit_log \
+                             WHERE hash IS NULL ORDER BY id LIMIT {SEAL_PAGE}"
+                        ))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        if rows.is_empty() {
+                            return Ok(sealed);
+                        }
+                        for row in rows {
+                            let e = ChainedEntry::from(row);
+                            let prev: Option<Option<String>> = sqlx::query_scalar(
+                                "SELECT hash FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT 1",
+                            )
+                            .bind(e.id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            let prev = prev.flatten().unwrap_or_else(|| GENESIS.to_owned());
+                            sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE id = $2")
+                                .bind(&prev)
+                                .bind(e.id)
+                                .execute(&mut *tx)
+                                .await?;
+                            set_hash(&mut tx, e.id, &entry_hash(&prev, e.id, &e.entry)).await?;
+                            sealed += 1;
+                        }
+                        tx.commit().await?;
+                    }
+                }
+
+                async fn audit_chain(
+                    &self,
+                    after_id: i64,
+                    limit: usize,
+                ) -> Result<Vec<ChainedEntry>, StoreError> {
+                    let rows: Vec<ChainedAuditRow> = sqlx::query_as(&format!(
+                        "SELECT {AUDIT_COLUMNS}, prev_hash, hash FROM audit_log \
+                         WHERE id > $1 ORDER BY id LIMIT $2"
+                    ))
+                    .bind(after_id)
+                    .bind(limit_to_sql(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+                    let row: Option<(i64, Option<String>)> =
+                        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    Ok(row.and_then(|(id, hash)| Some((id, hash?))))
                 }
 
                 async fn audit_entries(
