@@ -754,3 +754,287 @@ async fn any_instance_serves_the_next_stage() {
     let error = again.get_child("error", "jabber:component:accept").unwrap();
     assert!(error.get_child("bad-sessionid", COMMANDS).is_some());
 }
+
+/// The values of the result form's field `var`.
+fn result_values(reply: &Element, var: &str) -> Vec<String> {
+    let form = cmd(reply).get_child("x", "jabber:x:data").unwrap();
+    form.children()
+        .filter(|f| f.attr("var") == Some(var))
+        .flat_map(|f| f.children().map(|v| v.text()))
+        .collect()
+}
+
+/// Run-time administration: only admins see and run the admin commands; a grant added at run
+/// time is listed, lets its grantee read, and its revocation ends the grantee's subscription;
+/// subscriptions are listed and ended one by one.
+#[tokio::test]
+async fn admins_manage_grants_and_subscriptions_at_run_time() {
+    use support::router::ADMIN;
+    let (r, store) = setup(512 * 1024).await;
+    let list = |from: &str| {
+        format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{from}' to='{D}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
+            .parse::<Element>()
+            .unwrap()
+    };
+    let nodes = |reply: Element| -> Vec<String> {
+        reply
+            .get_child("query", "http://jabber.org/protocol/disco#items")
+            .unwrap()
+            .children()
+            .map(|i| i.attr("node").unwrap().to_owned())
+            .filter(|n| n.starts_with("admin-"))
+            .collect()
+    };
+    assert!(nodes(send(&r, list(ALICE)).await).is_empty());
+    assert_eq!(
+        nodes(send(&r, list(ADMIN)).await),
+        [
+            "admin-grants-list",
+            "admin-grant-add",
+            "admin-grant-revoke",
+            "admin-consents-list",
+            "admin-consent-revoke",
+            "admin-subscriptions-list",
+            "admin-subscription-end"
+        ]
+    );
+    // Others are refused, with `forbidden`.
+    let refused = send(
+        &r,
+        command(BOB, D, "admin-grants-list", "action='execute'", Some(&[])),
+    )
+    .await;
+    assert_eq!(stanza_error(&refused).condition, "forbidden");
+
+    // Bob gets a grant at run time, and reads.
+    let added = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-grant-add",
+            "action='execute'",
+            Some(&[
+                ("jid", "bob@localhost"),
+                ("usage_point", UP),
+                ("series", "*"),
+                ("purpose", "support"),
+            ]),
+        ),
+    )
+    .await;
+    let grant = result_values(&added, "grant").remove(0);
+    let listed = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-grants-list",
+            "action='execute'",
+            Some(&[("jid", "bob@localhost")]),
+        ),
+    )
+    .await;
+    let lines = result_values(&listed, "grants");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("#{grant} bob@localhost {UP} * admin")),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("purpose: support"), "{lines:?}");
+    let bad = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-grant-add",
+            "action='execute'",
+            Some(&[("jid", "not a jid"), ("usage_point", UP), ("series", "*")]),
+        ),
+    )
+    .await;
+    assert_eq!(stanza_error(&bad).condition, "bad-request");
+
+    // Bob subscribes; the subscription is listed, then the grant revoked ends it.
+    let subscribe = format!("<iq xmlns='jabber:component:accept' type='set' id='s' from='{BOB}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='{RAW}' jid='{BOB}'/></pubsub></iq>").parse().unwrap();
+    assert_eq!(r.handle(subscribe).await[0].attr("type"), Some("result"));
+    let subs = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-subscriptions-list",
+            "action='execute'",
+            Some(&[("filter", "bob@localhost")]),
+        ),
+    )
+    .await;
+    let lines = result_values(&subs, "subscriptions");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("{UP} {RAW} {BOB} pubsub")),
+        "{lines:?}"
+    );
+    let revoked = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-grant-revoke",
+            "action='execute'",
+            Some(&[("grant", &grant)]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        result_values(&revoked, "result"),
+        [format!("Grant #{grant} revoked; 1 subscription(s) ended")]
+    );
+    assert!(store.subscribers(UP, RAW).await.unwrap().is_empty());
+    let again = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-grant-revoke",
+            "action='execute'",
+            Some(&[("grant", &grant)]),
+        ),
+    )
+    .await;
+    assert_eq!(stanza_error(&again).condition, "bad-request");
+
+    // Alice's subscription, ended by the admin.
+    let subscribe = format!("<iq xmlns='jabber:component:accept' type='set' id='s' from='{ALICE}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='{RAW}' jid='{ALICE}'/></pubsub></iq>").parse().unwrap();
+    assert_eq!(r.handle(subscribe).await[0].attr("type"), Some("result"));
+    let id = store.subscribers(UP, RAW).await.unwrap()[0].id.to_string();
+    let ended = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-subscription-end",
+            "action='execute'",
+            Some(&[("subscription", &id)]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        result_values(&ended, "result"),
+        [format!("Subscription #{id} ended; its subscriber was told")]
+    );
+    assert!(store.subscribers(UP, RAW).await.unwrap().is_empty());
+}
+
+/// Consents at run time: listed per source that takes them, revoked per usage point with their
+/// grants, and the subscriptions they allowed end.
+#[tokio::test]
+async fn admins_list_and_revoke_consents() {
+    use quoalise_component::model::{Consent, Grant, GrantOrigin};
+    use quoalise_component::source::ConsentPages;
+    use support::router::{demo_context, ADMIN};
+    let (mut ctx, store) = demo_context(2, &[], 512 * 1024).await;
+    ctx.consent_sources
+        .insert("demo".into(), ConsentPages::new(10));
+    let r = Router::new(ctx, Engine::new(quoalise_component::commands::all()));
+    let now = quoalise_component::time::now();
+    let consent = Consent {
+        id: None,
+        source: "demo".into(),
+        usage_point: UP.into(),
+        app_jid: "bob@localhost".into(),
+        purpose: "Energy advice".into(),
+        request_id: "req-1".into(),
+        reference: "auth-1".into(),
+        begins_at: now - 60,
+        expires_at: now + 86_400,
+        grant_id: None,
+    };
+    let grant = Grant {
+        id: None,
+        subject: "bob@localhost".into(),
+        usage_point: UP.into(),
+        series: "*".into(),
+        valid_from: Some(now - 60),
+        valid_until: Some(now + 86_400),
+        origin: GrantOrigin::Consent,
+        purpose: Some("Energy advice".into()),
+    };
+    store.record_consent(&consent, &grant).await.unwrap();
+    let subscribe = format!("<iq xmlns='jabber:component:accept' type='set' id='s' from='{BOB}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='{RAW}' jid='{BOB}'/></pubsub></iq>").parse().unwrap();
+    assert_eq!(r.handle(subscribe).await[0].attr("type"), Some("result"));
+
+    let listed = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-consents-list",
+            "action='execute'",
+            Some(&[("filter", UP)]),
+        ),
+    )
+    .await;
+    let lines = result_values(&listed, "consents");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("demo {UP} for bob@localhost until")),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with("purpose: Energy advice"), "{lines:?}");
+    let other = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-consents-list",
+            "action='execute'",
+            Some(&[("filter", "carol@localhost")]),
+        ),
+    )
+    .await;
+    assert!(result_values(&other, "consents").is_empty());
+
+    let revoked = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-consent-revoke",
+            "action='execute'",
+            Some(&[("usage_point", UP)]),
+        ),
+    )
+    .await;
+    assert_eq!(
+        result_values(&revoked, "result"),
+        [format!(
+            "1 consent(s) on {UP} revoked; 1 subscription(s) ended"
+        )]
+    );
+    assert!(store.subscribers(UP, RAW).await.unwrap().is_empty());
+    let listed = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-consents-list",
+            "action='execute'",
+            Some(&[]),
+        ),
+    )
+    .await;
+    assert!(result_values(&listed, "consents").is_empty());
+    let again = send(
+        &r,
+        command(
+            ADMIN,
+            D,
+            "admin-consent-revoke",
+            "action='execute'",
+            Some(&[("usage_point", UP)]),
+        ),
+    )
+    .await;
+    assert_eq!(stanza_error(&again).condition, "bad-request");
+}

@@ -13,6 +13,7 @@ use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{AdHocCommand, Outcome, Stage};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
+mod admin_access;
 mod admin_grants;
 mod get_authorize_uri;
 mod get_history;
@@ -59,5 +60,9 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(admin_grants::ListGrants),
         Arc::new(admin_grants::AddGrant),
         Arc::new(admin_grants::RevokeGrant),
+        Arc::new(admin_access::ListConsents),
+        Arc::new(admin_access::RevokeConsents),
+        Arc::new(admin_access::ListSubscriptions),
+        Arc::new(admin_access::EndSubscription),
     ]
 }

@@ -199,6 +199,14 @@ pub struct ConsentPages {
     pub(crate) max_per_app: u32,
 }
 
+impl ConsentPages {
+    /// A source handing out at most `max_per_app` pages per application (for tests of the
+    /// context without a running source).
+    pub fn new(max_per_app: u32) -> ConsentPages {
+        ConsentPages { max_per_app }
+    }
+}
+
 /// What a source tells the rest of the component.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceEvent {

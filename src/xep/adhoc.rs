@@ -246,7 +246,7 @@ impl Engine {
             .clone();
         let spec = command.spec();
         if spec.access == Access::Admin && !matches!(req.view, crate::access::View::All) {
-            return Err(RequestError::NotAuthorized(format!(
+            return Err(RequestError::Forbidden(format!(
                 "{}: this command is reserved to the administrators",
                 spec.node
             )));

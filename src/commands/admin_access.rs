@@ -1,0 +1,286 @@
+//! Consents and subscriptions at run time, for `[access] admins` (on the service JID, next to
+//! the grant commands of `admin_grants`): `admin-consents-list`, `admin-consent-revoke`,
+//! `admin-subscriptions-list`, `admin-subscription-end`.
+//!
+//! Revoking a usage point's consents revokes their grants with them (as when the provider says
+//! the customer withdrew), so the subscriptions they allowed end at once; ending one
+//! subscription sends its subscriber the usual notice.
+
+use async_trait::async_trait;
+use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+
+use super::get_history::required;
+use crate::model::{Consent, Subscription};
+use crate::request::error::RequestError;
+use crate::request::{Context, Request};
+use crate::stanzas::form::Submitted;
+use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
+
+pub(crate) struct ListConsents;
+pub(crate) struct RevokeConsents;
+pub(crate) struct ListSubscriptions;
+pub(crate) struct EndSubscription;
+
+static LIST_CONSENTS: Spec = Spec {
+    node: "admin-consents-list",
+    name: "List consents (admin)",
+    access: Access::Admin,
+    scopes: &[Scope::Service],
+};
+
+static REVOKE_CONSENTS: Spec = Spec {
+    node: "admin-consent-revoke",
+    name: "Revoke a usage point's consents (admin)",
+    access: Access::Admin,
+    scopes: &[Scope::Service],
+};
+
+static LIST_SUBSCRIPTIONS: Spec = Spec {
+    node: "admin-subscriptions-list",
+    name: "List subscriptions (admin)",
+    access: Access::Admin,
+    scopes: &[Scope::Service],
+};
+
+static END_SUBSCRIPTION: Spec = Spec {
+    node: "admin-subscription-end",
+    name: "End a subscription (admin)",
+    access: Access::Admin,
+    scopes: &[Scope::Service],
+};
+
+/// Most lines one listing shows; a filter narrows a longer list.
+const MAX_LISTED: usize = 500;
+
+fn form(title: &str, instructions: &str, fields: Vec<Field>) -> DataForm {
+    DataForm {
+        type_: DataFormType::Form,
+        title: Some(title.to_owned()),
+        instructions: Some(instructions.to_owned()),
+        fields,
+    }
+}
+
+/// A listing as a result form: one `text-multi` field of lines, and a note when cut.
+fn listing(title: &str, var: &str, lines: Vec<String>) -> Stage {
+    let total = lines.len();
+    let mut field = Field::new(var, FieldType::TextMulti);
+    field.label = Some(format!("{total} {var}"));
+    field.values = lines.into_iter().take(MAX_LISTED).collect();
+    let mut fields = vec![field];
+    if total > MAX_LISTED {
+        fields.push(
+            Field::new("truncated", FieldType::Fixed).with_value(&format!(
+                "{MAX_LISTED} of {total} shown: use a filter to see the others"
+            )),
+        );
+    }
+    super::completed(title, fields)
+}
+
+fn done(title: &str, text: String) -> Stage {
+    let mut f = Field::new("result", FieldType::Fixed).with_value(&text);
+    f.label = Some(title.to_owned());
+    super::completed(title, vec![f])
+}
+
+fn filter(label: &str) -> Field {
+    let mut f = Field::text_single("filter", "");
+    f.label = Some(label.to_owned());
+    f
+}
+
+fn describe_consent(c: &Consent) -> String {
+    let until =
+        crate::time::paris::rfc3339(c.expires_at).unwrap_or_else(|| c.expires_at.to_string());
+    format!(
+        "#{} {} {} for {} until {until} purpose: {}",
+        c.id.unwrap_or_default(),
+        c.source,
+        c.usage_point,
+        c.app_jid,
+        c.purpose
+    )
+}
+
+fn describe_subscription(s: &Subscription) -> String {
+    format!(
+        "#{} {} {} {} {}",
+        s.id,
+        s.usage_point,
+        s.series,
+        s.jid,
+        s.kind.as_str()
+    )
+}
+
+#[async_trait]
+impl AdHocCommand for ListConsents {
+    fn spec(&self) -> &'static Spec {
+        &LIST_CONSENTS
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(form(
+            "List consents",
+            "Consents in force, of every source that takes them.",
+            vec![filter(
+                "Only those of this usage point or application JID (empty: all)",
+            )],
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        _req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let wanted = input.single("filter").filter(|f| !f.is_empty());
+        let now = crate::time::now();
+        let mut lines = Vec::new();
+        for source in ctx.consent_sources.keys() {
+            for c in ctx.store.active_consents(source, now).await? {
+                let shown = wanted
+                    .as_deref()
+                    .is_none_or(|w| c.usage_point == w || c.app_jid == w);
+                if shown {
+                    lines.push(describe_consent(&c));
+                }
+            }
+        }
+        Ok(listing("Consents", "consents", lines))
+    }
+}
+
+#[async_trait]
+impl AdHocCommand for RevokeConsents {
+    fn spec(&self) -> &'static Spec {
+        &REVOKE_CONSENTS
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(form(
+            "Revoke consents",
+            "Revokes every consent in force on the usage point, and the grants they gave: the \
+             subscriptions they allowed end at once.",
+            vec![required(
+                Field::text_single("usage_point", ""),
+                "Usage point id",
+            )],
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        _req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let usage_point = super::required_value(input, "usage_point")?;
+        if !crate::model::is_valid_usage_point_id(&usage_point) {
+            return Err(RequestError::bad_request(format!(
+                "usage_point: {usage_point:?} is not a usage point id"
+            )));
+        }
+        let revoked = ctx.store.revoke_consents(&usage_point).await?;
+        if revoked.is_empty() {
+            return Err(RequestError::bad_request(format!(
+                "usage_point: no consent in force on {usage_point}"
+            )));
+        }
+        tracing::info!(%usage_point, consents = revoked.len(), "consents revoked by an admin");
+        let ended = crate::publisher::expire_subscriptions(ctx).await?;
+        Ok(done(
+            "Consents revoked",
+            format!(
+                "{} consent(s) on {usage_point} revoked; {ended} subscription(s) ended",
+                revoked.len()
+            ),
+        ))
+    }
+}
+
+#[async_trait]
+impl AdHocCommand for ListSubscriptions {
+    fn spec(&self) -> &'static Spec {
+        &LIST_SUBSCRIPTIONS
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(form(
+            "List subscriptions",
+            "PubSub and push subscriptions: #id usage-point series subscriber kind.",
+            vec![filter(
+                "Only those of this usage point or subscriber bare JID (empty: all)",
+            )],
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        _req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let wanted = input.single("filter").filter(|f| !f.is_empty());
+        let lines = ctx
+            .store
+            .all_subscriptions()
+            .await?
+            .iter()
+            .filter(|s| {
+                wanted.as_deref().is_none_or(|w| {
+                    s.usage_point == w || crate::publisher::bare_of(&s.jid).as_deref() == Some(w)
+                })
+            })
+            .map(describe_subscription)
+            .collect();
+        Ok(listing("Subscriptions", "subscriptions", lines))
+    }
+}
+
+#[async_trait]
+impl AdHocCommand for EndSubscription {
+    fn spec(&self) -> &'static Spec {
+        &END_SUBSCRIPTION
+    }
+
+    async fn form(&self, _ctx: &Context, _req: &Request) -> Result<DataForm, RequestError> {
+        Ok(form(
+            "End a subscription",
+            "The subscriber is told its subscription ended.",
+            vec![required(
+                Field::text_single("subscription", ""),
+                "Subscription number (see admin-subscriptions-list)",
+            )],
+        ))
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context,
+        _req: &Request,
+        input: &Submitted,
+        _cursor: Option<&str>,
+    ) -> Result<Stage, RequestError> {
+        let text = super::required_value(input, "subscription")?;
+        let id: i64 = text.trim().trim_start_matches('#').parse().map_err(|_| {
+            RequestError::bad_request(format!("subscription: {text:?} is not a number"))
+        })?;
+        if ctx.store.subscription(id).await?.is_none() {
+            return Err(RequestError::bad_request(format!(
+                "subscription: no subscription #{id}"
+            )));
+        }
+        crate::publisher::end_subscription(ctx, id, "ended by an administrator").await?;
+        tracing::info!(subscription = id, "subscription ended by an admin");
+        Ok(done(
+            "Subscription ended",
+            format!("Subscription #{id} ended; its subscriber was told"),
+        ))
+    }
+}
