@@ -48,15 +48,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-/// `admin audit verify`: opens the configured store (as the component does, migrations
-/// included) and recomputes the audit chain.
-pub async fn audit_verify(settings: &Settings) -> anyhow::Result<crate::audit::Verdict> {
-    let store = store::open(&settings.config.store.url)
-        .await
-        .context("cannot open the store ([store] url)")?;
-    Ok(crate::audit::verify(store.as_ref()).await?)
-}
-
 /// Runs the component until `shutdown` is cancelled.
 pub(crate) async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (events_tx, events_rx) = mpsc::channel(SOURCE_EVENTS);

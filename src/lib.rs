@@ -19,6 +19,7 @@
 //! - [`xep`]: one module per XMPP extension we serve (disco, ping, version).
 //! - [`stanzas`]: our own XML models and namespaces.
 //! - [`app`]: wiring, supervision and graceful shutdown.
+//! - [`admin`]: `quoalise-component admin …`, the store administered from the command line.
 //! - [`web`]: the consent pages (description sanitising, HTML rendering).
 //! - [`metrics`]: counters and gauges in the Prometheus text format.
 //! - [`health`]: what healthy means (progress of the link, a store that answers), for
@@ -30,6 +31,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod commands;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use quoalise_component::audit::Verdict;
+use quoalise_component::admin::{self, AdminCommand};
 use quoalise_component::config;
 use quoalise_component::settings::{self, Config, Settings};
 
@@ -43,15 +43,46 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminArea {
+    /// Access grants.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
 
 #[derive(Subcommand)]
+enum GrantsCommand {
+    /// Grants not revoked (expired ones included), one line each.
+    List {
+        /// Only this bare JID's.
+        #[arg(long)]
+        jid: Option<String>,
+    },
+    /// Adds a grant (origin `admin`: the file's [[access.grant]] never touches it).
+    Add {
+        #[arg(long)]
+        jid: String,
+        #[arg(long, default_value = "*")]
+        usage_point: String,
+        #[arg(long, default_value = "*")]
+        series: String,
+        #[arg(long)]
+        purpose: Option<String>,
+        /// ISO 8601 instant or date; none: no expiry.
+        #[arg(long)]
+        valid_until: Option<String>,
+    },
+    /// Revokes a grant by number; exit 1 when there is no such grant in force.
+    Revoke { id: i64 },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain; exit 0 when intact, 1 naming the first broken entry.
     Verify,
+    /// Print every entry with its chain columns, as JSON lines.
+    Export,
 }
 
 fn main() -> ExitCode {
@@ -78,16 +109,34 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Admin {
-            config,
-            area: AdminArea::Audit(AuditCommand::Verify),
-        } => {
+        Command::Admin { config, area } => {
             let settings = match load(&config) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
                     return ExitCode::from(2);
                 }
+            };
+            let command = match area {
+                AdminArea::Grants(GrantsCommand::List { jid }) => AdminCommand::GrantsList { jid },
+                AdminArea::Grants(GrantsCommand::Add {
+                    jid,
+                    usage_point,
+                    series,
+                    purpose,
+                    valid_until,
+                }) => AdminCommand::GrantsAdd {
+                    jid,
+                    usage_point,
+                    series,
+                    purpose,
+                    valid_until,
+                },
+                AdminArea::Grants(GrantsCommand::Revoke { id }) => {
+                    AdminCommand::GrantsRevoke { id }
+                }
+                AdminArea::Audit(AuditCommand::Verify) => AdminCommand::AuditVerify,
+                AdminArea::Audit(AuditCommand::Export) => AdminCommand::AuditExport,
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -96,19 +145,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(quoalise_component::app::audit_verify(&settings)) {
-                Ok(Verdict::Intact { entries, head }) => {
-                    match head {
-                        Some((id, hash)) => {
-                            println!("audit chain intact: {entries} entries, head {id} {hash}")
-                        }
-                        None => println!("audit chain intact: {entries} entries"),
+            match runtime.block_on(admin::run(&settings, command)) {
+                Ok(outcome) => {
+                    print!("{}", outcome.output);
+                    if outcome.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
                     }
-                    ExitCode::SUCCESS
-                }
-                Ok(Verdict::Broken { entries, at }) => {
-                    println!("audit chain broken after {entries} good entries: {at}");
-                    ExitCode::FAILURE
                 }
                 Err(e) => {
                     eprintln!("{e:#}");

@@ -35,7 +35,7 @@ const LAYERS: &[&[&str]] = &[
     // The configuration file as a whole.
     &["settings"],
     // Wiring.
-    &["app"],
+    &["app", "admin"],
 ];
 
 fn src() -> PathBuf {

@@ -56,7 +56,7 @@ fn form(title: &str, instructions: &str, fields: Vec<Field>) -> DataForm {
 }
 
 /// One line per grant: `#id jid usage-point series origin [until …] [purpose]`.
-fn describe(grant: &Grant) -> String {
+pub(crate) fn describe(grant: &Grant) -> String {
     let mut line = format!(
         "#{} {} {} {} {}",
         grant.id.unwrap_or_default(),

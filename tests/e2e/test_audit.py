@@ -1,4 +1,5 @@
-"""The audit trail's hash chain, from the command line, against a running component.
+"""Administration from the command line against a running component: the audit trail's hash
+chain, grants.
 
 Every answered history request is appended to the audit log, chained to the entry before by
 its SHA-256 (src/model/audit_chain.rs). `quoalise-component admin --config FILE audit verify`
@@ -8,6 +9,7 @@ exits 0; after a hand edit of one entry, it exits 1 naming that entry.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 import pytest
 
 from quoalise_testkit.commands import LIVE, history_fields, identifier, iso, run_command
-from quoalise_testkit.harness import connected, run_cli
+from quoalise_testkit.harness import IqError, connected, run_cli
 from quoalise_testkit.xmpp import SOURCE
 
 
@@ -44,3 +46,42 @@ async def test_audit_verify_sees_an_edited_entry(fresh_server, new_component):
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"entry {second}: its content does not match its hash (edited)" in result.stdout, result.stdout
     assert component.running(), component.tail()
+
+
+@pytest.mark.servers("prosody")
+async def test_grants_from_the_command_line_while_the_component_runs(fresh_server, new_component):
+    server = fresh_server("prosody")
+    component = new_component(server, meters=1, history_days=1, alice_sees_all=False)
+    config = str(component.config)
+    window = history_fields(
+        identifier(LIVE), iso(datetime.fromtimestamp(time.time() - 120, timezone.utc)),
+        iso(datetime.fromtimestamp(time.time() + 60, timezone.utc)))
+
+    added = run_cli("admin", "--config", config, "grants", "add", "--jid", "bob@localhost",
+                    "--usage-point", "99999000000001", "--purpose", "command line")
+    assert added.returncode == 0, added.stdout + added.stderr
+    grant = added.stdout.split()[1].lstrip("#")
+    listed = run_cli("admin", "--config", config, "grants", "list", "--jid", "bob@localhost")
+    assert listed.stdout.startswith(f"#{grant} bob@localhost 99999000000001 * admin"), listed.stdout
+    assert "purpose: command line" in listed.stdout, listed.stdout
+
+    async with connected(server, "bob") as bob:
+        # Read at once: grants are read from the store at each request.
+        assert (await run_command(bob, SOURCE, "get_history", window)).records
+        revoked = run_cli("admin", "--config", config, "grants", "revoke", grant)
+        assert revoked.returncode == 0 and f"grant #{grant} revoked" in revoked.stdout, revoked.stdout
+        with pytest.raises(IqError) as refused:
+            await run_command(bob, SOURCE, "get_history", window)
+        assert refused.value.iq["error"]["condition"] == "not-authorized"
+    again = run_cli("admin", "--config", config, "grants", "revoke", grant)
+    assert again.returncode == 1 and f"no grant #{grant} in force" in again.stdout, again.stdout
+
+    # The audit trail, exported: one JSON line per answered page, chained.
+    exported = run_cli("admin", "--config", config, "audit", "export")
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [e["requester"] for e in lines] == ["bob@localhost"], lines
+    assert lines[0]["grant_id"] == int(grant) and len(lines[0]["hash"]) == 64, lines
+    assert lines[0]["prev_hash"] == "0" * 64, lines
+    bad = run_cli("admin", "--config", config, "grants", "add", "--jid", "not a jid")
+    assert bad.returncode == 2 and "is not a bare JID" in bad.stderr, bad.stderr
