@@ -9,7 +9,8 @@
 use anyhow::Context as _;
 
 use crate::audit::Verdict;
-use crate::model::{Grant, GrantOrigin, ANY};
+use crate::commands::admin_forms::{admin_grant, describe_grant};
+use crate::model::ANY;
 use crate::settings::Settings;
 use crate::store::{self, Store};
 
@@ -52,13 +53,15 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
     match command {
         AdminCommand::GrantsList { jid } => {
             let grants = match jid {
-                Some(jid) => store.grants_for(&bare(&jid)?).await?,
+                Some(jid) => {
+                    let subject = admin_grant(&jid, ANY.into(), ANY.into(), None, None)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .subject;
+                    store.grants_for(&subject).await?
+                }
                 None => store.grants().await?,
             };
-            ok(grants
-                .iter()
-                .map(|g| crate::commands::admin_grants::describe(g) + "\n")
-                .collect())
+            ok(grants.iter().map(|g| describe_grant(g) + "\n").collect())
         }
         AdminCommand::GrantsAdd {
             jid,
@@ -67,23 +70,8 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
             purpose,
             valid_until,
         } => {
-            if usage_point != ANY && !crate::model::is_valid_usage_point_id(&usage_point) {
-                anyhow::bail!("--usage-point: {usage_point:?} is neither * nor a usage point id");
-            }
-            let valid_until = valid_until
-                .map(|t| crate::commands::time_range::parse_instant("--valid-until", &t))
-                .transpose()
+            let grant = admin_grant(&jid, usage_point, series, purpose, valid_until.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let grant = Grant {
-                id: None,
-                subject: bare(&jid)?,
-                usage_point,
-                series,
-                valid_from: None,
-                valid_until,
-                origin: GrantOrigin::Admin,
-                purpose,
-            };
             let id = store.add_grant(&grant).await?;
             ok(format!("grant #{id} added\n"))
         }
@@ -114,14 +102,6 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
         }),
         AdminCommand::AuditExport => ok(export(store).await?),
     }
-}
-
-fn bare(jid: &str) -> anyhow::Result<String> {
-    jid.parse::<xmpp_parsers::jid::BareJid>()
-        .ok()
-        .filter(|j| j.node().is_some())
-        .map(|j| j.to_string())
-        .ok_or_else(|| anyhow::anyhow!("{jid:?} is not a bare JID"))
 }
 
 /// The whole log as JSON lines, with the chain columns: what an outside verifier needs.

@@ -7,7 +7,7 @@
 //! subscription sends its subscriber the usual notice.
 
 use async_trait::async_trait;
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
+use xmpp_parsers::data_forms::{DataForm, Field};
 
 use super::get_history::required;
 use crate::model::{Consent, Subscription};
@@ -15,6 +15,8 @@ use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
+
+use super::admin_forms::{done, form, listing, number};
 
 pub(crate) struct ListConsents;
 pub(crate) struct RevokeConsents;
@@ -48,41 +50,6 @@ static END_SUBSCRIPTION: Spec = Spec {
     access: Access::Admin,
     scopes: &[Scope::Service],
 };
-
-/// Most lines one listing shows; a filter narrows a longer list.
-const MAX_LISTED: usize = 500;
-
-fn form(title: &str, instructions: &str, fields: Vec<Field>) -> DataForm {
-    DataForm {
-        type_: DataFormType::Form,
-        title: Some(title.to_owned()),
-        instructions: Some(instructions.to_owned()),
-        fields,
-    }
-}
-
-/// A listing as a result form: one `text-multi` field of lines, and a note when cut.
-fn listing(title: &str, var: &str, lines: Vec<String>) -> Stage {
-    let total = lines.len();
-    let mut field = Field::new(var, FieldType::TextMulti);
-    field.label = Some(format!("{total} {var}"));
-    field.values = lines.into_iter().take(MAX_LISTED).collect();
-    let mut fields = vec![field];
-    if total > MAX_LISTED {
-        fields.push(
-            Field::new("truncated", FieldType::Fixed).with_value(&format!(
-                "{MAX_LISTED} of {total} shown: use a filter to see the others"
-            )),
-        );
-    }
-    super::completed(title, fields)
-}
-
-fn done(title: &str, text: String) -> Stage {
-    let mut f = Field::new("result", FieldType::Fixed).with_value(&text);
-    f.label = Some(title.to_owned());
-    super::completed(title, vec![f])
-}
 
 fn filter(label: &str) -> Field {
     let mut f = Field::text_single("filter", "");
@@ -195,7 +162,8 @@ impl AdHocCommand for RevokeConsents {
         let ended = crate::publisher::expire_subscriptions(ctx).await?;
         Ok(done(
             "Consents revoked",
-            format!(
+            vec![],
+            &format!(
                 "{} consent(s) on {usage_point} revoked; {ended} subscription(s) ended",
                 revoked.len()
             ),
@@ -268,9 +236,7 @@ impl AdHocCommand for EndSubscription {
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let text = super::required_value(input, "subscription")?;
-        let id: i64 = text.trim().trim_start_matches('#').parse().map_err(|_| {
-            RequestError::bad_request(format!("subscription: {text:?} is not a number"))
-        })?;
+        let id = number("subscription", &text)?;
         if ctx.store.subscription(id).await?.is_none() {
             return Err(RequestError::bad_request(format!(
                 "subscription: no subscription #{id}"
@@ -280,7 +246,8 @@ impl AdHocCommand for EndSubscription {
         tracing::info!(subscription = id, "subscription ended by an admin");
         Ok(done(
             "Subscription ended",
-            format!("Subscription #{id} ended; its subscriber was told"),
+            vec![],
+            &format!("Subscription #{id} ended; its subscriber was told"),
         ))
     }
 }

@@ -7,12 +7,11 @@
 //! commands, and running one is refused (the engine checks `Access::Admin`).
 
 use async_trait::async_trait;
-use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
-use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::data_forms::{DataForm, Field, FieldType};
 
+use super::admin_forms::{admin_grant, describe_grant, done, form, listing, number};
 use super::get_history::required;
-use super::time_range::parse_instant;
-use crate::model::{Grant, GrantOrigin, ANY};
+use crate::model::ANY;
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
@@ -43,46 +42,6 @@ static REVOKE: Spec = Spec {
     scopes: &[Scope::Service],
 };
 
-/// Most grants one listing shows; the filter narrows a longer list.
-const MAX_LISTED: usize = 500;
-
-fn form(title: &str, instructions: &str, fields: Vec<Field>) -> DataForm {
-    DataForm {
-        type_: DataFormType::Form,
-        title: Some(title.to_owned()),
-        instructions: Some(instructions.to_owned()),
-        fields,
-    }
-}
-
-/// One line per grant: `#id jid usage-point series origin [until …] [purpose]`.
-pub(crate) fn describe(grant: &Grant) -> String {
-    let mut line = format!(
-        "#{} {} {} {} {}",
-        grant.id.unwrap_or_default(),
-        grant.subject,
-        grant.usage_point,
-        grant.series,
-        grant.origin.as_str()
-    );
-    if let Some(until) = grant.valid_until {
-        let until = crate::time::paris::rfc3339(until).unwrap_or_else(|| until.to_string());
-        line.push_str(&format!(" until {until}"));
-    }
-    if let Some(purpose) = &grant.purpose {
-        line.push_str(&format!(" purpose: {purpose}"));
-    }
-    line
-}
-
-fn bare_jid(var: &str, text: &str) -> Result<String, RequestError> {
-    text.parse::<BareJid>()
-        .ok()
-        .filter(|j| j.node().is_some())
-        .map(|j| j.to_string())
-        .ok_or_else(|| RequestError::bad_request(format!("{var}: {text:?} is not a bare JID")))
-}
-
 #[async_trait]
 impl AdHocCommand for ListGrants {
     fn spec(&self) -> &'static Spec {
@@ -107,22 +66,17 @@ impl AdHocCommand for ListGrants {
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let grants = match input.single("jid").filter(|j| !j.is_empty()) {
-            Some(jid) => ctx.store.grants_for(&bare_jid("jid", &jid)?).await?,
+            Some(jid) => {
+                let subject = admin_grant(&jid, ANY.into(), ANY.into(), None, None)?.subject;
+                ctx.store.grants_for(&subject).await?
+            }
             None => ctx.store.grants().await?,
         };
-        let total = grants.len();
-        let mut lines = Field::new("grants", FieldType::TextMulti);
-        lines.label = Some(format!("{total} grant(s)"));
-        lines.values = grants.iter().take(MAX_LISTED).map(describe).collect();
-        let mut fields = vec![lines];
-        if total > MAX_LISTED {
-            fields.push(
-                Field::new("truncated", FieldType::Fixed).with_value(&format!(
-                    "{MAX_LISTED} of {total} shown: filter by JID to see the others"
-                )),
-            );
-        }
-        Ok(super::completed("Grants", fields))
+        Ok(listing(
+            "Grants",
+            "grants",
+            grants.iter().map(describe_grant).collect(),
+        ))
     }
 }
 
@@ -163,42 +117,23 @@ impl AdHocCommand for AddGrant {
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let subject = bare_jid("jid", &super::required_value(input, "jid")?)?;
-        let usage_point = super::required_value(input, "usage_point")?;
-        if usage_point != ANY && !crate::model::is_valid_usage_point_id(&usage_point) {
-            return Err(RequestError::bad_request(format!(
-                "usage_point: {usage_point:?} is neither * nor a usage point id"
-            )));
-        }
-        let series = super::required_value(input, "series")?;
-        let valid_until = match input.single("valid_until").filter(|t| !t.is_empty()) {
-            Some(text) => Some(parse_instant("valid_until", &text)?),
-            None => None,
-        };
-        let purpose = input.single("purpose").filter(|p| !p.is_empty());
-        let grant = Grant {
-            id: None,
-            subject,
-            usage_point,
-            series,
-            valid_from: None,
-            valid_until,
-            origin: GrantOrigin::Admin,
-            purpose,
-        };
+        let mut grant = admin_grant(
+            &super::required_value(input, "jid")?,
+            super::required_value(input, "usage_point")?,
+            super::required_value(input, "series")?,
+            input.single("purpose").filter(|p| !p.is_empty()),
+            input
+                .single("valid_until")
+                .filter(|t| !t.is_empty())
+                .as_deref(),
+        )?;
         let id = ctx.store.add_grant(&grant).await?;
+        grant.id = Some(id);
         tracing::info!(grant = id, subject = %grant.subject, usage_point = %grant.usage_point, series = %grant.series, "grant added by an admin");
-        let grant = Grant {
-            id: Some(id),
-            ..grant
-        };
-        Ok(super::completed(
+        Ok(done(
             "Grant added",
-            vec![Field::text_single("grant", &id.to_string()), {
-                let mut f = Field::new("result", FieldType::Fixed).with_value(&describe(&grant));
-                f.label = Some("Added".into());
-                f
-            }],
+            vec![Field::text_single("grant", &id.to_string())],
+            &describe_grant(&grant),
         ))
     }
 }
@@ -227,11 +162,7 @@ impl AdHocCommand for RevokeGrant {
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let text = super::required_value(input, "grant")?;
-        let id: i64 =
-            text.trim().trim_start_matches('#').parse().map_err(|_| {
-                RequestError::bad_request(format!("grant: {text:?} is not a number"))
-            })?;
+        let id = number("grant", &super::required_value(input, "grant")?)?;
         if !ctx.store.revoke_grant(id).await? {
             return Err(RequestError::bad_request(format!(
                 "grant: no grant #{id} in force"
@@ -239,10 +170,10 @@ impl AdHocCommand for RevokeGrant {
         }
         tracing::info!(grant = id, "grant revoked by an admin");
         let ended = crate::publisher::expire_subscriptions(ctx).await?;
-        let mut f = Field::new("result", FieldType::Fixed).with_value(&format!(
-            "Grant #{id} revoked; {ended} subscription(s) ended"
-        ));
-        f.label = Some("Revoked".into());
-        Ok(super::completed("Grant revoked", vec![f]))
+        Ok(done(
+            "Grant revoked",
+            vec![],
+            &format!("Grant #{id} revoked; {ended} subscription(s) ended"),
+        ))
     }
 }

@@ -14,7 +14,8 @@ use crate::xep::adhoc::{AdHocCommand, Outcome, Stage};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
 mod admin_access;
-pub(crate) mod admin_grants;
+pub(crate) mod admin_forms;
+mod admin_grants;
 mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
