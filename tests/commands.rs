@@ -107,6 +107,20 @@ fn records(command: &Element) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
+/// The command nodes `from` sees listed on `to`.
+async fn command_nodes(router: &Router, from: &str, to: &str) -> Vec<String> {
+    let list = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{from}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
+        .parse::<Element>()
+        .unwrap();
+    send(router, list)
+        .await
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .map(|i| i.attr("node").unwrap().to_owned())
+        .collect()
+}
+
 fn identifier(series: &str) -> String {
     format!("urn:dev:prm:{UP}_{series}")
 }
@@ -114,25 +128,12 @@ fn identifier(series: &str) -> String {
 #[tokio::test]
 async fn commands_are_listed_per_jid() {
     let (r, _) = setup(512 * 1024).await;
-    let list = |to: &str| {
-        format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
-            .parse::<Element>()
-            .unwrap()
-    };
-    let nodes = |reply: Element| -> Vec<String> {
-        reply
-            .get_child("query", "http://jabber.org/protocol/disco#items")
-            .unwrap()
-            .children()
-            .map(|i| i.attr("node").unwrap().to_owned())
-            .collect()
-    };
     assert_eq!(
-        nodes(send(&r, list(D)).await),
+        command_nodes(&r, ALICE, D).await,
         ["get_history", "subscribe", "unsubscribe"]
     );
     assert_eq!(
-        nodes(send(&r, list(&format!("demo@{D}"))).await),
+        command_nodes(&r, ALICE, &format!("demo@{D}")).await,
         [
             "get_history",
             "get_load_curve",
@@ -142,7 +143,7 @@ async fn commands_are_listed_per_jid() {
         ]
     );
     assert_eq!(
-        nodes(send(&r, list(&format!("{UP}@{D}"))).await),
+        command_nodes(&r, ALICE, &format!("{UP}@{D}")).await,
         ["history"]
     );
     let info = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='demo@{D}'><query xmlns='http://jabber.org/protocol/disco#info' node='get_history'/></iq>").parse().unwrap();
@@ -771,23 +772,15 @@ fn result_values(reply: &Element, var: &str) -> Vec<String> {
 async fn admins_manage_grants_and_subscriptions_at_run_time() {
     use support::router::ADMIN;
     let (r, store) = setup(512 * 1024).await;
-    let list = |from: &str| {
-        format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{from}' to='{D}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
-            .parse::<Element>()
-            .unwrap()
-    };
-    let nodes = |reply: Element| -> Vec<String> {
-        reply
-            .get_child("query", "http://jabber.org/protocol/disco#items")
-            .unwrap()
-            .children()
-            .map(|i| i.attr("node").unwrap().to_owned())
+    let admin_nodes = |nodes: Vec<String>| -> Vec<String> {
+        nodes
+            .into_iter()
             .filter(|n| n.starts_with("admin-"))
             .collect()
     };
-    assert!(nodes(send(&r, list(ALICE)).await).is_empty());
+    assert!(admin_nodes(command_nodes(&r, ALICE, D).await).is_empty());
     assert_eq!(
-        nodes(send(&r, list(ADMIN)).await),
+        admin_nodes(command_nodes(&r, ADMIN, D).await),
         [
             "admin-grants-list",
             "admin-grant-add",

@@ -14,42 +14,26 @@ use crate::model::{Consent, Subscription};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
-use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
+use crate::xep::adhoc::{AdHocCommand, Spec, Stage};
 
-use super::admin_forms::{done, form, listing, number};
+use super::admin_forms::{admin_spec, done, form, listing, number};
 
 pub(crate) struct ListConsents;
 pub(crate) struct RevokeConsents;
 pub(crate) struct ListSubscriptions;
 pub(crate) struct EndSubscription;
 
-static LIST_CONSENTS: Spec = Spec {
-    node: "admin-consents-list",
-    name: "List consents (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static LIST_CONSENTS: Spec = admin_spec("admin-consents-list", "List consents (admin)");
 
-static REVOKE_CONSENTS: Spec = Spec {
-    node: "admin-consent-revoke",
-    name: "Revoke a usage point's consents (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static REVOKE_CONSENTS: Spec = admin_spec(
+    "admin-consent-revoke",
+    "Revoke a usage point's consents (admin)",
+);
 
-static LIST_SUBSCRIPTIONS: Spec = Spec {
-    node: "admin-subscriptions-list",
-    name: "List subscriptions (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static LIST_SUBSCRIPTIONS: Spec =
+    admin_spec("admin-subscriptions-list", "List subscriptions (admin)");
 
-static END_SUBSCRIPTION: Spec = Spec {
-    node: "admin-subscription-end",
-    name: "End a subscription (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static END_SUBSCRIPTION: Spec = admin_spec("admin-subscription-end", "End a subscription (admin)");
 
 fn filter(label: &str) -> Field {
     let mut f = Field::text_single("filter", "");

@@ -7,7 +7,17 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::model::{Grant, GrantOrigin, ANY};
 use crate::request::error::RequestError;
-use crate::xep::adhoc::Stage;
+use crate::xep::adhoc::{Access, Scope, Spec, Stage};
+
+/// The spec of an admin command: on the service JID, for `[access] admins` only.
+pub(super) const fn admin_spec(node: &'static str, name: &'static str) -> Spec {
+    Spec {
+        node,
+        name,
+        access: Access::Admin,
+        scopes: &[Scope::Service],
+    }
+}
 
 /// Most lines one listing shows; a filter narrows a longer list.
 pub(super) const MAX_LISTED: usize = 500;

@@ -9,38 +9,23 @@
 use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, Field, FieldType};
 
-use super::admin_forms::{admin_grant, describe_grant, done, form, listing, number};
+use super::admin_forms::{admin_grant, admin_spec, describe_grant, done, form, listing, number};
 use super::get_history::required;
 use crate::model::ANY;
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
-use crate::xep::adhoc::{Access, AdHocCommand, Scope, Spec, Stage};
+use crate::xep::adhoc::{AdHocCommand, Spec, Stage};
 
 pub(crate) struct ListGrants;
 pub(crate) struct AddGrant;
 pub(crate) struct RevokeGrant;
 
-static LIST: Spec = Spec {
-    node: "admin-grants-list",
-    name: "List grants (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static LIST: Spec = admin_spec("admin-grants-list", "List grants (admin)");
 
-static ADD: Spec = Spec {
-    node: "admin-grant-add",
-    name: "Add a grant (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static ADD: Spec = admin_spec("admin-grant-add", "Add a grant (admin)");
 
-static REVOKE: Spec = Spec {
-    node: "admin-grant-revoke",
-    name: "Revoke a grant (admin)",
-    access: Access::Admin,
-    scopes: &[Scope::Service],
-};
+static REVOKE: Spec = admin_spec("admin-grant-revoke", "Revoke a grant (admin)");
 
 #[async_trait]
 impl AdHocCommand for ListGrants {
