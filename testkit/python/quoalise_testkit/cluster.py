@@ -269,7 +269,33 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-class RawComponent:
+class Received:
+    """Waiting for what a raw component received; the class provides `name` and
+    `stanzas(name)` (every stanza of that name received so far, `None`: all)."""
+
+    name: str
+
+    def stanzas(self, name: str | None = None) -> list[Stanza]:
+        raise NotImplementedError
+
+    def wait_for(self, count: int, timeout: float = 10.0, name: str | None = "iq") -> list[Stanza]:
+        """At least `count` stanzas (of `name`) received; HarnessError otherwise."""
+        if not wait_until(lambda: len(self.stanzas(name)) >= count, timeout, 0.02):
+            raise HarnessError(f"{self.name}: {len(self.stanzas(name))} {name} stanza(s), not {count}")
+        return self.stanzas(name)
+
+    def wait_for_id(self, stanza_id: str, timeout: float = 10.0) -> Stanza:
+        """The stanza with this id, once received; HarnessError otherwise."""
+
+        def found() -> list[Stanza]:
+            return [s for s in self.stanzas(None) if s.id == stanza_id]
+
+        if not wait_until(lambda: bool(found()), timeout, 0.02):
+            raise HarnessError(f"{self.name}: no stanza with id {stanza_id!r} within {timeout:.0f} s")
+        return found()[0]
+
+
+class RawComponent(Received):
     """A minimal XEP-0114 component on a raw socket: `connect()` does the handshake (it raises
     HarnessError with the server's stream error if refused); then a thread records every stanza
     in `received` and, with `answer_iqs`, answers each iq get/set with an empty result (from
@@ -409,22 +435,6 @@ class RawComponent:
         with self.lock:
             return [s for s in self.received if name is None or s.name == name]
 
-    def wait_for(self, count: int, timeout: float = 10.0, name: str | None = "iq") -> list[Stanza]:
-        """At least `count` stanzas (of `name`) received; HarnessError otherwise."""
-        if not wait_until(lambda: len(self.stanzas(name)) >= count, timeout, 0.02):
-            raise HarnessError(f"{self.name}: {len(self.stanzas(name))} {name} stanza(s), not {count}")
-        return self.stanzas(name)
-
-    def wait_for_id(self, stanza_id: str, timeout: float = 10.0) -> Stanza:
-        """The stanza with this id, once received; HarnessError otherwise."""
-
-        def found() -> list[Stanza]:
-            return [s for s in self.stanzas(None) if s.id == stanza_id]
-
-        if not wait_until(lambda: bool(found()), timeout, 0.02):
-            raise HarnessError(f"{self.name}: no stanza with id {stanza_id!r} within {timeout:.0f} s")
-        return found()[0]
-
     def close(self) -> None:
         if self.sock is None:
             return
@@ -450,7 +460,7 @@ class RawComponent:
         self.closed.wait(5)
 
 
-class RawComponentProcess:
+class RawComponentProcess(Received):
     """A RawComponent in a child process, which writes one JSON line per stanza it receives to
     `record`: a test can `kill9()` it. The first line is {"connected": true} after the
     handshake; a refused handshake ends the process with status 2 and {"error": ...}."""
@@ -500,21 +510,6 @@ class RawComponentProcess:
                 if name is None or s.name == name:
                     out.append(s)
         return out
-
-    def wait_for(self, count: int, timeout: float = 10.0, name: str | None = "iq") -> list[Stanza]:
-        if not wait_until(lambda: len(self.stanzas(name)) >= count, timeout, 0.02):
-            raise HarnessError(f"{self.name}: {len(self.stanzas(name))} {name} stanza(s), not {count}")
-        return self.stanzas(name)
-
-    def wait_for_id(self, stanza_id: str, timeout: float = 10.0) -> Stanza:
-        """The stanza with this id, once received; HarnessError otherwise."""
-
-        def found() -> list[Stanza]:
-            return [s for s in self.stanzas(None) if s.id == stanza_id]
-
-        if not wait_until(lambda: bool(found()), timeout, 0.02):
-            raise HarnessError(f"{self.name}: no stanza with id {stanza_id!r} within {timeout:.0f} s")
-        return found()[0]
 
     def kill9(self) -> None:
         if self.proc is None:
