@@ -63,17 +63,20 @@ pub async fn serve_with_events(
     events_rx: mpsc::Receiver<SourceEvent>,
 ) -> anyhow::Result<()> {
     let config = &settings.config;
-    let store = store::open(&config.store.url)
-        .await
-        .context("cannot open the store ([store] url)")?;
-    // A SQLite file is this process's alone (kept by a file lock while it runs): what a killed
-    // predecessor claimed goes now.
-    let _instance_lock = if config.store.url.starts_with("sqlite:") {
+    let sqlite = config.store.url.starts_with("sqlite:");
+    // A SQLite file is this process's alone, kept by a file lock while it runs; taken before
+    // the store is opened, so that a second instance (say a newer binary started by mistake)
+    // neither migrates nor touches the file under the running one.
+    let _instance_lock = if sqlite {
         store::instance_lock(&config.store.url).map_err(anyhow::Error::msg)?
     } else {
         None
     };
-    if config.store.url.starts_with("sqlite:") {
+    let store = store::open(&config.store.url)
+        .await
+        .context("cannot open the store ([store] url)")?;
+    // What a killed predecessor on the same file claimed or led goes now.
+    if sqlite {
         let released = store
             .release_all_claims()
             .await

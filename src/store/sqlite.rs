@@ -106,6 +106,11 @@ pub fn instance_lock(url: &str) -> Result<Option<InstanceLock>, String> {
     let mut path = options.get_filename().as_os_str().to_owned();
     path.push(".instance-lock");
     let path = std::path::PathBuf::from(path);
+    // Taken before the store is opened (which would create the directory).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -86,6 +86,8 @@ macro_rules! impl_audit {
                         }
                         for row in rows {
                             let e = ChainedEntry::from(row);
+                            // Looked up per entry, not carried: with instances of two versions
+                            // on one database, hashed entries may sit between unsealed ones.
                             let prev: Option<Option<String>> = sqlx::query_scalar(
                                 "SELECT hash FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT 1",
                             )
@@ -93,12 +95,15 @@ macro_rules! impl_audit {
                             .fetch_optional(&mut *tx)
                             .await?;
                             let prev = prev.flatten().unwrap_or_else(|| GENESIS.to_owned());
-                            sqlx::query("UPDATE audit_log SET prev_hash = $1 WHERE id = $2")
-                                .bind(&prev)
-                                .bind(e.id)
-                                .execute(&mut *tx)
-                                .await?;
-                            set_hash(&mut tx, e.id, &entry_hash(&prev, e.id, &e.entry)).await?;
+                            let hash = entry_hash(&prev, e.id, &e.entry);
+                            sqlx::query(
+                                "UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE id = $3",
+                            )
+                            .bind(&prev)
+                            .bind(&hash)
+                            .bind(e.id)
+                            .execute(&mut *tx)
+                            .await?;
                             sealed += 1;
                         }
                         tx.commit().await?;
