@@ -114,6 +114,21 @@ impl View {
         }
     }
 
+    /// The grant that makes the requester a holder of this usage point's data, if any: one
+    /// given by the data subject's consent or by a source's owners list. Only holders may ask
+    /// for the data-subject rights (access report, export); a grant an admin or the config made
+    /// lets an application read, not speak for the subject. Admins hold nothing by this.
+    #[allow(dead_code)] // the access report and export commands use it (being added)
+    pub(crate) fn holder_grant(&self, usage_point: &str) -> Option<&Grant> {
+        match self {
+            View::All => None,
+            View::Grants(grants) => grants.iter().find(|g| {
+                matches!(g.origin, GrantOrigin::Consent | GrantOrigin::Source)
+                    && g.covers_usage_point(usage_point)
+            }),
+        }
+    }
+
     pub(crate) fn may_read(&self, usage_point: &str, series: &str) -> bool {
         matches!(self, View::All) || self.grant_for(usage_point, series).is_some()
     }
