@@ -34,10 +34,13 @@ async def test_audit_verify_sees_an_edited_entry(fresh_server, new_component):
 
     result = run_cli("admin", "--config", str(component.config), "audit", "verify")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "audit chain intact: 3 entries, head" in result.stdout, result.stdout
+    # Alice's grant from the config file (added at start), then her three pages.
+    assert "audit chain intact: 4 entries, head" in result.stdout, result.stdout
 
     db = sqlite3.connect(component.dir / "quoalise.db", timeout=10)
-    (second,) = db.execute("SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 1").fetchone()
+    (second,) = db.execute(
+        "SELECT id FROM audit_log WHERE command = 'get_history' ORDER BY id LIMIT 1 OFFSET 1"
+    ).fetchone()
     with db:
         db.execute("UPDATE audit_log SET records = records + 1 WHERE id = ?", (second,))
     db.close()
@@ -76,12 +79,17 @@ async def test_grants_from_the_command_line_while_the_component_runs(fresh_serve
     again = run_cli("admin", "--config", config, "grants", "revoke", grant)
     assert again.returncode == 1 and f"no grant #{grant} in force" in again.stdout, again.stdout
 
-    # The audit trail, exported: one JSON line per answered page, chained.
+    # The audit trail, exported: one JSON line per entry, chained: the grant added and revoked
+    # from the command line, bob's page in between, under that grant.
     exported = run_cli("admin", "--config", config, "audit", "export")
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert [e["requester"] for e in lines] == ["bob@localhost"], lines
-    assert lines[0]["grant_id"] == int(grant) and len(lines[0]["hash"]) == 64, lines
+    assert [(e["command"], e["requester"]) for e in lines] == [
+        ("grant-added", "admin-cli"), ("get_history", "bob@localhost"),
+        ("grant-revoked", "admin-cli")], lines
+    assert all(e["grant_id"] == int(grant) for e in lines), lines
+    assert all(len(e["hash"]) == 64 for e in lines), lines
     assert lines[0]["prev_hash"] == "0" * 64, lines
+    assert [e["prev_hash"] for e in lines[1:]] == [e["hash"] for e in lines[:-1]], lines
     bad = run_cli("admin", "--config", config, "grants", "add", "--jid", "not a jid")
     assert bad.returncode == 2 and "is not a bare JID" in bad.stderr, bad.stderr

@@ -22,14 +22,13 @@ import math
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from xml.etree import ElementTree as ET
 
 import pytest
 
 from quoalise_testkit.cluster import EjabberdCluster
 from quoalise_testkit.commands import (
-    LIVE, NS_DATA, check_page, command_of, field_values, history_fields, identifier, iso,
-    make_form, run_command, send_command,
+    LIVE, admin_command, check_page, command_of, history_fields, identifier, iso, make_form,
+    run_command, send_command,
 )
 from quoalise_testkit.harness import (
     COMPONENT_DOMAIN, GatedProxy, HarnessError, connected, free_port, wait_until,
@@ -37,30 +36,12 @@ from quoalise_testkit.harness import (
 from quoalise_testkit.instances import (
     TAKEOVER, check_feed_complete, healthz, instance, metric, publication_seq,
 )
-from quoalise_testkit.live import Inbox, unsubscribe_everything
+from quoalise_testkit.live import Inbox, subscription_ended as ended, unsubscribe_everything
 from quoalise_testkit.xmpp import SOURCE, UP1, identities
 
 pytestmark = pytest.mark.timeout(240)
 
 T = 10
-NS_EVENT = "http://jabber.org/protocol/pubsub#event"
-
-
-async def admin_command(client, node: str, fields: dict[str, str]) -> dict[str, list[str]]:
-    """Runs an admin command on the service JID in one request; the result form's values."""
-    iq = await send_command(client, COMPONENT_DOMAIN, node, fields, timeout=T)
-    cmd = command_of(iq)
-    assert cmd.get("status") == "completed", ET.tostring(cmd, encoding="unicode")
-    form = cmd.find(f"{{{NS_DATA}}}x")
-    assert form is not None
-    return field_values(form)
-
-
-def ended(inbox: Inbox, node: str) -> bool:
-    return any(
-        m.find(f".//{{{NS_EVENT}}}subscription[@node='{node}'][@subscription='none']") is not None
-        for _, m in inbox.messages
-    )
 
 
 @pytest.fixture

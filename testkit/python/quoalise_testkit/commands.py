@@ -281,3 +281,20 @@ async def wait_for_records(client, to: str, series_identifier: str, start: str, 
         if len(answer.records) >= expected or time.monotonic() > deadline:
             return answer
         await asyncio.sleep(0.5)
+
+
+async def admin_command(client, node: str, fields: dict[str, str], *,
+                        to: str = "quoalise.localhost", timeout: float = 10) -> dict[str, list[str]]:
+    """Runs an admin command on the service JID in one request; the result form's values."""
+    iq = await send_command(client, to, node, fields, timeout=timeout)
+    cmd = command_of(iq)
+    assert cmd.get("status") == "completed", ET.tostring(cmd, encoding="unicode")
+    form = cmd.find(f"{{{NS_DATA}}}x")
+    assert form is not None
+    return field_values(form)
+
+
+async def command_nodes(client, to: str = "quoalise.localhost", timeout: float = 10) -> list[str]:
+    """The nodes of the commands `client` is offered on `to` (XEP-0050 discovery)."""
+    iq = await client.plugin["xep_0030"].get_items(jid=to, node=NS_COMMANDS, timeout=timeout)
+    return [i.get("node") for i in iq.xml.iter("{http://jabber.org/protocol/disco#items}item")]

@@ -117,6 +117,15 @@ def parse_push(received: float, msg: ET.Element) -> Push | None:
     return Push(received, msg.get("id"), msg.get("type"), msg.get("from"), msg.get("to"), records)
 
 
+def subscription_ended(inbox: "Inbox", node: str) -> bool:
+    """Whether the inbox holds the XEP-0060 notice that a subscription to `node` ended
+    (`<subscription subscription='none'/>`)."""
+    return any(
+        m.find(f".//{{{NS_EVENT}}}subscription[@node='{node}'][@subscription='none']") is not None
+        for _, m in inbox.messages
+    )
+
+
 class Inbox:
     """Every `<message>` a client receives from now on, with its arrival time."""
 
