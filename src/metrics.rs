@@ -286,14 +286,14 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
+        header(
+            &mut out,
+            "quoalise_audit_anchor",
+            "gauge",
+            "The audit chain's head at the last hourly anchor: its id as the value, its hash \
+             as a label. Keep this history: it proves the log's past was not rewritten.",
+        );
         if let Some((id, hash)) = &state.audit_anchor {
-            header(
-                &mut out,
-                "quoalise_audit_anchor",
-                "gauge",
-                "The audit chain's head at the last hourly anchor: its id as the value, its hash \
-                 as a label. Keep this history: it proves the log's past was not rewritten.",
-            );
             // The hash is 64 hex digits written by the store: nothing to escape.
             let _ = writeln!(out, "quoalise_audit_anchor{{hash=\"{hash}\"}} {id}");
         }
@@ -473,6 +473,7 @@ mod tests {
             ("quoalise_outbox_oldest_age_seconds", "gauge"),
             ("quoalise_subscriptions", "gauge"),
             ("quoalise_consents_active", "gauge"),
+            ("quoalise_audit_anchor", "gauge"),
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
             ("quoalise_xmpp_stalls_total", "counter"),
