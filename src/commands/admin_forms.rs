@@ -6,7 +6,7 @@
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::jid::BareJid;
 
-use crate::model::{Grant, GrantOrigin, ANY};
+use crate::model::{Consent, Grant, GrantOrigin, ANY};
 use crate::request::error::RequestError;
 use crate::store::AuditFilter;
 use crate::xep::adhoc::{Access, Scope, Spec, Stage};
@@ -156,4 +156,18 @@ pub(crate) fn audit_filter(
         from,
         to,
     })
+}
+
+/// One line per consent: `#id source usage-point for app until … purpose: …`.
+pub(crate) fn describe_consent(c: &Consent) -> String {
+    let until =
+        crate::time::paris::rfc3339(c.expires_at).unwrap_or_else(|| c.expires_at.to_string());
+    format!(
+        "#{} {} {} for {} until {until} purpose: {}",
+        c.id.unwrap_or_default(),
+        c.source,
+        c.usage_point,
+        c.app_jid,
+        c.purpose
+    )
 }
