@@ -147,11 +147,12 @@ mod tests {
     #[test]
     fn tables_follow_the_fields() {
         const COLUMNS: &Columns = &[("jid", "JID"), ("up", "Usage point")];
-        let form = DataForm::new(
-            DataFormType::Result_,
-            "",
-            vec![Field::text_single("a", "1")],
-        );
+        let form = DataForm {
+            type_: DataFormType::Result_,
+            title: None,
+            instructions: None,
+            fields: vec![Field::text_single("a", "1")],
+        };
         let items = vec![
             table_item(COLUMNS, &["alice@example.org".into(), "<*>".into()]),
             table_item(COLUMNS, &["bob@example.org".into(), "1234".into()]),
@@ -162,15 +163,15 @@ mod tests {
         let wire = String::from_utf8(xso::to_vec(&x).unwrap()).unwrap();
         assert!(
             wire.contains(
-                "<reported><field var=\"jid\" label=\"JID\"></field>\
-                 <field var=\"up\" label=\"Usage point\"></field></reported>"
+                "<reported><field label='JID' var='jid'></field>\
+                 <field label='Usage point' var='up'></field></reported>"
             ),
             "{wire}"
         );
         assert!(
             wire.contains(
-                "<item><field var=\"jid\"><value>alice@example.org</value></field>\
-                 <field var=\"up\"><value>&lt;*&gt;</value></field></item>"
+                "<item><field var='jid'><value>alice@example.org</value></field>\
+                 <field var='up'><value>&lt;*&gt;</value></field></item>"
             ),
             "{wire}"
         );
