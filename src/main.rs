@@ -110,7 +110,7 @@ enum AuditCommand {
         /// Entries appended from this instant (ISO 8601 or date; none: since the start).
         #[arg(long)]
         from: Option<String>,
-        /// Entries appended before this instant (ISO 8601 or date; none: until now).
+        /// Entries appended before this instant (ISO 8601 or date; none: no end).
         #[arg(long)]
         to: Option<String>,
     },
