@@ -1202,12 +1202,15 @@ async fn access_report_answers_the_holder_only() {
 
     // Alice reads under a config grant: she does not speak for the data subject. Nor does an
     // admin. Both are refused at the form already; carol does not even see the usage point.
+    let sessions = store.session_count().await.unwrap();
     for who in [ALICE, ADMIN] {
         for fields in [None, Some(&[][..])] {
             let refused = send(&r, command(who, &up_jid, "access_report", "", fields)).await;
             assert_eq!(stanza_error(&refused).condition, "forbidden", "{who}");
         }
     }
+    // A refused form leaves no session behind (it would count against alice's limit).
+    assert_eq!(store.session_count().await.unwrap(), sessions);
     let carol = send(
         &r,
         command("carol@localhost/x", &up_jid, "access_report", "", Some(&[])),
