@@ -2,17 +2,19 @@
 //! store directly, for scripts and emergencies; it works while the component runs
 //! (PostgreSQL, or SQLite in WAL).
 //!
-//! The same operations as the admin ad-hoc commands (`commands::admin_grants`). A grant revoked
-//! here ends its subscriptions on the running instances: at once on PostgreSQL (the store's
-//! change feed), within a minute on SQLite (the periodic check).
+//! The same operations as the admin ad-hoc commands (`commands::admin_grants`,
+//! `commands::admin_access`, `commands::admin_audit`). A grant or consent revoked here ends its
+//! subscriptions on the running instances: at once on PostgreSQL (the store's change feed),
+//! within a minute on SQLite (the periodic check).
 
 use anyhow::Context as _;
 
 use crate::audit::{self, Verdict};
-use crate::commands::admin_forms::{admin_grant, describe_grant};
-use crate::model::{audit_command, ANY};
+use crate::commands::admin_forms::{admin_grant, audit_filter, describe_consent, describe_grant};
+use crate::commands::time_range::parse_instant;
+use crate::model::{audit_command, is_valid_usage_point_id, ANY};
 use crate::settings::Settings;
-use crate::store::{self, Store};
+use crate::store::{self, AuditFilter, AuditRecord, Store};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,8 +32,23 @@ pub enum AdminCommand {
     GrantsRevoke {
         id: i64,
     },
+    ConsentsList {
+        usage_point: Option<String>,
+    },
+    /// Every consent in force on a usage point, and their grants (as `admin-consent-revoke`).
+    ConsentsRevoke {
+        usage_point: String,
+    },
     AuditVerify,
     AuditExport,
+    /// Entries of a usage point and/or a requester (at least one) appended in `[from, to)`
+    /// (instants as the forms take them; none: unbounded).
+    AuditShow {
+        usage_point: Option<String>,
+        requester: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+    },
 }
 
 /// What it printed, and whether it succeeded (the exit status).
@@ -100,6 +117,33 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
                 })
             }
         }
+        AdminCommand::ConsentsList { usage_point } => {
+            let now = crate::time::now();
+            let mut out = String::new();
+            for source in &settings.config.sources {
+                for c in store.active_consents(source.id(), now).await? {
+                    if usage_point.as_deref().is_none_or(|up| c.usage_point == up) {
+                        out.push_str(&describe_consent(&c));
+                        out.push('\n');
+                    }
+                }
+            }
+            ok(out)
+        }
+        AdminCommand::ConsentsRevoke { usage_point } => {
+            if !is_valid_usage_point_id(&usage_point) {
+                anyhow::bail!("usage_point: {usage_point:?} is not a usage point id");
+            }
+            let revoked = store.revoke_consents(&usage_point).await?;
+            audit::record_all(store, &audit::consents_ended(CLI, &revoked)).await;
+            Ok(Outcome {
+                output: match revoked.len() {
+                    0 => format!("no consent in force on {usage_point}\n"),
+                    n => format!("{n} consent(s) on {usage_point} revoked\n"),
+                },
+                ok: !revoked.is_empty(),
+            })
+        }
         AdminCommand::AuditVerify => Ok(match crate::audit::verify(store).await? {
             Verdict::Intact { entries, head } => Outcome {
                 output: match head {
@@ -116,7 +160,67 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
             },
         }),
         AdminCommand::AuditExport => ok(export(store).await?),
+        AdminCommand::AuditShow {
+            usage_point,
+            requester,
+            from,
+            to,
+        } => {
+            let instant = |field: &str, text: Option<String>, unbounded: i64| {
+                text.map_or(Ok(unbounded), |t| parse_instant(field, &t))
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            };
+            let from = instant("from", from, i64::MIN)?;
+            let to = instant("to", to, i64::MAX)?;
+            let filter = audit_filter(usage_point, requester, from, to)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            ok(show(store, &filter).await?)
+        }
     }
+}
+
+/// The entries of `filter`, one line each (`describe_audit`).
+async fn show(store: &dyn Store, filter: &AuditFilter) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut after = 0;
+    loop {
+        let page = store.find_audit(filter, after, 1000).await?;
+        let Some(last) = page.last() else {
+            return Ok(out);
+        };
+        after = last.id;
+        for record in &page {
+            out.push_str(&describe_audit(record));
+            out.push('\n');
+        }
+    }
+}
+
+/// `#id at requester usage-point series [start, end) command N records` and the grant:
+/// `under grant #g (origin[, purpose: …])`, or `under no grant` (an admin's access).
+fn describe_audit(r: &AuditRecord) -> String {
+    let t = |t: i64| crate::time::paris::rfc3339(t).unwrap_or_else(|| t.to_string());
+    let e = &r.entry;
+    let grant = match (e.grant_id, &r.grant) {
+        (None, _) => "under no grant".to_owned(),
+        (Some(id), None) => format!("under grant #{id}"),
+        (Some(id), Some((origin, None))) => format!("under grant #{id} ({origin})"),
+        (Some(id), Some((origin, Some(purpose)))) => {
+            format!("under grant #{id} ({origin}, purpose: {purpose})")
+        }
+    };
+    format!(
+        "#{} {} {} {} {} [{}, {}) {} {} records {grant}",
+        r.id,
+        t(e.at),
+        e.requester,
+        e.usage_point,
+        e.series,
+        t(e.start),
+        t(e.end),
+        e.command,
+        e.records
+    )
 }
 
 /// The whole log as JSON lines, with the chain columns: what an outside verifier needs.

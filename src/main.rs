@@ -46,9 +46,25 @@ enum AdminArea {
     /// Access grants.
     #[command(subcommand)]
     Grants(GrantsCommand),
+    /// Consents customers gave (sources that take them).
+    #[command(subcommand)]
+    Consents(ConsentsCommand),
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum ConsentsCommand {
+    /// Consents in force, one line each.
+    List {
+        /// Only those on this usage point.
+        #[arg(long)]
+        usage_point: Option<String>,
+    },
+    /// Revokes every consent in force on a usage point, and their grants; exit 1 when there
+    /// is none.
+    Revoke { usage_point: String },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +99,21 @@ enum AuditCommand {
     Verify,
     /// Print every entry with its chain columns, as JSON lines.
     Export,
+    /// Print the entries of a usage point and/or a requester, one line each, oldest first.
+    #[command(group(clap::ArgGroup::new("whose").required(true).multiple(true)))]
+    Show {
+        #[arg(long, group = "whose")]
+        usage_point: Option<String>,
+        /// Bare JID.
+        #[arg(long, group = "whose")]
+        requester: Option<String>,
+        /// Entries appended from this instant (ISO 8601 or date; none: since the start).
+        #[arg(long)]
+        from: Option<String>,
+        /// Entries appended before this instant (ISO 8601 or date; none: no end).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,6 +168,23 @@ fn main() -> ExitCode {
                 }
                 AdminArea::Audit(AuditCommand::Verify) => AdminCommand::AuditVerify,
                 AdminArea::Audit(AuditCommand::Export) => AdminCommand::AuditExport,
+                AdminArea::Audit(AuditCommand::Show {
+                    usage_point,
+                    requester,
+                    from,
+                    to,
+                }) => AdminCommand::AuditShow {
+                    usage_point,
+                    requester,
+                    from,
+                    to,
+                },
+                AdminArea::Consents(ConsentsCommand::List { usage_point }) => {
+                    AdminCommand::ConsentsList { usage_point }
+                }
+                AdminArea::Consents(ConsentsCommand::Revoke { usage_point }) => {
+                    AdminCommand::ConsentsRevoke { usage_point }
+                }
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,

@@ -144,7 +144,7 @@ async fn commands_are_listed_per_jid() {
     );
     assert_eq!(
         command_nodes(&r, ALICE, &format!("{UP}@{D}")).await,
-        ["history"]
+        ["history", "access_report"]
     );
     let info = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='demo@{D}'><query xmlns='http://jabber.org/protocol/disco#info' node='get_history'/></iq>").parse().unwrap();
     let reply = send(&r, info).await;
@@ -788,7 +788,9 @@ async fn admins_manage_grants_and_subscriptions_at_run_time() {
             "admin-consents-list",
             "admin-consent-revoke",
             "admin-subscriptions-list",
-            "admin-subscription-end"
+            "admin-subscription-end",
+            "admin-usage-points",
+            "admin-audit"
         ]
     );
     // Others are refused, with `forbidden`.
@@ -1071,4 +1073,365 @@ async fn admins_list_and_revoke_consents() {
     )
     .await;
     assert_eq!(stanza_error(&again).condition, "bad-request");
+}
+
+/// The rows of a result form's `<reported>`/`<item>` table, as (var → value) maps in order,
+/// checking that every item field is a reported column.
+fn table_rows(reply: &Element) -> Vec<std::collections::BTreeMap<String, String>> {
+    let form = cmd(reply).get_child("x", "jabber:x:data").unwrap();
+    let columns: Vec<&str> = form
+        .get_child("reported", "jabber:x:data")
+        .unwrap()
+        .children()
+        .map(|f| f.attr("var").unwrap())
+        .collect();
+    form.children()
+        .filter(|c| c.name() == "item")
+        .map(|item| {
+            item.children()
+                .map(|f| {
+                    let var = f.attr("var").unwrap();
+                    assert!(columns.contains(&var), "{var} is not a reported column");
+                    let value = f
+                        .children()
+                        .map(|v| v.text())
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    (var.to_owned(), value)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The XEP-0335 JSON payload of a command answer.
+fn json_payload(reply: &Element) -> serde_json::Value {
+    let json = cmd(reply).get_child("json", "urn:xmpp:json:0").unwrap();
+    serde_json::from_str(&json.text()).unwrap()
+}
+
+/// Bob's consent on UP (grant of origin `consent`, purpose "Energy advice"); returns its grant id.
+async fn bob_consents(store: &Arc<dyn Store>) -> i64 {
+    use quoalise_component::model::{Consent, Grant, GrantOrigin};
+    let now = quoalise_component::time::now();
+    let consent = Consent {
+        id: None,
+        source: "demo".into(),
+        usage_point: UP.into(),
+        app_jid: "bob@localhost".into(),
+        purpose: "Energy advice".into(),
+        request_id: "req-1".into(),
+        reference: "auth-1".into(),
+        begins_at: now - 60,
+        expires_at: now + 86_400,
+        grant_id: None,
+    };
+    let grant = Grant {
+        id: None,
+        subject: "bob@localhost".into(),
+        usage_point: UP.into(),
+        series: "*".into(),
+        valid_from: Some(now - 60),
+        valid_until: Some(now + 86_400),
+        origin: GrantOrigin::Consent,
+        purpose: Some("Energy advice".into()),
+    };
+    store.record_consent(&consent, &grant).await.unwrap().1
+}
+
+/// One history page on UP's JID, for `from`.
+async fn read_history(r: &Router, from: &str, series: &str) {
+    let fields = [
+        ("series", series),
+        ("start", "2026-09-29"),
+        ("end", "2026-09-30"),
+    ];
+    let reply = send(
+        r,
+        command(from, &format!("{UP}@{D}"), "history", "", Some(&fields)),
+    )
+    .await;
+    assert_eq!(cmd(&reply).attr("status"), Some("completed"));
+}
+
+/// The access report answers the holder of a consent with every read of its usage point (who,
+/// which series, what, how many records, under which grant, its origin and purpose), as a table
+/// and as the same rows in JSON; an application reading under a config grant, an admin and a
+/// stranger are refused.
+#[tokio::test]
+async fn access_report_answers_the_holder_only() {
+    use support::router::ADMIN;
+    let (r, store) = setup(512 * 1024).await;
+    let up_jid = format!("{UP}@{D}");
+    let bob_grant = bob_consents(&store).await;
+    read_history(&r, ALICE, RAW).await;
+    read_history(&r, BOB, DAILY).await;
+    read_history(&r, ADMIN, RAW).await;
+    let alice_grant = store.grants_for("alice@localhost").await.unwrap()[0]
+        .id
+        .unwrap();
+    let ids: Vec<i64> = store
+        .audit_entries(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+
+    // The form, then the report over the last 30 days (the default) and over a range without
+    // reads.
+    let form = send(&r, command(BOB, &up_jid, "access_report", "", None)).await;
+    assert_eq!(cmd(&form).attr("status"), Some("executing"));
+    let report = send(&r, command(BOB, &up_jid, "access_report", "", Some(&[]))).await;
+    assert_eq!(cmd(&report).attr("status"), Some("completed"));
+    let rows = table_rows(&report);
+    let column = |var: &str| -> Vec<&str> { rows.iter().map(|r| r[var].as_str()).collect() };
+    assert_eq!(
+        column("requester"),
+        ["alice@localhost", "bob@localhost", "admin@localhost"]
+    );
+    assert_eq!(column("series"), [RAW, DAILY, RAW]);
+    assert_eq!(column("command"), ["history"; 3]);
+    assert_eq!(column("records"), ["48", "1", "48"]);
+    let (a, b) = (alice_grant.to_string(), bob_grant.to_string());
+    assert_eq!(column("grant"), [a.as_str(), b.as_str(), ""]);
+    assert_eq!(column("origin"), ["config", "consent", ""]);
+    assert_eq!(column("purpose"), ["", "Energy advice", ""]);
+    assert_eq!(column("start"), ["2026-09-29T00:00:00+02:00"; 3]);
+    assert_eq!(column("end"), ["2026-09-30T00:00:00+02:00"; 3]);
+    let id_column: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    assert_eq!(column("id"), id_column);
+    assert_eq!(result_values(&report, "result"), ["3 entries"]);
+
+    let json = json_payload(&report);
+    assert_eq!(json["usage_point"], UP);
+    assert_eq!(json["requester"], serde_json::Value::Null);
+    assert_eq!(json["more"], false);
+    let entries = json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        entries[1],
+        serde_json::json!({
+            "id": ids[1],
+            "at": rows[1]["at"],
+            "requester": "bob@localhost",
+            "usage_point": UP,
+            "series": DAILY,
+            "start": "2026-09-29T00:00:00+02:00",
+            "end": "2026-09-30T00:00:00+02:00",
+            "command": "history",
+            "records": 1,
+            "grant": {"id": bob_grant, "origin": "consent", "purpose": "Energy advice"},
+        })
+    );
+    assert_eq!(entries[0]["grant"]["origin"], "config");
+    assert_eq!(entries[0]["grant"]["purpose"], serde_json::Value::Null);
+    assert_eq!(entries[2]["grant"], serde_json::Value::Null);
+
+    let past = [("start", "2020-01-01"), ("end", "2020-02-01")];
+    let empty = send(&r, command(BOB, &up_jid, "access_report", "", Some(&past))).await;
+    assert!(table_rows(&empty).is_empty());
+    assert_eq!(json_payload(&empty)["entries"], serde_json::json!([]));
+    let reversed = [("start", "2020-02-01"), ("end", "2020-01-01")];
+    let bad = send(
+        &r,
+        command(BOB, &up_jid, "access_report", "", Some(&reversed)),
+    )
+    .await;
+    assert_eq!(stanza_error(&bad).condition, "bad-request");
+
+    // Alice reads under a config grant: she does not speak for the data subject. Nor does an
+    // admin. Both are refused at the form already; carol does not even see the usage point.
+    let sessions = store.session_count().await.unwrap();
+    for who in [ALICE, ADMIN] {
+        for fields in [None, Some(&[][..])] {
+            let refused = send(&r, command(who, &up_jid, "access_report", "", fields)).await;
+            assert_eq!(stanza_error(&refused).condition, "forbidden", "{who}");
+        }
+    }
+    // A refused form leaves no session behind (it would count against alice's limit).
+    assert_eq!(store.session_count().await.unwrap(), sessions);
+    let carol = send(
+        &r,
+        command("carol@localhost/x", &up_jid, "access_report", "", Some(&[])),
+    )
+    .await;
+    assert_eq!(stanza_error(&carol).condition, "item-not-found");
+
+    // The consent revoked, bob holds nothing any more.
+    store.revoke_consents(UP).await.unwrap();
+    let after = send(&r, command(BOB, &up_jid, "access_report", "", Some(&[]))).await;
+    assert_eq!(stanza_error(&after).condition, "item-not-found");
+}
+
+/// Follows `next` from `reply` to the last page; returns the JSON entries of every page and how
+/// many pages there were, checking each page fits in `limit` bytes.
+async fn all_pages(
+    r: &Router,
+    from: &str,
+    to: &str,
+    node: &str,
+    mut reply: Element,
+    limit: usize,
+) -> (Vec<serde_json::Value>, usize) {
+    let mut entries = Vec::new();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let wire = quoalise_component::xmpp::connection::wire_size(&reply);
+        assert!(wire <= limit, "page {pages} is {wire} bytes on the wire");
+        let json = json_payload(&reply);
+        let page = json["entries"].as_array().unwrap().clone();
+        assert_eq!(table_rows(&reply).len(), page.len());
+        entries.extend(page);
+        let c = cmd(&reply).clone();
+        if c.attr("status") == Some("completed") {
+            assert_eq!(json["more"], false);
+            return (entries, pages);
+        }
+        assert_eq!(json["more"], true);
+        let sessionid = c.attr("sessionid").unwrap();
+        reply = send(
+            r,
+            command(
+                from,
+                to,
+                node,
+                &format!("action='next' sessionid='{sessionid}'"),
+                None,
+            ),
+        )
+        .await;
+        assert!(pages < 100);
+    }
+}
+
+/// A long report is cut below the stanza limit and paged with `next`, whole and in order.
+#[tokio::test]
+async fn long_access_reports_are_paged_below_the_stanza_limit() {
+    use quoalise_component::model::AuditEntry;
+    let limit = 16 * 1024;
+    let (r, store) = setup(limit).await;
+    let bob_grant = bob_consents(&store).await;
+    let now = quoalise_component::time::now();
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        let entry = AuditEntry {
+            requester: "bob@localhost".into(),
+            usage_point: UP.into(),
+            series: RAW.into(),
+            start: T0,
+            end: T0 + 86_400,
+            grant_id: Some(bob_grant),
+            command: "get_history".into(),
+            records: i,
+            at: now - 1000 + i,
+        };
+        ids.push(store.append_audit(&entry).await.unwrap());
+    }
+    let to = format!("{UP}@{D}");
+    let reply = send(&r, command(BOB, &to, "access_report", "", Some(&[]))).await;
+    let (entries, pages) = all_pages(&r, BOB, &to, "access_report", reply, limit).await;
+    assert!(pages > 2, "{pages} pages");
+    let seen: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(seen, ids);
+}
+
+/// `admin-audit`: the log of a usage point or of a requester, for admins only, paged.
+#[tokio::test]
+async fn admins_read_the_audit_log() {
+    use support::router::ADMIN;
+    let limit = 16 * 1024;
+    let (r, store) = setup(limit).await;
+    read_history(&r, ALICE, RAW).await;
+    read_history(&r, ADMIN, DAILY).await;
+    let alice = [("requester", "alice@localhost")];
+    let reply = send(&r, command(ADMIN, D, "admin-audit", "", Some(&alice))).await;
+    let rows = table_rows(&reply);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0]["requester"].as_str(),
+            rows[0]["usage_point"].as_str(),
+            rows[0]["series"].as_str()
+        ),
+        ("alice@localhost", UP, RAW)
+    );
+    assert_eq!(rows[0]["origin"], "config");
+    let by_up = [("usage_point", UP)];
+    let reply = send(&r, command(ADMIN, D, "admin-audit", "", Some(&by_up))).await;
+    assert_eq!(table_rows(&reply).len(), 2);
+    let both = [
+        ("usage_point", "99999000000002"),
+        ("requester", "alice@localhost"),
+    ];
+    let reply = send(&r, command(ADMIN, D, "admin-audit", "", Some(&both))).await;
+    assert!(table_rows(&reply).is_empty());
+
+    // Many entries: paged like history.
+    for _ in 0..150 {
+        read_history(&r, ALICE, DAILY).await;
+    }
+    let reply = send(&r, command(ADMIN, D, "admin-audit", "", Some(&alice))).await;
+    let (entries, pages) = all_pages(&r, ADMIN, D, "admin-audit", reply, limit).await;
+    assert!(pages > 1);
+    let expected: Vec<i64> = store
+        .audit_entries(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|(_, e)| e.requester == "alice@localhost")
+        .map(|(id, _)| *id)
+        .collect();
+    let seen: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert_eq!(seen, expected);
+
+    // Refusals: neither filter, a bad one; non-admins.
+    for fields in [
+        &[][..],
+        &[("usage_point", "not an id!")][..],
+        &[("requester", "@@")][..],
+    ] {
+        let bad = send(&r, command(ADMIN, D, "admin-audit", "", Some(fields))).await;
+        assert_eq!(stanza_error(&bad).condition, "bad-request", "{fields:?}");
+    }
+    let refused = send(&r, command(ALICE, D, "admin-audit", "", Some(&alice))).await;
+    assert_eq!(stanza_error(&refused).condition, "forbidden");
+}
+
+/// `admin-usage-points`: every usage point of a source with its state, for admins only.
+#[tokio::test]
+async fn admins_list_usage_points() {
+    use support::router::ADMIN;
+    let (r, store) = setup(512 * 1024).await;
+    bob_consents(&store).await;
+    let reply = send(&r, command(ADMIN, D, "admin-usage-points", "", Some(&[]))).await;
+    let lines = result_values(&reply, "usage_points");
+    // Alice's config grant and bob's consent grant cover UP; nothing covers the other meter,
+    // which has no readings yet (setup fills UP only).
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{UP} demo online \"Demo meter 1\" series "))
+            && lines[0].contains(" grants 2 consents 0 last "),
+        "{lines:?}"
+    );
+    assert!(!lines[0].ends_with("last never"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("99999000000002 demo ")
+            && lines[1].ends_with(" grants 0 consents 0 last never"),
+        "{lines:?}"
+    );
+    let demo = [("source", "demo")];
+    let reply = send(&r, command(ADMIN, D, "admin-usage-points", "", Some(&demo))).await;
+    assert_eq!(result_values(&reply, "usage_points"), lines);
+    let unknown = [("source", "nope")];
+    let bad = send(
+        &r,
+        command(ADMIN, D, "admin-usage-points", "", Some(&unknown)),
+    )
+    .await;
+    assert_eq!(stanza_error(&bad).condition, "bad-request");
+    let refused = send(&r, command(BOB, D, "admin-usage-points", "", Some(&[]))).await;
+    assert_eq!(stanza_error(&refused).condition, "forbidden");
 }

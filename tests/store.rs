@@ -21,8 +21,9 @@ use quoalise_component::model::{
     UsagePoint, ANY,
 };
 use quoalise_component::store::{
-    self, Advance, Claimed, NewOutboxEntry, NewPublication, NewSession, Opened, PostgresStore,
-    Publication, SessionKey, SessionLimits, SqliteStore, Store, StoreError, Taken,
+    self, Advance, AuditFilter, AuditRecord, Claimed, NewOutboxEntry, NewPublication, NewSession,
+    Opened, PostgresStore, Publication, SessionKey, SessionLimits, SqliteStore, Store, StoreError,
+    Taken,
 };
 use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -3175,6 +3176,102 @@ async fn audit_area(db: &Db) {
     if !stores.is_empty() {
         concurrent_audit_appends(stores).await;
     }
+    audit_views_story(db.open().await).await;
+}
+
+/// Reading the log of one usage point or one requester over `[from, to)`, paged by id, with
+/// each entry's grant. Uses usage points and requesters of its own, so that what the other
+/// audit stories left does not matter.
+async fn audit_views_story(store: Arc<dyn Store>) {
+    const T: i64 = 1_900_000_000;
+    let mut consent = grant("app@example.org", "V-1", ANY, GrantOrigin::Consent);
+    consent.purpose = Some("energy advice".into());
+    let consent = store.add_grant(&consent).await.unwrap();
+    let other = grant("other@example.org", "V-2", LOAD_CURVE, GrantOrigin::Admin);
+    let other = store.add_grant(&other).await.unwrap();
+    let entry = |requester: &str, usage_point: &str, grant_id: Option<i64>, at: i64| AuditEntry {
+        usage_point: usage_point.into(),
+        ..audit_entry(requester, grant_id, at)
+    };
+    let entries = [
+        entry("app@example.org", "V-1", Some(consent), T),
+        entry("other@example.org", "V-2", Some(other), T + 1),
+        entry("boss@example.org", "V-1", None, T + 2),
+        // Appended late with an earlier `at`: the order is the chain's (id), not `at`.
+        entry("app@example.org", "V-1", Some(consent), T - 10),
+        entry("app@example.org", "V-1", Some(consent), T + 100),
+    ];
+    let mut ids = Vec::new();
+    for e in &entries {
+        ids.push(store.append_audit(e).await.unwrap());
+    }
+    // The consent grant, revoked since: the log still names its origin and purpose.
+    assert!(store.revoke_grant(consent).await.unwrap().is_some());
+    let record = |i: usize| AuditRecord {
+        id: ids[i],
+        entry: entries[i].clone(),
+        grant: match entries[i].grant_id {
+            Some(g) if g == consent => Some((GrantOrigin::Consent, Some("energy advice".into()))),
+            Some(_) => Some((GrantOrigin::Admin, None)),
+            None => None,
+        },
+    };
+    let filter =
+        |usage_point: Option<&str>, requester: Option<&str>, from: i64, to: i64| AuditFilter {
+            usage_point: usage_point.map(Into::into),
+            requester: requester.map(Into::into),
+            from,
+            to,
+        };
+    let find = |f: AuditFilter, after: i64, limit: usize| {
+        let store = store.clone();
+        async move { store.find_audit(&f, after, limit).await.unwrap() }
+    };
+
+    // By usage point, all requesters, in id order; `to` excluded, `from` included.
+    let v1 = filter(Some("V-1"), None, T - 10, T + 100);
+    assert_eq!(
+        find(v1.clone(), 0, 10).await,
+        vec![record(0), record(2), record(3)]
+    );
+    // Paged by id.
+    assert_eq!(find(v1.clone(), 0, 2).await, vec![record(0), record(2)]);
+    assert_eq!(find(v1.clone(), ids[2], 2).await, vec![record(3)]);
+    assert!(find(v1.clone(), ids[3], 2).await.is_empty());
+    assert!(find(v1, 0, 0).await.is_empty());
+    // By requester, every usage point; by both.
+    assert_eq!(
+        find(filter(None, Some("app@example.org"), T, T + 101), 0, 10).await,
+        vec![record(0), record(4)]
+    );
+    assert_eq!(
+        find(
+            filter(Some("V-2"), Some("other@example.org"), T, T + 2),
+            0,
+            10
+        )
+        .await,
+        vec![record(1)]
+    );
+    assert!(find(
+        filter(Some("V-2"), Some("app@example.org"), T, T + 2),
+        0,
+        10
+    )
+    .await
+    .is_empty());
+    // An empty range, and a range before everything.
+    assert!(find(filter(Some("V-1"), None, T, T), 0, 10)
+        .await
+        .is_empty());
+    assert!(find(filter(Some("V-1"), None, 0, T - 10), 0, 10)
+        .await
+        .is_empty());
+    // No filter: every entry of the range, the other stories' too (theirs are at 1.8e9).
+    assert_eq!(
+        find(filter(None, None, T - 10, i64::MAX), 0, usize::MAX).await,
+        (0..5).map(record).collect::<Vec<_>>()
+    );
 }
 
 async fn verdict(store: &Arc<dyn Store>) -> Verdict {

@@ -11,13 +11,13 @@ use xmpp_parsers::data_forms::{DataForm, Field};
 
 use super::get_history::required;
 use crate::audit;
-use crate::model::{audit_command, Consent, Subscription};
+use crate::model::{audit_command, Subscription};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{AdHocCommand, Spec, Stage};
 
-use super::admin_forms::{admin_spec, done, form, listing, number};
+use super::admin_forms::{admin_spec, describe_consent, done, form, listing, number};
 
 pub(crate) struct ListConsents;
 pub(crate) struct RevokeConsents;
@@ -40,19 +40,6 @@ fn filter(label: &str) -> Field {
     let mut f = Field::text_single("filter", "");
     f.label = Some(label.to_owned());
     f
-}
-
-fn describe_consent(c: &Consent) -> String {
-    let until =
-        crate::time::paris::rfc3339(c.expires_at).unwrap_or_else(|| c.expires_at.to_string());
-    format!(
-        "#{} {} {} for {} until {until} purpose: {}",
-        c.id.unwrap_or_default(),
-        c.source,
-        c.usage_point,
-        c.app_jid,
-        c.purpose
-    )
 }
 
 fn describe_subscription(s: &Subscription) -> String {

@@ -1,12 +1,14 @@
-//! What the admin commands (`admin_grants`, `admin_access`) and the `admin` command line share:
-//! their forms and results, listings cut at [`MAX_LISTED`] lines, numbers given as `#12` or
-//! `12`, and the one way a grant made by an admin is checked.
+//! What the admin commands (`admin_grants`, `admin_access`, `admin_audit`,
+//! `admin_usage_points`) and the `admin` command line share: their forms and results, listings
+//! cut at [`MAX_LISTED`] lines, numbers given as `#12` or `12`, and the one way a grant made by
+//! an admin, and the audit entries an admin asks for, are checked.
 
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use xmpp_parsers::jid::BareJid;
 
-use crate::model::{Grant, GrantOrigin, ANY};
+use crate::model::{Consent, Grant, GrantOrigin, ANY};
 use crate::request::error::RequestError;
+use crate::store::AuditFilter;
 use crate::xep::adhoc::{Access, Scope, Spec, Stage};
 
 /// The spec of an admin command: on the service JID, for `[access] admins` only.
@@ -119,4 +121,53 @@ pub(crate) fn describe_grant(grant: &Grant) -> String {
         line.push_str(&format!(" purpose: {purpose}"));
     }
     line
+}
+
+/// The entries an admin asks for, checked: a usage point id and/or a bare JID, at least one.
+/// Errors name the field.
+pub(crate) fn audit_filter(
+    usage_point: Option<String>,
+    requester: Option<String>,
+    from: i64,
+    to: i64,
+) -> Result<AuditFilter, RequestError> {
+    if usage_point.is_none() && requester.is_none() {
+        return Err(RequestError::bad_request(
+            "usage_point, requester: give at least one",
+        ));
+    }
+    if let Some(up) = &usage_point {
+        if !crate::model::is_valid_usage_point_id(up) {
+            return Err(RequestError::bad_request(format!(
+                "usage_point: {up:?} is not a usage point id"
+            )));
+        }
+    }
+    let requester = requester
+        .map(|jid| {
+            jid.parse::<BareJid>().map(|j| j.to_string()).map_err(|_| {
+                RequestError::bad_request(format!("requester: {jid:?} is not a bare JID"))
+            })
+        })
+        .transpose()?;
+    Ok(AuditFilter {
+        usage_point,
+        requester,
+        from,
+        to,
+    })
+}
+
+/// One line per consent: `#id source usage-point for app until … purpose: …`.
+pub(crate) fn describe_consent(c: &Consent) -> String {
+    let until =
+        crate::time::paris::rfc3339(c.expires_at).unwrap_or_else(|| c.expires_at.to_string());
+    format!(
+        "#{} {} {} for {} until {until} purpose: {}",
+        c.id.unwrap_or_default(),
+        c.source,
+        c.usage_point,
+        c.app_jid,
+        c.purpose
+    )
 }

@@ -13,9 +13,12 @@ use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{AdHocCommand, Outcome, Stage};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 
+mod access_report;
 mod admin_access;
+mod admin_audit;
 pub(crate) mod admin_forms;
 mod admin_grants;
+mod admin_usage_points;
 mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
@@ -58,6 +61,7 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
         Arc::new(get_authorize_uri::GetAuthorizeUri),
+        Arc::new(access_report::AccessReport),
         Arc::new(admin_grants::ListGrants),
         Arc::new(admin_grants::AddGrant),
         Arc::new(admin_grants::RevokeGrant),
@@ -65,5 +69,7 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(admin_access::RevokeConsents),
         Arc::new(admin_access::ListSubscriptions),
         Arc::new(admin_access::EndSubscription),
+        Arc::new(admin_usage_points::ListUsagePoints),
+        Arc::new(admin_audit::ShowAudit),
     ]
 }

@@ -1,8 +1,10 @@
 //! XEP-0004: Data Forms — what xmpp-parsers' `DataForm` lacks: reading submitted values by field
-//! name.
+//! name, and `<reported>`/`<item>` tables (§3.4) in result forms.
 //!
-//! The forms we send go through `xmpp_parsers::data_forms::DataForm`.
+//! The forms we send go through `xmpp_parsers::data_forms::DataForm`; a table is appended to its
+//! element here, one `<item/>` per row, built row by row so that a pager can measure each.
 
+use minidom::rxml::xml_ncname;
 use minidom::Element;
 use xmpp_parsers::data_forms::{DataForm, DataFormType};
 
@@ -63,6 +65,47 @@ impl Submitted {
     }
 }
 
+/// A table's columns: (var, label) of each, in order.
+pub(crate) type Columns = [(&'static str, &'static str)];
+
+fn table_field(var: &str) -> minidom::element::ElementBuilder {
+    Element::builder("field", ns::DATA_FORMS).attr(xml_ncname!("var").to_ncname(), var)
+}
+
+/// The `<item/>` of one row: one value per column, in column order.
+pub(crate) fn table_item(columns: &Columns, values: &[String]) -> Element {
+    Element::builder("item", ns::DATA_FORMS)
+        .append_all(columns.iter().zip(values).map(|((var, _), value)| {
+            table_field(var)
+                .append(
+                    Element::builder("value", ns::DATA_FORMS)
+                        .append(value.as_str())
+                        .build(),
+                )
+                .build()
+        }))
+        .build()
+}
+
+/// `form` with the table appended after its fields: the `<reported/>` header of `columns`, then
+/// `items` (from [`table_item`]).
+pub(crate) fn with_table(form: DataForm, columns: &Columns, items: Vec<Element>) -> Element {
+    let mut el = Element::from(form);
+    el.append_child(
+        Element::builder("reported", ns::DATA_FORMS)
+            .append_all(columns.iter().map(|(var, label)| {
+                table_field(var)
+                    .attr(xml_ncname!("label").to_ncname(), *label)
+                    .build()
+            }))
+            .build(),
+    );
+    for item in items {
+        el.append_child(item);
+    }
+    el
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +142,41 @@ mod tests {
             .parse()
             .unwrap();
         assert!(matches!(Submitted::parse(&bad), Err(FormError::Invalid(_))));
+    }
+
+    #[test]
+    fn tables_follow_the_fields() {
+        const COLUMNS: &Columns = &[("jid", "JID"), ("up", "Usage point")];
+        let form = DataForm {
+            type_: DataFormType::Result_,
+            title: None,
+            instructions: None,
+            fields: vec![Field::text_single("a", "1")],
+        };
+        let items = vec![
+            table_item(COLUMNS, &["alice@example.org".into(), "<*>".into()]),
+            table_item(COLUMNS, &["bob@example.org".into(), "1234".into()]),
+        ];
+        let x = with_table(form, COLUMNS, items);
+        let names: Vec<&str> = x.children().map(|c| c.name()).collect();
+        assert_eq!(names, ["field", "reported", "item", "item"]);
+        let wire = String::from_utf8(xso::to_vec(&x).unwrap()).unwrap();
+        assert!(
+            wire.contains(
+                "<reported><field label='JID' var='jid'></field>\
+                 <field label='Usage point' var='up'></field></reported>"
+            ),
+            "{wire}"
+        );
+        assert!(
+            wire.contains(
+                "<item><field var='jid'><value>alice@example.org</value></field>\
+                 <field var='up'><value>&lt;*&gt;</value></field></item>"
+            ),
+            "{wire}"
+        );
+        // What a client reads back: the form still parses, its fields intact.
+        let back = DataForm::try_from(x).unwrap();
+        assert_eq!(back.fields.len(), 1);
     }
 }

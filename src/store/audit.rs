@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::StoreError;
 use crate::model::audit_chain::{ChainedEntry, Checkpoint};
-use crate::model::AuditEntry;
+use crate::model::{AuditEntry, GrantOrigin};
 
 /// The audit log.
 #[async_trait]
@@ -48,4 +48,33 @@ pub trait AuditStore: Send + Sync {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
+
+    /// Entries of `filter` with `id > after_id`, in id order, at most `limit`, each with the
+    /// origin and purpose of its grant: what the access report and the audit views read.
+    async fn find_audit(
+        &self,
+        filter: &AuditFilter,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Which entries [`AuditStore::find_audit`] returns: those of one usage point and/or one
+/// requester (none: all), appended in `[from, to)` (on `at`, unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub usage_point: Option<String>,
+    /// Bare JID.
+    pub requester: Option<String>,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// An audit entry as the views show it: with its id and what its grant row says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub entry: AuditEntry,
+    /// The grant's origin and purpose; `None` for an entry under no grant (an admin's).
+    pub grant: Option<(GrantOrigin, Option<String>)>,
 }

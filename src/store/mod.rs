@@ -34,6 +34,7 @@ mod upstream;
 mod usage_points;
 
 pub(crate) use audit::AuditStore;
+pub use audit::{AuditFilter, AuditRecord};
 pub use changes::{Change, ChangeStore, CHANNEL};
 pub(crate) use consents::ConsentStore;
 pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Publication};

@@ -10,7 +10,7 @@ use crate::model::{
     UsagePoint,
 };
 
-use super::{Claimed, Publication, StoreError};
+use super::{AuditRecord, Claimed, Publication, StoreError};
 
 /// Columns read into [`UsagePointRow`], in a form both dialects accept.
 pub(super) const USAGE_POINT_COLUMNS: &str = "id, source, device_type, identifier_authority, \
@@ -185,6 +185,33 @@ impl From<AuditRow> for (i64, AuditEntry) {
                 at: row.at,
             },
         )
+    }
+}
+
+/// An audit row with the origin and purpose of its grant (a left join: `NULL` without one).
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct FoundAuditRow {
+    #[sqlx(flatten)]
+    row: AuditRow,
+    grant_origin: Option<String>,
+    grant_purpose: Option<String>,
+}
+
+impl TryFrom<FoundAuditRow> for AuditRecord {
+    type Error = StoreError;
+
+    fn try_from(r: FoundAuditRow) -> Result<Self, StoreError> {
+        let (id, entry) = r.row.into();
+        let grant = match (entry.grant_id, r.grant_origin) {
+            (Some(grant), Some(origin)) => Some((
+                GrantOrigin::parse(&origin).ok_or_else(|| {
+                    StoreError::Corrupt(format!("grant {grant}: unknown origin {origin:?}"))
+                })?,
+                r.grant_purpose,
+            )),
+            _ => None,
+        };
+        Ok(AuditRecord { id, entry, grant })
     }
 }
 

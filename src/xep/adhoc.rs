@@ -272,8 +272,10 @@ impl Engine {
                 }
                 (_, None) => {
                     let sessionid = crate::model::id::random_id();
-                    self.keep(ctx, spec.node, req, &sessionid, None).await?;
+                    // The form first: a command that refuses the requester leaves no session
+                    // behind to count against its limit.
                     let form = command.form(ctx, req).await?;
+                    self.keep(ctx, spec.node, req, &sessionid, None).await?;
                     let mut response = Command::response(spec.node, &sessionid, Status::Executing);
                     response.actions = Some(Actions {
                         default: Some(Action::Complete),

@@ -16,8 +16,8 @@ macro_rules! impl_audit {
             use $crate::model::audit_chain::{entry_hash, ChainedEntry, Checkpoint, GENESIS};
             use $crate::model::AuditEntry;
             use $crate::store::common::limit_to_sql;
-            use $crate::store::rows::{AuditRow, ChainedAuditRow, AUDIT_COLUMNS};
-            use $crate::store::{AuditStore, StoreError};
+            use $crate::store::rows::{AuditRow, ChainedAuditRow, FoundAuditRow, AUDIT_COLUMNS};
+            use $crate::store::{AuditFilter, AuditRecord, AuditStore, StoreError};
 
             /// Unsealed entries chained per transaction by `seal_audit`.
             const SEAL_PAGE: usize = 1000;
@@ -204,6 +204,46 @@ macro_rules! impl_audit {
                     .fetch_all(&self.pool)
                     .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn find_audit(
+                    &self,
+                    filter: &AuditFilter,
+                    after_id: i64,
+                    limit: usize,
+                ) -> Result<Vec<AuditRecord>, StoreError> {
+                    // One statement text per filter shape, not `($n IS NULL OR …)`: a plan
+                    // made for the shape can use the (usage_point, at) or (requester, at)
+                    // index of migration 0009.
+                    let mut wanted = String::new();
+                    let mut n = 4;
+                    for (column, value) in [
+                        ("usage_point", &filter.usage_point),
+                        ("requester", &filter.requester),
+                    ] {
+                        if value.is_some() {
+                            wanted.push_str(&format!(" AND {column} = ${n}"));
+                            n += 1;
+                        }
+                    }
+                    let sql = format!(
+                        "SELECT a.*, g.origin AS grant_origin, g.purpose AS grant_purpose \
+                         FROM (SELECT {AUDIT_COLUMNS} FROM audit_log \
+                         WHERE id > $1 AND at >= $2 AND at < $3{wanted} ORDER BY id LIMIT ${n}) a \
+                         LEFT JOIN grants g ON g.id = a.grant_id ORDER BY a.id"
+                    );
+                    let mut query = sqlx::query_as::<_, FoundAuditRow>(&sql)
+                        .bind(after_id)
+                        .bind(filter.from)
+                        .bind(filter.to);
+                    for value in [&filter.usage_point, &filter.requester].into_iter().flatten() {
+                        query = query.bind(value);
+                    }
+                    let rows = query
+                        .bind(limit_to_sql(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    rows.into_iter().map(AuditRecord::try_from).collect()
                 }
             }
         }
