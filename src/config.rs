@@ -1,5 +1,5 @@
 //! The values of the configuration file (`component.toml`) that every layer reads: the sections
-//! (`[xmpp]`, `[store]`, `[web]`, `[access]`, `[pubsub]`, `[limits]`, `[log]`) and the types keys
+//! (`[xmpp]`, `[store]`, `[web]`, `[access]`, `[pubsub]`, `[limits]`, `[privacy]`, `[log]`) and the types keys
 //! are written in (durations, secrets, JIDs), with the configuration error naming a key.
 //!
 //! The file as a whole (its root, the sources' sections, the checks across sections) is
@@ -307,6 +307,41 @@ impl Default for WebConfig {
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             connection_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             max_body: 1024 * 1024,
+        }
+    }
+}
+
+/// A fixed span written in ISO 8601 (`"P30D"`, `"PT12H"`; see
+/// `crate::time::duration::parse_span`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsoSpan(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for IsoSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::time::duration::parse_span(&text)
+            .map(IsoSpan)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[privacy]`: the data-subject rights (`export`, erasure at consent end).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PrivacyConfig {
+    /// How long the readings of a usage point are kept after its last consent ended (expiry,
+    /// revocation, or the provider saying the customer withdrew it); then they are erased.
+    pub(crate) retain_after_consent: IsoSpan,
+    /// Readings above which `export` answers with a one-time download link rather than pages
+    /// (when the web server runs).
+    pub(crate) export_inline_max: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            retain_after_consent: IsoSpan(std::time::Duration::from_secs(30 * 86_400)),
+            export_inline_max: 50_000,
         }
     }
 }

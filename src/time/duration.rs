@@ -129,6 +129,63 @@ fn clock(text: &str, fractions: bool) -> Option<Duration> {
     Some(total)
 }
 
+// --- Fixed spans (`P30D`, `PT12H`) --------------------------------------------------------------
+
+/// A fixed span of time written in ISO 8601 for the configuration (`[privacy]
+/// retain_after_consent`): days or weeks, then an optional clock part, `P30D`, `P2W`, `PT12H`,
+/// `P1DT12H`, `PT0S`. Years and months are refused: their length depends on the date they are
+/// counted from, and a retention is a number of seconds compared with the time since an event.
+/// Whole numbers only. The error says what is wrong, for the configuration error.
+pub(crate) fn parse_span(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let too_long = || format!("{text:?} is too long to be a duration");
+    if text.len() > MAX_INPUT_LEN {
+        return Err(too_long());
+    }
+    let malformed = || {
+        format!(
+            "{text:?} is not an ISO 8601 duration of days or weeks and hours, minutes, seconds \
+             (e.g. P30D, P2W, PT12H, P1DT12H; years and months are not accepted: write days)"
+        )
+    };
+    let body = text.strip_prefix('P').ok_or_else(malformed)?;
+    let (date, time) = match body.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (body, None),
+    };
+    if date.is_empty() && time.is_none() {
+        return Err(malformed());
+    }
+    let mut seconds: u64 = 0;
+    if !date.is_empty() {
+        let parts: Vec<_> = components(date).collect();
+        let [Some((number, designator))] = parts[..] else {
+            return Err(malformed());
+        };
+        let unit = match designator {
+            'D' => 86_400,
+            'W' => 7 * 86_400,
+            _ => return Err(malformed()),
+        };
+        if !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(malformed());
+        }
+        seconds = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .ok_or_else(too_long)?;
+    }
+    let clock = match time {
+        None => Duration::ZERO,
+        Some(time) => clock(&format!("PT{time}"), false).ok_or_else(malformed)?,
+    };
+    Duration::from_secs(seconds)
+        .checked_add(clock)
+        .filter(|d| i64::try_from(d.as_secs()).is_ok())
+        .ok_or_else(too_long)
+}
+
 // --- Consent durations (`P1Y6M`) ---------------------------------------------------------------
 
 /// Longest text accepted: `P36M` or `P1095D` are a few characters, and no valid duration needs
@@ -660,6 +717,28 @@ mod tests {
         fn consent_durations_parse_never_panics(text in "[-PTYMWD0-9.,]{0,12}") {
             let _ = text.parse::<ConsentDuration>();
             let _ = parse_clock(&text);
+        }
+    }
+
+    #[test]
+    fn spans_are_days_weeks_and_clock_parts() {
+        for (text, secs) in [
+            ("P30D", 30 * 86_400),
+            ("P2W", 14 * 86_400),
+            ("PT12H", 12 * 3600),
+            ("P1DT12H", 86_400 + 12 * 3600),
+            ("PT2S", 2),
+            ("PT0S", 0),
+            ("P0D", 0),
+            (" P1D ", 86_400),
+        ] {
+            assert_eq!(parse_span(text), Ok(Duration::from_secs(secs)), "{text}");
+        }
+        for bad in [
+            "", "P", "PT", "30D", "P1Y", "P1M", "P1W2D", "P1.5D", "PT1.5S", "P-1D", "P1DT",
+            "p30d", "P99999999999999999999D",
+        ] {
+            assert!(parse_span(bad).is_err(), "{bad}");
         }
     }
 }
