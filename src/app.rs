@@ -250,6 +250,12 @@ pub async fn serve_with_events(
         .await
         .context("cannot listen to the store's change feed")?;
     let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
+    let erasure = tokio::spawn(crate::privacy::run(
+        store.clone(),
+        settings.domain.to_string(),
+        config.privacy.retain_after_consent.0,
+        shutdown.clone(),
+    ));
     let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
     let web = match web_server(
         &settings,
@@ -284,6 +290,7 @@ pub async fn serve_with_events(
             ("xmpp link", link),
             ("delivery", sender),
             ("maintenance", maintenance),
+            ("erasure", erasure),
             ("web server", web),
         ] {
             if let Err(e) = task.await {

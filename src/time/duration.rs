@@ -735,8 +735,19 @@ mod tests {
             assert_eq!(parse_span(text), Ok(Duration::from_secs(secs)), "{text}");
         }
         for bad in [
-            "", "P", "PT", "30D", "P1Y", "P1M", "P1W2D", "P1.5D", "PT1.5S", "P-1D", "P1DT",
-            "p30d", "P99999999999999999999D",
+            "",
+            "P",
+            "PT",
+            "30D",
+            "P1Y",
+            "P1M",
+            "P1W2D",
+            "P1.5D",
+            "PT1.5S",
+            "P-1D",
+            "P1DT",
+            "p30d",
+            "P99999999999999999999D",
         ] {
             assert!(parse_span(bad).is_err(), "{bad}");
         }
