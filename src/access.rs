@@ -118,7 +118,6 @@ impl View {
     /// given by the data subject's consent or by a source's owners list. Only holders may ask
     /// for the data-subject rights (access report, export); a grant an admin or the config made
     /// lets an application read, not speak for the subject. Admins hold nothing by this.
-    #[allow(dead_code)] // the access report and export commands use it (being added)
     pub(crate) fn holder_grant(&self, usage_point: &str) -> Option<&Grant> {
         match self {
             View::All => None,

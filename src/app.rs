@@ -164,6 +164,9 @@ pub async fn serve_with_events(
             consent_sources,
             public_url: config.web.public_url.clone(),
             limits: config.limits.clone(),
+            // The web server runs for an enedis source or when asked for (`web_server`).
+            export_inline_max: (!enedis.is_empty() || config.web.enabled)
+                .then_some(config.privacy.export_inline_max),
         },
         xep::adhoc::Engine::new(commands::all()),
     );

@@ -16,6 +16,7 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
 mod admin_access;
 pub(crate) mod admin_forms;
 mod admin_grants;
+pub(crate) mod export;
 mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
@@ -57,6 +58,7 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(subscribe::Subscribe),
         Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
+        Arc::new(export::Export),
         Arc::new(get_authorize_uri::GetAuthorizeUri),
         Arc::new(admin_grants::ListGrants),
         Arc::new(admin_grants::AddGrant),

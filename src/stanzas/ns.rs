@@ -30,6 +30,8 @@ pub(crate) const QUOALISE_SOURCE_FORM: &str = "urn:quoalise:0#source";
 pub(crate) const QUOALISE_USAGE_POINT_FORM: &str = "urn:quoalise:0#usage-point";
 /// RFC 8428: SenML XML.
 pub(crate) const SENML: &str = "urn:ietf:params:xml:ns:senml";
+/// XEP-0335: JSON Containers (`export` carries its SenML JSON pages in one).
+pub(crate) const JSON: &str = "urn:xmpp:json:0";
 /// XEP-0004: Data Forms.
 pub(crate) const DATA_FORMS: &str = "jabber:x:data";
 pub(crate) const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
