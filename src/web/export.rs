@@ -82,16 +82,27 @@ async fn prepare(
         .filter(|s| export.series == ANY || s.path == export.series)
         .collect();
     series.sort_by(|a, b| a.path.cmp(&b.path));
-    let at = now();
+    // One entry per series the download carries; one of 0 records when it carries nothing,
+    // as the command's pages do.
+    let mut carried = Vec::new();
     for s in &series {
         let records = store
             .count_readings(&up.id, &s.path, export.start, export.end)
             .await?;
+        if records > 0 {
+            carried.push((s.path.as_str(), records));
+        }
+    }
+    if carried.is_empty() {
+        carried.push((export.series.as_str(), 0));
+    }
+    let at = now();
+    for (path, records) in carried {
         store
             .append_audit(&AuditEntry {
                 requester: export.requester.clone(),
                 usage_point: up.id.clone(),
-                series: s.path.clone(),
+                series: path.to_owned(),
                 start: export.start,
                 end: export.end,
                 grant_id: export.grant_id,
