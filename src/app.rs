@@ -256,7 +256,7 @@ pub async fn serve_with_events(
     let erasure = tokio::spawn(crate::privacy::run(
         store.clone(),
         settings.domain.to_string(),
-        config.privacy.retain_after_consent.0,
+        settings.retain_after_consent,
         shutdown.clone(),
     ));
     let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));

@@ -311,27 +311,15 @@ impl Default for WebConfig {
     }
 }
 
-/// A fixed span written in ISO 8601 (`"P30D"`, `"PT12H"`; see
-/// `crate::time::duration::parse_span`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IsoSpan(pub std::time::Duration);
-
-impl<'de> Deserialize<'de> for IsoSpan {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        crate::time::duration::parse_span(&text)
-            .map(IsoSpan)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// `[privacy]`: the data-subject rights (`export`, erasure at consent end).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct PrivacyConfig {
     /// How long the readings of a usage point are kept after its last consent ended (expiry,
-    /// revocation, or the provider saying the customer withdrew it); then they are erased.
-    pub(crate) retain_after_consent: IsoSpan,
+    /// revocation, or the provider saying the customer withdrew it); then they are erased. ISO
+    /// 8601 days or weeks and a clock part (`P30D`, `PT12H`), read by `crate::settings` (the
+    /// parser is in `crate::time`, a layer this module does not import).
+    pub(crate) retain_after_consent: String,
     /// Readings above which `export` answers with a one-time download link rather than pages
     /// (when the web server runs).
     pub(crate) export_inline_max: u64,
@@ -340,7 +328,7 @@ pub(crate) struct PrivacyConfig {
 impl Default for PrivacyConfig {
     fn default() -> Self {
         PrivacyConfig {
-            retain_after_consent: IsoSpan(std::time::Duration::from_secs(30 * 86_400)),
+            retain_after_consent: "P30D".into(),
             export_inline_max: 50_000,
         }
     }

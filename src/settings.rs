@@ -58,6 +58,8 @@ pub struct Settings {
     pub(crate) secret: Secret,
     pub(crate) ping_target: String,
     pub admins: Vec<BareJid>,
+    /// `[privacy] retain_after_consent`, read.
+    pub(crate) retain_after_consent: std::time::Duration,
 }
 
 impl Config {
@@ -226,7 +228,11 @@ impl Config {
                 ));
             }
         }
+        let retain_after_consent =
+            crate::time::duration::parse_span(&self.privacy.retain_after_consent)
+                .map_err(|e| ConfigError::invalid("privacy.retain_after_consent", e))?;
         Ok(Settings {
+            retain_after_consent,
             domain,
             server: self.xmpp.server.clone(),
             secret,
@@ -286,6 +292,26 @@ secret = "s3cret"
         assert_eq!(s.config.xmpp.ping_interval.0.as_secs(), 20);
         assert_eq!(s.config.xmpp.max_stanza_size, 512 * 1024);
         assert!(s.config.store.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn privacy_defaults_and_bad_retention_is_named() {
+        let s = Config::parse(MINIMAL).unwrap().validate(None).unwrap();
+        assert_eq!(s.retain_after_consent.as_secs(), 30 * 86_400);
+        assert_eq!(s.config.privacy.export_inline_max, 50_000);
+        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"PT90S\"\n");
+        let s = Config::parse(&text).unwrap().validate(None).unwrap();
+        assert_eq!(s.retain_after_consent.as_secs(), 90);
+        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"P1Y\"\n");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("privacy.retain_after_consent") && err.contains("write days"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,13 +15,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::state::WebState;
+use crate::commands::export::EXPORT;
 use crate::model::{id, AuditEntry, Series, UsagePoint, ANY};
 use crate::stanzas::senml_json::{first_record, next_record, CONTENT_TYPE};
 use crate::store::{Export, ExportClaim, Store, StoreError};
 use crate::time::now;
 
-/// The audit entries' `command`, the same as the command's.
-const EXPORT: &str = "export";
 /// Rows read per store query while streaming.
 const FETCH: usize = 4096;
 /// Longest token looked at: ours are 64 hex digits.
