@@ -14,7 +14,7 @@ use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
 use crate::config::{
-    parse_bare_jid, AccessConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
+    parse_bare_jid, AccessConfig, AuditConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
     PrivacyConfig, PubSubConfig, Secret, SecretKeys, StoreConfig, WebConfig, XmppConfig,
 };
 use crate::source::SourceConfig;
@@ -45,6 +45,8 @@ pub struct Config {
     pub(crate) pubsub: PubSubConfig,
     #[serde(default)]
     pub(crate) limits: LimitsConfig,
+    #[serde(default)]
+    pub(crate) audit: AuditConfig,
     #[serde(default)]
     pub(crate) privacy: PrivacyConfig,
 }
@@ -302,14 +304,14 @@ secret = "s3cret"
         let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"PT90S\"\n");
         let s = Config::parse(&text).unwrap().validate(None).unwrap();
         assert_eq!(s.retain_after_consent.as_secs(), 90);
-        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"P1Y\"\n");
+        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"30D\"\n");
         let err = Config::parse(&text)
             .unwrap()
             .validate(None)
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("privacy.retain_after_consent") && err.contains("write days"),
+            err.starts_with("privacy.retain_after_consent") && err.contains("P30D"),
             "{err}"
         );
     }

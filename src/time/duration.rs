@@ -8,8 +8,11 @@
 //!   passed on to Enedis as is (in canonical form), and gives the consent its expiry date. Only
 //!   what Enedis' consent accepts and a person can read is allowed: no time part (`T1H`), no
 //!   fractions, no sign.
+//! - Retention periods ([`parse_period`]): `P3Y`, `P18M`, `P30D`, `P1Y6M`: how long the audit
+//!   log or the readings of an ended consent are kept. Counted generously (a year is 366 days, a
+//!   month 31), so that nothing is deleted before the period a person reads has passed.
 //!
-//! Both are read by one scanner of `(number, designator)` components ([`components`]), so they
+//! All are read by one scanner of `(number, designator)` components ([`components`]), so they
 //! agree on what a number is; each kind then says which designators, in which order, it takes.
 
 use std::fmt;
@@ -73,6 +76,32 @@ pub(crate) fn format_clock(d: Duration) -> String {
 /// seconds may have a fraction of up to 9 digits): the inverse of [`format_clock`]. Surrounding
 /// whitespace is ignored. `None` if malformed or beyond [`Duration`]. The tests' oracle for
 /// [`format_clock`] (round trips); nothing parses fractional clocks otherwise.
+/// A retention period: `P` then years, months, weeks, days (each at most once, in that order,
+/// whole numbers), as at most about ten thousand years.
+pub(crate) fn parse_period(text: &str) -> Option<Duration> {
+    const DAY: u64 = 86_400;
+    let body = text.strip_prefix('P').filter(|b| !b.is_empty())?;
+    let mut rank = 0;
+    let mut total: u64 = 0;
+    for component in components(body) {
+        let (number, designator) = component?;
+        let (r, days) = match designator {
+            'Y' => (1, 366),
+            'M' => (2, 31),
+            'W' => (3, 7),
+            'D' => (4, 1),
+            _ => return None,
+        };
+        if r <= rank || number.contains('.') || number.len() > 7 {
+            return None;
+        }
+        rank = r;
+        let value: u64 = number.parse().ok()?;
+        total = total.checked_add(value.checked_mul(days * DAY)?)?;
+    }
+    (total > 0 && total <= 10_000 * 366 * DAY).then(|| Duration::from_secs(total))
+}
+
 #[cfg(test)]
 pub(crate) fn parse_clock(text: &str) -> Option<Duration> {
     clock(text, true)
@@ -129,61 +158,41 @@ fn clock(text: &str, fractions: bool) -> Option<Duration> {
     Some(total)
 }
 
-// --- Fixed spans (`P30D`, `PT12H`) --------------------------------------------------------------
+// --- Retention with a clock part (`P30D`, `PT12H`) ----------------------------------------------
 
-/// A fixed span of time written in ISO 8601 for the configuration (`[privacy]
-/// retain_after_consent`): days or weeks, then an optional clock part, `P30D`, `P2W`, `PT12H`,
-/// `P1DT12H`, `PT0S`. Years and months are refused: their length depends on the date they are
-/// counted from, and a retention is a number of seconds compared with the time since an event.
-/// Whole numbers only. The error says what is wrong, for the configuration error.
+/// A retention period ([`parse_period`]: years, months, weeks, days, counted generously) with
+/// an optional clock part after `T` (whole hours, minutes, seconds): `P30D`, `P1Y`, `PT12H`,
+/// `P1DT12H`, `PT2S`, `PT0S`. For `[privacy] retain_after_consent`, where a short span serves
+/// tests and demonstrations (the audit log's `keep` takes whole days and more). The error says
+/// what is wrong, for the configuration error.
 pub(crate) fn parse_span(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let too_long = || format!("{text:?} is too long to be a duration");
-    if text.len() > MAX_INPUT_LEN {
-        return Err(too_long());
-    }
     let malformed = || {
         format!(
-            "{text:?} is not an ISO 8601 duration of days or weeks and hours, minutes, seconds \
-             (e.g. P30D, P2W, PT12H, P1DT12H; years and months are not accepted: write days)"
+            "{text:?} is not an ISO 8601 duration of years, months, weeks, days and hours, \
+             minutes, seconds in whole numbers (e.g. P30D, P1Y, PT12H, P1DT12H)"
         )
     };
+    if text.len() > MAX_INPUT_LEN {
+        return Err(malformed());
+    }
     let body = text.strip_prefix('P').ok_or_else(malformed)?;
     let (date, time) = match body.split_once('T') {
         Some((date, time)) => (date, Some(time)),
         None => (body, None),
     };
-    if date.is_empty() && time.is_none() {
-        return Err(malformed());
-    }
-    let mut seconds: u64 = 0;
-    if !date.is_empty() {
-        let parts: Vec<_> = components(date).collect();
-        let [Some((number, designator))] = parts[..] else {
-            return Err(malformed());
-        };
-        let unit = match designator {
-            'D' => 86_400,
-            'W' => 7 * 86_400,
-            _ => return Err(malformed()),
-        };
-        if !number.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(malformed());
-        }
-        seconds = number
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(unit))
-            .ok_or_else(too_long)?;
-    }
+    let days = match date {
+        "" if time.is_none() => return Err(malformed()),
+        "" => Duration::ZERO,
+        date => parse_period(&format!("P{date}")).ok_or_else(malformed)?,
+    };
     let clock = match time {
         None => Duration::ZERO,
         Some(time) => clock(&format!("PT{time}"), false).ok_or_else(malformed)?,
     };
-    Duration::from_secs(seconds)
-        .checked_add(clock)
+    days.checked_add(clock)
         .filter(|d| i64::try_from(d.as_secs()).is_ok())
-        .ok_or_else(too_long)
+        .ok_or_else(malformed)
 }
 
 // --- Consent durations (`P1Y6M`) ---------------------------------------------------------------
@@ -625,6 +634,30 @@ mod tests {
     }
 
     #[test]
+    fn retention_periods_count_generously() {
+        let days = |text: &str| parse_period(text).map(|d| d.as_secs() / 86_400);
+        assert_eq!(days("P3Y"), Some(3 * 366));
+        assert_eq!(days("P30D"), Some(30));
+        assert_eq!(days("P1Y6M"), Some(366 + 6 * 31));
+        assert_eq!(days("P2W"), Some(14));
+        for bad in [
+            "",
+            "P",
+            "3Y",
+            "P0D",
+            "P1D1Y",
+            "P1.5Y",
+            "PT1H",
+            "P1Y1Y",
+            "-P1Y",
+            "P99999999Y",
+            "P1X",
+        ] {
+            assert_eq!(parse_period(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn default_is_one_year() {
         assert_eq!(ConsentDuration::default(), d(1, 0, 0));
         assert_eq!(ConsentDuration::default().to_string(), "P1Y");
@@ -721,7 +754,7 @@ mod tests {
     }
 
     #[test]
-    fn spans_are_days_weeks_and_clock_parts() {
+    fn spans_are_periods_with_a_clock_part() {
         for (text, secs) in [
             ("P30D", 30 * 86_400),
             ("P2W", 14 * 86_400),
@@ -729,8 +762,9 @@ mod tests {
             ("P1DT12H", 86_400 + 12 * 3600),
             ("PT2S", 2),
             ("PT0S", 0),
-            ("P0D", 0),
             (" P1D ", 86_400),
+            ("P1Y", 366 * 86_400),
+            ("P1W2D", 9 * 86_400),
         ] {
             assert_eq!(parse_span(text), Ok(Duration::from_secs(secs)), "{text}");
         }
@@ -739,9 +773,7 @@ mod tests {
             "P",
             "PT",
             "30D",
-            "P1Y",
-            "P1M",
-            "P1W2D",
+            "P0D",
             "P1.5D",
             "PT1.5S",
             "P-1D",
