@@ -315,6 +315,7 @@ async fn router_figures(backend: &str, store: Arc<dyn Store>, summary: &mut Summ
             consent_sources: Default::default(),
             public_url: "http://127.0.0.1:8080".into(),
             limits: Default::default(),
+            export_inline_max: None,
         },
         Engine::new(commands::all()),
     );

@@ -182,6 +182,9 @@ pub async fn serve_with_events(
             consent_sources,
             public_url: config.web.public_url.clone(),
             limits: config.limits.clone(),
+            // The web server runs for an enedis source or when asked for (`web_server`).
+            export_inline_max: (!enedis.is_empty() || config.web.enabled)
+                .then_some(config.privacy.export_inline_max),
         },
         xep::adhoc::Engine::new(commands::all()),
     );
@@ -274,6 +277,12 @@ pub async fn serve_with_events(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let erasure = tokio::spawn(crate::privacy::run(
+        store.clone(),
+        settings.domain.to_string(),
+        settings.retain_after_consent,
+        shutdown.clone(),
+    ));
     let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
     let web = match web_server(
         &settings,
@@ -308,6 +317,7 @@ pub async fn serve_with_events(
             ("xmpp link", link),
             ("delivery", sender),
             ("maintenance", maintenance),
+            ("erasure", erasure),
             ("web server", web),
         ] {
             if let Err(e) = task.await {

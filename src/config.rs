@@ -1,5 +1,5 @@
 //! The values of the configuration file (`component.toml`) that every layer reads: the sections
-//! (`[xmpp]`, `[store]`, `[web]`, `[access]`, `[pubsub]`, `[limits]`, `[log]`) and the types keys
+//! (`[xmpp]`, `[store]`, `[web]`, `[access]`, `[pubsub]`, `[limits]`, `[privacy]`, `[log]`) and the types keys
 //! are written in (durations, secrets, JIDs), with the configuration error naming a key.
 //!
 //! The file as a whole (its root, the sources' sections, the checks across sections) is
@@ -335,6 +335,29 @@ impl Default for WebConfig {
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             connection_timeout: HumanDuration(std::time::Duration::from_secs(60)),
             max_body: 1024 * 1024,
+        }
+    }
+}
+
+/// `[privacy]`: the data-subject rights (`export`, erasure at consent end).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PrivacyConfig {
+    /// How long the readings of a usage point are kept after its last consent ended (expiry,
+    /// revocation, or the provider saying the customer withdrew it); then they are erased. An
+    /// ISO 8601 period with an optional clock part (`P30D`, `PT12H`), read by
+    /// `crate::settings` (`crate::time::duration::parse_span`), which names this key in errors.
+    pub(crate) retain_after_consent: String,
+    /// Readings above which `export` answers with a one-time download link rather than pages
+    /// (when the web server runs).
+    pub(crate) export_inline_max: u64,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            retain_after_consent: "P30D".into(),
+            export_inline_max: 50_000,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`delivery`]: sends the outbox while the link is up, rate-limited; handles bounces.
 //! - [`access`]: who may see what (admins, grants).
 //! - [`audit`]: verifying the audit trail's hash chain.
+//! - [`privacy`]: erasure of readings at consent end.
 //! - [`lease`]: which instance runs each source's task, when several share one database.
 //! - [`time`]: the clock, the Europe/Paris calendar, ISO 8601 durations.
 //! - [`xmpp`]: the XEP-0114 link (login, keepalive, reconnect, writer) and the stanza router.
@@ -41,6 +42,7 @@ pub mod health;
 pub mod lease;
 pub mod metrics;
 pub mod model;
+pub mod privacy;
 pub mod publisher;
 pub mod request;
 pub mod settings;

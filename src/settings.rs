@@ -15,7 +15,7 @@ use xmpp_parsers::jid::BareJid;
 
 use crate::config::{
     parse_bare_jid, AccessConfig, AuditConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
-    PubSubConfig, Secret, SecretKeys, StoreConfig, WebConfig, XmppConfig,
+    PrivacyConfig, PubSubConfig, Secret, SecretKeys, StoreConfig, WebConfig, XmppConfig,
 };
 use crate::source::SourceConfig;
 
@@ -47,6 +47,8 @@ pub struct Config {
     pub(crate) limits: LimitsConfig,
     #[serde(default)]
     pub(crate) audit: AuditConfig,
+    #[serde(default)]
+    pub(crate) privacy: PrivacyConfig,
 }
 
 /// The checked configuration: what the rest of the program works with.
@@ -58,6 +60,8 @@ pub struct Settings {
     pub(crate) secret: Secret,
     pub(crate) ping_target: String,
     pub admins: Vec<BareJid>,
+    /// `[privacy] retain_after_consent`, read.
+    pub(crate) retain_after_consent: std::time::Duration,
 }
 
 impl Config {
@@ -226,7 +230,11 @@ impl Config {
                 ));
             }
         }
+        let retain_after_consent =
+            crate::time::duration::parse_span(&self.privacy.retain_after_consent)
+                .map_err(|e| ConfigError::invalid("privacy.retain_after_consent", e))?;
         Ok(Settings {
+            retain_after_consent,
             domain,
             server: self.xmpp.server.clone(),
             secret,
@@ -286,6 +294,26 @@ secret = "s3cret"
         assert_eq!(s.config.xmpp.ping_interval.0.as_secs(), 20);
         assert_eq!(s.config.xmpp.max_stanza_size, 512 * 1024);
         assert!(s.config.store.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn privacy_defaults_and_bad_retention_is_named() {
+        let s = Config::parse(MINIMAL).unwrap().validate(None).unwrap();
+        assert_eq!(s.retain_after_consent.as_secs(), 30 * 86_400);
+        assert_eq!(s.config.privacy.export_inline_max, 50_000);
+        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"PT90S\"\n");
+        let s = Config::parse(&text).unwrap().validate(None).unwrap();
+        assert_eq!(s.retain_after_consent.as_secs(), 90);
+        let text = format!("{MINIMAL}\n[privacy]\nretain_after_consent = \"30D\"\n");
+        let err = Config::parse(&text)
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("privacy.retain_after_consent") && err.contains("P30D"),
+            "{err}"
+        );
     }
 
     #[test]

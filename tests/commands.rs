@@ -144,7 +144,7 @@ async fn commands_are_listed_per_jid() {
     );
     assert_eq!(
         command_nodes(&r, ALICE, &format!("{UP}@{D}")).await,
-        ["history", "access_report"]
+        ["history", "export", "access_report"]
     );
     let info = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{ALICE}' to='demo@{D}'><query xmlns='http://jabber.org/protocol/disco#info' node='get_history'/></iq>").parse().unwrap();
     let reply = send(&r, info).await;

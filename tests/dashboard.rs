@@ -41,7 +41,10 @@ fn every_panel_queries_an_exported_metric() {
     let names = queried(&dashboard);
     assert!(names.len() >= 15, "{names:?}");
     let missing: Vec<_> = names.difference(&exported).collect();
-    assert!(missing.is_empty(), "panels query metrics nobody exports: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "panels query metrics nobody exports: {missing:?}"
+    );
     // What the operators asked to see is there.
     for wanted in [
         "quoalise_xmpp_connected",

@@ -20,8 +20,8 @@ const LAYERS: &[&[&str]] = &[
     &["store"],
     // Which instance runs each source's task (a lease in the store).
     &["lease"],
-    // Who may see what; what healthy means.
-    &["access", "health", "audit"],
+    // Who may see what; what healthy means; erasure at consent end.
+    &["access", "health", "audit", "privacy"],
     // Where data comes from.
     &["source"],
     // What every request handler shares (context, request, error mapping).

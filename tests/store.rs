@@ -20,10 +20,11 @@ use quoalise_component::model::{
     OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
     UsagePoint, ANY,
 };
+use quoalise_component::privacy::{self as erasure};
 use quoalise_component::store::{
-    self, Advance, AuditFilter, AuditRecord, Claimed, NewOutboxEntry, NewPublication, NewSession,
-    Opened, PostgresStore, Publication, SessionKey, SessionLimits, SqliteStore, Store, StoreError,
-    Taken,
+    self, Advance, AuditFilter, AuditRecord, Claimed, Erasure, Export, ExportClaim, NewOutboxEntry,
+    NewPublication, NewSession, Opened, PostgresStore, Publication, SessionKey, SessionLimits,
+    SqliteStore, Store, StoreError, Taken,
 };
 use quoalise_testkit::PgCluster;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -3613,6 +3614,373 @@ async fn sessions_area(db: &Db) {
     }
 }
 
+// ---- Privacy: erasure at consent end, one-time export links ----
+
+const PRM2: &str = "30001610071844";
+const PRM3: &str = "30001610071845";
+const SERVICE: &str = "quoalise.example.org";
+
+/// A consent of `app` on `usage_point` running `[begins_at, expires_at)`; returns its grant id.
+async fn add_consent(
+    store: &dyn Store,
+    usage_point: &str,
+    app: &str,
+    (begins_at, expires_at): (i64, i64),
+) -> i64 {
+    let consent = Consent {
+        id: None,
+        source: "enedis".into(),
+        usage_point: usage_point.into(),
+        app_jid: app.into(),
+        purpose: "tests".into(),
+        request_id: "req".into(),
+        reference: "auth".into(),
+        begins_at,
+        expires_at,
+        grant_id: None,
+    };
+    let mut g = grant(app, usage_point, ANY, GrantOrigin::Consent);
+    g.valid_until = Some(expires_at);
+    store.record_consent(&consent, &g).await.unwrap().1
+}
+
+/// A consented meter with readings on two series, a published item and fetched days.
+async fn meter_with_data(store: &dyn Store, prm: &str) {
+    store
+        .declare_usage_point(
+            &usage_point(prm, "enedis", prm),
+            &[
+                series(prm, LOAD_CURVE, "Load curve"),
+                series(prm, DAILY, "Daily"),
+            ],
+        )
+        .await
+        .unwrap();
+    let curve: Vec<(i64, f64)> = (0..5).map(|i| (T0 + i * HALF_HOUR, i as f64)).collect();
+    store
+        .insert_readings(&batch(prm, LOAD_CURVE, &curve))
+        .await
+        .unwrap();
+    store
+        .insert_readings(&batch(prm, DAILY, &[(T0, 10.0), (T0 + 86_400, 11.0)]))
+        .await
+        .unwrap();
+    let item = Item {
+        usage_point: prm.into(),
+        series: LOAD_CURVE.into(),
+        item_id: "i1".into(),
+        published_at: T0,
+        payload: "<quoalise xmlns=\"urn:quoalise:0\"/>".into(),
+    };
+    store
+        .publish(&batch(prm, LOAD_CURVE, &curve[4..]), Some(&item), None, 10)
+        .await
+        .unwrap();
+    store
+        .mark_fetched(
+            prm,
+            "courbe_de_charge_consommation",
+            &["2026-01-01".into()],
+            T0,
+        )
+        .await
+        .unwrap();
+}
+
+/// Readings, items and fetched days left of `prm`.
+async fn data_left(store: &dyn Store, prm: &str) -> (usize, usize, usize) {
+    let mut readings = 0;
+    for path in [LOAD_CURVE, DAILY] {
+        readings += store
+            .readings(prm, path, i64::MIN, i64::MAX, None)
+            .await
+            .unwrap()
+            .len();
+    }
+    let items = store
+        .items(prm, LOAD_CURVE, None, None)
+        .await
+        .unwrap()
+        .len();
+    let days = store
+        .fetched_days(
+            prm,
+            "courbe_de_charge_consommation",
+            "2025-01-01",
+            "2027-01-01",
+        )
+        .await
+        .unwrap()
+        .len();
+    (readings, items, days)
+}
+
+async fn erasures_audited(store: &dyn Store) -> Vec<AuditEntry> {
+    store
+        .audit_entries(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.command == erasure::ERASURE)
+        .collect()
+}
+
+/// Erasure after consent end: the data of a meter whose consents all ended long enough ago
+/// is gone (readings of every series, items, fetched days) with one audit entry; a meter with
+/// a live second consent keeps everything until that one ends too.
+async fn erasure_story(store: Arc<dyn Store>) {
+    let retain = std::time::Duration::from_secs(10);
+    let now = quoalise_component::time::now();
+    meter_with_data(store.as_ref(), PRM).await;
+    meter_with_data(store.as_ref(), PRM2).await;
+    let full = (7, 1, 1);
+    // PRM: one consent, revoked now (as an admin or ADAM-DC-0008 would).
+    let grant_a = add_consent(
+        store.as_ref(),
+        PRM,
+        "app@example.org",
+        (now - 100, now + 3_600),
+    )
+    .await;
+    store.revoke_consents(PRM).await.unwrap();
+    // PRM2: one consent expired long ago, a second one live.
+    add_consent(
+        store.as_ref(),
+        PRM2,
+        "app@example.org",
+        (now - 7_200, now - 3_600),
+    )
+    .await;
+    add_consent(
+        store.as_ref(),
+        PRM2,
+        "other@example.org",
+        (now - 100, now + 86_400),
+    )
+    .await;
+
+    // Within the retention nothing goes.
+    assert!(erasure::erase_due(store.as_ref(), SERVICE, retain, now + 5)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(data_left(store.as_ref(), PRM).await, full);
+
+    let erased = erasure::erase_due(store.as_ref(), SERVICE, retain, now + 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        erased,
+        [Erasure {
+            usage_point: PRM.into(),
+            readings: 7,
+            start: T0,
+            end: T0 + 86_400 + 1,
+            grant_id: Some(grant_a),
+        }]
+    );
+    assert_eq!(data_left(store.as_ref(), PRM).await, (0, 0, 0), "all gone");
+    assert_eq!(
+        data_left(store.as_ref(), PRM2).await,
+        full,
+        "a live consent keeps it"
+    );
+    assert_eq!(
+        erasures_audited(store.as_ref()).await,
+        [AuditEntry {
+            requester: SERVICE.into(),
+            usage_point: PRM.into(),
+            series: ANY.into(),
+            start: T0,
+            end: T0 + 86_400 + 1,
+            grant_id: Some(grant_a),
+            command: erasure::ERASURE.into(),
+            records: 7,
+            at: now + 20,
+        }]
+    );
+    // Once: a second round neither erases nor audits again.
+    assert!(
+        erasure::erase_due(store.as_ref(), SERVICE, retain, now + 30)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(erasures_audited(store.as_ref()).await.len(), 1);
+
+    // PRM2's live consent ends (revoked now): its data goes once the retention has passed.
+    store.revoke_consents(PRM2).await.unwrap();
+    assert!(erasure::erase_due(store.as_ref(), SERVICE, retain, now + 5)
+        .await
+        .unwrap()
+        .is_empty());
+    let erased = erasure::erase_due(store.as_ref(), SERVICE, retain, now + 20)
+        .await
+        .unwrap();
+    assert_eq!(erased.len(), 1);
+    assert_eq!(
+        (erased[0].usage_point.as_str(), erased[0].readings),
+        (PRM2, 7)
+    );
+    assert_eq!(data_left(store.as_ref(), PRM2).await, (0, 0, 0));
+
+    // A new consent on the erased PRM: what it fetches stays while it runs, however long ago
+    // the old ones ended.
+    meter_with_data(store.as_ref(), PRM).await;
+    add_consent(store.as_ref(), PRM, "app@example.org", (now, now + 3_600)).await;
+    assert!(
+        erasure::erase_due(store.as_ref(), SERVICE, retain, now + 60)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(data_left(store.as_ref(), PRM).await, full);
+    // When it expires, the retention counts from its expiry.
+    assert!(
+        erasure::erase_due(store.as_ref(), SERVICE, retain, now + 3_605)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let erased = erasure::erase_due(store.as_ref(), SERVICE, retain, now + 3_611)
+        .await
+        .unwrap();
+    assert_eq!(erased.len(), 1);
+    assert_eq!(data_left(store.as_ref(), PRM).await, (0, 0, 0));
+    assert_eq!(erasures_audited(store.as_ref()).await.len(), 3);
+    assert!(matches!(
+        quoalise_component::audit::verify(store.as_ref())
+            .await
+            .unwrap(),
+        Verdict::Intact { .. }
+    ));
+}
+
+/// Instances erasing at once erase (and audit) one end once.
+async fn concurrent_erasures(stores: Vec<Arc<dyn Store>>) {
+    let now = quoalise_component::time::now();
+    meter_with_data(stores[0].as_ref(), PRM3).await;
+    add_consent(
+        stores[0].as_ref(),
+        PRM3,
+        "app@example.org",
+        (now - 7_200, now - 3_600),
+    )
+    .await;
+    let retain = std::time::Duration::from_secs(60);
+    let runs = stores.iter().map(|s| {
+        let s = s.clone();
+        async move {
+            erasure::erase_due(s.as_ref(), SERVICE, retain, now)
+                .await
+                .unwrap()
+        }
+    });
+    let erased: Vec<Erasure> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(erased.len(), 1, "{erased:?}");
+    assert_eq!(erased[0].readings, 7);
+    assert_eq!(erasures_audited(stores[0].as_ref()).await.len(), 1);
+    assert_eq!(data_left(stores[1].as_ref(), PRM3).await, (0, 0, 0));
+}
+
+fn export(token_hash: &str, created_at: i64, expires_at: i64) -> Export {
+    Export {
+        token_hash: token_hash.into(),
+        requester: "app@example.org".into(),
+        usage_point: PRM.into(),
+        series: ANY.into(),
+        start: T0,
+        end: T0 + 86_400,
+        grant_id: None,
+        created_at,
+        expires_at,
+    }
+}
+
+/// One-time export links: a live link is claimed once; then it is used; an expired one says
+/// so for a day, then is unknown.
+async fn export_story(store: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let live = export("a1", now, now + 3_600);
+    store.add_export(&live).await.unwrap();
+    assert!(store.add_export(&live).await.is_err(), "hashes are unique");
+    assert_eq!(
+        store.claim_export("zz", now).await.unwrap(),
+        ExportClaim::Unknown
+    );
+    assert_eq!(
+        store.claim_export("a1", now + 1).await.unwrap(),
+        ExportClaim::Claimed(live.clone())
+    );
+    assert_eq!(
+        store.claim_export("a1", now + 2).await.unwrap(),
+        ExportClaim::Used
+    );
+
+    store
+        .add_export(&export("b2", now, now + 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_export("b2", now + 10).await.unwrap(),
+        ExportClaim::Expired
+    );
+    assert_eq!(
+        store.claim_export("b2", now + 11).await.unwrap(),
+        ExportClaim::Expired
+    );
+    // A day after its expiry, the next link made forgets it.
+    store
+        .add_export(&export("c3", now + 86_411, now + 90_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim_export("b2", now + 86_412).await.unwrap(),
+        ExportClaim::Unknown
+    );
+    assert_eq!(
+        store.claim_export("a1", now + 86_412).await.unwrap(),
+        ExportClaim::Used
+    );
+}
+
+/// Downloads of one link at once, on every instance: one wins.
+async fn concurrent_export_claims(stores: Vec<Arc<dyn Store>>) {
+    let now = 2_000_000;
+    stores[0]
+        .add_export(&export("d4", now, now + 3_600))
+        .await
+        .unwrap();
+    let claims = stores.iter().map(|s| {
+        let s = s.clone();
+        async move { s.claim_export("d4", now).await.unwrap() }
+    });
+    let claims = futures::future::join_all(claims).await;
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, ExportClaim::Claimed(_)))
+        .count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(claims
+        .iter()
+        .all(|c| matches!(c, ExportClaim::Claimed(_) | ExportClaim::Used)));
+}
+
+async fn privacy_area(db: &Db) {
+    erasure_story(db.open().await).await;
+    export_story(db.open().await).await;
+    let stores = db.instances("privacy", db.instance_count()).await;
+    if !stores.is_empty() {
+        concurrent_erasures(stores.clone()).await;
+        concurrent_export_claims(stores).await;
+    }
+}
+
 /// One test per backend for each area, each on a database of its own: `<area>::sqlite_file`,
 /// `<area>::sqlite_memory`, `<area>::postgres`.
 macro_rules! on_every_backend {
@@ -3651,6 +4019,7 @@ on_every_backend!(
     consents => consents_area,
     upstream => upstream_area,
     sessions => sessions_area,
+    privacy => privacy_area,
 );
 
 /// Opening a store: creating it, migrating it once, finding it again.

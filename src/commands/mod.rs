@@ -19,6 +19,7 @@ mod admin_audit;
 pub(crate) mod admin_forms;
 mod admin_grants;
 mod admin_usage_points;
+pub(crate) mod export;
 mod get_authorize_uri;
 mod get_history;
 mod get_load_curve;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Arc<dyn AdHocCommand>> {
         Arc::new(subscribe::Subscribe),
         Arc::new(subscribe::Unsubscribe),
         Arc::new(usage_point_history::History),
+        Arc::new(export::Export),
         Arc::new(get_authorize_uri::GetAuthorizeUri),
         Arc::new(access_report::AccessReport),
         Arc::new(admin_grants::ListGrants),

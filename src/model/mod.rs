@@ -4,7 +4,7 @@
 //! them to elements.
 
 pub mod audit_chain;
-pub(crate) mod id;
+pub mod id;
 pub(crate) mod redirect_uri;
 
 use std::fmt;

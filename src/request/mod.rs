@@ -38,6 +38,10 @@ pub struct Context {
     pub public_url: String,
     /// What one requester may hold (`[limits]`): command sessions, subscriptions.
     pub limits: LimitsConfig,
+    /// `export`: readings above which the answer is a one-time download link on the web server
+    /// (`[privacy] export_inline_max`); `None` when no web server runs, and every export is
+    /// paged.
+    pub export_inline_max: Option<u64>,
 }
 
 impl Context {

@@ -10,5 +10,6 @@ pub mod outgoing;
 pub mod pubsub;
 pub mod quoalise;
 pub mod senml;
+pub mod senml_json;
 pub mod template;
 pub(crate) mod xml;

@@ -30,10 +30,11 @@ pub(crate) const QUOALISE_SOURCE_FORM: &str = "urn:quoalise:0#source";
 pub(crate) const QUOALISE_USAGE_POINT_FORM: &str = "urn:quoalise:0#usage-point";
 /// RFC 8428: SenML XML.
 pub(crate) const SENML: &str = "urn:ietf:params:xml:ns:senml";
+/// XEP-0335: JSON Containers (`export` carries its SenML JSON pages in one, `access_report`
+/// its entries).
+pub(crate) const JSON: &str = "urn:xmpp:json:0";
 /// XEP-0004: Data Forms.
 pub(crate) const DATA_FORMS: &str = "jabber:x:data";
-/// XEP-0335: JSON Containers.
-pub(crate) const JSON: &str = "urn:xmpp:json:0";
 pub(crate) const PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 pub(crate) const PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 pub(crate) const PUBSUB_ERRORS: &str = "http://jabber.org/protocol/pubsub#errors";

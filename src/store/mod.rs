@@ -8,7 +8,7 @@
 //! The layout follows the areas, so that a change to one (say the outbox) is read and reviewed in
 //! one place: each area's contract is a trait in a file of its own ([`UsagePointStore`],
 //! [`ReadingStore`], [`SubscriptionStore`], [`OutboxStore`], [`GrantStore`], [`LeaseStore`],
-//! [`ChangeStore`], [`ConsentStore`], [`UpstreamStore`], [`AuditStore`], [`SessionStore`]); the
+//! [`ChangeStore`], [`ConsentStore`], [`UpstreamStore`], [`AuditStore`], [`SessionStore`], [`PrivacyStore`]); the
 //! statements both backends speak alike are written once per area under `sql`;
 //! `sqlite` and `postgres` hold only what each backend does its own way. Callers hold an
 //! `Arc<dyn Store>` and call any area's methods on it without importing the area traits.
@@ -24,6 +24,7 @@ mod grants;
 mod leases;
 mod outbox;
 mod postgres;
+mod privacy;
 mod readings;
 mod rows;
 mod sessions;
@@ -43,6 +44,7 @@ pub(crate) use grants::GrantStore;
 pub use leases::{Lease, LeaseStore};
 pub use outbox::{NewOutboxEntry, OutboxStore};
 pub use postgres::PostgresStore;
+pub use privacy::{Erasure, Export, ExportClaim, PrivacyStore};
 pub(crate) use readings::ReadingStore;
 pub use sessions::{NewSession, Opened, SessionKey, SessionLimits, SessionStore, Taken};
 pub use sqlite::{instance_lock, InstanceLock, SqliteStore};
@@ -132,6 +134,7 @@ pub trait Store:
     + UpstreamStore
     + AuditStore
     + SessionStore
+    + PrivacyStore
     + Send
     + Sync
     + 'static
@@ -151,6 +154,7 @@ impl<T> Store for T where
         + UpstreamStore
         + AuditStore
         + SessionStore
+        + PrivacyStore
         + Send
         + Sync
         + 'static

@@ -1,4 +1,5 @@
-//! The HTTP server (axum): consent pages, Enedis' callback, `/healthz`, `/metrics`.
+//! The HTTP server (axum): consent pages, Enedis' callback, export downloads, `/healthz`,
+//! `/metrics`.
 //!
 //! Handlers take the raw query as a map and answer with a [`Page`], so that every bad request
 //! gets a readable French page rather than a framework rejection. Handlers share a
@@ -25,6 +26,7 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/authorize", get(authorize))
         .route("/enedis/callback", get(callback))
+        .route("/export/{token}", get(super::export::download))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -89,5 +89,6 @@ pub async fn demo_context_in(
         consent_sources: Default::default(),
         public_url: "http://127.0.0.1:8080".into(),
         limits: Default::default(),
+        export_inline_max: None,
     }
 }

@@ -17,6 +17,7 @@ pub(super) mod fanout;
 pub(super) mod grants;
 pub(super) mod leases;
 pub(super) mod outbox;
+pub(super) mod privacy;
 pub(super) mod readings;
 pub(super) mod sessions;
 pub(super) mod subscriptions;
@@ -93,6 +94,7 @@ macro_rules! impl_store {
         $crate::store::sql::upstream::impl_upstream!($store, $connection);
         $crate::store::sql::audit::impl_audit!($store, $connection);
         $crate::store::sql::sessions::impl_sessions!($store, $connection);
+        $crate::store::sql::privacy::impl_privacy!($store, $connection);
     };
 }
 
