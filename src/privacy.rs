@@ -7,7 +7,7 @@
 //! published items, and the fetched-days cache (so that a later consent fetches again rather
 //! than trusting days that are gone). The store claims the ended consents in the same
 //! transaction as the deletion, so that several instances (or a restart) erase and audit one end
-//! once; each erasure is then one audit entry, command `erasure`, `records` the readings deleted,
+//! once; each erasure is one audit entry, in the same transaction, command `erasure`, `records` the readings deleted,
 //! requester the component's own domain, under the grant of the consent that ended last.
 
 use std::sync::Arc;
@@ -15,11 +15,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{AuditEntry, ANY};
 use crate::store::{Erasure, Store, StoreError};
 
-/// The audit entries' `command`.
-pub const ERASURE: &str = "erasure";
+pub use crate::model::audit_command::ERASURE;
 /// How often erasures are looked for, at most: a retention is counted in days.
 const LONGEST_CHECK: Duration = Duration::from_secs(60);
 /// How often at least, for the short retentions of tests and demonstrations.
@@ -45,7 +43,7 @@ pub async fn erase_due(
     let mut done = Vec::new();
     for usage_point in store.erasable_usage_points(ended_before).await? {
         let erasure = match store
-            .erase_usage_point(&usage_point, ended_before, now)
+            .erase_usage_point(&usage_point, ended_before, now, requester)
             .await
         {
             Ok(Some(erasure)) => erasure,
@@ -56,19 +54,6 @@ pub async fn erase_due(
                 continue;
             }
         };
-        store
-            .append_audit(&AuditEntry {
-                requester: requester.to_owned(),
-                usage_point: erasure.usage_point.clone(),
-                series: ANY.to_owned(),
-                start: erasure.start,
-                end: erasure.end,
-                grant_id: erasure.grant_id,
-                command: ERASURE.to_owned(),
-                records: i64::try_from(erasure.readings).unwrap_or(i64::MAX),
-                at: now,
-            })
-            .await?;
         tracing::info!(
             usage_point = %erasure.usage_point,
             readings = erasure.readings,

@@ -40,7 +40,7 @@ use crate::time::{now, paris};
 use crate::xep::adhoc::{Access, AdHocCommand, Outcome, Scope, Spec, Stage};
 
 /// The audit entries' `command`.
-pub const EXPORT: &str = "export";
+pub use crate::model::audit_command::EXPORT;
 /// How long a download link works.
 pub const LINK_LIFETIME: i64 = 3600;
 /// Room kept in each stanza for everything but the records (iq, command, form, container).

@@ -150,6 +150,13 @@ pub mod audit_command {
     pub const SUBSCRIPTION_ENDED: &str = "subscription-ended";
     /// Entries were pruned by `[audit] keep` (see `crate::model::audit_chain`).
     pub const CHECKPOINT: &str = "audit-pruned";
+    /// Readings exported to their holder (`export`, a page or a download): one entry per
+    /// series carried.
+    pub const EXPORT: &str = "export";
+    /// A usage point's readings erased after its consents ended (`[privacy]
+    /// retain_after_consent`); `requester` is the component's domain, `records` the readings
+    /// deleted, `start`/`end` their time span, `grant_id` the grant of the consent that ended last.
+    pub const ERASURE: &str = "erasure";
 }
 
 /// Where a grant came from.

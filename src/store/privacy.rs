@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
+use crate::model::{audit_command, AuditEntry, ANY};
 
 /// A one-time export link as stored: the token itself is never kept, only its SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,23 @@ pub struct Erasure {
     pub grant_id: Option<i64>,
 }
 
+impl Erasure {
+    /// Its audit entry (`erasure`), by `actor` at `at`.
+    pub fn audit_entry(&self, actor: &str, at: i64) -> AuditEntry {
+        AuditEntry {
+            requester: actor.to_owned(),
+            usage_point: self.usage_point.clone(),
+            series: ANY.to_owned(),
+            start: self.start,
+            end: self.end,
+            grant_id: self.grant_id,
+            command: audit_command::ERASURE.to_owned(),
+            records: i64::try_from(self.readings).unwrap_or(i64::MAX),
+            at,
+        }
+    }
+}
+
 /// Export links and erasure.
 #[async_trait]
 pub trait PrivacyStore: Send + Sync {
@@ -74,11 +92,13 @@ pub trait PrivacyStore: Send + Sync {
     /// fetched-days cache (a new consent fetches again), in one transaction, if it is still due
     /// (the same rule as [`PrivacyStore::erasable_usage_points`]), marking its ended consents
     /// erased at `now`. `None` when it was not due (any more): another instance did it, or a new
-    /// consent came.
+    /// consent came. Its audit entry ([`Erasure::audit_entry`], by `actor`) is appended in the
+    /// same transaction.
     async fn erase_usage_point(
         &self,
         usage_point: &str,
         ended_before: i64,
         now: i64,
+        actor: &str,
     ) -> Result<Option<Erasure>, StoreError>;
 }

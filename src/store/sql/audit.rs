@@ -27,9 +27,13 @@ macro_rules! impl_audit {
             const APPEND_CHUNK: usize = 500;
 
             /// Appends `entries` in order after the head, in a transaction holding the log's
-            /// lock; returns the last id. Ids are taken first, so each row is written once
+            /// lock (`begin_audit`); returns the last id. Other areas call it to put a change
+            /// and its entry in one transaction. Ids are taken first, so each row is written once
             /// with its hash, many per statement.
-            async fn append(conn: &mut $connection, entries: &[AuditEntry]) -> Result<i64, StoreError> {
+            pub(super) async fn append(
+                conn: &mut $connection,
+                entries: &[AuditEntry],
+            ) -> Result<i64, StoreError> {
                 let head: Option<Option<String>> =
                     sqlx::query_scalar("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
                         .fetch_optional(&mut *conn)

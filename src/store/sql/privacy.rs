@@ -37,7 +37,9 @@ pub(in crate::store) fn delete_items_of() -> String {
 /// The [`PrivacyStore`](crate::store::PrivacyStore) implementation of `$store`, a backend whose
 /// connections are `$connection`, as a child module of the backend (`use super::*`), which
 /// provides:
-/// - `$store::begin_write(&self)`: a transaction that may write.
+/// - `$store::begin_write(&self)`: a transaction that may write;
+/// - `$store::begin_audit(&self)`: one that also holds the audit log's lock, for an erasure
+///   and its audit entry to commit together.
 macro_rules! impl_privacy {
     ($store:ident, $connection:ty) => {
         mod privacy_sql {
@@ -167,8 +169,9 @@ macro_rules! impl_privacy {
                     usage_point: &str,
                     ended_before: i64,
                     now: i64,
+                    actor: &str,
                 ) -> Result<Option<Erasure>, StoreError> {
-                    let mut tx = self.begin_write().await?;
+                    let mut tx = self.begin_audit().await?;
                     // The claim: of two instances erasing at once, the second finds nothing
                     // left to mark (PostgreSQL re-reads the rows the first one updated).
                     let ended: Vec<(Option<i64>, i64)> = sqlx::query_as(&format!(
@@ -203,18 +206,21 @@ macro_rules! impl_privacy {
                         .bind(usage_point)
                         .execute(&mut *tx)
                         .await?;
-                    tx.commit().await?;
                     let (start, end) = match (first, last) {
                         (Some(first), Some(last)) => (first, last.saturating_add(1)),
                         _ => (0, 0),
                     };
-                    Ok(Some(Erasure {
+                    let erasure = Erasure {
                         usage_point: usage_point.to_owned(),
                         readings,
                         start,
                         end,
                         grant_id,
-                    }))
+                    };
+                    // On record in the same commit: no erasure without its entry.
+                    super::audit_sql::append(&mut tx, &[erasure.audit_entry(actor, now)]).await?;
+                    tx.commit().await?;
+                    Ok(Some(erasure))
                 }
             }
         }
