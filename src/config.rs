@@ -278,22 +278,21 @@ impl Default for ClusterConfig {
     }
 }
 
-/// A retention period written as an ISO 8601 duration (`"P3Y"`, `"P30D"`; see
-/// [`crate::time::duration::parse_period`]).
+/// A retention period written as an ISO 8601 duration (`"P3Y"`, `"P30D"`, `"PT12H"`; see
+/// [`crate::time::duration::parse_span`]), more than zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period(pub std::time::Duration);
 
 impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        crate::time::duration::parse_period(&text)
-            .map(Period)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid period {text:?}: write an ISO 8601 duration of whole years, \
-                     months, weeks or days, such as \"P3Y\" or \"P30D\""
-                ))
-            })
+        match crate::time::duration::parse_span(&text) {
+            Ok(d) if !d.is_zero() => Ok(Period(d)),
+            Ok(_) => Err(serde::de::Error::custom(format!(
+                "invalid period {text:?}: it must be more than zero"
+            ))),
+            Err(e) => Err(serde::de::Error::custom(format!("invalid period: {e}"))),
+        }
     }
 }
 

@@ -317,6 +317,26 @@ secret = "s3cret"
     }
 
     #[test]
+    fn audit_keep_is_a_period() {
+        let s = Config::parse(MINIMAL).unwrap().validate(None).unwrap();
+        assert_eq!(s.config.audit.keep, None, "kept for ever by default");
+        let text = format!("{MINIMAL}\n[audit]\nkeep = \"P3Y\"\n");
+        let s = Config::parse(&text).unwrap().validate(None).unwrap();
+        assert_eq!(
+            s.config.audit.keep.map(|k| k.0.as_secs()),
+            Some(3 * 366 * 86_400)
+        );
+        for bad in ["3 years", "PT0S", ""] {
+            let text = format!("{MINIMAL}\n[audit]\nkeep = \"{bad}\"\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("keep") || err.contains("period"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let text = format!("{MINIMAL}\nsecrte = 1\n");
         let err = Config::parse(&text).unwrap_err().to_string();

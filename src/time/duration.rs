@@ -162,8 +162,8 @@ fn clock(text: &str, fractions: bool) -> Option<Duration> {
 
 /// A retention period ([`parse_period`]: years, months, weeks, days, counted generously) with
 /// an optional clock part after `T` (whole hours, minutes, seconds): `P30D`, `P1Y`, `PT12H`,
-/// `P1DT12H`, `PT2S`, `PT0S`. For `[privacy] retain_after_consent`, where a short span serves
-/// tests and demonstrations (the audit log's `keep` takes whole days and more). The error says
+/// `P1DT12H`, `PT2S`, `PT0S`. For `[privacy] retain_after_consent` and `[audit] keep`, where a short
+/// span serves tests and demonstrations. The error says
 /// what is wrong, for the configuration error.
 pub(crate) fn parse_span(text: &str) -> Result<Duration, String> {
     let text = text.trim();
