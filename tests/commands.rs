@@ -13,12 +13,12 @@ use quoalise_testkit::PgCluster;
 
 mod support;
 
+use support::commands::{cmd, command, command_nodes, result_values, send, COMMANDS};
 use support::router::{demo_context_in, demo_router, ALICE, BOB, D, UP};
 use support::xml::stanza_error;
 
 /// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
 const T0: i64 = 1_790_632_800;
-const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
 async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
     let (router, store) = demo_router(2, &[UP], max_stanza_size).await;
@@ -52,48 +52,6 @@ async fn insert_readings(store: &dyn Store) {
     }
 }
 
-fn field(var: &str, value: &str) -> String {
-    format!("<field var='{var}'><value>{value}</value></field>")
-}
-
-fn command(
-    from: &str,
-    to: &str,
-    node: &str,
-    attrs: &str,
-    fields: Option<&[(&str, &str)]>,
-) -> Element {
-    let form = fields
-        .map(|f| {
-            let inner: String = f.iter().map(|(k, v)| field(k, v)).collect();
-            format!("<x xmlns='jabber:x:data' type='submit'>{inner}</x>")
-        })
-        .unwrap_or_default();
-    format!(
-        "<iq xmlns='jabber:component:accept' type='set' id='c1' from='{from}' to='{to}'>\
-         <command xmlns='{COMMANDS}' node='{node}' {attrs}>{form}</command></iq>"
-    )
-    .parse()
-    .unwrap()
-}
-
-async fn send(router: &Router, el: Element) -> Element {
-    let mut out = router.handle(el).await;
-    assert_eq!(out.len(), 1);
-    out.remove(0)
-}
-
-fn cmd(reply: &Element) -> &Element {
-    assert_eq!(
-        reply.attr("type"),
-        Some("result"),
-        "{}",
-        String::from(reply)
-    );
-    reply.get_child("command", COMMANDS).unwrap()
-}
-
-/// (name, time, value) of every record, resolved.
 fn records(command: &Element) -> Vec<(String, f64, f64)> {
     let q = command.get_child("quoalise", "urn:quoalise:0").unwrap();
     parse_quoalise(q)
@@ -104,20 +62,6 @@ fn records(command: &Element) -> Vec<(String, f64, f64)> {
             quoalise_component::stanzas::senml::Value::Number(v) => (r.name, r.time, v),
             other => panic!("{other:?}"),
         })
-        .collect()
-}
-
-/// The command nodes `from` sees listed on `to`.
-async fn command_nodes(router: &Router, from: &str, to: &str) -> Vec<String> {
-    let list = format!("<iq xmlns='jabber:component:accept' type='get' id='d' from='{from}' to='{to}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS}'/></iq>")
-        .parse::<Element>()
-        .unwrap();
-    send(router, list)
-        .await
-        .get_child("query", "http://jabber.org/protocol/disco#items")
-        .unwrap()
-        .children()
-        .map(|i| i.attr("node").unwrap().to_owned())
         .collect()
 }
 
@@ -757,14 +701,6 @@ async fn any_instance_serves_the_next_stage() {
 }
 
 /// The values of the result form's field `var`.
-fn result_values(reply: &Element, var: &str) -> Vec<String> {
-    let form = cmd(reply).get_child("x", "jabber:x:data").unwrap();
-    form.children()
-        .filter(|f| f.attr("var") == Some(var))
-        .flat_map(|f| f.children().map(|v| v.text()))
-        .collect()
-}
-
 /// Run-time administration: only admins see and run the admin commands; a grant added at run
 /// time is listed, lets its grantee read, and its revocation ends the grantee's subscription;
 /// subscriptions are listed and ended one by one.

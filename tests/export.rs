@@ -25,12 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 mod support;
 
+use support::commands::{cmd, command, result_value, send};
 use support::router::{demo_context, ADMIN, ALICE, BOB, D, UP};
 use support::xml::stanza_error;
 
 /// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
 const T0: i64 = 1_790_632_800;
-const COMMANDS: &str = "http://jabber.org/protocol/commands";
 const JSON: &str = "urn:xmpp:json:0";
 /// The holder: an owner grant on UP, as a source's `owners` list gives.
 const CAROL: &str = "carol@localhost/desk";
@@ -82,44 +82,7 @@ async fn setup(max_stanza_size: usize, inline_max: Option<u64>) -> (Router, Arc<
 }
 
 fn export_command(from: &str, attrs: &str, fields: Option<&[(&str, &str)]>) -> Element {
-    let form = fields
-        .map(|f| {
-            let inner: String = f
-                .iter()
-                .map(|(k, v)| format!("<field var='{k}'><value>{v}</value></field>"))
-                .collect();
-            format!("<x xmlns='jabber:x:data' type='submit'>{inner}</x>")
-        })
-        .unwrap_or_default();
-    format!(
-        "<iq xmlns='jabber:component:accept' type='set' id='c1' from='{from}' to='{UP}@{D}'>\
-         <command xmlns='{COMMANDS}' node='export' {attrs}>{form}</command></iq>"
-    )
-    .parse()
-    .unwrap()
-}
-
-async fn send(router: &Router, el: Element) -> Element {
-    let mut out = router.handle(el).await;
-    assert_eq!(out.len(), 1);
-    out.remove(0)
-}
-
-fn cmd(reply: &Element) -> &Element {
-    assert_eq!(
-        reply.attr("type"),
-        Some("result"),
-        "{}",
-        String::from(reply)
-    );
-    reply.get_child("command", COMMANDS).unwrap()
-}
-
-fn result_value(reply: &Element, var: &str) -> Option<String> {
-    let form = cmd(reply).get_child("x", "jabber:x:data").unwrap();
-    form.children()
-        .find(|f| f.attr("var") == Some(var))
-        .and_then(|f| f.children().next().map(|v| v.text()))
+    command(from, &format!("{UP}@{D}"), "export", attrs, fields)
 }
 
 /// RFC 8428 §4.6 on a JSON pack: (name, time, unit, value) of every record.
@@ -190,7 +153,7 @@ async fn export_is_listed_on_usage_points_and_refused_to_non_holders() {
         ] {
             let reply = send(&r, request).await;
             let error = stanza_error(&reply);
-            assert_eq!(error.condition, "not-authorized", "{who}");
+            assert_eq!(error.condition, "forbidden", "{who}");
             assert!(error.text.contains("holder"), "{who}");
         }
     }

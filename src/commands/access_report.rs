@@ -17,7 +17,7 @@ use xmpp_parsers::data_forms::{DataForm, DataFormType, Field, FieldType};
 use super::get_history::required;
 use super::time_range::{parse_instant, Range};
 use crate::request::error::RequestError;
-use crate::request::{Context, Request, Target};
+use crate::request::{Context, Request};
 use crate::stanzas::form::{table_item, with_table, Columns, Submitted};
 use crate::stanzas::ns;
 use crate::store::{AuditFilter, AuditRecord};
@@ -67,7 +67,7 @@ impl AdHocCommand for AccessReport {
     }
 
     async fn form(&self, _ctx: &Context, req: &Request) -> Result<DataForm, RequestError> {
-        let usage_point = holder_usage_point(req)?;
+        let usage_point = super::holder(req, "access_report")?.0.id.as_str();
         Ok(DataForm {
             type_: DataFormType::Form,
             title: Some(format!("Access report of {usage_point}")),
@@ -87,7 +87,7 @@ impl AdHocCommand for AccessReport {
         input: &Submitted,
         cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
-        let usage_point = holder_usage_point(req)?;
+        let usage_point = super::holder(req, "access_report")?.0.id.as_str();
         let range = range(input)?;
         let filter = AuditFilter {
             usage_point: Some(usage_point.to_owned()),
@@ -103,22 +103,6 @@ impl AdHocCommand for AccessReport {
         )
         .await
     }
-}
-
-/// The usage point addressed, when the requester holds it; `forbidden` otherwise (the router
-/// already answered `item-not-found` to those who may not know it exists).
-fn holder_usage_point(req: &Request) -> Result<&str, RequestError> {
-    let Target::UsagePoint(up) = &req.target else {
-        return Err(RequestError::ItemNotFound);
-    };
-    if req.view.holder_grant(&up.id).is_none() {
-        return Err(RequestError::Forbidden(format!(
-            "access_report: only the holder of a consent or an owner grant on {} may read its \
-             access report",
-            up.id
-        )));
-    }
-    Ok(&up.id)
 }
 
 /// The default `[start, end)`, formatted as the form shows it.

@@ -30,7 +30,7 @@ use super::get_history::required;
 use super::time_range::{parse_instant, Range};
 use crate::model::{id, AuditEntry, Grant, Series, UsagePoint, ANY};
 use crate::request::error::RequestError;
-use crate::request::{Context, Request, Target};
+use crate::request::{Context, Request};
 use crate::stanzas::command::{Note, NoteType};
 use crate::stanzas::form::Submitted;
 use crate::stanzas::ns;
@@ -58,23 +58,6 @@ static SPEC: Spec = Spec {
     access: Access::Anyone,
     scopes: &[Scope::UsagePoint],
 };
-
-/// The usage point addressed and the holder's grant on it, or the refusal every non-holder
-/// gets (admins and applications granted by an admin or the config included: they read, they
-/// do not speak for the data subject).
-fn holder(req: &Request) -> Result<(&UsagePoint, &Grant), RequestError> {
-    let Target::UsagePoint(up) = &req.target else {
-        return Err(RequestError::ItemNotFound);
-    };
-    let grant = req.view.holder_grant(&up.id).ok_or_else(|| {
-        RequestError::NotAuthorized(format!(
-            "export: only the holder of a consent or owner grant on usage point {} may export \
-             its data",
-            up.id
-        ))
-    })?;
-    Ok((up, grant))
-}
 
 /// The series an export of `path` (a series path, or `*`) covers, by path: the usage point's
 /// series the holder's grant covers. An unknown path is the requester's mistake.
@@ -117,7 +100,7 @@ impl AdHocCommand for Export {
     }
 
     async fn form(&self, ctx: &Context, req: &Request) -> Result<DataForm, RequestError> {
-        let (up, grant) = holder(req)?;
+        let (up, grant) = super::holder(req, EXPORT)?;
         let series = selection(ctx, up, grant, ANY).await?;
         let mut field = Field::new("series", FieldType::ListSingle).with_value(ANY);
         field.options = std::iter::once(Option_ {
@@ -160,7 +143,7 @@ impl AdHocCommand for Export {
         cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         // Checked again at every page: a consent revoked meanwhile stops the export.
-        let (up, grant) = holder(req)?;
+        let (up, grant) = super::holder(req, EXPORT)?;
         let path = super::required_value(input, "series")?;
         let (default_start, default_end) = default_range();
         let start = match input.single("start") {

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
+use crate::model::{Grant, UsagePoint};
 use crate::request::error::RequestError;
+use crate::request::{Request, Target};
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{AdHocCommand, Outcome, Stage};
 use xmpp_parsers::data_forms::{DataForm, DataFormType, Field};
@@ -33,6 +35,24 @@ fn required_value(input: &Submitted, var: &str) -> Result<String, RequestError> 
     input
         .single(var)
         .ok_or_else(|| RequestError::bad_request(format!("{var}: required")))
+}
+
+/// The usage point a data-subject command (`access_report`, `export`) runs on, and the grant
+/// that makes the requester its data's holder (`crate::access::View::holder_grant`). Anyone
+/// else who may see the usage point is `forbidden`: reading it under a config or admin grant,
+/// or administering the component, is not speaking for the customer.
+fn holder<'r>(req: &'r Request, command: &str) -> Result<(&'r UsagePoint, &'r Grant), RequestError> {
+    let Target::UsagePoint(up) = &req.target else {
+        return Err(RequestError::ItemNotFound);
+    };
+    let grant = req.view.holder_grant(&up.id).ok_or_else(|| {
+        RequestError::Forbidden(format!(
+            "{command}: only the holder of a consent or an owner grant on usage point {} may \
+             run it",
+            up.id
+        ))
+    })?;
+    Ok((up, grant))
 }
 
 /// A command's last stage: a result form with these fields, and nothing else.

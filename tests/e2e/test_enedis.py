@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import re
 import shutil
 import subprocess
 import time
@@ -26,7 +25,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from quoalise_testkit.commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
+from quoalise_testkit.commands import history_fields, run_command, send_command
+from quoalise_testkit.dataconnect_consent import (
+    authorize_uri as authorize_uri_on, button_href, consent_in_browser, enedis_source, http_get,
+)
 from quoalise_testkit.fake_dataconnect import FakeDataConnect, adam_error_body, throttled_body
 from quoalise_testkit.harness import HarnessError, component_config, connected, free_port, Component, start_server
 from quoalise_testkit.live import Inbox
@@ -52,29 +54,6 @@ DESCRIPTION = (
 T = 30
 
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(NoRedirect)
-
-
-def http_get(url: str):
-    """GET without following redirects: (status, headers (case-insensitive), body)."""
-    try:
-        with OPENER.open(url, timeout=T) as r:
-            return r.status, r.headers, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
-
-
-def button_href(page: str) -> str:
-    m = re.search(r'<a id="authorize" class="button" href="([^"]+)"', page)
-    assert m, page
-    return html.unescape(m.group(1))
-
-
 class Setup:
     """A private Prosody (the session's own component holds quoalise.localhost on the shared
     one), the fake Data Connect server, and a component with the `enedis` source."""
@@ -85,16 +64,7 @@ class Setup:
         self.web_port = free_port()
         self.web = f"http://127.0.0.1:{self.web_port}"
         self.fake.callback_url = f"{self.web}/enedis/callback"
-        source = f"""
-[[source]]
-type = "enedis"
-id = "enedis"
-api_url = "{self.fake.url}"
-authorize_url = "{self.fake.authorize_url}"
-client_id = "test-client"
-client_secret = "test-secret"
-max_quota_wait = "2s"
-"""
+        source = enedis_source(self.fake)
         workdir = workdir / "component"
         self.component = Component(
             workdir, component_config(server, workdir, web_port=self.web_port, sources=source)
@@ -125,32 +95,9 @@ def enedis(workspace):
 
 
 async def authorize_uri(client, **fields) -> str:
-    values = {"name": "Elec Expert", "logo_url": "https://example.org/logo.png",
-              "description": DESCRIPTION, "redirect_uri": REDIRECT}
-    values.update(fields)
-    values = {k: v for k, v in values.items() if v is not None}
-    iq = await send_command(client, ENEDIS, "get_authorize_uri", values, timeout=T)
-    cmd = command_of(iq)
-    assert cmd.get("status") == "completed", cmd.attrib
-    form = cmd.find(f"{{{NS_DATA}}}x")
-    (uri,) = field_values(form)["authorize_uri"]
-    return uri
-
-
-def consent_in_browser(enedis: Setup, uri: str, **params):
-    """The customer's browser: the consent page, the button to Enedis (which consents at once
-    and redirects), the component's callback. Returns the callback's answer."""
-    url = uri + ("&" + urllib.parse.urlencode(params) if params else "")
-    status, headers, page = http_get(url)
-    assert status == 200, (status, page)
-    assert "default-src 'none'" in headers["Content-Security-Policy"]
-    target = button_href(page)
-    assert target.startswith(enedis.fake.authorize_url + "?"), target
-    status, headers, body = http_get(target)
-    assert status == 302, (status, body)
-    callback = headers["Location"]
-    assert callback.startswith(enedis.fake.callback_url + "?"), callback
-    return http_get(callback)
+    """The consent page's URI bob's application gets, with this file's description."""
+    return await authorize_uri_on(
+        client, ENEDIS, **{"description": DESCRIPTION, "redirect_uri": REDIRECT, **fields})
 
 
 async def wait_for_message(inbox: Inbox, ns: str, timeout: float = T) -> ET.Element:
@@ -198,7 +145,7 @@ async def test_consent_chain_then_history_from_the_cache(enedis):
         assert query["duration"] == ["P6M"]
         assert "app state/1" not in query["state"][0]
 
-        status, headers, body = consent_in_browser(enedis, uri, duration="P6M", state="app state/1")
+        status, headers, body = consent_in_browser(enedis.fake, uri, duration="P6M", state="app state/1")
         assert status == 303, (status, body)
         back = urllib.parse.urlsplit(headers["Location"])
         assert f"{back.scheme}://{back.netloc}{back.path}" == "http://127.0.0.1:9/app/back"
@@ -283,7 +230,7 @@ async def test_replayed_forged_and_incomplete_callbacks_record_nothing(enedis):
 async def test_foreign_redirect_is_refused(enedis):
     async with connected(enedis.server, "bob") as bob:
         uri = await authorize_uri(bob)
-        status, headers, body = consent_in_browser(enedis, uri, redirect_uri="https://evil.example.net/steal")
+        status, headers, body = consent_in_browser(enedis.fake, uri, redirect_uri="https://evil.example.net/steal")
         assert status == 200, (status, headers)
         assert "Location" not in headers
         assert "evil.example.net" not in body
@@ -351,7 +298,7 @@ async def test_legacy_callback_and_token_renewal(enedis):
         enedis.fake.legacy = True
         try:
             uri = await authorize_uri(bob, redirect_uri=None)
-            status, _, body = consent_in_browser(enedis, uri, state="v1")
+            status, _, body = consent_in_browser(enedis.fake, uri, state="v1")
         finally:
             enedis.fake.legacy = False
         assert status == 200 and PRM in body, body
@@ -428,5 +375,5 @@ async def test_enedis_errors_and_withdrawn_consent(enedis):
 async def ensure_consent(enedis: Setup, bob) -> None:
     """A fresh consent of bob's on the PRM (tests may run alone, or after a revocation)."""
     uri = await authorize_uri(bob, redirect_uri=None)
-    status, _, body = consent_in_browser(enedis, uri)
+    status, _, body = consent_in_browser(enedis.fake, uri)
     assert status == 200, body

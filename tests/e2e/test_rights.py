@@ -28,12 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from quoalise_testkit.commands import NS_COMMANDS, NS_DATA, command_of, field_values, history_fields, run_command, send_command
+from quoalise_testkit.commands import NS_DATA, command_of, field_values, history_fields, run_command, send_command
 from quoalise_testkit.fake_dataconnect import FakeDataConnect
 from quoalise_testkit.harness import Component, HarnessError, PgCluster, component_config, connected, free_port, start_server
 from quoalise_testkit.xmpp import expect_error
 
-from test_enedis import DAILY, ENEDIS, LOAD_CURVE, PRM, START, END, T, UP, consent_in_browser, epoch, identifier
+from quoalise_testkit.dataconnect_consent import authorize_uri, consent_in_browser, enedis_source
+from test_enedis import DAILY, ENEDIS, LOAD_CURVE, PRM, START, END, T, UP, identifier
 
 NS_JSON = "urn:xmpp:json:0"
 SENML_JSON = "application/senml+json"
@@ -56,16 +57,7 @@ class Rights:
         if store == "postgres":
             self.pg = PgCluster().start()
             store_url = self.pg.create_database("quoalise_rights")
-        source = f"""
-[[source]]
-type = "enedis"
-id = "enedis"
-api_url = "{self.fake.url}"
-authorize_url = "{self.fake.authorize_url}"
-client_id = "test-client"
-client_secret = "test-secret"
-max_quota_wait = "2s"
-"""
+        source = enedis_source(self.fake)
         config = component_config(
             self.server, workdir / "component", web_port=int(self.web.rsplit(":", 1)[1]),
             sources=source, store_url=store_url,
@@ -151,11 +143,8 @@ def download(url: str) -> tuple[int, str, str]:
 async def test_export_to_the_holder_and_erasure_at_consent_end(rights):
     async with connected(rights.server, "bob") as bob:
         # bob's consent, through the consent page and the fake Enedis.
-        iq = await send_command(bob, ENEDIS, "get_authorize_uri", {
-            "name": "Elec Expert", "logo_url": "https://example.org/logo.png",
-            "description": "<p>Nos experts.</p>"}, timeout=T)
-        (uri,) = field_values(command_of(iq).find(f"{{{NS_DATA}}}x"))["authorize_uri"]
-        status, _, body = consent_in_browser(rights, uri)
+        uri = await authorize_uri(bob, ENEDIS, description="<p>Nos experts.</p>", redirect_uri=None)
+        status, _, body = consent_in_browser(rights.fake, uri)
         assert status == 200, body
 
         # The export form lists the usage point's series; bob reads each one's two days once,
@@ -201,7 +190,7 @@ async def test_export_to_the_holder_and_erasure_at_consent_end(rights):
         # alice reads under a config grant, carol has nothing: neither may export.
         async with connected(rights.server, "alice") as alice:
             e = await expect_error(send_command(alice, UP, "export", {"series": "*"}, timeout=T),
-                                   "not-authorized")
+                                   "forbidden")
             assert "holder" in e.iq["error"]["text"]
         async with connected(rights.server, "carol") as carol:
             await expect_error(send_command(carol, UP, "export", {"series": "*"}, timeout=T))

@@ -6,6 +6,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod commands;
 pub mod delivery;
 pub mod router;
 pub mod xml;

@@ -64,14 +64,22 @@ async def authorize_uri(client, source_jid: str, **fields) -> str:
     return uri
 
 
-def consent_in_browser(fake: FakeDataConnect, uri: str):
-    """The customer's browser: the consent page, its button to Enedis (which consents at once
-    and redirects), the component's callback. Returns the callback's answer."""
-    status, _, page = http_get(uri)
-    assert status == 200, (status, page)
+def button_href(page: str) -> str:
+    """Where the consent page's button leads (Enedis' authorize page)."""
     m = re.search(r'<a id="authorize" class="button" href="([^"]+)"', page)
     assert m, page
-    target = html.unescape(m.group(1))
+    return html.unescape(m.group(1))
+
+
+def consent_in_browser(fake: FakeDataConnect, uri: str, **params):
+    """The customer's browser: the consent page (with `params` added to its query), its button
+    to Enedis (which consents at once and redirects), the component's callback. Returns the
+    callback's answer."""
+    url = uri + ("&" + urllib.parse.urlencode(params) if params else "")
+    status, headers, page = http_get(url)
+    assert status == 200, (status, page)
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    target = button_href(page)
     assert target.startswith(fake.authorize_url + "?"), target
     status, headers, body = http_get(target)
     assert status == 302, (status, body)
