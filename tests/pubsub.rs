@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 mod support;
 
 use support::delivery::{deliver, deliver_with};
-use support::router::{demo_router, ALICE, BOB, D, UP};
+use support::router::{demo_router, ADMIN, ALICE, BOB, D, UP};
 use support::xml::{clark, stanza_error};
 
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -233,6 +233,49 @@ async fn subscribe_publish_notify_unsubscribe() {
     let error = stanza_error(reply);
     assert_eq!(error.condition, "unexpected-request");
     assert_eq!(error.app, Some(clark(PUBSUB_ERRORS, "not-subscribed")));
+}
+
+/// The notifications of one delivery to an account's several resources are one audit entry
+/// counting them all; another account gets its own.
+#[tokio::test]
+async fn one_audit_entry_per_account_and_delivery() {
+    let (r, p, store) = setup().await;
+    let tablet = "alice@localhost/tablet";
+    for (from, jid) in [(ALICE, ALICE), (tablet, tablet), (ADMIN, ADMIN)] {
+        let subscribe = format!("<subscribe node='{LIVE}' jid='{jid}'/>");
+        assert_eq!(
+            r.handle(iq("set", from, &subscribe)).await[0].attr("type"),
+            Some("result")
+        );
+    }
+    publish(&p, 1_790_632_802, 510.0).await;
+    publish(&p, 1_790_632_804, 520.0).await;
+    assert_eq!(deliver(p.ctx.clone()).await.len(), 6);
+    let notified: Vec<(String, i64, i64, i64)> = store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.command == "notification")
+        .map(|e| (e.requester, e.records, e.start, e.end))
+        .collect();
+    let published: Vec<i64> = store
+        .items(UP, LIVE, None, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.published_at)
+        .collect();
+    let (first, last) = (published[0], published[published.len() - 1]);
+    let admin = ADMIN.split('/').next().unwrap().to_owned();
+    assert_eq!(
+        notified,
+        [
+            (admin, 2, first, last + 1),
+            ("alice@localhost".to_owned(), 4, first, last + 1)
+        ]
+    );
 }
 
 #[tokio::test]

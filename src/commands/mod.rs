@@ -41,7 +41,10 @@ fn required_value(input: &Submitted, var: &str) -> Result<String, RequestError> 
 /// that makes the requester its data's holder (`crate::access::View::holder_grant`). Anyone
 /// else who may see the usage point is `forbidden`: reading it under a config or admin grant,
 /// or administering the component, is not speaking for the customer.
-fn holder<'r>(req: &'r Request, command: &str) -> Result<(&'r UsagePoint, &'r Grant), RequestError> {
+fn holder<'r>(
+    req: &'r Request,
+    command: &str,
+) -> Result<(&'r UsagePoint, &'r Grant), RequestError> {
     let Target::UsagePoint(up) = &req.target else {
         return Err(RequestError::ItemNotFound);
     };

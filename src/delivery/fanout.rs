@@ -7,9 +7,12 @@
 //! publications wait for it than the bound, the oldest are skipped and it gets one notice saying
 //! how many (the readings stay in the history).
 //!
-//! Every subscriber's notifications of a claim are one audit entry (`notification`), all of a
-//! claim's entries appended in one transaction before any of its stanzas is queued: what leaves
-//! is on record first. A claim delivered again after a crash is recorded again.
+//! A claim's notifications to one account (bare JID) on one series are one audit entry
+//! (`notification`, `records` counting those to all its resources), all of a claim's entries
+//! appended in one transaction before any of its stanzas is queued: what leaves is on record
+//! first. A claim delivered again after a crash is recorded again. Entries are what auditing
+//! costs, in rows and in the chain's hashing: one per account rather than per subscription
+//! keeps an account with many resources (or many subscriptions of a gateway) at one row.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -142,7 +145,7 @@ async fn serve(
     let mut finished: Vec<Advance> = Vec::new();
     // What to queue (with its stanza count) once `audits` are on record.
     let mut queued: Vec<(usize, Outgoing)> = Vec::new();
-    let mut audits: Vec<AuditEntry> = Vec::new();
+    let mut audits: HashMap<(String, String, String), AuditEntry> = HashMap::new();
     let at = now();
     for (c, bare) in claimed.into_iter().zip(bares) {
         let sub = &c.subscription;
@@ -217,20 +220,33 @@ async fn serve(
             continue;
         }
         if let (Some(first), Some(last)) = (publications.first(), publications.last()) {
-            audits.push(AuditEntry {
-                requester: bare.clone(),
-                usage_point: sub.usage_point.clone(),
-                series: sub.series.clone(),
-                start: first.published_at,
-                end: last.published_at + 1,
-                grant_id: views
-                    .get(&bare)
-                    .and_then(|v| v.grant_for(&sub.usage_point, &sub.series))
-                    .and_then(|g| g.id),
-                command: audit_command::NOTIFICATION.to_owned(),
-                records: publications.len() as i64,
-                at,
-            });
+            let (start, end) = (first.published_at, last.published_at + 1);
+            let records = publications.len() as i64;
+            let key = (bare.clone(), sub.usage_point.clone(), sub.series.clone());
+            match audits.entry(key) {
+                Entry::Occupied(entry) => {
+                    let entry = entry.into_mut();
+                    entry.start = entry.start.min(start);
+                    entry.end = entry.end.max(end);
+                    entry.records += records;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(AuditEntry {
+                        requester: bare.clone(),
+                        usage_point: sub.usage_point.clone(),
+                        series: sub.series.clone(),
+                        start,
+                        end,
+                        grant_id: views
+                            .get(&bare)
+                            .and_then(|v| v.grant_for(&sub.usage_point, &sub.series))
+                            .and_then(|g| g.id),
+                        command: audit_command::NOTIFICATION.to_owned(),
+                        records,
+                        at,
+                    });
+                }
+            }
         }
         for (i, p) in publications.iter().enumerate() {
             let template = match sub.kind {
@@ -258,6 +274,10 @@ async fn serve(
     }
     // On record before anything leaves; if the log cannot be written, nothing leaves and the
     // claim comes back after its lease.
+    let mut audits: Vec<AuditEntry> = audits.into_values().collect();
+    audits.sort_by(|a, b| {
+        (&a.requester, &a.usage_point, &a.series).cmp(&(&b.requester, &b.usage_point, &b.series))
+    });
     ctx.store.append_audits(&audits).await?;
     for (stanzas, out) in queued {
         if !delivery.queue(limiter, stanzas, out).await {
