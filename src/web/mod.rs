@@ -5,11 +5,13 @@
 //! - [`state`]: what the handlers share; [`answer`]: what they answer, with its HTTP headers.
 //! - [`listener`]: the accept loop and what one connection may cost (count, timeouts).
 //! - [`consent`]: `/authorize` and `/enedis/callback`, the consent chain itself.
+//! - [`ingest`]: `POST /ingest/{source}/{device}`, readings posted by the `http` sources' devices.
 //! - Pure building blocks, no HTTP: [`sanitize`] makes the application's description safe,
 //!   [`pages`] renders the HTML (the requested consent duration is `crate::time::duration`).
 
 pub(crate) mod answer;
 pub(crate) mod consent;
+pub mod ingest;
 pub mod listener;
 pub(crate) mod pages;
 pub(crate) mod sanitize;
