@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -26,7 +26,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
-use super::state::WebState;
 use crate::metrics::Metrics;
 use crate::model::{AuditEntry, Batch};
 use crate::publisher::Publisher;
@@ -230,16 +229,19 @@ impl IntoResponse for Problem {
     }
 }
 
-/// The route.
+/// Answers a `POST` to `/ingest/{source}/{device}` (`ingest`: `None` when no `http` source
+/// is configured); `max_body` is `[web] max_body`.
 pub(crate) async fn post(
-    State(state): State<Arc<WebState>>,
-    Path((source, device)): Path<(String, String)>,
+    ingest: Option<&Ingest>,
+    max_body: usize,
+    source: &str,
+    device: &str,
     request: Request,
 ) -> Response {
-    let Some(ingest) = state.ingest.as_ref() else {
+    let Some(ingest) = ingest else {
         return Problem::new(StatusCode::NOT_FOUND, "no http source is configured").into_response();
     };
-    let endpoint = match ingest.endpoint(&source, &device) {
+    let endpoint = match ingest.endpoint(source, device) {
         Ok(e) => e,
         Err(p) => {
             ingest
@@ -248,7 +250,7 @@ pub(crate) async fn post(
             return p.into_response();
         }
     };
-    let (status, stored, answer) = match handle(ingest, &endpoint, state.max_body, request).await {
+    let (status, stored, answer) = match handle(ingest, &endpoint, max_body, request).await {
         Ok(stored) => (
             StatusCode::NO_CONTENT,
             stored,

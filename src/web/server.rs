@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,7 +28,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/enedis/callback", get(callback))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/ingest/{source}/{device}", post(ingest::post))
+        .route("/ingest/{source}/{device}", post(ingest))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
             refuse_large_bodies(max_body, request, next)
@@ -93,6 +93,21 @@ async fn callback(
         Ok(Query(query)) => consent::callback(&state, &query).await,
         Err(_) => bad_query(),
     }
+}
+
+async fn ingest(
+    State(state): State<Arc<WebState>>,
+    Path((source, device)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    ingest::post(
+        state.ingest.as_deref(),
+        state.max_body,
+        &source,
+        &device,
+        request,
+    )
+    .await
 }
 
 fn bad_query() -> Page {

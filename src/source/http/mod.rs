@@ -20,6 +20,9 @@ pub(crate) mod decode;
 pub(crate) mod readings;
 pub(crate) mod series;
 
+#[cfg(test)]
+mod props;
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
