@@ -329,6 +329,11 @@ mod tests {
         assert_eq!(series[0].path, "production/power/active/instant");
         assert_eq!(series[0].measurement.unit, "W");
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        // The example file's spelling of the default.
+        let three_years = parse(&format!("retention = \"3y\"\n{DEVICE}"))
+            .settings("s", |_| None)
+            .unwrap();
+        assert!(three_years.retention >= s.retention);
     }
 
     #[test]
