@@ -48,6 +48,8 @@ pub struct Ingest {
     sources: HashMap<String, HashMap<String, Arc<Endpoint>>>,
     publisher: Publisher,
     metrics: Metrics,
+    /// One write at a time (see the module doc).
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// One device as the route needs it.
@@ -59,8 +61,6 @@ struct Endpoint {
     limiter: DefaultDirectRateLimiter,
     /// Requests per second and burst, for the 429 message.
     rate: (u32, u32),
-    /// One write at a time per device (see the module doc).
-    writing: tokio::sync::Mutex<()>,
     /// `source/device`, the metrics label.
     label: String,
 }
@@ -87,7 +87,6 @@ impl Ingest {
                             digest: digest(d.token.expose()),
                             limiter: RateLimiter::direct(quota),
                             rate: (s.requests_per_second.get(), s.requests_burst.get()),
-                            writing: tokio::sync::Mutex::new(()),
                             label: format!("{}/{}", s.id, d.id),
                         };
                         (d.id.clone(), Arc::new(endpoint))
@@ -100,6 +99,7 @@ impl Ingest {
             sources,
             publisher,
             metrics,
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -376,7 +376,7 @@ async fn store(
         .ctx
         .usage_point_jid(&endpoint.device.id)
         .to_string();
-    let _writing = endpoint.writing.lock().await;
+    let _writing = ingest.writing.lock().await;
     for batch in batches {
         let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
             continue;
