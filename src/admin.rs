@@ -8,9 +8,9 @@
 
 use anyhow::Context as _;
 
-use crate::audit::Verdict;
+use crate::audit::{self, Verdict};
 use crate::commands::admin_forms::{admin_grant, describe_grant};
-use crate::model::ANY;
+use crate::model::{audit_command, ANY};
 use crate::settings::Settings;
 use crate::store::{self, Store};
 
@@ -44,6 +44,10 @@ fn ok(output: String) -> anyhow::Result<Outcome> {
     Ok(Outcome { output, ok: true })
 }
 
+/// Who the audit log names for what the command line does: it runs as whoever has the config
+/// file, which the log cannot know better.
+const CLI: &str = "admin-cli";
+
 /// Runs `command` against the store of `settings`.
 pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<Outcome> {
     let store = store::open(&settings.config.store.url)
@@ -70,13 +74,24 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
             purpose,
             valid_until,
         } => {
-            let grant = admin_grant(&jid, usage_point, series, purpose, valid_until.as_deref())
+            let mut grant = admin_grant(&jid, usage_point, series, purpose, valid_until.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let id = store.add_grant(&grant).await?;
+            grant.id = Some(id);
+            audit::record(
+                store,
+                audit::grant_event(CLI, audit_command::GRANT_ADDED, &grant),
+            )
+            .await;
             ok(format!("grant #{id} added\n"))
         }
         AdminCommand::GrantsRevoke { id } => {
-            if store.revoke_grant(id).await? {
+            if let Some(grant) = store.revoke_grant(id).await? {
+                audit::record(
+                    store,
+                    audit::grant_event(CLI, audit_command::GRANT_REVOKED, &grant),
+                )
+                .await;
                 ok(format!("grant #{id} revoked\n"))
             } else {
                 Ok(Outcome {

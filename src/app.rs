@@ -17,10 +17,12 @@ use tokio_util::sync::CancellationToken;
 use xmpp_parsers::jid::Jid;
 
 use crate::access::{self, Access};
+use crate::audit;
 use crate::delivery::{self, Delivery};
 use crate::health::{self, Health, LinkProgress, Thresholds};
 use crate::lease::{self, Leadership};
 use crate::metrics::Metrics;
+use crate::model::audit_command;
 use crate::publisher::{Feed, Publisher};
 use crate::request::Context;
 use crate::settings::Settings;
@@ -99,11 +101,27 @@ pub async fn serve_with_events(
     if sealed > 0 {
         tracing::info!(sealed, "audit entries from before the hash chain chained");
     }
-    anchor_audit(store.as_ref()).await;
-    store
+    let audit_keep = config.audit.keep.map(|k| k.0);
+    let changes = store
         .replace_config_grants(&access::grants_from_config(&config.access.grants))
         .await
         .context("cannot load [[access.grant]] into the store")?;
+    let events = (changes
+        .revoked
+        .iter()
+        .map(|g| (audit_command::GRANT_REVOKED, g)))
+    .chain(
+        changes
+            .added
+            .iter()
+            .map(|g| (audit_command::GRANT_ADDED, g)),
+    )
+    .map(|(command, g)| audit::grant_event("config", command, g))
+    .collect::<Vec<_>>();
+    store
+        .append_audits(&events)
+        .await
+        .context("cannot record the config's grant changes in the audit log")?;
 
     let metrics = Metrics::default();
     let access_changed = Arc::new(Notify::new());
@@ -266,7 +284,13 @@ pub async fn serve_with_events(
             metrics.clone(),
         ))
     });
-    let maintenance = tokio::spawn(maintain(ctx, access_changed, shutdown.clone()));
+    let maintenance = tokio::spawn(maintain(
+        ctx,
+        access_changed,
+        audit_keep,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let watchdog = tokio::spawn(health::systemd_watchdog(health.clone(), shutdown.clone()));
     let web = match web_server(
         &settings,
@@ -334,8 +358,6 @@ pub async fn serve_with_events(
     Ok(())
 }
 
-/// How often the audit chain's head is logged (and once at start).
-const AUDIT_ANCHOR: Duration = Duration::from_secs(3600);
 /// How often subscriptions are checked against grants (expiry, revocation).
 const GRANT_CHECK: Duration = Duration::from_secs(60);
 /// How long sent outbox entries are kept to match bounces.
@@ -347,10 +369,17 @@ const KEEP_SENT_SECS: i64 = 24 * 3600;
 const KEEP_PUBLICATIONS_SECS: i64 = 600;
 
 /// Periodic work: end subscriptions whose grant is gone, forget old sent notifications and
-/// delivered publications. A
-/// source that revokes access (`access_changed`) has subscriptions checked at once.
-async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: CancellationToken) {
+/// delivered publications, keep the audit log (anchor, retention). A source that revokes
+/// access (`access_changed`) has subscriptions checked at once.
+async fn maintain(
+    ctx: Arc<Context>,
+    access_changed: Arc<Notify>,
+    audit_keep: Option<Duration>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(GRANT_CHECK);
+    audit::upkeep(ctx.store.as_ref(), audit_keep, &metrics).await;
     let mut anchored = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -358,8 +387,8 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
             _ = access_changed.notified() => {}
             _ = shutdown.cancelled() => return,
         }
-        if anchored.elapsed() >= AUDIT_ANCHOR {
-            anchor_audit(ctx.store.as_ref()).await;
+        if anchored.elapsed() >= audit::UPKEEP_EVERY {
+            audit::upkeep(ctx.store.as_ref(), audit_keep, &metrics).await;
             anchored = tokio::time::Instant::now();
         }
         match publisher::expire_subscriptions(&ctx).await {
@@ -381,16 +410,6 @@ async fn maintain(ctx: Arc<Context>, access_changed: Arc<Notify>, shutdown: Canc
         {
             tracing::error!(error = %e, "cannot prune delivered publications");
         }
-    }
-}
-
-/// Logs the audit chain's head: a copy of these lines kept elsewhere (a log collector) proves
-/// later that the past entries were not rewritten (`admin audit verify` gives the same head).
-async fn anchor_audit(store: &dyn store::Store) {
-    match store.audit_head().await {
-        Ok(Some((id, hash))) => tracing::info!(id, %hash, "audit chain head"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "cannot read the audit chain head"),
     }
 }
 

@@ -278,6 +278,34 @@ impl Default for ClusterConfig {
     }
 }
 
+/// A retention period written as an ISO 8601 duration (`"P3Y"`, `"P30D"`; see
+/// [`crate::time::duration::parse_period`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::time::duration::parse_period(&text)
+            .map(Period)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid period {text:?}: write an ISO 8601 duration of whole years, \
+                     months, weeks or days, such as \"P3Y\" or \"P30D\""
+                ))
+            })
+    }
+}
+
+/// `[audit]`: how long the audit log is kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AuditConfig {
+    /// Entries older than this are pruned (hourly), a checkpoint entry vouching for the cut;
+    /// unset: kept for ever.
+    pub(crate) keep: Option<Period>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct WebConfig {

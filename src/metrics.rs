@@ -53,6 +53,12 @@ struct State {
     ingest_requests: BTreeMap<(String, String), u64>,
     /// `source/device` → readings stored by ingest requests answered 204.
     ingest_records: BTreeMap<String, u64>,
+    /// The audit chain's head at the last anchor: (id, hash).
+    audit_anchor: Option<(i64, String)>,
+    /// The oldest undelivered notification's age, seconds (0: none waiting).
+    outbox_oldest_age: u64,
+    /// Consents in force.
+    consents_active: u64,
 }
 
 /// The entry for `key`, or the overflow one once `map` holds [`MAX_LABEL_SETS`] other keys.
@@ -115,6 +121,19 @@ impl Metrics {
     }
 
     /// The current number of subscriptions.
+    /// The audit chain's head as anchored (hourly).
+    pub(crate) fn set_audit_anchor(&self, id: i64, hash: &str) {
+        self.state().audit_anchor = Some((id, hash.to_owned()));
+    }
+
+    pub(crate) fn set_outbox_oldest_age(&self, seconds: u64) {
+        self.state().outbox_oldest_age = seconds;
+    }
+
+    pub(crate) fn set_consents_active(&self, n: u64) {
+        self.state().consents_active = n;
+    }
+
     pub(crate) fn set_subscriptions(&self, n: u64) {
         self.state().subscriptions = n;
     }
@@ -256,10 +275,22 @@ impl Metrics {
                 state.outbox_pending,
             ),
             (
+                "quoalise_outbox_oldest_age_seconds",
+                "gauge",
+                "Age of the oldest notification not yet sent (0 when none waits).",
+                state.outbox_oldest_age,
+            ),
+            (
                 "quoalise_subscriptions",
                 "gauge",
                 "Current subscriptions.",
                 state.subscriptions,
+            ),
+            (
+                "quoalise_consents_active",
+                "gauge",
+                "Consents in force (given, not revoked, not expired).",
+                state.consents_active,
             ),
             (
                 "quoalise_xmpp_connected",
@@ -277,6 +308,17 @@ impl Metrics {
         for (name, kind, help, value) in scalars {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        if let Some((id, hash)) = &state.audit_anchor {
+            header(
+                &mut out,
+                "quoalise_audit_anchor",
+                "gauge",
+                "The audit chain's head at the last hourly anchor: its id as the value, its hash \
+                 as a label. Keep this history: it proves the log's past was not rewritten.",
+            );
+            // The hash is 64 hex digits written by the store: nothing to escape.
+            let _ = writeln!(out, "quoalise_audit_anchor{{hash=\"{hash}\"}} {id}");
         }
         header(
             &mut out,
@@ -478,7 +520,9 @@ mod tests {
             ("quoalise_notifications_sent_total", "counter"),
             ("quoalise_outbox_dropped_total", "counter"),
             ("quoalise_outbox_pending", "gauge"),
+            ("quoalise_outbox_oldest_age_seconds", "gauge"),
             ("quoalise_subscriptions", "gauge"),
+            ("quoalise_consents_active", "gauge"),
             ("quoalise_xmpp_connected", "gauge"),
             ("quoalise_xmpp_reconnects_total", "counter"),
             ("quoalise_xmpp_stalls_total", "counter"),
@@ -574,6 +618,10 @@ mod tests {
         shared.outbox_dropped(1);
         m.set_outbox_pending(40);
         m.set_outbox_pending(12);
+        m.set_outbox_oldest_age(95);
+        m.set_consents_active(3);
+        m.set_audit_anchor(41, "ab12");
+        m.set_audit_anchor(42, "cd34");
         m.set_subscriptions(12);
         m.set_subscriptions(10);
         m.set_connected(true);
@@ -621,6 +669,23 @@ mod tests {
             Some(6.0)
         );
         assert_eq!(value(&samples, "quoalise_outbox_pending", &[]), Some(12.0));
+        assert_eq!(
+            value(&samples, "quoalise_outbox_oldest_age_seconds", &[]),
+            Some(95.0)
+        );
+        assert_eq!(value(&samples, "quoalise_consents_active", &[]), Some(3.0));
+        // Only the last anchor is shown; its id is the value, its hash the label.
+        assert_eq!(
+            value(&samples, "quoalise_audit_anchor", &[("hash", "cd34")]),
+            Some(42.0)
+        );
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|s| s.name == "quoalise_audit_anchor")
+                .count(),
+            1
+        );
         assert_eq!(value(&samples, "quoalise_subscriptions", &[]), Some(10.0));
         assert_eq!(value(&samples, "quoalise_xmpp_connected", &[]), Some(1.0));
         assert_eq!(

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Notify};
 
-use crate::model::{Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY};
+use crate::audit;
+use crate::model::{
+    audit_command, Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY,
+};
 use crate::request::Context;
 use crate::source::SourceEvent;
 use crate::stanzas::notification::{
@@ -349,8 +352,14 @@ async fn reconcile_owners(
         match (owner, grant.id) {
             (Some(owner), _) if wanted(grant) && kept.insert(owner.as_str()) => {}
             (_, Some(id)) => {
-                if store.revoke_grant(id).await? {
+                if let Some(grant) = store.revoke_grant(id).await? {
                     revoked += 1;
+                    let actor = format!("source:{}", up.source);
+                    audit::record(
+                        store,
+                        audit::grant_event(&actor, audit_command::GRANT_REVOKED, &grant),
+                    )
+                    .await;
                 }
                 tracing::info!(usage_point = %up.id, subject = %grant.subject, "owner grant revoked");
             }
@@ -359,18 +368,23 @@ async fn reconcile_owners(
     }
     for owner in owners {
         if kept.insert(owner.as_str()) {
-            store
-                .add_grant(&Grant {
-                    id: None,
-                    subject: owner.clone(),
-                    usage_point: up.id.clone(),
-                    series: ANY.into(),
-                    valid_from: None,
-                    valid_until: None,
-                    origin: GrantOrigin::Source,
-                    purpose: Some(format!("owner of the devices of source {}", up.source)),
-                })
-                .await?;
+            let mut grant = Grant {
+                id: None,
+                subject: owner.clone(),
+                usage_point: up.id.clone(),
+                series: ANY.into(),
+                valid_from: None,
+                valid_until: None,
+                origin: GrantOrigin::Source,
+                purpose: Some(format!("owner of the devices of source {}", up.source)),
+            };
+            grant.id = Some(store.add_grant(&grant).await?);
+            let actor = format!("source:{}", up.source);
+            audit::record(
+                store,
+                audit::grant_event(&actor, audit_command::GRANT_ADDED, &grant),
+            )
+            .await;
             tracing::info!(usage_point = %up.id, subject = %owner, "owner grant added");
         }
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use xmpp_parsers::jid::BareJid;
 
 use crate::config::{
-    parse_bare_jid, AccessConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
+    parse_bare_jid, AccessConfig, AuditConfig, ClusterConfig, ConfigError, LimitsConfig, LogConfig,
     PubSubConfig, Secret, SecretKeys, StoreConfig, WebConfig, XmppConfig,
 };
 use crate::source::SourceConfig;
@@ -45,6 +45,8 @@ pub struct Config {
     pub(crate) pubsub: PubSubConfig,
     #[serde(default)]
     pub(crate) limits: LimitsConfig,
+    #[serde(default)]
+    pub(crate) audit: AuditConfig,
 }
 
 /// The checked configuration: what the rest of the program works with.

@@ -917,6 +917,47 @@ async fn admins_manage_grants_and_subscriptions_at_run_time() {
         [format!("Subscription #{id} ended; its subscriber was told")]
     );
     assert!(store.subscribers(UP, RAW).await.unwrap().is_empty());
+
+    // Each admin action is on record, by whom, on what, in order.
+    let admin = ADMIN.split('/').next().unwrap();
+    let actions: Vec<(String, String, String, String, Option<i64>, i64)> = store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.command != "notification")
+        .map(|e| {
+            (
+                e.command,
+                e.requester,
+                e.usage_point,
+                e.series,
+                e.grant_id,
+                e.records,
+            )
+        })
+        .collect();
+    let grant_id: i64 = grant.parse().unwrap();
+    let sub_id: i64 = id.parse().unwrap();
+    let row = |c: &str, up: &str, series: &str, g: Option<i64>, n: i64| {
+        (
+            c.to_owned(),
+            admin.to_owned(),
+            up.to_owned(),
+            series.to_owned(),
+            g,
+            n,
+        )
+    };
+    assert_eq!(
+        actions,
+        [
+            row("grant-added", UP, "*", Some(grant_id), 0),
+            row("grant-revoked", UP, "*", Some(grant_id), 0),
+            row("subscription-ended", UP, RAW, None, sub_id),
+        ]
+    );
 }
 
 /// Consents at run time: listed per source that takes them, revoked per usage point with their

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules from the bottom up; a module may use only those of lower rows.
 const LAYERS: &[&[&str]] = &[
+    // Calendar and durations: what the config reads and every layer uses.
+    &["time"],
     // Pure data, no I/O: what every layer may use.
-    &["model", "config", "metrics", "time"],
+    &["model", "config", "metrics"],
     // Our XML models and the stanzas written as text.
     &["stanzas"],
     // Persistence: all SQL.

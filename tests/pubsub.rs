@@ -100,7 +100,7 @@ async fn a_revoking_event_wakes_the_grant_check() {
 
 #[tokio::test]
 async fn subscribe_publish_notify_unsubscribe() {
-    let (r, p, _store) = setup().await;
+    let (r, p, store) = setup().await;
     publish(&p, 1_790_632_800, 500.0).await;
     assert!(deliver(p.ctx.clone()).await.is_empty(), "no subscriber yet");
 
@@ -168,6 +168,40 @@ async fn subscribe_publish_notify_unsubscribe() {
         .get_child("items", PUBSUB)
         .unwrap();
     assert_eq!(items.children().count(), 2);
+
+    // Every read is on record, under alice's grant: the last item sent on subscribing, the two
+    // notifications of the claim as one entry, then the two items retrieved.
+    let audit: Vec<_> = store
+        .audit_entries(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let alice_bare = ALICE.split('/').next().unwrap();
+    let reads: Vec<(&str, &str, &str, i64)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.command.as_str(),
+                e.requester.as_str(),
+                e.series.as_str(),
+                e.records,
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            ("notification", alice_bare, LIVE, 1),
+            ("notification", alice_bare, LIVE, 2),
+            ("pubsub-items", alice_bare, LIVE, 2)
+        ]
+    );
+    assert!(audit
+        .iter()
+        .all(|e| e.usage_point == UP && e.grant_id.is_some()));
+    assert!(audit[0].start < audit[0].end);
 
     // Subscriptions listed.
     let reply = &r.handle(iq("get", ALICE, "<subscriptions/>")).await[0];

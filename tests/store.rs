@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use quoalise_component::audit::Verdict;
-use quoalise_component::model::audit_chain::Break;
+use quoalise_component::model::audit_chain::{Break, Checkpoint};
 use quoalise_component::model::{
     AuditEntry, Batch, Consent, ConsentRequest, Grant, GrantOrigin, Identifier, Item, Measurement,
     OAuthState, OutboxEntry, Reading, Series, Subscription, SubscriptionKind, UpstreamCall,
@@ -281,7 +281,8 @@ async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
     // Restarting with the same config, in any order, keeps the grants and their ids: the audit
     // log refers to them.
     for config in [first_config.clone(), [bob.clone(), alice.clone()]] {
-        store.replace_config_grants(&config).await.unwrap();
+        let changes = store.replace_config_grants(&config).await.unwrap();
+        assert_eq!(changes, Default::default());
         let all = store.grants().await.unwrap();
         assert_eq!(all[0], admin);
         assert_eq!(without_ids(&all[1..]), first_config);
@@ -296,9 +297,17 @@ async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
         ..bob.clone()
     };
     let carol = grant("carol@example.org", DEMO_A1, ANY, GrantOrigin::Config);
+    let all_before_second = store.grants().await.unwrap();
     let second_config = [carol.clone(), alice.clone(), bob_later.clone()];
-    store.replace_config_grants(&second_config).await.unwrap();
+    let changes = store.replace_config_grants(&second_config).await.unwrap();
     let all = store.grants().await.unwrap();
+    // What changed is reported for the audit log: bob's old grant out, carol's and bob's new in.
+    assert_eq!(changes.revoked, [all_before_second[2].clone()]);
+    assert_eq!(
+        without_ids(&changes.added),
+        [carol.clone(), bob_later.clone()]
+    );
+    assert!(changes.added.iter().all(|g| all.contains(g)), "{changes:?}");
     assert_eq!(
         without_ids(&all),
         without_ids(&[
@@ -316,17 +325,19 @@ async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
 
     // A config without alice and bob revokes their grants.
     let carol_id = second_ids[2];
-    store
+    let changes = store
         .replace_config_grants(std::slice::from_ref(&carol))
         .await
         .unwrap();
+    assert!(changes.added.is_empty(), "{changes:?}");
+    assert_eq!(changes.revoked.len(), 2, "{changes:?}");
     let all = store.grants().await.unwrap();
     assert_eq!(all[0], admin);
     assert_eq!(grant_ids(&all[1..]), [carol_id]);
     for gone in ["alice@example.org", "bob@example.org"] {
         assert!(store.grants_for(gone).await.unwrap().is_empty(), "{gone}");
     }
-    assert!(!store.revoke_grant(first_ids[0]).await.unwrap());
+    assert_eq!(store.revoke_grant(first_ids[0]).await.unwrap(), None);
     assert_eq!(
         store.grants_for("billing@example.org").await.unwrap(),
         std::slice::from_ref(&admin)
@@ -381,9 +392,10 @@ async fn grant_story(store: Arc<dyn Store>) -> GrantIds {
     assert!(expected.len() >= 2, "{expected:?}");
     assert_eq!(store.grants_of(&subjects).await.unwrap(), expected);
     assert!(store.grants_of(&[]).await.unwrap().is_empty());
-    assert!(store.revoke_grant(consent_id).await.unwrap());
-    assert!(!store.revoke_grant(consent_id).await.unwrap());
-    assert!(!store.revoke_grant(consent_id + 1000).await.unwrap());
+    let revoked = store.revoke_grant(consent_id).await.unwrap();
+    assert_eq!(revoked.and_then(|g| g.id), Some(consent_id));
+    assert_eq!(store.revoke_grant(consent_id).await.unwrap(), None);
+    assert_eq!(store.revoke_grant(consent_id + 1000).await.unwrap(), None);
     assert_eq!(
         without_ids(&store.grants_for("carol@example.org").await.unwrap()),
         std::slice::from_ref(&carol)
@@ -3278,6 +3290,68 @@ async fn audit_chain_story(db: &Db) {
         verdict(&store).await,
         Verdict::Intact { entries: 4, .. }
     ));
+
+    // Many at once (a delivery claim): one chain still.
+    let batch: Vec<AuditEntry> = (0..1200)
+        .map(|i| audit_entry(&format!("s{i}@example.org"), None, 1_800_000_300 + i))
+        .collect();
+    store.append_audits(&batch).await.unwrap();
+    store.append_audits(&[]).await.unwrap();
+    let Verdict::Intact {
+        entries: 1204,
+        head: Some((head_id, _)),
+    } = verdict(&store).await
+    else {
+        panic!("a bulk append breaks the chain");
+    };
+    let tail = store.audit_entries(head_id - 1200, 2000).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        batch,
+        "in order, as given"
+    );
+
+    // Retention: what is older than the cut goes, a checkpoint vouches for it; the rest still
+    // verifies, and a deletion at the new start by hand is still caught.
+    let first_kept = tail[0].0;
+    let checkpoint = store
+        .prune_audit(1_800_000_250, 1_800_100_000)
+        .await
+        .unwrap()
+        .expect("four entries are older");
+    assert_eq!(checkpoint.pruned, 4);
+    assert_eq!(checkpoint.last_id, first_kept - 1);
+    let chain = store.audit_chain(0, 10).await.unwrap();
+    assert_eq!(chain[0].id, first_kept);
+    assert_eq!(
+        chain[0].prev_hash.as_deref(),
+        Some(checkpoint.last_hash.as_str())
+    );
+    let Verdict::Intact {
+        entries: 1201,
+        head: Some((head, _)),
+    } = verdict(&store).await
+    else {
+        panic!("a pruned log does not verify");
+    };
+    let last = store.audit_chain(head - 1, 1).await.unwrap();
+    assert_eq!(Checkpoint::of(&last[0].entry), Some(checkpoint));
+    assert_eq!(
+        store
+            .prune_audit(1_800_000_250, 1_800_100_000)
+            .await
+            .unwrap(),
+        None
+    );
+    db.hand_edit(&format!("DELETE FROM audit_log WHERE id = {first_kept}"))
+        .await;
+    assert_eq!(
+        verdict(&store).await,
+        Verdict::Broken {
+            entries: 1200,
+            at: Break::Unattested { id: first_kept + 1 }
+        }
+    );
 }
 
 /// Instances appending at the same moment keep one chain, in id order.
@@ -3286,10 +3360,13 @@ async fn concurrent_audit_appends(stores: Vec<Arc<dyn Store>>) {
         let store = store.clone();
         tokio::spawn(async move {
             for n in 0..25 {
-                store
-                    .append_audit(&audit_entry(&format!("r{i}@example.org"), None, n))
-                    .await
-                    .unwrap();
+                let entry = audit_entry(&format!("r{i}@example.org"), None, n);
+                if n % 5 == 0 {
+                    // Bulk appends (delivery) interleave with single ones.
+                    store.append_audits(&[entry.clone(), entry]).await.unwrap();
+                } else {
+                    store.append_audit(&entry).await.unwrap();
+                }
             }
         })
     });
@@ -3298,7 +3375,7 @@ async fn concurrent_audit_appends(stores: Vec<Arc<dyn Store>>) {
     }
     assert!(matches!(
         verdict(&stores[0]).await,
-        Verdict::Intact { entries: 100, .. }
+        Verdict::Intact { entries: 120, .. }
     ));
 }
 
@@ -3590,7 +3667,7 @@ mod changes {
             .await
             .unwrap();
         assert_eq!(next(&mut feed).await, Change::Access);
-        assert!(writer.revoke_grant(id).await.unwrap());
+        assert!(writer.revoke_grant(id).await.unwrap().is_some());
         assert_eq!(next(&mut feed).await, Change::Access);
         publish_numbered(writer.as_ref(), PRM, LOAD_CURVE, 1).await;
         assert_eq!(next(&mut feed).await, Change::Work);

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use xmpp_parsers::data_forms::{DataForm, Field};
 
 use super::get_history::required;
-use crate::model::{Consent, Subscription};
+use crate::audit;
+use crate::model::{audit_command, Consent, Subscription};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
@@ -126,7 +127,7 @@ impl AdHocCommand for RevokeConsents {
     async fn run(
         &self,
         ctx: &Context,
-        _req: &Request,
+        req: &Request,
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
@@ -143,6 +144,11 @@ impl AdHocCommand for RevokeConsents {
             )));
         }
         tracing::info!(%usage_point, consents = revoked.len(), "consents revoked by an admin");
+        audit::record_all(
+            ctx.store.as_ref(),
+            &audit::consents_ended(req.requester.as_str(), &revoked),
+        )
+        .await;
         let ended = crate::publisher::expire_subscriptions(ctx).await?;
         Ok(done(
             "Consents revoked",
@@ -215,19 +221,31 @@ impl AdHocCommand for EndSubscription {
     async fn run(
         &self,
         ctx: &Context,
-        _req: &Request,
+        req: &Request,
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let text = super::required_value(input, "subscription")?;
         let id = number("subscription", &text)?;
-        if ctx.store.subscription(id).await?.is_none() {
+        let Some(subscription) = ctx.store.subscription(id).await? else {
             return Err(RequestError::bad_request(format!(
                 "subscription: no subscription #{id}"
             )));
-        }
+        };
         crate::publisher::end_subscription(ctx, id, "ended by an administrator").await?;
         tracing::info!(subscription = id, "subscription ended by an admin");
+        audit::record(
+            ctx.store.as_ref(),
+            audit::event(
+                req.requester.as_str(),
+                audit_command::SUBSCRIPTION_ENDED,
+                &subscription.usage_point,
+                &subscription.series,
+                None,
+                id,
+            ),
+        )
+        .await;
         Ok(done(
             "Subscription ended",
             vec![],

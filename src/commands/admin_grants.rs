@@ -11,7 +11,8 @@ use xmpp_parsers::data_forms::{DataForm, Field, FieldType};
 
 use super::admin_forms::{admin_grant, admin_spec, describe_grant, done, form, listing, number};
 use super::get_history::required;
-use crate::model::ANY;
+use crate::audit;
+use crate::model::{audit_command, ANY};
 use crate::request::error::RequestError;
 use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
@@ -98,7 +99,7 @@ impl AdHocCommand for AddGrant {
     async fn run(
         &self,
         ctx: &Context,
-        _req: &Request,
+        req: &Request,
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
@@ -114,6 +115,11 @@ impl AdHocCommand for AddGrant {
         )?;
         let id = ctx.store.add_grant(&grant).await?;
         grant.id = Some(id);
+        audit::record(
+            ctx.store.as_ref(),
+            audit::grant_event(req.requester.as_str(), audit_command::GRANT_ADDED, &grant),
+        )
+        .await;
         tracing::info!(grant = id, subject = %grant.subject, usage_point = %grant.usage_point, series = %grant.series, "grant added by an admin");
         Ok(done(
             "Grant added",
@@ -143,16 +149,21 @@ impl AdHocCommand for RevokeGrant {
     async fn run(
         &self,
         ctx: &Context,
-        _req: &Request,
+        req: &Request,
         input: &Submitted,
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let id = number("grant", &super::required_value(input, "grant")?)?;
-        if !ctx.store.revoke_grant(id).await? {
+        let Some(grant) = ctx.store.revoke_grant(id).await? else {
             return Err(RequestError::bad_request(format!(
                 "grant: no grant #{id} in force"
             )));
-        }
+        };
+        audit::record(
+            ctx.store.as_ref(),
+            audit::grant_event(req.requester.as_str(), audit_command::GRANT_REVOKED, &grant),
+        )
+        .await;
         tracing::info!(grant = id, "grant revoked by an admin");
         let ended = crate::publisher::expire_subscriptions(ctx).await?;
         Ok(done(

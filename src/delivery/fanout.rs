@@ -6,13 +6,17 @@
 //! The bound (`[pubsub] max_pending`) is applied here, when a subscription is claimed: if more
 //! publications wait for it than the bound, the oldest are skipped and it gets one notice saying
 //! how many (the readings stay in the history).
+//!
+//! Every subscriber's notifications of a claim are one audit entry (`notification`), all of a
+//! claim's entries appended in one transaction before any of its stanzas is queued: what leaves
+//! is on record first. A claim delivered again after a crash is recorded again.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Delivery, Limiter, DEPTH, LEASE_SECS};
-use crate::model::SubscriptionKind;
+use crate::model::{audit_command, AuditEntry, SubscriptionKind};
 use crate::stanzas::notification::missed_notice_xml;
 use crate::stanzas::outgoing::{Outgoing, Payload, Report};
 use crate::stanzas::template::Template;
@@ -59,6 +63,7 @@ pub(crate) fn parse_notice_id(id: &str) -> Option<(i64, u64, i64)> {
 /// A publication's templates, decoded once per claim and shared by its subscribers.
 struct Decoded {
     seq: i64,
+    published_at: i64,
     pubsub: Arc<Template>,
     push: Arc<Template>,
 }
@@ -68,6 +73,7 @@ impl Decoded {
         match (Template::decode(&p.pubsub), Template::decode(&p.push)) {
             (Ok(pubsub), Ok(push)) => Some(Decoded {
                 seq: p.seq,
+                published_at: p.published_at,
                 pubsub: Arc::new(pubsub),
                 push: Arc::new(push),
             }),
@@ -134,6 +140,10 @@ async fn serve(
     let mut read: HashMap<(i64, i64), Vec<Decoded>> = HashMap::new();
     // Claims with nothing to queue end at once.
     let mut finished: Vec<Advance> = Vec::new();
+    // What to queue (with its stanza count) once `audits` are on record.
+    let mut queued: Vec<(usize, Outgoing)> = Vec::new();
+    let mut audits: Vec<AuditEntry> = Vec::new();
+    let at = now();
     for (c, bare) in claimed.into_iter().zip(bares) {
         let sub = &c.subscription;
         let allowed = bare
@@ -177,18 +187,18 @@ async fn serve(
                 usage_point = %sub.usage_point, series = %sub.series, jid = %sub.jid, skipped,
                 "publications waiting beyond [pubsub] max_pending skipped"
             );
-            let out = Outgoing {
-                payload: Payload::Wire(text.into_bytes()),
-                report: Some(Report::Fanout {
-                    subscription: sub.id,
-                    seq: start,
-                    claim,
-                    last: publications.is_empty(),
-                }),
-            };
-            if !delivery.queue(limiter, 1, out).await {
-                return Ok(false);
-            }
+            queued.push((
+                1,
+                Outgoing {
+                    payload: Payload::Wire(text.into_bytes()),
+                    report: Some(Report::Fanout {
+                        subscription: sub.id,
+                        seq: start,
+                        claim,
+                        last: publications.is_empty(),
+                    }),
+                },
+            ));
         } else if publications.is_empty() {
             // Behind, yet nothing after the cursor: the publications are gone (a corrupt row
             // skipped, or pruned by hand). Catch up, or the claim would come back forever.
@@ -206,28 +216,52 @@ async fn serve(
             });
             continue;
         }
+        if let (Some(first), Some(last)) = (publications.first(), publications.last()) {
+            audits.push(AuditEntry {
+                requester: bare.clone(),
+                usage_point: sub.usage_point.clone(),
+                series: sub.series.clone(),
+                start: first.published_at,
+                end: last.published_at + 1,
+                grant_id: views
+                    .get(&bare)
+                    .and_then(|v| v.grant_for(&sub.usage_point, &sub.series))
+                    .and_then(|g| g.id),
+                command: audit_command::NOTIFICATION.to_owned(),
+                records: publications.len() as i64,
+                at,
+            });
+        }
         for (i, p) in publications.iter().enumerate() {
             let template = match sub.kind {
                 SubscriptionKind::PubSub => &p.pubsub,
                 SubscriptionKind::Push => &p.push,
             };
-            let out = Outgoing {
-                payload: Payload::Fanout {
-                    template: template.clone(),
-                    to: to.clone(),
-                    subscription: sub.id,
-                    seq: p.seq,
+            queued.push((
+                template.stanzas(),
+                Outgoing {
+                    payload: Payload::Fanout {
+                        template: template.clone(),
+                        to: to.clone(),
+                        subscription: sub.id,
+                        seq: p.seq,
+                    },
+                    report: Some(Report::Fanout {
+                        subscription: sub.id,
+                        seq: p.seq,
+                        claim,
+                        last: i + 1 == publications.len(),
+                    }),
                 },
-                report: Some(Report::Fanout {
-                    subscription: sub.id,
-                    seq: p.seq,
-                    claim,
-                    last: i + 1 == publications.len(),
-                }),
-            };
-            if !delivery.queue(limiter, template.stanzas(), out).await {
-                return Ok(false);
-            }
+            ));
+        }
+    }
+    // On record before anything leaves; if the log cannot be written, nothing leaves and the
+    // claim comes back after its lease.
+    ctx.store.append_audits(&audits).await?;
+    for (stanzas, out) in queued {
+        if !delivery.queue(limiter, stanzas, out).await {
+            return Ok(false);
         }
     }
     ctx.store.advance(&finished).await?;

@@ -15,13 +15,19 @@
 //! whatever the texts hold (a requester containing a newline cannot pass for two fields), and the
 //! id in it makes two entries swapped by id detectable even if their contents were swapped too.
 //!
+//! Retention (`[audit] keep`) deletes the oldest entries and appends a [`Checkpoint`] entry
+//! (command `audit-pruned`) carrying the id range and count deleted and the hash of the last
+//! deleted entry. The first entry left then links to that hash instead of [`GENESIS`], and
+//! verification accepts it only if a later checkpoint vouches for exactly that hash: deleting
+//! entries at the start by hand still breaks the chain ([`Break::Unattested`]).
+//!
 //! The chain proves the past was not rewritten *relative to a known head*: deleting the last
 //! entries leaves a shorter valid chain. Hence the anchors: the head hash is logged and exposed
 //! periodically, and a copy kept elsewhere pins the past.
 
 use sha2::{Digest, Sha256};
 
-use super::AuditEntry;
+use super::{audit_command, AuditEntry};
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -77,6 +83,45 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// What a pruning deleted, recorded in the chain as an entry of its own, whose fields hold:
+/// `requester` `audit`, `usage_point` `*`, `series` the hash of the last deleted entry,
+/// `start`/`end` the first and last id deleted, `records` how many, `command` `audit-pruned`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub pruned: i64,
+    /// The hash of entry `last_id`: the `prev_hash` of the first entry kept.
+    pub last_hash: String,
+}
+
+impl Checkpoint {
+    /// The entry that records this checkpoint, stamped `at`.
+    pub fn entry(&self, at: i64) -> AuditEntry {
+        AuditEntry {
+            requester: "audit".to_owned(),
+            usage_point: "*".to_owned(),
+            series: self.last_hash.clone(),
+            start: self.first_id,
+            end: self.last_id,
+            grant_id: None,
+            command: audit_command::CHECKPOINT.to_owned(),
+            records: self.pruned,
+            at,
+        }
+    }
+
+    /// The checkpoint an entry records, if it is one.
+    pub fn of(entry: &AuditEntry) -> Option<Checkpoint> {
+        (entry.command == audit_command::CHECKPOINT).then(|| Checkpoint {
+            first_id: entry.start,
+            last_id: entry.end,
+            pruned: entry.records,
+            last_hash: entry.series.clone(),
+        })
+    }
+}
+
 /// An entry as stored, with its chain columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainedEntry {
@@ -99,14 +144,22 @@ pub enum Break {
     /// Its content does not give its hash: the entry was edited.
     #[error("entry {id}: its content does not match its hash (edited)")]
     Content { id: i64 },
+    /// The first entry links to an entry no longer there, and no checkpoint says it was pruned:
+    /// entries at the start were deleted by hand.
+    #[error("entry {id} is the first, but links to an entry no checkpoint says was pruned")]
+    Unattested { id: i64 },
 }
 
-/// Checks entries in id order, one page after the other; remembers where it stands.
+/// Checks entries in id order, one page after the other; remembers where it stands. Call
+/// [`Verifier::finish`] after the last entry.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     prev: String,
     previous_id: Option<i64>,
     checked: u64,
+    /// The first entry and the hash it links to, when that is not [`GENESIS`], until a
+    /// checkpoint vouches for them.
+    unattested: Option<(i64, String)>,
 }
 
 impl Default for Verifier {
@@ -115,25 +168,22 @@ impl Default for Verifier {
             prev: GENESIS.to_owned(),
             previous_id: None,
             checked: 0,
+            unattested: None,
         }
     }
 }
 
 impl Verifier {
-    /// Starts after a checkpoint: the entry whose hash is `head` (id `id`), the rest pruned.
-    pub fn after(id: i64, head: &str) -> Verifier {
-        Verifier {
-            prev: head.to_owned(),
-            previous_id: Some(id),
-            checked: 0,
-        }
-    }
-
     /// Checks the next entry; the first break found is the answer.
     pub fn check(&mut self, e: &ChainedEntry) -> Result<(), Break> {
         let (Some(prev_hash), Some(hash)) = (&e.prev_hash, &e.hash) else {
             return Err(Break::Unsealed { id: e.id });
         };
+        if self.previous_id.is_none() && *prev_hash != self.prev {
+            // The start was pruned (or deleted): carry on, and wait for a checkpoint.
+            self.unattested = Some((e.id, prev_hash.clone()));
+            self.prev.clone_from(prev_hash);
+        }
         if *prev_hash != self.prev {
             return Err(Break::Link {
                 id: e.id,
@@ -145,10 +195,25 @@ impl Verifier {
         if entry_hash(prev_hash, e.id, &e.entry) != *hash {
             return Err(Break::Content { id: e.id });
         }
+        if let (Some((first, linked)), Some(checkpoint)) =
+            (&self.unattested, Checkpoint::of(&e.entry))
+        {
+            if checkpoint.last_hash == *linked && checkpoint.last_id < *first {
+                self.unattested = None;
+            }
+        }
         self.prev.clone_from(hash);
         self.previous_id = Some(e.id);
         self.checked += 1;
         Ok(())
+    }
+
+    /// After the last entry: a start no checkpoint vouched for is a break.
+    pub fn finish(&self) -> Result<(), Break> {
+        match &self.unattested {
+            Some((id, _)) => Err(Break::Unattested { id: *id }),
+            None => Ok(()),
+        }
     }
 
     /// The hash of the last entry checked (the chain's head so far).
@@ -200,7 +265,21 @@ mod tests {
 
     fn verify(entries: &[ChainedEntry]) -> Result<(), Break> {
         let mut v = Verifier::default();
-        entries.iter().try_for_each(|e| v.check(e))
+        entries.iter().try_for_each(|e| v.check(e))?;
+        v.finish()
+    }
+
+    /// Appends `entry` to `chain` with the next id.
+    fn append(chain: &mut Vec<ChainedEntry>, entry: AuditEntry) {
+        let last = chain.last().unwrap();
+        let (id, prev) = (last.id + 1, last.hash.clone().unwrap());
+        let hash = entry_hash(&prev, id, &entry);
+        chain.push(ChainedEntry {
+            id,
+            entry,
+            prev_hash: Some(prev),
+            hash: Some(hash),
+        });
     }
 
     #[test]
@@ -255,13 +334,30 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_resumes_the_chain() {
-        let entries = chain(6);
-        let mut v = Verifier::after(3, entries[2].hash.as_deref().unwrap());
-        for e in &entries[3..] {
-            v.check(e).unwrap();
-        }
-        let mut wrong = Verifier::after(2, entries[1].hash.as_deref().unwrap());
-        assert!(wrong.check(&entries[3]).is_err());
+    fn a_pruned_start_verifies_only_with_its_checkpoint() {
+        let full = chain(6);
+        let checkpoint = |last: usize| Checkpoint {
+            first_id: 1,
+            last_id: full[last].id,
+            pruned: full[last].id,
+            last_hash: full[last].hash.clone().unwrap(),
+        };
+        // Entries 1-3 pruned, the checkpoint appended at the head.
+        let mut pruned = full[3..].to_vec();
+        append(&mut pruned, checkpoint(2).entry(1_700_100_000));
+        assert_eq!(verify(&pruned), Ok(()));
+        assert_eq!(Checkpoint::of(&pruned[3].entry), Some(checkpoint(2)));
+
+        // Without it, or with one for another cut, the start is a deletion.
+        assert_eq!(verify(&full[3..]), Err(Break::Unattested { id: 4 }));
+        let mut other = full[3..].to_vec();
+        append(&mut other, checkpoint(1).entry(1_700_100_000));
+        assert_eq!(verify(&other), Err(Break::Unattested { id: 4 }));
+        // One more entry deleted after a genuine pruning is caught too.
+        let mut more = full[4..].to_vec();
+        append(&mut more, checkpoint(2).entry(1_700_100_000));
+        assert_eq!(verify(&more), Err(Break::Unattested { id: 5 }));
+        // An ordinary entry is no checkpoint.
+        assert_eq!(Checkpoint::of(&full[0].entry), None);
     }
 }

@@ -126,6 +126,32 @@ pub struct AuditEntry {
     pub at: i64,
 }
 
+/// What an audit entry records, in its `command` field, when it is not the name of the data
+/// command that answered (`get_history`, `get_load_curve`, `history`, …). The access report
+/// and the audit views read these names; changing one changes what old entries mean.
+pub mod audit_command {
+    /// Notifications of a series handed to the link for one subscriber (one entry per
+    /// subscriber per delivery claim). `start`/`end`: the publication times of the first and
+    /// last notification; `records`: how many notifications.
+    pub const NOTIFICATION: &str = "notification";
+    /// PubSub items retrieved (XEP-0060 §6.5); `records`: how many items.
+    pub const PUBSUB_ITEMS: &str = "pubsub-items";
+    /// A grant was added; `requester` is who added it (an admin's JID, `config`, `source:<id>`,
+    /// `admin-cli`), `grant_id` the new grant.
+    pub const GRANT_ADDED: &str = "grant-added";
+    /// A grant was revoked; `requester` is who revoked it.
+    pub const GRANT_REVOKED: &str = "grant-revoked";
+    /// A customer gave a consent; `requester` is the application it was given to.
+    pub const CONSENT_GIVEN: &str = "consent-given";
+    /// A consent ended by revocation (an admin's JID, or `enedis` when Enedis reports it gone);
+    /// `records`: how many consents ended.
+    pub const CONSENT_ENDED: &str = "consent-ended";
+    /// A subscription was ended by an admin; `records`: the subscription id.
+    pub const SUBSCRIPTION_ENDED: &str = "subscription-ended";
+    /// Entries were pruned by `[audit] keep` (see `crate::model::audit_chain`).
+    pub const CHECKPOINT: &str = "audit-pruned";
+}
+
 /// Where a grant came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantOrigin {

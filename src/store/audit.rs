@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::audit_chain::ChainedEntry;
+use crate::model::audit_chain::{ChainedEntry, Checkpoint};
 use crate::model::AuditEntry;
 
 /// The audit log.
@@ -16,6 +16,10 @@ use crate::model::AuditEntry;
 pub trait AuditStore: Send + Sync {
     /// Appends to the audit log, chained to the head; returns the entry id (increasing).
     async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
+
+    /// Appends several entries in order, in one transaction: delivery audits a whole claim at
+    /// once, and one lock and commit per subscriber would cost more than the delivery itself.
+    async fn append_audits(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
 
     /// Chains entries written without a hash (before the chain existed), in id order, after
     /// the last hashed entry before them; returns how many. A no-op on a sealed log.
@@ -27,6 +31,13 @@ pub trait AuditStore: Send + Sync {
         after_id: i64,
         limit: usize,
     ) -> Result<Vec<ChainedEntry>, StoreError>;
+
+    /// Retention: deletes the entries written before `before` (the oldest ids, up to the last
+    /// one older than that) and appends the [`Checkpoint`] that vouches for the cut, in one
+    /// transaction; returns it (`None`: nothing that old).
+    ///
+    /// [`Checkpoint`]: crate::model::audit_chain::Checkpoint
+    async fn prune_audit(&self, before: i64, now: i64) -> Result<Option<Checkpoint>, StoreError>;
 
     /// The last entry's id and hash (`None`: empty log, or a last entry without hash).
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;

@@ -41,6 +41,9 @@ pub trait ConsentStore: Send + Sync {
         grant: &Grant,
     ) -> Result<(i64, i64), StoreError>;
 
+    /// How many consents, of every source, are in force at `now` (for `/metrics`).
+    async fn count_active_consents(&self, now: i64) -> Result<u64, StoreError>;
+
     /// Consents of a source not revoked and not expired at `now`, oldest first.
     async fn active_consents(&self, source: &str, now: i64) -> Result<Vec<Consent>, StoreError>;
 

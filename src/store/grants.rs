@@ -7,6 +7,13 @@ use async_trait::async_trait;
 use super::StoreError;
 use crate::model::Grant;
 
+/// What a reconciliation of the config grants changed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ConfigGrantChanges {
+    pub revoked: Vec<Grant>,
+    pub added: Vec<Grant>,
+}
+
 /// Access grants.
 #[async_trait]
 pub trait GrantStore: Send + Sync {
@@ -15,13 +22,19 @@ pub trait GrantStore: Send + Sync {
     /// (same subject, usage point, series, validity and purpose) keeps that grant and its id, so
     /// that ids in the audit log stay meaningful across restarts; config grants no longer listed
     /// are revoked (kept for the audit trail); the others are inserted.
-    async fn replace_config_grants(&self, grants: &[Grant]) -> Result<(), StoreError>;
+    /// Returns what changed: the grants revoked and the grants added (with their ids), for the
+    /// audit log.
+    async fn replace_config_grants(
+        &self,
+        grants: &[Grant],
+    ) -> Result<ConfigGrantChanges, StoreError>;
 
     /// Adds a grant and returns its id.
     async fn add_grant(&self, grant: &Grant) -> Result<i64, StoreError>;
 
-    /// Revokes a grant (kept for the audit trail); false when no such active grant exists.
-    async fn revoke_grant(&self, id: i64) -> Result<bool, StoreError>;
+    /// Revokes a grant (kept for the audit trail) and returns it as it was; `None` when no
+    /// such active grant exists.
+    async fn revoke_grant(&self, id: i64) -> Result<Option<Grant>, StoreError>;
 
     /// Unrevoked grants of one subject (bare JID), expired ones included: callers check validity
     /// at the time that matters to them.

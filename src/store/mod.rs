@@ -37,6 +37,7 @@ pub(crate) use audit::AuditStore;
 pub use changes::{Change, ChangeStore, CHANNEL};
 pub(crate) use consents::ConsentStore;
 pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Publication};
+pub use grants::ConfigGrantChanges;
 pub(crate) use grants::GrantStore;
 pub use leases::{Lease, LeaseStore};
 pub use outbox::{NewOutboxEntry, OutboxStore};

@@ -60,6 +60,19 @@ impl PostgresStore {
         Ok(tx)
     }
 
+    /// The ids of the next `n` audit entries, in order, in a transaction that holds the log's
+    /// lock: every append takes the lock before it takes ids, so they come out consecutive and
+    /// in chain order.
+    async fn next_audit_ids(conn: &mut PgConnection, n: usize) -> Result<Vec<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) \
+             FROM generate_series(1, $1)",
+        )
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_all(conn)
+        .await?)
+    }
+
     /// Instances open command sessions at the same moment: without the lock, two could count
     /// the same free place and both take it. The mode conflicts with itself and with the deletes
     /// of takes (which wait a few statements), not with counts.

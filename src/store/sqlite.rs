@@ -73,6 +73,18 @@ impl SqliteStore {
         self.begin_write().await
     }
 
+    /// The ids of the next `n` audit entries, in a transaction that holds the write lock: after
+    /// the largest ever used (AUTOINCREMENT's record), so a deleted tail's ids are not reused.
+    async fn next_audit_ids(conn: &mut SqliteConnection, n: usize) -> Result<Vec<i64>, StoreError> {
+        let last: i64 = sqlx::query_scalar(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'), 0), \
+             coalesce((SELECT max(id) FROM audit_log), 0))",
+        )
+        .fetch_one(conn)
+        .await?;
+        Ok((1..).map(|k| last + k).take(n).collect())
+    }
+
     /// SQLite has one writer at a time: an immediate transaction already keeps other instances
     /// on the same file out while the config grants are reconciled.
     async fn begin_config_grants(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {

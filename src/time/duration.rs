@@ -8,8 +8,11 @@
 //!   passed on to Enedis as is (in canonical form), and gives the consent its expiry date. Only
 //!   what Enedis' consent accepts and a person can read is allowed: no time part (`T1H`), no
 //!   fractions, no sign.
+//! - Retention periods ([`parse_period`]): `P3Y`, `P18M`, `P30D`, `P1Y6M`: how long the audit
+//!   log or the readings of an ended consent are kept. Counted generously (a year is 366 days, a
+//!   month 31), so that nothing is deleted before the period a person reads has passed.
 //!
-//! Both are read by one scanner of `(number, designator)` components ([`components`]), so they
+//! All are read by one scanner of `(number, designator)` components ([`components`]), so they
 //! agree on what a number is; each kind then says which designators, in which order, it takes.
 
 use std::fmt;
@@ -73,6 +76,32 @@ pub(crate) fn format_clock(d: Duration) -> String {
 /// seconds may have a fraction of up to 9 digits): the inverse of [`format_clock`]. Surrounding
 /// whitespace is ignored. `None` if malformed or beyond [`Duration`]. The tests' oracle for
 /// [`format_clock`] (round trips); nothing parses fractional clocks otherwise.
+/// A retention period: `P` then years, months, weeks, days (each at most once, in that order,
+/// whole numbers), as at most about ten thousand years.
+pub(crate) fn parse_period(text: &str) -> Option<Duration> {
+    const DAY: u64 = 86_400;
+    let body = text.strip_prefix('P').filter(|b| !b.is_empty())?;
+    let mut rank = 0;
+    let mut total: u64 = 0;
+    for component in components(body) {
+        let (number, designator) = component?;
+        let (r, days) = match designator {
+            'Y' => (1, 366),
+            'M' => (2, 31),
+            'W' => (3, 7),
+            'D' => (4, 1),
+            _ => return None,
+        };
+        if r <= rank || number.contains('.') || number.len() > 7 {
+            return None;
+        }
+        rank = r;
+        let value: u64 = number.parse().ok()?;
+        total = total.checked_add(value.checked_mul(days * DAY)?)?;
+    }
+    (total > 0 && total <= 10_000 * 366 * DAY).then(|| Duration::from_secs(total))
+}
+
 #[cfg(test)]
 pub(crate) fn parse_clock(text: &str) -> Option<Duration> {
     clock(text, true)
@@ -564,6 +593,30 @@ mod tests {
             (d(1, 2, 3), "1 an, 2 mois et 3 jours"),
         ] {
             assert_eq!(duration.french(), french);
+        }
+    }
+
+    #[test]
+    fn retention_periods_count_generously() {
+        let days = |text: &str| parse_period(text).map(|d| d.as_secs() / 86_400);
+        assert_eq!(days("P3Y"), Some(3 * 366));
+        assert_eq!(days("P30D"), Some(30));
+        assert_eq!(days("P1Y6M"), Some(366 + 6 * 31));
+        assert_eq!(days("P2W"), Some(14));
+        for bad in [
+            "",
+            "P",
+            "3Y",
+            "P0D",
+            "P1D1Y",
+            "P1.5Y",
+            "PT1H",
+            "P1Y1Y",
+            "-P1Y",
+            "P99999999Y",
+            "P1X",
+        ] {
+            assert_eq!(parse_period(bad), None, "{bad}");
         }
     }
 

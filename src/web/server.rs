@@ -146,8 +146,18 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count subscriptions"),
     }
     match crate::store::undelivered(state.store.as_ref()).await {
-        Ok((n, _)) => state.metrics.set_outbox_pending(n),
+        Ok((n, oldest)) => {
+            state.metrics.set_outbox_pending(n);
+            let age = oldest.map_or(0, |queued| {
+                u64::try_from(crate::time::now().saturating_sub(queued)).unwrap_or(0)
+            });
+            state.metrics.set_outbox_oldest_age(age);
+        }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
+    }
+    match state.store.count_active_consents(crate::time::now()).await {
+        Ok(n) => state.metrics.set_consents_active(n),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count consents"),
     }
     let report = state.health.check().await;
     state.metrics.set_health(

@@ -14,12 +14,15 @@ use minidom::rxml::xml_ncname;
 use minidom::Element;
 use xmpp_parsers::jid::{BareJid, Jid};
 
-use crate::model::{Item, Series, Subscription, SubscriptionKind, UsagePoint};
+use crate::model::{
+    audit_command, AuditEntry, Item, Series, Subscription, SubscriptionKind, UsagePoint,
+};
 use crate::request::error::RequestError;
 use crate::request::{Answer, Context, Request, Target};
 use crate::stanzas::notification::notification_xml;
 use crate::stanzas::ns;
 use crate::stanzas::pubsub::{self as stanza, Request as PubSubRequest, State};
+use crate::time::now;
 use crate::xep::rsm;
 
 /// Features of the PubSub service, exactly those implemented (XEP-0060 §10).
@@ -157,6 +160,15 @@ async fn subscribe(
             xml_ncname!("id").to_ncname(),
             crate::model::id::random_id(),
         );
+        record_read(
+            ctx,
+            req,
+            up,
+            node,
+            std::slice::from_ref(&item),
+            audit_command::NOTIFICATION,
+        )
+        .await?;
         followups.push(message);
     }
     Ok(Answer {
@@ -347,12 +359,51 @@ async fn items(
             Some(parse_payload(item)?),
         ));
     }
+    record_read(
+        ctx,
+        req,
+        up,
+        node,
+        &page[..elements.len()],
+        audit_command::PUBSUB_ITEMS,
+    )
+    .await?;
     let mut children = vec![stanza::items(ns::PUBSUB, node, elements)];
     children.extend(result.map(Element::from));
     Ok(Answer {
         payload: Some(stanza::pubsub(children)),
         followups: vec![],
     })
+}
+
+/// Puts items given to the requester on record before they leave (nothing when none); their
+/// publication times stand for the range read.
+async fn record_read(
+    ctx: &Context,
+    req: &Request,
+    up: &UsagePoint,
+    node: &str,
+    items: &[Item],
+    command: &str,
+) -> Result<(), RequestError> {
+    let times = items.iter().map(|i| i.published_at);
+    let (Some(start), Some(end)) = (times.clone().min(), times.max()) else {
+        return Ok(());
+    };
+    ctx.store
+        .append_audit(&AuditEntry {
+            requester: req.requester.to_string(),
+            usage_point: up.id.clone(),
+            series: node.to_owned(),
+            start,
+            end: end + 1,
+            grant_id: req.view.grant_for(&up.id, node).and_then(|g| g.id),
+            command: command.to_owned(),
+            records: items.len() as i64,
+            at: now(),
+        })
+        .await?;
+    Ok(())
 }
 
 fn parse_payload(item: &Item) -> Result<Element, RequestError> {

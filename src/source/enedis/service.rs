@@ -22,9 +22,10 @@ use super::windows::{
     days_of, history_limit, plan_missing, DAILY_HISTORY_MONTHS, DAILY_MAX_DAYS,
     LOAD_CURVE_HISTORY_MONTHS, LOAD_CURVE_MAX_DAYS,
 };
+use crate::audit;
 use crate::config::Secret;
 use crate::metrics::Metrics;
-use crate::model::{Batch, Consent, Grant, GrantOrigin, ANY};
+use crate::model::{audit_command, Batch, Consent, Grant, GrantOrigin, ANY};
 use crate::source::{FetchError, SourceEvent, Upstream};
 use crate::store::Store;
 use crate::time::now;
@@ -254,6 +255,11 @@ impl Enedis {
     pub(crate) async fn revoke(&self, prm: &str) {
         match self.store.revoke_consents(prm).await {
             Ok(revoked) => {
+                audit::record_all(
+                    self.store.as_ref(),
+                    &audit::consents_ended("enedis", &revoked),
+                )
+                .await;
                 tracing::warn!(
                     usage_point = prm,
                     consents = revoked.len(),
@@ -350,11 +356,23 @@ impl Enedis {
             origin: GrantOrigin::Consent,
             purpose: Some(consent.purpose.clone()),
         };
-        let (consent_id, _) = self
+        let (consent_id, grant_id) = self
             .store
             .record_consent(&consent, &grant)
             .await
             .map_err(internal)?;
+        audit::record(
+            self.store.as_ref(),
+            audit::event(
+                &consent.app_jid,
+                audit_command::CONSENT_GIVEN,
+                &meter.prm,
+                ANY,
+                Some(grant_id),
+                1,
+            ),
+        )
+        .await;
         tracing::info!(
             usage_point = %meter.prm,
             app = %consent.app_jid,

@@ -162,6 +162,18 @@ macro_rules! impl_consents {
                     Ok((consent_id, grant_id))
                 }
 
+                async fn count_active_consents(&self, now: i64) -> Result<u64, StoreError> {
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT count(*) FROM consents WHERE revoked_at IS NULL \
+                         AND begins_at <= $1 AND $2 < expires_at",
+                    )
+                    .bind(now)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                }
+
                 async fn active_consents(
                     &self,
                     source: &str,

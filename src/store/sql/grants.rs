@@ -22,12 +22,15 @@ macro_rules! impl_grants {
             use $crate::store::common::{plan_config_grants, ConfigGrantPlan};
             use $crate::store::rows::{grants_from_rows, unix_now, GrantRow, GRANT_COLUMNS};
             use $crate::store::sql::grants::REVOKE_GRANT;
-            use $crate::store::{GrantStore, StoreError};
+            use $crate::store::{ConfigGrantChanges, GrantStore, StoreError};
             use super::sql_helpers::insert_grant;
 
             #[async_trait]
             impl GrantStore for $store {
-                async fn replace_config_grants(&self, grants: &[Grant]) -> Result<(), StoreError> {
+                async fn replace_config_grants(
+                    &self,
+                    grants: &[Grant],
+                ) -> Result<ConfigGrantChanges, StoreError> {
                     let now = unix_now();
                     let mut tx = self.begin_config_grants().await?;
                     let rows: Vec<GrantRow> = sqlx::query_as(&format!(
@@ -41,20 +44,29 @@ macro_rules! impl_grants {
                     let ConfigGrantPlan { revoke, insert } = plan_config_grants(&existing, grants);
                     // One statement per grant: the config names a handful, and a list parameter is
                     // the one thing the two backends bind differently.
+                    let mut changes = ConfigGrantChanges::default();
                     for id in revoke {
                         sqlx::query(REVOKE_GRANT)
                             .bind(now)
                             .bind(id)
                             .execute(&mut *tx)
                             .await?;
+                        changes
+                            .revoked
+                            .extend(existing.iter().filter(|g| g.id == Some(id)).cloned());
                     }
                     for grant in insert {
                         // Stored as config whatever the caller set, or the next reconciliation
                         // would miss them and they would pile up at every start.
-                        insert_grant(&mut tx, grant, GrantOrigin::Config, now).await?;
+                        let id = insert_grant(&mut tx, grant, GrantOrigin::Config, now).await?;
+                        changes.added.push(Grant {
+                            id: Some(id),
+                            origin: GrantOrigin::Config,
+                            ..grant.clone()
+                        });
                     }
                     tx.commit().await?;
-                    Ok(())
+                    Ok(changes)
                 }
 
                 async fn add_grant(&self, grant: &Grant) -> Result<i64, StoreError> {
@@ -62,14 +74,16 @@ macro_rules! impl_grants {
                     insert_grant(&mut conn, grant, grant.origin, unix_now()).await
                 }
 
-                async fn revoke_grant(&self, id: i64) -> Result<bool, StoreError> {
-                    let changed = sqlx::query(REVOKE_GRANT)
-                        .bind(unix_now())
-                        .bind(id)
-                        .execute(&self.pool)
-                        .await?
-                        .rows_affected();
-                    Ok(changed > 0)
+                async fn revoke_grant(&self, id: i64) -> Result<Option<Grant>, StoreError> {
+                    let row: Option<GrantRow> = sqlx::query_as(&format!(
+                        "UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL \
+                         RETURNING {GRANT_COLUMNS}"
+                    ))
+                    .bind(unix_now())
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    row.map(Grant::try_from).transpose()
                 }
 
                 async fn grants_for(&self, subject: &str) -> Result<Vec<Grant>, StoreError> {
