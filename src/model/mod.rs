@@ -150,6 +150,10 @@ pub mod audit_command {
     pub const SUBSCRIPTION_ENDED: &str = "subscription-ended";
     /// Entries were pruned by `[audit] keep` (see `crate::model::audit_chain`).
     pub const CHECKPOINT: &str = "audit-pruned";
+    /// A device of an `http` source posted readings (`POST /ingest/…`); `requester` is the
+    /// device's JID, one entry per series of the pack: `records` how many readings it held,
+    /// `start`/`end` their time range (`end` one second after the last).
+    pub const INGEST: &str = "ingest";
 }
 
 /// Where a grant came from.

@@ -101,7 +101,7 @@ async fn ingest(
     request: axum::extract::Request,
 ) -> Response {
     ingest::post(
-        state.ingest.as_deref(),
+        state.ingest.clone(),
         state.max_body,
         &source,
         &device,
