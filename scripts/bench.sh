@@ -11,9 +11,11 @@
 # Then the xAAL benchmark (skip with --no-xaal): decode throughput of the codec
 # (benches/xaal_codec.rs) and the latency from an attributes_change on a bus to the PubSub
 # notification (scripts/bench_xaal.py, in a private network namespace).
+# Then the HTTP ingest benchmark (skip with --no-ingest): 50 keep-alive clients posting SenML
+# packs of 100 records through loopback (scripts/bench_ingest.py); goal >= 100 k records/s.
 # docs/architecture.md §9 has the reference figures; each part prints them next to ours.
 #
-# Usage: scripts/bench.sh [--no-e2e] [--no-fanout] [--no-xaal]
+# Usage: scripts/bench.sh [--no-e2e] [--no-fanout] [--no-xaal] [--no-ingest]
 # FANOUT_BASELINE=PATH (a fanout_driver built elsewhere, e.g. from the previous release) makes
 # both fan-out benchmarks alternate it (`base`) with this checkout's (`current`) in one session.
 # Needs the PostgreSQL server package (initdb, pg_ctl) for part 1.
@@ -26,11 +28,13 @@ cd "$REPO_ROOT"
 E2E=1
 FANOUT=1
 XAAL=1
+INGEST=1
 for arg in "$@"; do
     case "$arg" in
         --no-e2e) E2E= ;;
         --no-fanout) FANOUT= ;;
         --no-xaal) XAAL= ;;
+        --no-ingest) INGEST= ;;
         -h | --help)
             awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
@@ -97,3 +101,17 @@ else
     QUOALISE_BIN="$REPO_ROOT/target/release/quoalise-component" "$VENV/bin/python" scripts/bench_xaal.py
 fi
 # ---- end of the xAAL benchmark -----------------------------------------------------------------
+
+# ---- HTTP ingest benchmark ---------------------------------------------------------------------
+# requests/s, records/s and p99 latency to stored-and-published, through a real Prosody with one
+# subscriber to every device (release build of the component and of examples/ingest_load).
+if [ -z "$INGEST" ]; then
+    log "HTTP ingest benchmark skipped (--no-ingest)"
+else
+    log "HTTP ingest benchmark: scripts/bench_ingest.py (release build)"
+    ensure_apt_packages prosody lua-event
+    cargo build --release --bin quoalise-component --example ingest_load
+    ensure_venv
+    "$VENV/bin/python" scripts/bench_ingest.py
+fi
+# ---- end of the HTTP ingest benchmark ----------------------------------------------------------

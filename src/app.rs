@@ -142,6 +142,7 @@ pub async fn serve_with_events(
     let mut upstreams: HashMap<String, Arc<dyn Upstream>> = HashMap::new();
     let mut enedis = HashMap::new();
     let mut consent_sources = HashMap::new();
+    let mut ingest_sources = Vec::new();
     for (i, source) in config.sources.iter().cloned().enumerate() {
         let id = source.id().to_owned();
         let (tx, rx) = mpsc::channel(SOURCE_EVENTS);
@@ -155,6 +156,7 @@ pub async fn serve_with_events(
         if let Some(pages) = running.consent_pages {
             consent_sources.insert(id.clone(), pages);
         }
+        ingest_sources.extend(running.ingest);
         // The task runs on one instance at a time: the holder of the source's lease.
         sources.spawn(lease::lead(
             store.clone(),
@@ -270,6 +272,21 @@ pub async fn serve_with_events(
     let changes = follow_changes(store.as_ref(), wake.clone(), access_changed.clone())
         .await
         .context("cannot listen to the store's change feed")?;
+    // Posted readings are stored and published by the request itself, on whichever instance
+    // it reached, so that its answer can say they are: a publisher of its own, sharing the
+    // store, the delivery wake-up and the item cap with the sources' one.
+    let ingest = (!ingest_sources.is_empty()).then(|| {
+        Arc::new(web::ingest::Ingest::new(
+            ingest_sources,
+            Publisher {
+                ctx: ctx.clone(),
+                wake: wake.clone(),
+                access_changed: access_changed.clone(),
+                max_items: config.pubsub.max_items,
+            },
+            metrics.clone(),
+        ))
+    });
     let maintenance = tokio::spawn(maintain(
         ctx,
         access_changed,
@@ -287,7 +304,7 @@ pub async fn serve_with_events(
     let web = match web_server(
         &settings,
         &store,
-        enedis,
+        WebSources { enedis, ingest },
         &metrics,
         &wake,
         &connected_rx,
@@ -431,19 +448,27 @@ async fn follow_changes(
     }))
 }
 
-/// The web server's socket and state: it runs when an `enedis` source needs its pages, or when
-/// `[web] enabled` asks for `/healthz` and `/metrics` alone.
+/// What the sources serve on the web server: the consent chains of the `enedis` sources, the
+/// devices of the `http` ones.
+struct WebSources {
+    enedis: HashMap<String, Arc<Enedis>>,
+    ingest: Option<Arc<web::ingest::Ingest>>,
+}
+
+/// The web server's socket and state: it runs when an `enedis` source needs its pages, when
+/// an `http` source's devices post to it, or when `[web] enabled` asks for `/healthz` and
+/// `/metrics` alone.
 async fn web_server(
     settings: &Settings,
     store: &Arc<dyn store::Store>,
-    enedis: HashMap<String, Arc<Enedis>>,
+    WebSources { enedis, ingest }: WebSources,
     metrics: &Metrics,
     wake: &Arc<Notify>,
     connected: &watch::Receiver<bool>,
     health: Health,
 ) -> anyhow::Result<Option<(tokio::net::TcpListener, Arc<WebState>)>> {
     let web = &settings.config.web;
-    if enedis.is_empty() && !web.enabled {
+    if enedis.is_empty() && ingest.is_none() && !web.enabled {
         return Ok(None);
     }
     let bind: SocketAddr = web
@@ -466,6 +491,7 @@ async fn web_server(
             connected: connected.clone(),
             max_body: web.max_body,
             health,
+            ingest,
         }),
     )))
 }

@@ -49,6 +49,10 @@ struct State {
     healthy: (bool, bool, bool),
     /// Lease name → whether this instance leads it now (`crate::lease`).
     leading: BTreeMap<String, bool>,
+    /// (`source/device`, HTTP status) → ingest requests answered (`crate::web::ingest`).
+    ingest_requests: BTreeMap<(String, String), u64>,
+    /// `source/device` → readings stored by ingest requests answered 204.
+    ingest_records: BTreeMap<String, u64>,
     /// The audit chain's head at the last anchor: (id, hash).
     audit_anchor: Option<(i64, String)>,
     /// The oldest undelivered notification's age, seconds (0: none waiting).
@@ -182,6 +186,25 @@ impl Metrics {
     /// configuration, not the network: no cap needed.
     pub(crate) fn set_leading(&self, name: &str, leading: bool) {
         self.state().leading.insert(name.to_owned(), leading);
+    }
+
+    /// An ingest request for `device` (`source/device`, or a placeholder for unknown ones: the
+    /// caller never passes what a client invented) was answered with `status`, storing
+    /// `records` readings.
+    pub(crate) fn ingest_request(&self, device: &str, status: u16, records: u64) {
+        let mut state = self.state();
+        let requests = capped(
+            &mut state.ingest_requests,
+            (device.to_owned(), status.to_string()),
+            || (OVERFLOW.to_owned(), OVERFLOW.to_owned()),
+        );
+        *requests = requests.saturating_add(1);
+        if records > 0 {
+            let stored = capped(&mut state.ingest_records, device.to_owned(), || {
+                OVERFLOW.to_owned()
+            });
+            *stored = stored.saturating_add(records);
+        }
     }
 
     /// All metrics in the text exposition format, in a stable order (metrics as declared, label
@@ -358,6 +381,33 @@ impl Metrics {
             out,
             "quoalise_requests_limited_total{{limit=\"rate\"}} {rate}"
         );
+        header(
+            &mut out,
+            "quoalise_ingest_requests_total",
+            "counter",
+            "HTTP ingest requests (POST /ingest/{source}/{device}), by device and HTTP status.",
+        );
+        for ((device, status), n) in &state.ingest_requests {
+            let _ = writeln!(
+                out,
+                "quoalise_ingest_requests_total{{device=\"{}\",status=\"{}\"}} {n}",
+                escape_label(device),
+                escape_label(status)
+            );
+        }
+        header(
+            &mut out,
+            "quoalise_ingest_records_total",
+            "counter",
+            "Readings received by accepted HTTP ingest requests, by device.",
+        );
+        for (device, n) in &state.ingest_records {
+            let _ = writeln!(
+                out,
+                "quoalise_ingest_records_total{{device=\"{}\"}} {n}",
+                escape_label(device)
+            );
+        }
         out
     }
 }
@@ -480,6 +530,8 @@ mod tests {
             ("quoalise_healthy", "gauge"),
             ("quoalise_stanzas_refused_total", "counter"),
             ("quoalise_requests_limited_total", "counter"),
+            ("quoalise_ingest_requests_total", "counter"),
+            ("quoalise_ingest_records_total", "counter"),
         ] {
             assert!(
                 comments.contains(&format!("# TYPE {name} {kind}")),
@@ -499,6 +551,32 @@ mod tests {
             || s.name == "quoalise_stanzas_refused_total"
             || s.name == "quoalise_requests_limited_total"
             || s.name == "quoalise_healthy"));
+    }
+
+    #[test]
+    fn ingest_requests_by_device_and_status() {
+        let m = Metrics::default();
+        m.ingest_request("home/pv-roof", 204, 100);
+        m.ingest_request("home/pv-roof", 204, 100);
+        m.ingest_request("home/pv-roof", 400, 0);
+        let (samples, _) = parse(&m.render());
+        let requests = |status| {
+            value(
+                &samples,
+                "quoalise_ingest_requests_total",
+                &[("device", "home/pv-roof"), ("status", status)],
+            )
+        };
+        assert_eq!(requests("204"), Some(2.0));
+        assert_eq!(requests("400"), Some(1.0));
+        assert_eq!(
+            value(
+                &samples,
+                "quoalise_ingest_records_total",
+                &[("device", "home/pv-roof")]
+            ),
+            Some(200.0)
+        );
     }
 
     #[test]

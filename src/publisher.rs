@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::audit;
 use crate::model::{
-    audit_command, Batch, Grant, GrantOrigin, Item, SubscriptionKind, UsagePoint, ANY,
+    audit_command, Batch, Grant, GrantOrigin, Item, Series, SubscriptionKind, UsagePoint, ANY,
 };
 use crate::request::Context;
 use crate::source::SourceEvent;
@@ -160,7 +160,53 @@ impl Publisher {
             // Unknown usage point or series: store_readings reports it precisely.
             return store.insert_readings(batch).await.map(|_| ());
         };
-        let identifier = series.identifier(&up);
+        let (item, publication) = self.item_and_notifications(&up, &series, batch);
+        // Subscribers are not read here: delivery finds who is behind, checks their access
+        // and sends, however many they are.
+        store
+            .publish(batch, Some(&item), Some(&publication), self.max_items)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Publishes several live batches in one store transaction (see
+    /// [`FanoutStore::publish_all`](crate::store::FanoutStore::publish_all)), each of usage
+    /// point and series given by the caller, who knows them declared: the HTTP ingest, whose
+    /// devices are its configuration. Empty batches are left out.
+    pub(crate) async fn publish_all(
+        &self,
+        batches: &[(&UsagePoint, &Series, Batch)],
+    ) -> Result<(), StoreError> {
+        let publications: Vec<(Batch, Item, NewPublication)> = batches
+            .iter()
+            .filter(|(_, _, batch)| !batch.readings.is_empty())
+            .map(|(up, series, batch)| {
+                let (item, publication) = self.item_and_notifications(up, series, batch);
+                (batch.clone(), item, publication)
+            })
+            .collect();
+        if publications.is_empty() {
+            return Ok(());
+        }
+        self.ctx
+            .store
+            .publish_all(&publications, self.max_items)
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// The PubSub item of a live batch and its notifications (serialised once for every
+    /// subscriber): the XEP-0060 one carrying the item, the generation-2 pushes carrying the
+    /// readings in chunks.
+    fn item_and_notifications(
+        &self,
+        up: &UsagePoint,
+        series: &Series,
+        batch: &Batch,
+    ) -> (Item, NewPublication) {
+        let identifier = series.identifier(up);
         let meta = Meta {
             device_type: up.device_type.clone(),
             identifier: up.identifier.clone(),
@@ -186,7 +232,6 @@ impl Publisher {
             payload,
         };
         let from = self.ctx.usage_point_jid(&up.id).to_string();
-        // Pushes carry the readings in chunks; the notification carries the item.
         let pushes: Vec<String> = batch
             .readings
             .chunks(PUSH_CHUNK)
@@ -197,13 +242,7 @@ impl Publisher {
                 .encode(),
             push: push_template(&from, pushes.iter().map(String::as_str)).encode(),
         };
-        // Subscribers are not read here: delivery finds who is behind, checks their access
-        // and sends, however many they are.
-        store
-            .publish(batch, Some(&item), Some(&publication), self.max_items)
-            .await?;
-        self.wake.notify_one();
-        Ok(())
+        (item, publication)
     }
 }
 

@@ -294,6 +294,7 @@ async fn web(store: Arc<dyn Store>) -> (std::net::SocketAddr, CancellationToken)
         connected: watch::channel(true).1,
         max_body: 1024,
         health,
+        ingest: None,
     });
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();

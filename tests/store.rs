@@ -3508,7 +3508,86 @@ async fn outbox_area(db: &Db) {
     }
 }
 
+/// Several publications in one transaction (the HTTP ingest's group commit): each numbered
+/// after the last of its series, its item kept, its readings stored; all or nothing.
+async fn publish_all_story(store: Arc<dyn Store>) {
+    let up = usage_point("99999000000003", "home", "Posted meter");
+    store
+        .declare_usage_point(
+            &up,
+            &[
+                series(&up.id, LOAD_CURVE, "Load curve"),
+                series(&up.id, DAILY, "Daily"),
+            ],
+        )
+        .await
+        .unwrap();
+    let entry = |path: &str, n: i64| {
+        let mut item = item(path, &format!("all-{n}"), NOW + n);
+        item.usage_point = up.id.clone();
+        (
+            batch(&up.id, path, &[(T0 + n * HALF_HOUR, n as f64)]),
+            item,
+            publication(n),
+        )
+    };
+    assert_eq!(
+        publish_numbered(store.as_ref(), &up.id, LOAD_CURVE, 0).await,
+        1
+    );
+    let sub = store
+        .subscribe(PubSub, &up.id, LOAD_CURVE, ALICE, "all")
+        .await
+        .unwrap();
+    store
+        .publish_all(
+            &[entry(LOAD_CURVE, 1), entry(DAILY, 2), entry(LOAD_CURVE, 3)],
+            10,
+        )
+        .await
+        .unwrap();
+    let readings = |path: &'static str| {
+        let (store, id) = (store.clone(), up.id.clone());
+        async move { pairs(&store.readings(&id, path, 0, i64::MAX, None).await.unwrap()) }
+    };
+    assert_eq!(
+        readings(LOAD_CURVE).await,
+        vec![(T0, 0.0), (T0 + HALF_HOUR, 1.0), (T0 + 3 * HALF_HOUR, 3.0)]
+    );
+    assert_eq!(readings(DAILY).await, vec![(T0 + 2 * HALF_HOUR, 2.0)]);
+    let items = store.items(&up.id, LOAD_CURVE, None, None).await.unwrap();
+    assert_eq!(item_ids(&items), ["all-3", "all-1"]);
+    // The subscription, at publication 1 when it came, has 2 and 3 of its series to receive.
+    assert_eq!(store.fanout_pending().await.unwrap().0, 2);
+    assert_eq!(
+        store
+            .publication_for(sub.id, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .pubsub,
+        publication(3).pubsub
+    );
+
+    // One bad entry, and nothing of the others is written.
+    let mut unknown = entry(LOAD_CURVE, 4);
+    unknown.0.series = "nobody/declared/this".into();
+    assert!(matches!(
+        store.publish_all(&[entry(DAILY, 5), unknown], 10).await,
+        Err(StoreError::UnknownSeries { .. })
+    ));
+    let mut not_finite = entry(DAILY, 6);
+    not_finite.0.readings[0].value = f64::NAN;
+    assert!(matches!(
+        store.publish_all(&[entry(DAILY, 7), not_finite], 10).await,
+        Err(StoreError::NonFiniteValue { .. })
+    ));
+    assert_eq!(readings(DAILY).await, vec![(T0 + 2 * HALF_HOUR, 2.0)]);
+    assert_eq!(store.fanout_pending().await.unwrap().0, 2);
+}
+
 async fn fanout_area(db: &Db) {
+    publish_all_story(db.fresh("publish_all").await).await;
     fanout_story(db.open().await).await;
     fanout_at_scale(db.open().await, db).await;
     fan_out(db.fresh("fan_out").await).await;

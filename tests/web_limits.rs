@@ -40,6 +40,7 @@ async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
         connected: watch::channel(true).1,
         max_body: 1024,
         health,
+        ingest: None,
     });
     let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = tcp.local_addr().unwrap();

@@ -157,6 +157,10 @@ pub mod audit_command {
     /// retain_after_consent`); `requester` is the component's domain, `records` the readings
     /// deleted, `start`/`end` their time span, `grant_id` the grant of the consent that ended last.
     pub const ERASURE: &str = "erasure";
+    /// A device of an `http` source posted readings (`POST /ingest/…`); `requester` is the
+    /// device's JID, one entry per series of the pack: `records` how many readings it held,
+    /// `start`/`end` their time range (`end` one second after the last).
+    pub const INGEST: &str = "ingest";
 }
 
 /// Where a grant came from.

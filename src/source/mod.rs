@@ -20,6 +20,7 @@ use crate::store::Store;
 
 pub mod demo;
 pub mod enedis;
+pub mod http;
 pub mod xaal;
 
 /// One `[[source]]` table.
@@ -29,6 +30,7 @@ pub enum SourceConfig {
     Demo(demo::DemoConfig),
     Enedis(enedis::EnedisConfig),
     Xaal(xaal::XaalConfig),
+    Http(http::HttpConfig),
 }
 
 impl SourceConfig {
@@ -38,6 +40,7 @@ impl SourceConfig {
             SourceConfig::Demo(c) => &c.id,
             SourceConfig::Enedis(c) => &c.id,
             SourceConfig::Xaal(c) => &c.id,
+            SourceConfig::Http(c) => &c.id,
         }
     }
 
@@ -47,6 +50,7 @@ impl SourceConfig {
             SourceConfig::Demo(c) => c.info(),
             SourceConfig::Enedis(c) => c.info(),
             SourceConfig::Xaal(c) => c.info(),
+            SourceConfig::Http(c) => c.info(),
         }
     }
 
@@ -63,6 +67,7 @@ impl SourceConfig {
             SourceConfig::Demo(c) => c.validate(key),
             SourceConfig::Enedis(c) => c.validate(key),
             SourceConfig::Xaal(c) => c.validate(key),
+            SourceConfig::Http(c) => c.validate(key),
         }
     }
 
@@ -102,6 +107,7 @@ impl SourceConfig {
                         max_per_app: service.config.max_consent_pages,
                     }),
                     enedis: Some(service),
+                    ingest: None,
                 })
             }
             SourceConfig::Xaal(c) => {
@@ -109,6 +115,16 @@ impl SourceConfig {
                 Ok(Running::task(Box::new(move |token| {
                     Box::pin(xaal::gateway::run(settings.clone(), events.clone(), token))
                 })))
+            }
+            SourceConfig::Http(c) => {
+                let settings = c.into_settings(key)?;
+                let task = settings.clone();
+                Ok(Running {
+                    ingest: Some(settings),
+                    ..Running::task(Box::new(move |token| {
+                        Box::pin(http::run(task.clone(), events.clone(), token))
+                    }))
+                })
             }
         }
     }
@@ -134,6 +150,8 @@ pub(crate) struct Running {
     pub(crate) consent_pages: Option<ConsentPages>,
     /// The consent chain of an `enedis` source, for the web pages.
     pub(crate) enedis: Option<Arc<enedis::Enedis>>,
+    /// The devices that post readings to the web server (the `http` source).
+    pub(crate) ingest: Option<http::HttpSettings>,
 }
 
 impl Running {
@@ -144,6 +162,7 @@ impl Running {
             upstream: None,
             consent_pages: None,
             enedis: None,
+            ingest: None,
         }
     }
 }
@@ -185,7 +204,7 @@ pub enum FetchError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceInfo {
     pub(crate) id: String,
-    /// `demo`, `enedis`, `xaal`.
+    /// `demo`, `enedis`, `xaal`, `http`.
     pub(crate) kind: String,
     pub(crate) title: String,
     pub(crate) description: String,

@@ -75,6 +75,16 @@ pub trait FanoutStore: Send + Sync {
         max_items: usize,
     ) -> Result<Option<i64>, StoreError>;
 
+    /// Several publish transactions as one, in order, all or nothing: what
+    /// [`FanoutStore::publish`] does for each `(batch, item, publication)`, with one commit.
+    /// Many small publications (devices posting readings at once) then cost one commit, and
+    /// one flush to disk, instead of one each.
+    async fn publish_all(
+        &self,
+        publications: &[(Batch, Item, NewPublication)],
+        max_items: usize,
+    ) -> Result<(), StoreError>;
+
     /// Claims at most `limit` subscriptions that are behind their series' last publication and
     /// claimed by no one (or whose claim expired at `now`), for `lease_secs`, under the id
     /// `claim`: until `now + lease_secs` no other claim returns them, whichever instance asks.

@@ -7,12 +7,14 @@
 //! - [`listener`]: the accept loop and what one connection may cost (count, timeouts).
 //! - [`consent`]: `/authorize` and `/enedis/callback`, the consent chain itself.
 //! - [`export`]: `/export/{token}`, the one-time download links of the `export` command.
+//! - [`ingest`]: `POST /ingest/{source}/{device}`, readings posted by the `http` sources' devices.
 //! - Pure building blocks, no HTTP: [`sanitize`] makes the application's description safe,
 //!   [`pages`] renders the HTML (the requested consent duration is `crate::time::duration`).
 
 pub(crate) mod answer;
 pub(crate) mod consent;
 pub(crate) mod export;
+pub mod ingest;
 pub mod listener;
 pub(crate) mod pages;
 pub(crate) mod sanitize;

@@ -9,15 +9,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::Page;
 use super::consent;
+use super::ingest::{self, Problem};
 use super::state::WebState;
 use crate::metrics::CONTENT_TYPE;
 
@@ -29,6 +30,7 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/export/{token}", get(super::export::download))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/ingest/{source}/{device}", post(ingest))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
             refuse_large_bodies(max_body, request, next)
@@ -51,6 +53,10 @@ async fn refuse_large_bodies(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > max_body as u64) {
+        // Devices read problem documents, not pages.
+        if request.uri().path().starts_with("/ingest/") {
+            return Problem::too_large(max_body).into_response();
+        }
         return Page::error(
             413,
             "Requête trop grande",
@@ -89,6 +95,21 @@ async fn callback(
         Ok(Query(query)) => consent::callback(&state, &query).await,
         Err(_) => bad_query(),
     }
+}
+
+async fn ingest(
+    State(state): State<Arc<WebState>>,
+    Path((source, device)): Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    ingest::post(
+        state.ingest.clone(),
+        state.max_body,
+        &source,
+        &device,
+        request,
+    )
+    .await
 }
 
 fn bad_query() -> Page {

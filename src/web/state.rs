@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 use xmpp_parsers::jid::BareJid;
 
+use super::ingest::Ingest;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::source::enedis::Enedis;
@@ -28,4 +29,6 @@ pub struct WebState {
     pub max_body: usize,
     /// What `/healthz` checks.
     pub health: Health,
+    /// The devices of the `http` sources, when there are any.
+    pub ingest: Option<Arc<Ingest>>,
 }

@@ -92,6 +92,56 @@ macro_rules! impl_fanout {
                 Advance, Claimed, FanoutStore, NewPublication, Publication, StoreError,
             };
 
+            /// One publication inside the caller's transaction (see `FanoutStore::publish`);
+            /// `readings` are the batch's, checked by `prepare_readings`.
+            async fn publish_in(
+                tx: &mut $connection,
+                batch: &Batch,
+                readings: &[$crate::model::Reading],
+                item: Option<&Item>,
+                publication: Option<&NewPublication>,
+                max_items: usize,
+                now: i64,
+            ) -> Result<Option<i64>, StoreError> {
+                let batch_series = series_id(&mut *tx, &batch.usage_point, &batch.series).await?;
+                upsert_readings(&mut *tx, batch_series, readings).await?;
+                if let Some(item) = item {
+                    let item_series =
+                        if item.usage_point == batch.usage_point && item.series == batch.series {
+                            batch_series
+                        } else {
+                            series_id(&mut *tx, &item.usage_point, &item.series).await?
+                        };
+                    put_item(&mut *tx, item_series, item).await?;
+                    sqlx::query(TRIM_ITEMS)
+                        .bind(item_series)
+                        .bind(limit_to_sql(max_items))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let Some(publication) = publication else {
+                    return Ok(None);
+                };
+                let head: i64 = sqlx::query_scalar(BUMP_HEAD)
+                    .bind(batch_series)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(INSERT_PUBLICATION)
+                    .bind(batch_series)
+                    .bind(head)
+                    .bind(now)
+                    .bind(&publication.pubsub)
+                    .bind(&publication.push)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(NOTE_WORK)
+                    .bind(batch_series)
+                    .bind(head)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(Some(head))
+            }
+
             #[async_trait]
             impl FanoutStore for $store {
                 async fn publish(
@@ -102,49 +152,48 @@ macro_rules! impl_fanout {
                     max_items: usize,
                 ) -> Result<Option<i64>, StoreError> {
                     let readings = prepare_readings(batch)?;
-                    let now = unix_now();
                     let mut tx = self.begin_write().await?;
-                    let batch_series =
-                        series_id(&mut tx, &batch.usage_point, &batch.series).await?;
-                    upsert_readings(&mut tx, batch_series, &readings).await?;
-                    if let Some(item) = item {
-                        let item_series = if item.usage_point == batch.usage_point
-                            && item.series == batch.series
-                        {
-                            batch_series
-                        } else {
-                            series_id(&mut tx, &item.usage_point, &item.series).await?
-                        };
-                        put_item(&mut tx, item_series, item).await?;
-                        sqlx::query(TRIM_ITEMS)
-                            .bind(item_series)
-                            .bind(limit_to_sql(max_items))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    let mut seq = None;
-                    if let Some(publication) = publication {
-                        let head: i64 = sqlx::query_scalar(BUMP_HEAD)
-                            .bind(batch_series)
-                            .fetch_one(&mut *tx)
-                            .await?;
-                        sqlx::query(INSERT_PUBLICATION)
-                            .bind(batch_series)
-                            .bind(head)
-                            .bind(now)
-                            .bind(&publication.pubsub)
-                            .bind(&publication.push)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(NOTE_WORK)
-                            .bind(batch_series)
-                            .bind(head)
-                            .execute(&mut *tx)
-                            .await?;
-                        seq = Some(head);
-                    }
+                    let seq = publish_in(
+                        &mut tx,
+                        batch,
+                        &readings,
+                        item,
+                        publication,
+                        max_items,
+                        unix_now(),
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(seq)
+                }
+
+                async fn publish_all(
+                    &self,
+                    publications: &[(Batch, Item, NewPublication)],
+                    max_items: usize,
+                ) -> Result<(), StoreError> {
+                    // Checked before the transaction, like `publish`: a bad batch writes nothing.
+                    let prepared = publications
+                        .iter()
+                        .map(|(batch, _, _)| prepare_readings(batch))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let now = unix_now();
+                    let mut tx = self.begin_write().await?;
+                    for ((batch, item, publication), readings) in publications.iter().zip(&prepared)
+                    {
+                        publish_in(
+                            &mut tx,
+                            batch,
+                            readings,
+                            Some(item),
+                            Some(publication),
+                            max_items,
+                            now,
+                        )
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn claim_fanout(

@@ -1,0 +1,581 @@
+//! `POST /ingest/{source}/{device}`: a meter or gateway posts a SenML pack; the readings are
+//! stored and published (PubSub items and notifications, generation-2 pushes) before the answer.
+//!
+//! The steps, each with its own answer, in the order that spends least on a request that will be
+//! refused: the device (404, or 403 for a device of another source), its bearer token (401;
+//! 403 for the token of another device), its rate (429 with `Retry-After`), the media type
+//! (415), the body's size (413, `[web] max_body`), the pack itself (400, with an RFC 9457 problem
+//! document naming the record and field; nothing of a refused pack is stored). Then `204`.
+//!
+//! Accepted packs are written by group commit: each request queues its readings and one writer
+//! at a time takes everything queued and writes it in one transaction (items, notifications,
+//! readings of every pack), then the audit entries of every pack in another, and answers them
+//! all. Many devices posting at once then cost one flush to disk per group rather than per
+//! request, which is what bounds throughput on SQLite. The writer runs in a task of its own, so
+//! a client that hangs up does not cut a group short.
+//!
+//! A gateway that timed out retries the same pack: readings already stored (or written earlier
+//! in the same group) with the same value are left out before publishing, so a retry publishes
+//! nothing twice; with one writer at a time, two copies of a pack in flight cannot both find
+//! their readings new. Every accepted request is audited (command `ingest`, one entry per
+//! series, requester the device's JID, records and time range of the pack). Tokens are compared
+//! in constant time on their SHA-256 digests and never logged: only the device's name is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::model::{audit_command, AuditEntry, Batch, Series, UsagePoint};
+use crate::publisher::Publisher;
+use crate::source::http::decode::{decode, Format, Refusal};
+use crate::source::http::readings::readings;
+use crate::source::http::{Device, HttpSettings};
+use crate::store::StoreError;
+
+/// Media type of our error answers (RFC 9457).
+const PROBLEM: &str = "application/problem+json";
+
+/// Metrics label of requests naming no configured device: what a client writes in the URL is
+/// never a label.
+const UNKNOWN_DEVICE: &str = "_unknown";
+
+/// The ingest side of the `http` sources: their devices, tokens and rates, and the publisher
+/// their readings go through.
+pub struct Ingest {
+    /// Source id → device id → device.
+    sources: HashMap<String, HashMap<String, Arc<Endpoint>>>,
+    publisher: Publisher,
+    metrics: Metrics,
+    /// Accepted packs waiting for the next group commit.
+    queue: Mutex<Vec<Job>>,
+    /// Held by the writer of a group (see the module doc).
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// An accepted pack waiting to be written, and who waits for the outcome.
+struct Job {
+    endpoint: Arc<Endpoint>,
+    batches: Vec<Batch>,
+    now: i64,
+    done: oneshot::Sender<Result<(), Problem>>,
+}
+
+/// One device as the route needs it.
+struct Endpoint {
+    device: Device,
+    /// The usage point and series the source declares for the device.
+    usage_point: UsagePoint,
+    series: Vec<Series>,
+    /// Whether the store knows them yet (the source's task declares them at its start).
+    declared: AtomicBool,
+    /// `<device>@<domain>`, the requester of its audit entries.
+    jid: String,
+    retention: std::time::Duration,
+    /// SHA-256 of the token: compared in constant time, and the token itself stays in config.
+    digest: [u8; 32],
+    limiter: DefaultDirectRateLimiter,
+    /// Requests per second and burst, for the 429 message.
+    rate: (u32, u32),
+    /// `source/device`, the metrics label.
+    label: String,
+}
+
+impl Ingest {
+    /// The route's view of `sources` (validated `http` tables); readings go through
+    /// `publisher`.
+    pub(crate) fn new(
+        sources: Vec<HttpSettings>,
+        publisher: Publisher,
+        metrics: Metrics,
+    ) -> Ingest {
+        let sources = sources
+            .into_iter()
+            .map(|s| {
+                let quota = Quota::per_second(s.requests_per_second).allow_burst(s.requests_burst);
+                let devices = s
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        let endpoint = Endpoint {
+                            device: d.clone(),
+                            usage_point: d.usage_point(&s.id),
+                            series: d.series_models(),
+                            declared: AtomicBool::new(false),
+                            jid: publisher.ctx.usage_point_jid(&d.id).to_string(),
+                            retention: s.retention,
+                            digest: digest(d.token.expose()),
+                            limiter: RateLimiter::direct(quota),
+                            rate: (s.requests_per_second.get(), s.requests_burst.get()),
+                            label: format!("{}/{}", s.id, d.id),
+                        };
+                        (d.id.clone(), Arc::new(endpoint))
+                    })
+                    .collect();
+                (s.id.clone(), devices)
+            })
+            .collect();
+        Ingest {
+            sources,
+            publisher,
+            metrics,
+            queue: Mutex::new(Vec::new()),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The device `source/device`, or the answer for a path naming none.
+    fn endpoint(&self, source: &str, device: &str) -> Result<Arc<Endpoint>, Problem> {
+        if let Some(found) = self.sources.get(source).and_then(|s| s.get(device)) {
+            return Ok(found.clone());
+        }
+        if self.sources.values().any(|s| s.contains_key(device)) {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("device {device} is not a device of source {source}"),
+            ));
+        }
+        Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no device {device} in an http source {source}"),
+        ))
+    }
+
+    /// Whether `presented` is the token of a device other than `endpoint`.
+    fn token_of_another(&self, endpoint: &Endpoint, presented: &[u8; 32]) -> bool {
+        self.sources
+            .values()
+            .flat_map(|s| s.values())
+            .filter(|e| !std::ptr::eq(e.as_ref(), endpoint))
+            .fold(false, |found, e| found | same(&e.digest, presented))
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Compares two digests in a time that does not depend on where they differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An answer other than 204: a status and an RFC 9457 problem document.
+#[derive(Debug)]
+pub(crate) struct Problem {
+    status: StatusCode,
+    detail: String,
+    record: Option<usize>,
+    field: Option<String>,
+    /// Seconds, for 429 and 503.
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            detail: detail.into(),
+            record: None,
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    fn refused(refusal: Refusal) -> Problem {
+        Problem {
+            status: StatusCode::BAD_REQUEST,
+            detail: refusal.to_string(),
+            record: refusal.record,
+            field: refusal.field,
+            retry_after: None,
+        }
+    }
+
+    /// The 413 of a body over `[web] max_body` bytes.
+    pub(crate) fn too_large(max_body: usize) -> Problem {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {max_body} bytes ([web] max_body)"),
+        )
+    }
+
+    /// The answer to a store failure (logged by the caller).
+    fn store(e: &StoreError) -> Problem {
+        let mut p = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the readings could not be stored; nothing was published; try again",
+        );
+        if e.is_transient() {
+            p.retry_after = Some(1);
+        } else {
+            p.status = StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        p
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut doc = serde_json::json!({
+            "type": "about:blank",
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(record) = self.record {
+            doc["record"] = record.into();
+        }
+        if let Some(field) = &self.field {
+            doc["field"] = field.as_str().into();
+        }
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, PROBLEM)],
+            doc.to_string(),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"quoalise-ingest\""),
+            );
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Answers a `POST` to `/ingest/{source}/{device}` (`ingest`: `None` when no `http` source
+/// is configured); `max_body` is `[web] max_body`.
+pub(crate) async fn post(
+    ingest: Option<Arc<Ingest>>,
+    max_body: usize,
+    source: &str,
+    device: &str,
+    request: Request,
+) -> Response {
+    let Some(ingest) = ingest else {
+        return Problem::new(StatusCode::NOT_FOUND, "no http source is configured").into_response();
+    };
+    let endpoint = match ingest.endpoint(source, device) {
+        Ok(e) => e,
+        Err(p) => {
+            ingest
+                .metrics
+                .ingest_request(UNKNOWN_DEVICE, p.status.as_u16(), 0);
+            return p.into_response();
+        }
+    };
+    let (status, stored, answer) = match handle(&ingest, endpoint.clone(), max_body, request).await
+    {
+        Ok(stored) => (
+            StatusCode::NO_CONTENT,
+            stored,
+            StatusCode::NO_CONTENT.into_response(),
+        ),
+        Err(p) => {
+            tracing::debug!(device = %endpoint.label, status = p.status.as_u16(), detail = %p.detail, "ingest refused");
+            (p.status, 0, p.into_response())
+        }
+    };
+    ingest
+        .metrics
+        .ingest_request(&endpoint.label, status.as_u16(), stored);
+    answer
+}
+
+/// Everything after the device is known; returns how many readings the pack held.
+async fn handle(
+    ingest: &Arc<Ingest>,
+    endpoint: Arc<Endpoint>,
+    max_body: usize,
+    request: Request,
+) -> Result<u64, Problem> {
+    let (parts, body) = request.into_parts();
+    authenticate(ingest, &endpoint, &parts.headers)?;
+    if let Err(not_until) = endpoint.limiter.check() {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "device {} may post {} requests per second (burst {})",
+                endpoint.label, endpoint.rate.0, endpoint.rate.1
+            ),
+        );
+        // Whole seconds, rounded up: "0" would invite an immediate retry.
+        p.retry_after = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+        return Err(p);
+    }
+    let format = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Format::of_content_type)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/senml+json, application/senml+cbor or application/senml+xml",
+            )
+        })?;
+    let body = read_body(body, max_body).await?;
+    let pack = decode(format, &body).map_err(Problem::refused)?;
+    let now = crate::time::now();
+    let read =
+        readings(&pack, &endpoint.device, now, endpoint.retention).map_err(Problem::refused)?;
+    let records = u64::try_from(read.records).unwrap_or(u64::MAX);
+    write(ingest, endpoint, read.batches, now).await?;
+    Ok(records)
+}
+
+/// Checks the `Authorization: Bearer` header against the device's token.
+fn authenticate(ingest: &Ingest, endpoint: &Endpoint, headers: &HeaderMap) -> Result<(), Problem> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "send the device's token as Authorization: Bearer <token>",
+            )
+        })?;
+    let presented = digest(presented);
+    if same(&endpoint.digest, &presented) {
+        return Ok(());
+    }
+    if ingest.token_of_another(endpoint, &presented) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token is another device's; it may not post for {}",
+                endpoint.label
+            ),
+        ));
+    }
+    Err(Problem::new(
+        StatusCode::UNAUTHORIZED,
+        format!("wrong token for device {}", endpoint.label),
+    ))
+}
+
+/// The body, at most `max_body` bytes (a body without a `Content-Length` is cut there too).
+async fn read_body(body: Body, max_body: usize) -> Result<Vec<u8>, Problem> {
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if out.len() + chunk.len() > max_body {
+            return Err(Problem::too_large(max_body));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Queues an accepted pack for the next group commit and waits for its outcome.
+async fn write(
+    ingest: &Arc<Ingest>,
+    endpoint: Arc<Endpoint>,
+    batches: Vec<Batch>,
+    now: i64,
+) -> Result<(), Problem> {
+    let (done, outcome) = oneshot::channel();
+    lock(&ingest.queue).push(Job {
+        endpoint,
+        batches,
+        now,
+        done,
+    });
+    let writer = ingest.clone();
+    // The first writer to get the lock writes what is queued then, this pack with the others
+    // or before them; a writer that finds the queue empty has nothing to do.
+    tokio::spawn(async move {
+        let _writing = writer.writing.lock().await;
+        let jobs = std::mem::take(&mut *lock(&writer.queue));
+        if !jobs.is_empty() {
+            commit(&writer, jobs).await;
+        }
+    });
+    outcome.await.unwrap_or_else(|_| {
+        Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the writer stopped before storing the readings; try again",
+        ))
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the queue leaves a list, not a broken invariant.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes a group of packs: the new readings of all in one publish transaction, then their
+/// audit entries, and answers each.
+async fn commit(ingest: &Ingest, jobs: Vec<Job>) {
+    let store = ingest.publisher.ctx.store.as_ref();
+    // Devices whose declaration the store does not hold yet are answered alone, without
+    // failing the group.
+    let mut ready = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match declared(store, &job.endpoint).await {
+            Ok(true) => ready.push(job),
+            Ok(false) => {
+                let p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "device {} is not declared yet (the source is starting); try again",
+                        job.endpoint.label
+                    ),
+                )
+                .with_retry_after(5);
+                let _ = job.done.send(Err(p));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, device = %job.endpoint.label, "ingest: cannot read the device's series");
+                let _ = job.done.send(Err(Problem::store(&e)));
+            }
+        }
+    }
+    match write_group(ingest, &ready).await {
+        Ok(()) => {
+            for job in ready {
+                let _ = job.done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, packs = ready.len(), "ingest: cannot store readings");
+            for job in ready {
+                let _ = job.done.send(Err(Problem::store(&e)));
+            }
+        }
+    }
+}
+
+/// Whether the store holds `endpoint`'s usage point with all its series (remembered once true).
+async fn declared(
+    store: &dyn crate::store::Store,
+    endpoint: &Endpoint,
+) -> Result<bool, StoreError> {
+    if endpoint.declared.load(Ordering::Relaxed) {
+        return Ok(true);
+    }
+    let known = store.series(&endpoint.device.id).await?;
+    let all = endpoint
+        .series
+        .iter()
+        .all(|s| known.iter().any(|k| k.path == s.path));
+    endpoint.declared.store(all, Ordering::Relaxed);
+    Ok(all)
+}
+
+/// The group's new readings (those not stored, nor written earlier in the group, with the same
+/// value), published in one transaction; then one audit entry per pack and series.
+async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
+    let store = ingest.publisher.ctx.store.as_ref();
+    // What each series holds over the times the group writes: one read per series.
+    let mut ranges: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    for batch in jobs.iter().flat_map(|j| &j.batches) {
+        let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
+            continue;
+        };
+        let range = ranges
+            .entry((batch.usage_point.as_str(), batch.series.as_str()))
+            .or_insert((first.time, last.time));
+        range.0 = range.0.min(first.time);
+        range.1 = range.1.max(last.time);
+    }
+    let mut held: HashMap<(&str, &str), HashMap<i64, f64>> = HashMap::new();
+    for (&(up, series), &(start, last)) in &ranges {
+        let stored = store
+            .readings(up, series, start, last.saturating_add(1), None)
+            .await?;
+        held.insert(
+            (up, series),
+            stored.into_iter().map(|r| (r.time, r.value)).collect(),
+        );
+    }
+    let mut fresh: Vec<(&UsagePoint, &Series, Batch)> = Vec::new();
+    let mut audit = Vec::new();
+    for job in jobs {
+        let endpoint = &job.endpoint;
+        for batch in &job.batches {
+            let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
+                continue;
+            };
+            let Some(series) = endpoint.series.iter().find(|s| s.path == batch.series) else {
+                continue;
+            };
+            let values = held
+                .entry((batch.usage_point.as_str(), batch.series.as_str()))
+                .or_default();
+            let new: Vec<_> = batch
+                .readings
+                .iter()
+                .filter(|r| values.get(&r.time) != Some(&r.value))
+                .copied()
+                .collect();
+            for r in &new {
+                values.insert(r.time, r.value);
+            }
+            tracing::debug!(
+                device = %endpoint.label, series = %batch.series,
+                readings = batch.readings.len(), new = new.len(), "ingest accepted"
+            );
+            if !new.is_empty() {
+                fresh.push((
+                    &endpoint.usage_point,
+                    series,
+                    Batch {
+                        usage_point: batch.usage_point.clone(),
+                        series: batch.series.clone(),
+                        readings: new,
+                    },
+                ));
+            }
+            audit.push(AuditEntry {
+                requester: endpoint.jid.clone(),
+                usage_point: batch.usage_point.clone(),
+                series: batch.series.clone(),
+                start: first.time,
+                end: last.time.saturating_add(1),
+                grant_id: None,
+                command: audit_command::INGEST.into(),
+                records: i64::try_from(batch.readings.len()).unwrap_or(i64::MAX),
+                at: job.now,
+            });
+        }
+    }
+    ingest.publisher.publish_all(&fresh).await?;
+    store.append_audits(&audit).await
+}
+
+impl Problem {
+    fn with_retry_after(mut self, secs: u64) -> Problem {
+        self.retry_after = Some(secs);
+        self
+    }
+}
