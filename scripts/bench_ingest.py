@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""HTTP ingest benchmark (issue 15): SenML packs posted to the component over loopback.
+"""HTTP ingest benchmark: SenML packs posted to the component over loopback.
 
 Starts a private Prosody and the component binary ($QUOALISE_BIN, default
 target/release/quoalise-component) with one `http` source of C devices (a SQLite store in the

@@ -1,4 +1,4 @@
-"""The HTTP SenML ingest source (issue 15), end to end.
+"""The HTTP SenML ingest source, end to end.
 
 Real Prosody, the real component with two `http` sources, `curl` posting SenML (JSON, and CBOR
 encoded by the `cbor2` library), and slixmpp clients: an owner subscribed to the device's series
