@@ -16,7 +16,7 @@ Prints requests/s, records/s, p50/p99/max latency and the statuses, next to the 
 the component, the load generator and the subscriber share the machine's cores.
 
 Usage: .venv/bin/python scripts/bench_ingest.py [--clients 50] [--records 100] [--seconds 20]
-           [--keep]
+           [--keep] [--no-subscriber]
 Run as root (Prosody runs as its own user through runuser), like tests/e2e. Needs
 `cargo build --release --bin quoalise-component --example ingest_load`.
 """
@@ -87,7 +87,7 @@ async def run(args, root: Path) -> int:
                     if time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.2)
-            for i in range(args.clients):
+            for i in range(args.clients if args.subscriber else 0):
                 await alice.plugin["xep_0060"].subscribe(f"meter{i}@{DOMAIN}", SERIES, timeout=10)
             inbox = Inbox(alice)
             since = time.monotonic()
@@ -104,7 +104,8 @@ async def run(args, root: Path) -> int:
         figures = dict(kv.split("=", 1) for kv in out.decode().split())
         records_per_s = float(figures["records_per_s"])
         print(f"HTTP ingest, {args.clients} keep-alive clients, packs of {args.records} records, "
-              f"{args.seconds} s, SQLite store, one subscriber to every device")
+              f"{args.seconds} s, SQLite store, "
+              + ("one subscriber to every device" if args.subscriber else "no subscriber"))
         print(f"  requests/s   {float(figures['requests_per_s']):>10,.0f}")
         print(f"  records/s    {records_per_s:>10,.0f}   goal >= {GOAL_RECORDS_PER_S:,}"
               f"   {'met' if records_per_s >= GOAL_RECORDS_PER_S else 'NOT met'}")
@@ -126,6 +127,9 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
+    parser.add_argument("--no-subscriber", dest="subscriber", action="store_false",
+                        help="no slixmpp subscriber: the Python client and the server's routing "
+                             "of its notifications share the two cores with the component")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="quoalise-bench-ingest-"))
     root.chmod(0o755)

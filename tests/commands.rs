@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use minidom::Element;
-use quoalise_component::model::{Batch, Reading};
 use quoalise_component::source::demo::{DAILY, LOAD_CURVE as RAW};
 use quoalise_component::stanzas::quoalise::parse_quoalise;
 use quoalise_component::store::{self, Store};
@@ -14,42 +13,14 @@ use quoalise_testkit::PgCluster;
 mod support;
 
 use support::commands::{cmd, command, command_nodes, result_values, send, COMMANDS};
+use support::fixtures::{bob_consents, ten_days, T0};
 use support::router::{demo_context_in, demo_router, ALICE, BOB, D, UP};
 use support::xml::stanza_error;
 
-/// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
-const T0: i64 = 1_790_632_800;
-
 async fn setup(max_stanza_size: usize) -> (Router, Arc<dyn Store>) {
     let (router, store) = demo_router(2, &[UP], max_stanza_size).await;
-    insert_readings(store.as_ref()).await;
+    ten_days(store.as_ref(), UP, |i| 100.0 + i as f64).await;
     (router, store)
-}
-
-async fn insert_readings(store: &dyn Store) {
-    // Ten days of load curve and daily energy from T0, with known values.
-    let raw: Vec<Reading> = (0..480)
-        .map(|i| Reading {
-            time: T0 + i * 1800,
-            value: 100.0 + i as f64,
-        })
-        .collect();
-    let daily: Vec<Reading> = (0..10)
-        .map(|i| Reading {
-            time: T0 + i * 86_400,
-            value: 5000.5 + i as f64,
-        })
-        .collect();
-    for (series, readings) in [(RAW, raw), (DAILY, daily)] {
-        store
-            .insert_readings(&Batch {
-                usage_point: UP.into(),
-                series: series.into(),
-                readings,
-            })
-            .await
-            .unwrap();
-    }
 }
 
 fn records(command: &Element) -> Vec<(String, f64, f64)> {
@@ -603,7 +574,7 @@ async fn any_instance_serves_the_next_stage() {
         ));
     }
     let store = store::open(&url).await.unwrap();
-    insert_readings(store.as_ref()).await;
+    ten_days(store.as_ref(), UP, |i| 100.0 + i as f64).await;
     let to = format!("demo@{D}");
 
     // The form, from instance 0.
@@ -902,37 +873,13 @@ async fn admins_manage_grants_and_subscriptions_at_run_time() {
 /// grants, and the subscriptions they allowed end.
 #[tokio::test]
 async fn admins_list_and_revoke_consents() {
-    use quoalise_component::model::{Consent, Grant, GrantOrigin};
     use quoalise_component::source::ConsentPages;
     use support::router::{demo_context, ADMIN};
     let (mut ctx, store) = demo_context(2, &[], 512 * 1024).await;
     ctx.consent_sources
         .insert("demo".into(), ConsentPages::new(10));
     let r = Router::new(ctx, Engine::new(quoalise_component::commands::all()));
-    let now = quoalise_component::time::now();
-    let consent = Consent {
-        id: None,
-        source: "demo".into(),
-        usage_point: UP.into(),
-        app_jid: "bob@localhost".into(),
-        purpose: "Energy advice".into(),
-        request_id: "req-1".into(),
-        reference: "auth-1".into(),
-        begins_at: now - 60,
-        expires_at: now + 86_400,
-        grant_id: None,
-    };
-    let grant = Grant {
-        id: None,
-        subject: "bob@localhost".into(),
-        usage_point: UP.into(),
-        series: "*".into(),
-        valid_from: Some(now - 60),
-        valid_until: Some(now + 86_400),
-        origin: GrantOrigin::Consent,
-        purpose: Some("Energy advice".into()),
-    };
-    store.record_consent(&consent, &grant).await.unwrap();
+    bob_consents(store.as_ref(), UP).await;
     let subscribe = format!("<iq xmlns='jabber:component:accept' type='set' id='s' from='{BOB}' to='{UP}@{D}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='{RAW}' jid='{BOB}'/></pubsub></iq>").parse().unwrap();
     assert_eq!(r.handle(subscribe).await[0].attr("type"), Some("result"));
 
@@ -1046,35 +993,6 @@ fn json_payload(reply: &Element) -> serde_json::Value {
     serde_json::from_str(&json.text()).unwrap()
 }
 
-/// Bob's consent on UP (grant of origin `consent`, purpose "Energy advice"); returns its grant id.
-async fn bob_consents(store: &Arc<dyn Store>) -> i64 {
-    use quoalise_component::model::{Consent, Grant, GrantOrigin};
-    let now = quoalise_component::time::now();
-    let consent = Consent {
-        id: None,
-        source: "demo".into(),
-        usage_point: UP.into(),
-        app_jid: "bob@localhost".into(),
-        purpose: "Energy advice".into(),
-        request_id: "req-1".into(),
-        reference: "auth-1".into(),
-        begins_at: now - 60,
-        expires_at: now + 86_400,
-        grant_id: None,
-    };
-    let grant = Grant {
-        id: None,
-        subject: "bob@localhost".into(),
-        usage_point: UP.into(),
-        series: "*".into(),
-        valid_from: Some(now - 60),
-        valid_until: Some(now + 86_400),
-        origin: GrantOrigin::Consent,
-        purpose: Some("Energy advice".into()),
-    };
-    store.record_consent(&consent, &grant).await.unwrap().1
-}
-
 /// One history page on UP's JID, for `from`.
 async fn read_history(r: &Router, from: &str, series: &str) {
     let fields = [
@@ -1099,7 +1017,7 @@ async fn access_report_answers_the_holder_only() {
     use support::router::ADMIN;
     let (r, store) = setup(512 * 1024).await;
     let up_jid = format!("{UP}@{D}");
-    let bob_grant = bob_consents(&store).await;
+    let bob_grant = bob_consents(store.as_ref(), UP).await;
     read_history(&r, ALICE, RAW).await;
     read_history(&r, BOB, DAILY).await;
     read_history(&r, ADMIN, RAW).await;
@@ -1249,7 +1167,7 @@ async fn long_access_reports_are_paged_below_the_stanza_limit() {
     use quoalise_component::model::AuditEntry;
     let limit = 16 * 1024;
     let (r, store) = setup(limit).await;
-    let bob_grant = bob_consents(&store).await;
+    let bob_grant = bob_consents(store.as_ref(), UP).await;
     let now = quoalise_component::time::now();
     let mut ids = Vec::new();
     for i in 0..300 {
@@ -1341,7 +1259,7 @@ async fn admins_read_the_audit_log() {
 async fn admins_list_usage_points() {
     use support::router::ADMIN;
     let (r, store) = setup(512 * 1024).await;
-    bob_consents(&store).await;
+    bob_consents(store.as_ref(), UP).await;
     let reply = send(&r, command(ADMIN, D, "admin-usage-points", "", Some(&[]))).await;
     let lines = result_values(&reply, "usage_points");
     // Alice's config grant and bob's consent grant cover UP; nothing covers the other meter,

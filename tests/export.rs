@@ -3,34 +3,27 @@
 //! and reassemble to exactly the stored readings; a large range gets a link that downloads the
 //! same readings once; every page and download is audited.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use minidom::Element;
-use quoalise_component::health::{Health, LinkProgress, Thresholds};
-use quoalise_component::metrics::Metrics;
-use quoalise_component::model::{Batch, Grant, GrantOrigin, Reading, ANY};
+use quoalise_component::model::{Grant, GrantOrigin, ANY};
 use quoalise_component::source::demo::{DAILY, LOAD_CURVE as RAW};
 use quoalise_component::store::Store;
-use quoalise_component::web::listener::{self, Limits};
-use quoalise_component::web::server;
-use quoalise_component::web::state::WebState;
+use quoalise_component::web::listener::Limits;
 use quoalise_component::xep::adhoc::Engine;
 use quoalise_component::xmpp::router::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
 use support::commands::{cmd, command, result_value, send};
+use support::fixtures::{ten_days, T0};
 use support::router::{demo_context, ADMIN, ALICE, BOB, D, UP};
 use support::xml::stanza_error;
 
-/// 2026-09-28T22:00:00Z = 2026-09-29 00:00 in Paris.
-const T0: i64 = 1_790_632_800;
 const JSON: &str = "urn:xmpp:json:0";
 /// The holder: an owner grant on UP, as a source's `owners` list gives.
 const CAROL: &str = "carol@localhost/desk";
@@ -40,28 +33,7 @@ const CAROL: &str = "carol@localhost/desk";
 async fn setup(max_stanza_size: usize, inline_max: Option<u64>) -> (Router, Arc<dyn Store>) {
     let (mut ctx, store) = demo_context(2, &[UP], max_stanza_size).await;
     ctx.export_inline_max = inline_max;
-    let raw: Vec<Reading> = (0..480)
-        .map(|i| Reading {
-            time: T0 + i * 1800,
-            value: 100.0 + i as f64 * 0.5,
-        })
-        .collect();
-    let daily: Vec<Reading> = (0..10)
-        .map(|i| Reading {
-            time: T0 + i * 86_400,
-            value: 5000.5 + i as f64,
-        })
-        .collect();
-    for (series, readings) in [(RAW, raw), (DAILY, daily)] {
-        store
-            .insert_readings(&Batch {
-                usage_point: UP.into(),
-                series: series.into(),
-                readings,
-            })
-            .await
-            .unwrap();
-    }
+    ten_days(store.as_ref(), UP, |i| 100.0 + i as f64 * 0.5).await;
     store
         .add_grant(&Grant {
             id: None,
@@ -274,43 +246,12 @@ async fn export_pages_stay_below_the_limit_and_reassemble_to_the_stored_readings
 }
 
 async fn web(store: Arc<dyn Store>) -> (std::net::SocketAddr, CancellationToken) {
-    let health = Health {
-        link: Arc::new(LinkProgress::default()),
-        store: store.clone(),
-        thresholds: Thresholds {
-            silence: Duration::from_secs(60),
-            stall: Duration::from_secs(15),
-            store_timeout: Duration::from_secs(2),
-            outbox_age: Duration::from_secs(300),
-        },
-        leadership: Default::default(),
-    };
-    let state = Arc::new(WebState {
-        domain: D.parse().unwrap(),
-        store,
-        enedis: HashMap::new(),
-        metrics: Metrics::default(),
-        wake: Arc::new(Notify::new()),
-        connected: watch::channel(true).1,
-        max_body: 1024,
-        health,
-        ingest: None,
-    });
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
     let limits = Limits {
         max_connections: 16,
         header_timeout: Duration::from_secs(5),
         connection_timeout: Duration::from_secs(30),
     };
-    tokio::spawn(listener::serve(
-        tcp,
-        server::router(state),
-        limits,
-        shutdown.clone(),
-    ));
-    (addr, shutdown)
+    support::web::serve(store, limits).await
 }
 
 /// GET `path`: (status, content type, body), the body de-chunked.

@@ -2,56 +2,20 @@
 //! does not finish its headers (or idles on a kept-alive connection) is closed after the header
 //! timeout, and a body larger than `max_body` is refused before it is read.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quoalise_component::health::{Health, LinkProgress, Thresholds};
-use quoalise_component::metrics::Metrics;
 use quoalise_component::store;
-use quoalise_component::web::listener::{self, Limits};
-use quoalise_component::web::server;
-use quoalise_component::web::state::WebState;
+use quoalise_component::web::listener::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 async fn start(limits: Limits) -> (std::net::SocketAddr, CancellationToken) {
     let store = store::open("sqlite::memory:").await.unwrap();
-    let health = Health {
-        link: Arc::new(LinkProgress::default()),
-        store: store.clone(),
-        thresholds: Thresholds {
-            silence: Duration::from_secs(60),
-            stall: Duration::from_secs(15),
-            store_timeout: Duration::from_secs(2),
-            outbox_age: Duration::from_secs(300),
-        },
-        leadership: Default::default(),
-    };
-    let state = Arc::new(WebState {
-        domain: "quoalise.localhost".parse().unwrap(),
-        store,
-        enedis: HashMap::new(),
-        metrics: Metrics::default(),
-        wake: Arc::new(Notify::new()),
-        connected: watch::channel(true).1,
-        max_body: 1024,
-        health,
-        ingest: None,
-    });
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(listener::serve(
-        tcp,
-        server::router(state),
-        limits,
-        shutdown.clone(),
-    ));
-    (addr, shutdown)
+    support::web::serve(store, limits).await
 }
 
 /// Sends `request` and reads the answer's status line, or `None` if the server closed first.

@@ -8,5 +8,7 @@
 
 pub mod commands;
 pub mod delivery;
+pub mod fixtures;
 pub mod router;
+pub mod web;
 pub mod xml;
