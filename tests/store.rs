@@ -76,6 +76,20 @@ fn series(usage_point: &str, path: &str, title: &str) -> Series {
     }
 }
 
+/// Declares `up` with a load curve and a daily energy series.
+async fn declare_curve_and_daily(store: &dyn Store, up: &UsagePoint) {
+    store
+        .declare_usage_point(
+            up,
+            &[
+                series(&up.id, LOAD_CURVE, "Load curve"),
+                series(&up.id, DAILY, "Daily"),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
 fn grant(subject: &str, usage_point: &str, series: &str, origin: GrantOrigin) -> Grant {
     Grant {
         id: None,
@@ -2120,16 +2134,7 @@ async fn concurrent_fanout_claims(stores: Vec<Arc<dyn Store>>) {
     const EACH: i64 = 5;
     let first = stores[0].clone();
     let up = usage_point("99999000000003", "demo", "Shared meter");
-    first
-        .declare_usage_point(
-            &up,
-            &[
-                series(&up.id, LOAD_CURVE, "Load curve"),
-                series(&up.id, DAILY, "Daily"),
-            ],
-        )
-        .await
-        .unwrap();
+    declare_curve_and_daily(first.as_ref(), &up).await;
     let mut subs = BTreeSet::new();
     for path in [LOAD_CURVE, DAILY] {
         for n in 0..PER_SERIES {
@@ -3512,16 +3517,7 @@ async fn outbox_area(db: &Db) {
 /// after the last of its series, its item kept, its readings stored; all or nothing.
 async fn publish_all_story(store: Arc<dyn Store>) {
     let up = usage_point("99999000000003", "home", "Posted meter");
-    store
-        .declare_usage_point(
-            &up,
-            &[
-                series(&up.id, LOAD_CURVE, "Load curve"),
-                series(&up.id, DAILY, "Daily"),
-            ],
-        )
-        .await
-        .unwrap();
+    declare_curve_and_daily(store.as_ref(), &up).await;
     let entry = |path: &str, n: i64| {
         let mut item = item(path, &format!("all-{n}"), NOW + n);
         item.usage_point = up.id.clone();
