@@ -171,27 +171,20 @@ impl Publisher {
     }
 
     /// Publishes several live batches in one store transaction (see
-    /// [`FanoutStore::publish_all`](crate::store::FanoutStore::publish_all)), each of usage
-    /// point and series given by the caller, who knows them declared: the HTTP ingest, whose
-    /// devices are its configuration. Empty batches are left out.
-    pub(crate) async fn publish_all(
+    /// [`FanoutStore::publish_all`](crate::store::FanoutStore::publish_all)), each with its item
+    /// and notifications already built ([`Publisher::item_and_notifications`]): the HTTP ingest
+    /// builds them in each request's own task, so that its one writer only writes. Batches
+    /// are not empty (the caller leaves those out).
+    pub(crate) async fn publish_prepared(
         &self,
-        batches: &[(&UsagePoint, &Series, Batch)],
+        publications: &[(Batch, Item, NewPublication)],
     ) -> Result<(), StoreError> {
-        let publications: Vec<(Batch, Item, NewPublication)> = batches
-            .iter()
-            .filter(|(_, _, batch)| !batch.readings.is_empty())
-            .map(|(up, series, batch)| {
-                let (item, publication) = self.item_and_notifications(up, series, batch);
-                (batch.clone(), item, publication)
-            })
-            .collect();
         if publications.is_empty() {
             return Ok(());
         }
         self.ctx
             .store
-            .publish_all(&publications, self.max_items)
+            .publish_all(publications, self.max_items)
             .await?;
         self.wake.notify_one();
         Ok(())
@@ -200,7 +193,7 @@ impl Publisher {
     /// The PubSub item of a live batch and its notifications (serialised once for every
     /// subscriber): the XEP-0060 one carrying the item, the generation-2 pushes carrying the
     /// readings in chunks.
-    fn item_and_notifications(
+    pub(crate) fn item_and_notifications(
         &self,
         up: &UsagePoint,
         series: &Series,

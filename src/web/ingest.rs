@@ -36,12 +36,12 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::model::{audit_command, AuditEntry, Batch, Series, UsagePoint};
+use crate::model::{audit_command, AuditEntry, Batch, Item, Series, UsagePoint};
 use crate::publisher::Publisher;
 use crate::source::http::decode::{decode, Format, Refusal};
 use crate::source::http::readings::readings;
 use crate::source::http::{Device, HttpSettings};
-use crate::store::StoreError;
+use crate::store::{NewPublication, StoreError};
 
 /// Media type of our error answers (RFC 9457).
 const PROBLEM: &str = "application/problem+json";
@@ -67,6 +67,9 @@ pub struct Ingest {
 struct Job {
     endpoint: Arc<Endpoint>,
     batches: Vec<Batch>,
+    /// Each batch's item and notifications, built by the request's own task (the writer only
+    /// rebuilds those of a batch it shortens); `None` for a series the device lacks.
+    prepared: Vec<Option<(Item, NewPublication)>>,
     now: i64,
     done: oneshot::Sender<Result<(), Problem>>,
 }
@@ -338,7 +341,20 @@ async fn handle(
     let read =
         readings(&pack, &endpoint.device, now, endpoint.retention).map_err(Problem::refused)?;
     let records = u64::try_from(read.records).unwrap_or(u64::MAX);
-    write(ingest, endpoint, read.batches, now).await?;
+    // Built here, in the request's own task, while the writer writes others' packs.
+    let prepared = read
+        .batches
+        .iter()
+        .map(|batch| {
+            let series = endpoint.series.iter().find(|s| s.path == batch.series)?;
+            Some(
+                ingest
+                    .publisher
+                    .item_and_notifications(&endpoint.usage_point, series, batch),
+            )
+        })
+        .collect();
+    write(ingest, endpoint, read.batches, prepared, now).await?;
     Ok(records)
 }
 
@@ -401,12 +417,14 @@ async fn write(
     ingest: &Arc<Ingest>,
     endpoint: Arc<Endpoint>,
     batches: Vec<Batch>,
+    prepared: Vec<Option<(Item, NewPublication)>>,
     now: i64,
 ) -> Result<(), Problem> {
     let (done, outcome) = oneshot::channel();
     lock(&ingest.queue).push(Job {
         endpoint,
         batches,
+        prepared,
         now,
         done,
     });
@@ -518,11 +536,11 @@ async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
             stored.into_iter().map(|r| (r.time, r.value)).collect(),
         );
     }
-    let mut fresh: Vec<(&UsagePoint, &Series, Batch)> = Vec::new();
+    let mut fresh: Vec<(Batch, Item, NewPublication)> = Vec::new();
     let mut audit = Vec::new();
     for job in jobs {
         let endpoint = &job.endpoint;
-        for batch in &job.batches {
+        for (batch, prepared) in job.batches.iter().zip(&job.prepared) {
             let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
                 continue;
             };
@@ -546,15 +564,22 @@ async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
                 readings = batch.readings.len(), new = new.len(), "ingest accepted"
             );
             if !new.is_empty() {
-                fresh.push((
-                    &endpoint.usage_point,
-                    series,
-                    Batch {
-                        usage_point: batch.usage_point.clone(),
-                        series: batch.series.clone(),
-                        readings: new,
-                    },
-                ));
+                let whole = new.len() == batch.readings.len();
+                let batch = Batch {
+                    usage_point: batch.usage_point.clone(),
+                    series: batch.series.clone(),
+                    readings: new,
+                };
+                // Built by the request for the whole pack; a shortened one is rebuilt.
+                let (item, publication) = match prepared {
+                    Some((item, publication)) if whole => (item.clone(), publication.clone()),
+                    _ => ingest.publisher.item_and_notifications(
+                        &endpoint.usage_point,
+                        series,
+                        &batch,
+                    ),
+                };
+                fresh.push((batch, item, publication));
             }
             audit.push(AuditEntry {
                 requester: endpoint.jid.clone(),
@@ -569,7 +594,7 @@ async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
             });
         }
     }
-    ingest.publisher.publish_all(&fresh).await?;
+    ingest.publisher.publish_prepared(&fresh).await?;
     store.append_audits(&audit).await
 }
 
