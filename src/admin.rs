@@ -10,9 +10,11 @@
 use anyhow::Context as _;
 
 use crate::audit::{self, Verdict};
-use crate::commands::admin_forms::{admin_grant, audit_filter, describe_consent, describe_grant};
+use crate::commands::admin_forms::{
+    admin_grant, audit_filter, describe_consent, describe_grant, usage_point_id,
+};
 use crate::commands::time_range::parse_instant;
-use crate::model::{audit_command, is_valid_usage_point_id, ANY};
+use crate::model::{audit_command, ANY};
 use crate::settings::Settings;
 use crate::store::{self, AuditFilter, AuditRecord, Store};
 
@@ -131,9 +133,7 @@ pub async fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<O
             ok(out)
         }
         AdminCommand::ConsentsRevoke { usage_point } => {
-            if !is_valid_usage_point_id(&usage_point) {
-                anyhow::bail!("usage_point: {usage_point:?} is not a usage point id");
-            }
+            usage_point_id(&usage_point).map_err(|e| anyhow::anyhow!("{e}"))?;
             let revoked = store.revoke_consents(&usage_point).await?;
             audit::record_all(store, &audit::consents_ended(CLI, &revoked)).await;
             Ok(Outcome {

@@ -17,7 +17,9 @@ use crate::request::{Context, Request};
 use crate::stanzas::form::Submitted;
 use crate::xep::adhoc::{AdHocCommand, Spec, Stage};
 
-use super::admin_forms::{admin_spec, describe_consent, done, form, listing, number};
+use super::admin_forms::{
+    admin_spec, describe_consent, done, form, listing, number, usage_point_id,
+};
 
 pub(crate) struct ListConsents;
 pub(crate) struct RevokeConsents;
@@ -119,11 +121,7 @@ impl AdHocCommand for RevokeConsents {
         _cursor: Option<&str>,
     ) -> Result<Stage, RequestError> {
         let usage_point = super::required_value(input, "usage_point")?;
-        if !crate::model::is_valid_usage_point_id(&usage_point) {
-            return Err(RequestError::bad_request(format!(
-                "usage_point: {usage_point:?} is not a usage point id"
-            )));
-        }
+        usage_point_id(&usage_point)?;
         let revoked = ctx.store.revoke_consents(&usage_point).await?;
         if revoked.is_empty() {
             return Err(RequestError::bad_request(format!(

@@ -123,6 +123,17 @@ pub(crate) fn describe_grant(grant: &Grant) -> String {
     line
 }
 
+/// `text` if it is a usage point id; the error names the field `usage_point`.
+pub(crate) fn usage_point_id(text: &str) -> Result<&str, RequestError> {
+    if crate::model::is_valid_usage_point_id(text) {
+        Ok(text)
+    } else {
+        Err(RequestError::bad_request(format!(
+            "usage_point: {text:?} is not a usage point id"
+        )))
+    }
+}
+
 /// The entries an admin asks for, checked: a usage point id and/or a bare JID, at least one.
 /// Errors name the field.
 pub(crate) fn audit_filter(
@@ -137,11 +148,7 @@ pub(crate) fn audit_filter(
         ));
     }
     if let Some(up) = &usage_point {
-        if !crate::model::is_valid_usage_point_id(up) {
-            return Err(RequestError::bad_request(format!(
-                "usage_point: {up:?} is not a usage point id"
-            )));
-        }
+        usage_point_id(up)?;
     }
     let requester = requester
         .map(|jid| {
