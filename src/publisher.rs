@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::audit;
 use crate::model::{
-    audit_command, Batch, Grant, GrantOrigin, Item, Series, SubscriptionKind, UsagePoint, ANY,
+    audit_command, AuditEntry, Batch, Grant, GrantOrigin, Item, Series, SubscriptionKind,
+    UsagePoint, ANY,
 };
 use crate::request::Context;
 use crate::source::SourceEvent;
@@ -24,7 +25,7 @@ use crate::stanzas::notification::{
 };
 use crate::stanzas::quoalise::{quoalise, Data, Generation, Meta};
 use crate::stanzas::senml::Pack;
-use crate::store::{NewOutboxEntry, NewPublication, Store, StoreError};
+use crate::store::{NewOutboxEntry, NewPublication, Prepare, Store, StoreError};
 use crate::time::now;
 
 /// Records per generation-2 push message: what the reference Python push used, far below any
@@ -170,24 +171,26 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes several live batches in one store transaction (see
-    /// [`FanoutStore::publish_all`](crate::store::FanoutStore::publish_all)), each with its item
-    /// and notifications already built ([`Publisher::item_and_notifications`]): the HTTP ingest
-    /// builds them in each request's own task, so that its one writer only writes. Batches
-    /// are not empty (the caller leaves those out).
-    pub(crate) async fn publish_prepared(
+    /// Publishes what is new in several live batches, with their audit entries, in one store
+    /// transaction (see [`FanoutStore::publish_new`](crate::store::FanoutStore::publish_new)):
+    /// the HTTP ingest's group commit. `prepare` builds a batch's item and notifications
+    /// ([`Publisher::item_and_notifications`]; the ingest builds them ahead in each request's
+    /// own task). Returns how many readings of each batch were new.
+    pub(crate) async fn publish_new(
         &self,
-        publications: &[(Batch, Item, NewPublication)],
-    ) -> Result<(), StoreError> {
-        if publications.is_empty() {
-            return Ok(());
-        }
-        self.ctx
+        batches: &[Batch],
+        prepare: &Prepare<'_>,
+        audit: &[AuditEntry],
+    ) -> Result<Vec<usize>, StoreError> {
+        let counts = self
+            .ctx
             .store
-            .publish_all(publications, self.max_items)
+            .publish_new(batches, prepare, self.max_items, audit)
             .await?;
-        self.wake.notify_one();
-        Ok(())
+        if counts.iter().any(|&n| n > 0) {
+            self.wake.notify_one();
+        }
+        Ok(counts)
     }
 
     /// The PubSub item of a live batch and its notifications (serialised once for every

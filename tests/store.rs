@@ -3513,35 +3513,69 @@ async fn outbox_area(db: &Db) {
     }
 }
 
-/// Several publications in one transaction (the HTTP ingest's group commit): each numbered
-/// after the last of its series, its item kept, its readings stored; all or nothing.
-async fn publish_all_story(store: Arc<dyn Store>) {
+/// A group of ingested batches in one transaction (the HTTP ingest's group commit): only what
+/// is new is published, each publication numbered after the last of its series, items kept and
+/// trimmed, readings stored, audit entries appended; all or nothing.
+async fn publish_new_story(store: Arc<dyn Store>) {
     let up = usage_point("99999000000003", "home", "Posted meter");
     declare_curve_and_daily(store.as_ref(), &up).await;
-    let entry = |path: &str, n: i64| {
-        let mut item = item(path, &format!("all-{n}"), NOW + n);
+    let posted = |path: &str, readings: &[(i64, f64)]| batch(&up.id, path, readings);
+    // What `prepare` was asked, and the item and notifications it answers (named by call).
+    let asked = std::sync::Mutex::new(Vec::<(usize, Vec<(i64, f64)>)>::new());
+    let prepare = |index: usize, new: &Batch| {
+        let mut calls = asked.lock().unwrap();
+        calls.push((index, pairs(&new.readings)));
+        let n = i64::try_from(calls.len()).unwrap();
+        let mut item = item(&new.series, &format!("new-{n}"), NOW + n);
         item.usage_point = up.id.clone();
-        (
-            batch(&up.id, path, &[(T0 + n * HALF_HOUR, n as f64)]),
-            item,
-            publication(n),
-        )
+        (item, publication(n))
+    };
+    let ingest_entry = |records: i64| AuditEntry {
+        requester: "pv-roof@quoalise.localhost".into(),
+        usage_point: up.id.clone(),
+        series: LOAD_CURVE.into(),
+        start: T0,
+        end: T0 + 4 * HALF_HOUR,
+        grant_id: None,
+        command: "ingest".into(),
+        records,
+        at: NOW,
     };
     assert_eq!(
         publish_numbered(store.as_ref(), &up.id, LOAD_CURVE, 0).await,
         1
     );
     let sub = store
-        .subscribe(PubSub, &up.id, LOAD_CURVE, ALICE, "all")
+        .subscribe(PubSub, &up.id, LOAD_CURVE, ALICE, "new")
         .await
         .unwrap();
-    store
-        .publish_all(
-            &[entry(LOAD_CURVE, 1), entry(DAILY, 2), entry(LOAD_CURVE, 3)],
+    let audit_before = store.audit_head().await.unwrap().map_or(0, |h| h.0);
+
+    let counts = store
+        .publish_new(
+            &[
+                posted(LOAD_CURVE, &[(T0 + HALF_HOUR, 1.0)]),
+                posted(DAILY, &[(T0 + 2 * HALF_HOUR, 2.0)]),
+                // Stored before, with this value: a retry.
+                posted(LOAD_CURVE, &[(T0, 0.0), (T0 + 3 * HALF_HOUR, 3.0)]),
+                // The first batch again, in the same group.
+                posted(LOAD_CURVE, &[(T0 + HALF_HOUR, 1.0)]),
+            ],
+            &prepare,
             10,
+            &[ingest_entry(4), ingest_entry(1)],
         )
         .await
         .unwrap();
+    assert_eq!(counts, [1, 1, 1, 0]);
+    assert_eq!(
+        std::mem::take(&mut *asked.lock().unwrap()),
+        [
+            (0, vec![(T0 + HALF_HOUR, 1.0)]),
+            (1, vec![(T0 + 2 * HALF_HOUR, 2.0)]),
+            (2, vec![(T0 + 3 * HALF_HOUR, 3.0)]),
+        ]
+    );
     let readings = |path: &'static str| {
         let (store, id) = (store.clone(), up.id.clone());
         async move { pairs(&store.readings(&id, path, 0, i64::MAX, None).await.unwrap()) }
@@ -3552,38 +3586,130 @@ async fn publish_all_story(store: Arc<dyn Store>) {
     );
     assert_eq!(readings(DAILY).await, vec![(T0 + 2 * HALF_HOUR, 2.0)]);
     let items = store.items(&up.id, LOAD_CURVE, None, None).await.unwrap();
-    assert_eq!(item_ids(&items), ["all-3", "all-1"]);
-    // The subscription, at publication 1 when it came, has 2 and 3 of its series to receive.
+    assert_eq!(item_ids(&items), ["new-3", "new-1"]);
+    // The subscription, at publication 1 when it came, has 2 and 3 of its series to receive,
+    // in batch order.
     assert_eq!(store.fanout_pending().await.unwrap().0, 2);
-    assert_eq!(
-        store
-            .publication_for(sub.id, 3)
-            .await
-            .unwrap()
-            .unwrap()
-            .pubsub,
-        publication(3).pubsub
-    );
+    for (seq, call) in [(2, 1), (3, 3)] {
+        let stored = store.publication_for(sub.id, seq).await.unwrap().unwrap();
+        assert_eq!(stored.pubsub, publication(call).pubsub);
+        assert_eq!(stored.push, publication(call).push);
+    }
+    let audited = store.audit_entries(audit_before, 10).await.unwrap();
+    let audited: Vec<_> = audited.into_iter().map(|(_, e)| e).collect();
+    assert_eq!(audited, [ingest_entry(4), ingest_entry(1)]);
 
-    // One bad entry, and nothing of the others is written.
-    let mut unknown = entry(LOAD_CURVE, 4);
-    unknown.0.series = "nobody/declared/this".into();
+    // A changed value is new; so is each of two values of one time in one group, and the last
+    // one stays. With room for 2 items, the 2 newest are kept.
+    let counts = store
+        .publish_new(
+            &[
+                posted(LOAD_CURVE, &[(T0, 9.0)]),
+                posted(LOAD_CURVE, &[(T0 + 4 * HALF_HOUR, 4.0)]),
+                posted(LOAD_CURVE, &[(T0 + 4 * HALF_HOUR, 5.0)]),
+            ],
+            &prepare,
+            2,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts, [1, 1, 1]);
+    assert_eq!(
+        readings(LOAD_CURVE).await,
+        vec![
+            (T0, 9.0),
+            (T0 + HALF_HOUR, 1.0),
+            (T0 + 3 * HALF_HOUR, 3.0),
+            (T0 + 4 * HALF_HOUR, 5.0)
+        ]
+    );
+    let items = store.items(&up.id, LOAD_CURVE, None, None).await.unwrap();
+    assert_eq!(item_ids(&items), ["new-3", "new-2"]);
+    assert_eq!(store.fanout_pending().await.unwrap().0, 5);
+    asked.lock().unwrap().clear();
+
+    // One bad batch, and nothing of the others is written, audit included.
+    let head = store.audit_head().await.unwrap();
+    let mut unknown = posted(LOAD_CURVE, &[(T0 + 5 * HALF_HOUR, 5.0)]);
+    unknown.series = "nobody/declared/this".into();
     assert!(matches!(
-        store.publish_all(&[entry(DAILY, 5), unknown], 10).await,
+        store
+            .publish_new(
+                &[posted(DAILY, &[(T0 + 6 * HALF_HOUR, 6.0)]), unknown],
+                &prepare,
+                10,
+                &[ingest_entry(2)],
+            )
+            .await,
         Err(StoreError::UnknownSeries { .. })
     ));
-    let mut not_finite = entry(DAILY, 6);
-    not_finite.0.readings[0].value = f64::NAN;
+    let not_finite = posted(DAILY, &[(T0 + 7 * HALF_HOUR, f64::NAN)]);
     assert!(matches!(
-        store.publish_all(&[entry(DAILY, 7), not_finite], 10).await,
+        store
+            .publish_new(
+                &[posted(DAILY, &[(T0 + 8 * HALF_HOUR, 8.0)]), not_finite],
+                &prepare,
+                10,
+                &[ingest_entry(2)],
+            )
+            .await,
         Err(StoreError::NonFiniteValue { .. })
     ));
     assert_eq!(readings(DAILY).await, vec![(T0 + 2 * HALF_HOUR, 2.0)]);
-    assert_eq!(store.fanout_pending().await.unwrap().0, 2);
+    assert_eq!(store.fanout_pending().await.unwrap().0, 5);
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert!(asked.lock().unwrap().is_empty());
+}
+
+/// The same pack reaching several instances at once (a gateway's retry): each reading is new to
+/// exactly one of them, so it is published once.
+async fn concurrent_publish_new(stores: Vec<Arc<dyn Store>>) {
+    let up = usage_point("99999000000004", "home", "Retried meter");
+    declare_curve_and_daily(stores[0].as_ref(), &up).await;
+    let pack: Vec<(i64, f64)> = (0..200).map(|k| (T0 + k * HALF_HOUR, k as f64)).collect();
+    let tasks: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let (store, id, pack) = (store.clone(), up.id.clone(), pack.clone());
+            tokio::spawn(async move {
+                let prepare = |_: usize, new: &Batch| {
+                    let n = new.readings.len();
+                    let mut item = item(
+                        LOAD_CURVE,
+                        &format!("retry-{n}-{}", new.readings[0].time),
+                        NOW,
+                    );
+                    item.usage_point = new.usage_point.clone();
+                    (item, publication(i64::try_from(n).unwrap()))
+                };
+                let mut total = 0;
+                // Each instance gets the pack several times, in halves that overlap.
+                for part in [&pack[..120], &pack[80..], &pack[..]] {
+                    let counts = store
+                        .publish_new(&[batch(&id, LOAD_CURVE, part)], &prepare, 10, &[])
+                        .await
+                        .unwrap();
+                    total += counts[0];
+                }
+                total
+            })
+        })
+        .collect();
+    let mut published = 0;
+    for task in tasks {
+        published += task.await.unwrap();
+    }
+    assert_eq!(published, pack.len());
+    let stored = stores[0]
+        .readings(&up.id, LOAD_CURVE, 0, i64::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(pairs(&stored), pack);
 }
 
 async fn fanout_area(db: &Db) {
-    publish_all_story(db.fresh("publish_all").await).await;
+    publish_new_story(db.fresh("publish_new").await).await;
     fanout_story(db.open().await).await;
     fanout_at_scale(db.open().await, db).await;
     fan_out(db.fresh("fan_out").await).await;
@@ -3595,6 +3721,10 @@ async fn fanout_area(db: &Db) {
     let stores = db.instances("fanout_claims", instances).await;
     if !stores.is_empty() {
         concurrent_fanout_claims(stores).await;
+    }
+    let stores = db.instances("publish_new_race", instances).await;
+    if !stores.is_empty() {
+        concurrent_publish_new(stores).await;
     }
 }
 

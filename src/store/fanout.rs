@@ -12,7 +12,11 @@
 use async_trait::async_trait;
 
 use super::StoreError;
-use crate::model::{Batch, Item, Subscription};
+use crate::model::{AuditEntry, Batch, Item, Subscription};
+
+/// Builds the item and notifications of the new readings of batch `index` (see
+/// [`FanoutStore::publish_new`]).
+pub type Prepare<'a> = dyn Fn(usize, &Batch) -> (Item, NewPublication) + Send + Sync + 'a;
 
 /// A publication's notifications, serialised once (stored templates, see
 /// [`Template::encode`](crate::stanzas::template::Template::encode)).
@@ -75,15 +79,29 @@ pub trait FanoutStore: Send + Sync {
         max_items: usize,
     ) -> Result<Option<i64>, StoreError>;
 
-    /// Several publish transactions as one, in order, all or nothing: what
-    /// [`FanoutStore::publish`] does for each `(batch, item, publication)`, with one commit.
-    /// Many small publications (devices posting readings at once) then cost one commit, and
-    /// one flush to disk, instead of one each.
-    async fn publish_all(
+    /// Publishes what is new in `batches`, in one transaction, all or nothing (HTTP ingest:
+    /// many devices' packs, and retries of them, written together):
+    /// - every batch's readings are written, as
+    ///   [`ReadingStore::insert_readings`](super::ReadingStore::insert_readings) would in order
+    ///   (same errors; a later batch's reading of a time wins);
+    /// - a reading is *new* if the store held no reading of that value at that time before the
+    ///   transaction and no earlier batch of the call had it. For each batch with new readings,
+    ///   `prepare(index, new)` builds the item and notifications, which are published as
+    ///   [`FanoutStore::publish`] does (the item on the batch's node, then the batch's series'
+    ///   next publication); a batch without new readings publishes nothing;
+    /// - `audit` is appended to the audit log.
+    ///
+    /// Statements are per group, not per batch. On PostgreSQL the readings' upsert locks their
+    /// rows: two instances writing the same readings at once (a gateway's retry reaching both)
+    /// take turns, and the second finds them stored, so they are published once. Returns how
+    /// many readings of each batch were new.
+    async fn publish_new(
         &self,
-        publications: &[(Batch, Item, NewPublication)],
+        batches: &[Batch],
+        prepare: &Prepare<'_>,
         max_items: usize,
-    ) -> Result<(), StoreError>;
+        audit: &[AuditEntry],
+    ) -> Result<Vec<usize>, StoreError>;
 
     /// Claims at most `limit` subscriptions that are behind their series' last publication and
     /// claimed by no one (or whose claim expired at `now`), for `lease_secs`, under the id

@@ -38,7 +38,7 @@ pub(crate) use audit::AuditStore;
 pub use audit::{AuditFilter, AuditRecord};
 pub use changes::{Change, ChangeStore, CHANNEL};
 pub(crate) use consents::ConsentStore;
-pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Publication};
+pub use fanout::{Advance, Claimed, FanoutStore, NewPublication, Prepare, Publication};
 pub use grants::ConfigGrantChanges;
 pub(crate) use grants::GrantStore;
 pub use leases::{Lease, LeaseStore};

@@ -10,6 +10,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::common::OutboxInsert;
 use super::sql::impl_store;
+use super::NewPublication;
 use super::StoreError;
 use crate::model::{Item, Reading};
 
@@ -54,10 +55,16 @@ impl PostgresStore {
     /// previous one wrote. This mode conflicts with itself (appends take turns), not with reads.
     async fn begin_audit(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
+        PostgresStore::lock_audit(&mut tx).await?;
         Ok(tx)
+    }
+
+    /// The audit log's lock inside a transaction (held until it ends).
+    async fn lock_audit(conn: &mut PgConnection) -> Result<(), StoreError> {
+        sqlx::query("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")
+            .execute(conn)
+            .await?;
+        Ok(())
     }
 
     /// The ids of the next `n` audit entries, in order, in a transaction that holds the log's
@@ -201,6 +208,151 @@ async fn put_item(conn: &mut PgConnection, series_id: i64, item: &Item) -> Resul
         .bind(item.published_at)
         .bind(&item.payload)
         .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+const SERIES_IDS: &str = "SELECT s.usage_point, s.path, s.id \
+     FROM UNNEST($1::text[], $2::text[]) AS k (usage_point, path) \
+     JOIN series AS s ON s.usage_point = k.usage_point AND s.path = k.path";
+
+/// The upsert of readings of any series, returning the keys it inserted or changed. Rows are
+/// inserted, and their keys locked, in array order.
+const UPSERT_CHANGED: &str = "INSERT INTO readings (series_id, time, value) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::float8[]) \
+     ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
+     WHERE readings.value IS DISTINCT FROM excluded.value RETURNING series_id, time";
+
+/// [`PUT_ITEM`] for many (no two of one item id: an upsert may not touch a row twice).
+const PUT_ITEMS: &str = "INSERT INTO items (series_id, item_id, published_at, payload) \
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[]) \
+     ON CONFLICT (series_id, item_id) DO UPDATE \
+     SET id = DEFAULT, published_at = excluded.published_at, payload = excluded.payload";
+
+/// Keeps the `$2` newest items of each series in array `$1`.
+const TRIM_ITEMS_OF: &str = "DELETE FROM items WHERE id IN (SELECT id FROM \
+     (SELECT id, row_number() OVER (PARTITION BY series_id ORDER BY id DESC) AS newer \
+     FROM items WHERE series_id = ANY($1)) AS ranked WHERE newer > $2)";
+
+const BUMP_HEADS: &str = "UPDATE series SET published_seq = published_seq + k.n \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS k (id, n) WHERE series.id = k.id \
+     RETURNING series.id, series.published_seq";
+
+const INSERT_PUBLICATIONS: &str = "INSERT INTO publications \
+     (series_id, seq, published_at, pubsub, push) \
+     SELECT s, q, $5, p, u FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+     AS k (s, q, p, u)";
+
+/// [`NOTE_WORK`](super::sql::fanout::NOTE_WORK) for many.
+const NOTE_WORK_OF: &str = "INSERT INTO fanout (series_id, head) \
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[]) \
+     ON CONFLICT (series_id) DO UPDATE SET head = excluded.head";
+
+/// The `(usage_point, path, id)` of those series of `keys` that exist.
+async fn series_ids(
+    conn: &mut PgConnection,
+    keys: &[(&str, &str)],
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    let (usage_points, paths): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
+    Ok(sqlx::query_as(SERIES_IDS)
+        .bind(usage_points)
+        .bind(paths)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Writes `(series_id, time, value)` rows (unique keys); returns the keys of those inserted or
+/// changed (a row whose value is already stored is neither written nor returned).
+async fn upsert_changed(
+    conn: &mut PgConnection,
+    rows: &[(i64, i64, f64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut changed = Vec::new();
+    for chunk in rows.chunks(MAX_UPSERT_ROWS) {
+        let series: Vec<i64> = chunk.iter().map(|r| r.0).collect();
+        let times: Vec<i64> = chunk.iter().map(|r| r.1).collect();
+        let values: Vec<f64> = chunk.iter().map(|r| r.2).collect();
+        changed.extend(
+            sqlx::query_as::<_, (i64, i64)>(UPSERT_CHANGED)
+                .bind(series)
+                .bind(times)
+                .bind(values)
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(changed)
+}
+
+/// Stores items on their nodes as the newest, in order.
+async fn put_items(conn: &mut PgConnection, items: &[(i64, Item)]) -> Result<(), StoreError> {
+    let mut keys: Vec<(i64, &str)> = items
+        .iter()
+        .map(|(s, i)| (*s, i.item_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w[0] == w[1]) {
+        // An item id twice (ids are random, so hardly ever): one at a time, in order.
+        for (series, item) in items {
+            put_item(&mut *conn, *series, item).await?;
+        }
+        return Ok(());
+    }
+    let series: Vec<i64> = items.iter().map(|(s, _)| *s).collect();
+    let ids: Vec<&str> = items.iter().map(|(_, i)| i.item_id.as_str()).collect();
+    let times: Vec<i64> = items.iter().map(|(_, i)| i.published_at).collect();
+    let payloads: Vec<&str> = items.iter().map(|(_, i)| i.payload.as_str()).collect();
+    sqlx::query(PUT_ITEMS)
+        .bind(series)
+        .bind(ids)
+        .bind(times)
+        .bind(payloads)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds `n` to the head of each `(series_id, n)`; returns each series' new head.
+async fn bump_heads(
+    conn: &mut PgConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let (ids, ns): (Vec<i64>, Vec<i64>) = counts.iter().copied().unzip();
+    Ok(sqlx::query_as(BUMP_HEADS)
+        .bind(ids)
+        .bind(ns)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Inserts `(series_id, seq, notifications)` publications, published at `now`.
+async fn insert_publications(
+    conn: &mut PgConnection,
+    rows: &[(i64, i64, &NewPublication)],
+    now: i64,
+) -> Result<(), StoreError> {
+    let series: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let pubsub: Vec<&str> = rows.iter().map(|r| r.2.pubsub.as_str()).collect();
+    let push: Vec<&str> = rows.iter().map(|r| r.2.push.as_str()).collect();
+    sqlx::query(INSERT_PUBLICATIONS)
+        .bind(series)
+        .bind(seqs)
+        .bind(pubsub)
+        .bind(push)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Notes that each `(series_id, head)` has publications up to `head` to deliver.
+async fn note_work(conn: &mut PgConnection, heads: &[(i64, i64)]) -> Result<(), StoreError> {
+    let (ids, heads): (Vec<i64>, Vec<i64>) = heads.iter().copied().unzip();
+    sqlx::query(NOTE_WORK_OF)
+        .bind(ids)
+        .bind(heads)
+        .execute(conn)
         .await?;
     Ok(())
 }

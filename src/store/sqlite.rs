@@ -15,6 +15,7 @@ use sqlx::{Sqlite, Transaction};
 
 use super::common::OutboxInsert;
 use super::sql::impl_store;
+use super::NewPublication;
 use super::StoreError;
 use crate::model::{Item, Reading};
 
@@ -89,6 +90,11 @@ impl SqliteStore {
     /// on the same file out while the config grants are reconciled.
     async fn begin_config_grants(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         self.begin_write().await
+    }
+
+    /// The audit log's lock inside a write transaction: the write lock `begin_write` took.
+    async fn lock_audit(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Likewise for the opening of a command session: its counts and insert are one write.
@@ -166,13 +172,13 @@ fn chunk_len(remaining: usize) -> usize {
 }
 
 /// The ten statements of a multi-row insert, one per power of two up to [`MAX_ROWS`]: `head`,
-/// then `row(i)` for each row joined by commas, then `tail`.
-fn multi_row_statements(head: &str, row: impl Fn(usize) -> String, tail: &str) -> Vec<String> {
+/// then `row` (its anonymous `?` parameters) for each row joined by commas, then `tail`.
+/// Anonymous parameters only: sqlx looks each parameter's name up when it binds, and SQLite
+/// finds a numbered one (`?7`) by walking the list of names, so a statement with n numbered
+/// parameters costs n² to bind (a third of the writer's time at 1,536 parameters).
+fn multi_row_statements(head: &str, row: &str, tail: &str) -> Vec<String> {
     (0..=MAX_ROWS.ilog2())
-        .map(|log| {
-            let rows: Vec<String> = (0..1usize << log).map(&row).collect();
-            format!("{head}{}{tail}", rows.join(", "))
-        })
+        .map(|log| format!("{head}{}{tail}", vec![row; 1usize << log].join(", ")))
         .collect()
 }
 
@@ -183,15 +189,14 @@ fn statement_for(all: &[String], rows: usize) -> &str {
     &all[index]
 }
 
-/// The upsert of `rows` readings of one series: `?1` is the series id, then time and value of each
-/// row. The `WHERE` skips rows whose value is unchanged, so re-sending stored readings writes no
+/// The upsert of `rows` readings of one series: series id, time and value of each row. The `WHERE` skips rows whose value is unchanged, so re-sending stored readings writes no
 /// page and counts no row.
 fn upsert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         multi_row_statements(
             "INSERT INTO readings (series_id, time, value) VALUES ",
-            |i| format!("(?1, ?{}, ?{})", 2 * i + 2, 2 * i + 3),
+            "(?, ?, ?)",
             " ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
              WHERE readings.value <> excluded.value",
         )
@@ -199,14 +204,13 @@ fn upsert_sql(rows: usize) -> &'static str {
     statement_for(all, rows)
 }
 
-/// The insert of `rows` outbox entries: `?1` is the creation time, then subscription id and
-/// stanza of each row.
+/// The insert of `rows` outbox entries: subscription id, stanza and creation time of each row.
 fn outbox_insert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<String>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
         multi_row_statements(
             "INSERT INTO outbox (subscription_id, stanza, created_at) VALUES ",
-            |i| format!("(?{}, ?{}, ?1)", 2 * i + 2, 2 * i + 3),
+            "(?, ?, ?)",
             " RETURNING id",
         )
     });
@@ -298,15 +302,12 @@ async fn upsert_readings(
     readings: &[Reading],
 ) -> Result<u64, StoreError> {
     let mut written = 0;
-    let mut rest = readings;
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
-        let mut query = sqlx::query(upsert_sql(chunk.len())).bind(series_id);
+    for chunk in power_of_two_chunks(readings) {
+        let mut query = sqlx::query(upsert_sql(chunk.len()));
         for r in chunk {
-            query = query.bind(r.time).bind(r.value);
+            query = query.bind(series_id).bind(r.time).bind(r.value);
         }
         written += query.execute(&mut *conn).await?.rows_affected();
-        rest = tail;
     }
     Ok(written)
 }
@@ -318,18 +319,15 @@ async fn insert_outbox(
     now: i64,
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(outbox.len());
-    let mut rest = outbox;
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(chunk_len(rest.len()));
-        let mut query = sqlx::query_scalar(outbox_insert_sql(chunk.len())).bind(now);
+    for chunk in power_of_two_chunks(outbox) {
+        let mut query = sqlx::query_scalar(outbox_insert_sql(chunk.len()));
         for entry in chunk {
-            query = query.bind(entry.subscription).bind(entry.stanza);
+            query = query.bind(entry.subscription).bind(entry.stanza).bind(now);
         }
         // Rows of one statement get increasing ids in VALUES order; RETURNING promises no order.
         let mut chunk_ids: Vec<i64> = query.fetch_all(&mut *conn).await?;
         chunk_ids.sort_unstable();
         ids.extend(chunk_ids);
-        rest = tail;
     }
     Ok(ids)
 }
@@ -353,6 +351,171 @@ async fn put_item(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// `?1` a JSON array of `[usage_point, path]` pairs.
+const SERIES_IDS: &str = "SELECT s.usage_point, s.path, s.id FROM json_each(?1) AS k \
+     CROSS JOIN series AS s ON s.usage_point = k.value ->> 0 AND s.path = k.value ->> 1";
+
+/// Keeps the `?2` newest items of each series in `?1` (a JSON array of ids).
+const TRIM_ITEMS_OF: &str = "DELETE FROM items WHERE id IN (SELECT id FROM \
+     (SELECT id, row_number() OVER (PARTITION BY series_id ORDER BY id DESC) AS newer \
+     FROM items WHERE series_id IN (SELECT value FROM json_each(?1))) WHERE newer > ?2)";
+
+/// `?1` a JSON array of `[series_id, count]` pairs.
+const BUMP_HEADS: &str = "UPDATE series SET published_seq = published_seq + (k.value ->> 1) \
+     FROM json_each(?1) AS k WHERE series.id = k.value ->> 0 RETURNING id, published_seq";
+
+/// [`NOTE_WORK`](super::sql::fanout::NOTE_WORK) for many: `?1` a JSON array of
+/// `[series_id, head]` pairs (`WHERE true` tells SQLite's parser the `ON` is the upsert's).
+const NOTE_WORK_OF: &str = "INSERT INTO fanout (series_id, head) \
+     SELECT k.value ->> 0, k.value ->> 1 FROM json_each(?1) AS k WHERE true \
+     ON CONFLICT (series_id) DO UPDATE SET head = excluded.head";
+
+/// The `(usage_point, path, id)` of those series of `keys` that exist.
+async fn series_ids(
+    conn: &mut SqliteConnection,
+    keys: &[(&str, &str)],
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(sqlx::query_as(SERIES_IDS)
+        .bind(json_list(keys))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Writes `(series_id, time, value)` rows (unique keys); returns the keys of those inserted or
+/// changed (a row whose value is already stored is neither written nor returned).
+async fn upsert_changed(
+    conn: &mut SqliteConnection,
+    rows: &[(i64, i64, f64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut changed = Vec::new();
+    for chunk in power_of_two_chunks(rows) {
+        let mut query = sqlx::query_as::<_, (i64, i64)>(upsert_changed_sql(chunk.len()));
+        for &(series, time, value) in chunk {
+            query = query.bind(series).bind(time).bind(value);
+        }
+        changed.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(changed)
+}
+
+/// Stores items on their nodes as the newest, in order; `OR REPLACE` deletes an item of the
+/// same id first, so the row gets a new id, the newest.
+async fn put_items(conn: &mut SqliteConnection, items: &[(i64, Item)]) -> Result<(), StoreError> {
+    for chunk in power_of_two_chunks(items) {
+        let mut query = sqlx::query(put_items_sql(chunk.len()));
+        for (series, item) in chunk {
+            query = query
+                .bind(*series)
+                .bind(&item.item_id)
+                .bind(item.published_at)
+                .bind(&item.payload);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Adds `n` to the head of each `(series_id, n)`; returns each series' new head.
+async fn bump_heads(
+    conn: &mut SqliteConnection,
+    counts: &[(i64, i64)],
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sqlx::query_as(BUMP_HEADS)
+        .bind(json_list(counts))
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Inserts `(series_id, seq, notifications)` publications, published at `now`.
+async fn insert_publications(
+    conn: &mut SqliteConnection,
+    rows: &[(i64, i64, &NewPublication)],
+    now: i64,
+) -> Result<(), StoreError> {
+    for chunk in power_of_two_chunks(rows) {
+        let mut query = sqlx::query(insert_publications_sql(chunk.len()));
+        for (series, seq, publication) in chunk {
+            query = query
+                .bind(*series)
+                .bind(*seq)
+                .bind(now)
+                .bind(&publication.pubsub)
+                .bind(&publication.push);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Notes that each `(series_id, head)` has publications up to `head` to deliver.
+async fn note_work(conn: &mut SqliteConnection, heads: &[(i64, i64)]) -> Result<(), StoreError> {
+    sqlx::query(NOTE_WORK_OF)
+        .bind(json_list(heads))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A JSON array for `json_each`: one bound parameter whatever the list's length.
+fn json_list<T: serde::Serialize + ?Sized>(values: &T) -> String {
+    // Pairs of strings and integers always serialise.
+    serde_json::to_string(values).unwrap_or_else(|_| String::from("[]"))
+}
+
+/// `rows` in the chunks [`chunk_len`] gives.
+fn power_of_two_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let (chunk, tail) = rows.split_at(chunk_len(rows.len()));
+        rows = tail;
+        Some(chunk)
+    })
+}
+
+/// The upsert of `rows` readings of any series, returning the keys it inserted or changed:
+/// series id, time and value of each row.
+fn upsert_changed_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        multi_row_statements(
+            "INSERT INTO readings (series_id, time, value) VALUES ",
+            "(?, ?, ?)",
+            " ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value \
+             WHERE readings.value <> excluded.value RETURNING series_id, time",
+        )
+    });
+    statement_for(all, rows)
+}
+
+/// The insert of `rows` items: series id, item id, publication time and payload of each.
+fn put_items_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        multi_row_statements(
+            "INSERT OR REPLACE INTO items (series_id, item_id, published_at, payload) VALUES ",
+            "(?, ?, ?, ?)",
+            "",
+        )
+    });
+    statement_for(all, rows)
+}
+
+/// The insert of `rows` publications: series id, seq, publication time and the two templates
+/// of each.
+fn insert_publications_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        multi_row_statements(
+            "INSERT INTO publications (series_id, seq, published_at, pubsub, push) VALUES ",
+            "(?, ?, ?, ?, ?)",
+            "",
+        )
+    });
+    statement_for(all, rows)
 }
 
 impl_store!(SqliteStore, SqliteConnection);
@@ -387,21 +550,31 @@ mod tests {
 
     #[test]
     fn upsert_chunks_come_in_few_sizes() {
-        let mut sizes = Vec::new();
-        let mut remaining = 1234;
-        while remaining > 0 {
-            let n = chunk_len(remaining);
-            sizes.push(n);
-            remaining -= n;
-        }
+        let rows = vec![0u8; 1234];
+        let sizes: Vec<usize> = power_of_two_chunks(&rows).map(<[u8]>::len).collect();
         assert_eq!(sizes, [512, 512, 128, 64, 16, 2]);
         assert_eq!(chunk_len(0), 0);
         assert_eq!(chunk_len(1), 1);
         assert_eq!(chunk_len(511), 256);
-        assert!(upsert_sql(1).contains("VALUES (?1, ?2, ?3) ON CONFLICT"));
-        assert!(upsert_sql(512).contains("(?1, ?1024, ?1025) ON CONFLICT"));
-        assert!(outbox_insert_sql(1).ends_with("VALUES (?2, ?3, ?1) RETURNING id"));
-        assert!(outbox_insert_sql(512).ends_with("(?1024, ?1025, ?1) RETURNING id"));
+        // Anonymous parameters only (see `multi_row_statements`), as many as bound.
+        for (sql, per_row) in [
+            (upsert_sql as fn(usize) -> &'static str, 3),
+            (outbox_insert_sql, 3),
+            (upsert_changed_sql, 3),
+            (put_items_sql, 4),
+            (insert_publications_sql, 5),
+        ] {
+            for rows in [1, 2, 256, 512] {
+                let statement = sql(rows);
+                assert_eq!(
+                    statement.matches('?').count(),
+                    per_row * rows,
+                    "{statement}"
+                );
+                assert!(!statement.contains("?1"), "{statement}");
+            }
+        }
+        assert!(upsert_sql(1).contains("VALUES (?, ?, ?) ON CONFLICT"));
     }
 
     /// The plans SQLite picks: one-year queries must be range scans of the primary key, with

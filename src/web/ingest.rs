@@ -7,21 +7,23 @@
 //! (415), the body's size (413, `[web] max_body`), the pack itself (400, with an RFC 9457 problem
 //! document naming the record and field; nothing of a refused pack is stored). Then `204`.
 //!
-//! Accepted packs are written by group commit: each request queues its readings and one writer
-//! at a time takes everything queued and writes it in one transaction (items, notifications,
-//! readings of every pack), then the audit entries of every pack in another, and answers them
-//! all. Many devices posting at once then cost one flush to disk per group rather than per
-//! request, which is what bounds throughput on SQLite. The writer runs in a task of its own, so
-//! a client that hangs up does not cut a group short.
+//! Accepted packs are written by group commit: each request builds its PubSub item and
+//! notifications in its own task and queues them with its readings; one writer at a time takes
+//! everything queued and writes it in one transaction (readings, items, publications and audit
+//! entries of every pack), with statements per group rather than per pack, and answers them all.
+//! Many devices posting at once then cost one flush to disk and a few statements per group,
+//! which is what bounds throughput on SQLite. The writer runs in a task of its own, so a client
+//! that hangs up does not cut a group short.
 //!
-//! A gateway that timed out retries the same pack: readings already stored (or written earlier
-//! in the same group) with the same value are left out before publishing, so a retry publishes
-//! nothing twice; with one writer at a time, two copies of a pack in flight cannot both find
-//! their readings new. Every accepted request is audited (command `ingest`, one entry per
-//! series, requester the device's JID, records and time range of the pack). Tokens are compared
+//! A gateway that timed out retries the same pack: the readings' upsert reports which rows it
+//! inserted or changed, and only those (once each in a group) are published, so a retry
+//! publishes nothing twice, even when two instances on one PostgreSQL receive it at once (the
+//! second waits on the first's row locks, then finds the readings stored). Every accepted
+//! request is audited in the same transaction (command `ingest`, one entry per series,
+//! requester the device's JID, records and time range of the pack). Tokens are compared
 //! in constant time on their SHA-256 digests and never logged: only the device's name is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -435,7 +437,10 @@ async fn write(
         let _writing = writer.writing.lock().await;
         let jobs = std::mem::take(&mut *lock(&writer.queue));
         if !jobs.is_empty() {
+            let t = std::time::Instant::now();
+            let n = jobs.len();
             commit(&writer, jobs).await;
+            eprintln!("TIMING group {n} {:?}", t.elapsed());
         }
     });
     outcome.await.unwrap_or_else(|_| {
@@ -510,77 +515,24 @@ async fn declared(
     Ok(all)
 }
 
-/// The group's new readings (those not stored, nor written earlier in the group, with the same
-/// value), published in one transaction; then one audit entry per pack and series.
+/// Every pack of the group and its audit entries, in one store transaction that publishes only
+/// the readings the store did not hold with the same value (nor an earlier pack of the group).
 async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
-    let store = ingest.publisher.ctx.store.as_ref();
-    // What each series holds over the times the group writes: one read per series.
-    let mut ranges: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
-    for batch in jobs.iter().flat_map(|j| &j.batches) {
-        let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
-            continue;
-        };
-        let range = ranges
-            .entry((batch.usage_point.as_str(), batch.series.as_str()))
-            .or_insert((first.time, last.time));
-        range.0 = range.0.min(first.time);
-        range.1 = range.1.max(last.time);
-    }
-    let mut held: HashMap<(&str, &str), HashMap<i64, f64>> = HashMap::new();
-    for (&(up, series), &(start, last)) in &ranges {
-        let stored = store
-            .readings(up, series, start, last.saturating_add(1), None)
-            .await?;
-        held.insert(
-            (up, series),
-            stored.into_iter().map(|r| (r.time, r.value)).collect(),
-        );
-    }
-    let mut fresh: Vec<(Batch, Item, NewPublication)> = Vec::new();
+    let mut batches = Vec::new();
+    // For each batch of `batches`: its job, its index there, and its series.
+    let mut origin: Vec<(&Job, usize, &Series)> = Vec::new();
     let mut audit = Vec::new();
     for job in jobs {
         let endpoint = &job.endpoint;
-        for (batch, prepared) in job.batches.iter().zip(&job.prepared) {
+        for (k, batch) in job.batches.iter().enumerate() {
             let (Some(first), Some(last)) = (batch.readings.first(), batch.readings.last()) else {
                 continue;
             };
             let Some(series) = endpoint.series.iter().find(|s| s.path == batch.series) else {
                 continue;
             };
-            let values = held
-                .entry((batch.usage_point.as_str(), batch.series.as_str()))
-                .or_default();
-            let new: Vec<_> = batch
-                .readings
-                .iter()
-                .filter(|r| values.get(&r.time) != Some(&r.value))
-                .copied()
-                .collect();
-            for r in &new {
-                values.insert(r.time, r.value);
-            }
-            tracing::debug!(
-                device = %endpoint.label, series = %batch.series,
-                readings = batch.readings.len(), new = new.len(), "ingest accepted"
-            );
-            if !new.is_empty() {
-                let whole = new.len() == batch.readings.len();
-                let batch = Batch {
-                    usage_point: batch.usage_point.clone(),
-                    series: batch.series.clone(),
-                    readings: new,
-                };
-                // Built by the request for the whole pack; a shortened one is rebuilt.
-                let (item, publication) = match prepared {
-                    Some((item, publication)) if whole => (item.clone(), publication.clone()),
-                    _ => ingest.publisher.item_and_notifications(
-                        &endpoint.usage_point,
-                        series,
-                        &batch,
-                    ),
-                };
-                fresh.push((batch, item, publication));
-            }
+            batches.push(batch.clone());
+            origin.push((job, k, series));
             audit.push(AuditEntry {
                 requester: endpoint.jid.clone(),
                 usage_point: batch.usage_point.clone(),
@@ -594,8 +546,29 @@ async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
             });
         }
     }
-    ingest.publisher.publish_prepared(&fresh).await?;
-    store.append_audits(&audit).await
+    // The item and notifications the request built for its whole pack, or, for a pack the
+    // store shortened (a retry, a reading already held), those of what is new in it.
+    let prepare = |index: usize, new: &Batch| {
+        let (job, k, series) = origin[index];
+        match &job.prepared[k] {
+            Some((item, publication)) if new.readings.len() == job.batches[k].readings.len() => {
+                (item.clone(), publication.clone())
+            }
+            _ => ingest
+                .publisher
+                .item_and_notifications(&job.endpoint.usage_point, series, new),
+        }
+    };
+    let counts = ingest
+        .publisher
+        .publish_new(&batches, &prepare, &audit)
+        .await?;
+    for ((job, _, series), new) in origin.iter().zip(counts) {
+        tracing::debug!(
+            device = %job.endpoint.label, series = %series.path, new, "ingest accepted"
+        );
+    }
+    Ok(())
 }
 
 impl Problem {

@@ -64,7 +64,16 @@ pub(in crate::store) const PENDING: &str =
 /// - `$store::begin_write(&self)`: a transaction that may write;
 /// - `upsert_readings(conn, series_id, &[Reading]) -> Result<u64, StoreError>`: rows written;
 /// - `put_item(conn, series_id, &Item) -> Result<(), StoreError>`: stores an item as the
-///   newest of its node, replacing one of the same id;
+///   newest of its node, replacing one of the same id; `put_items(conn, &[(series_id, Item)])`
+///   likewise for many, in order;
+/// - for [`FanoutStore::publish_new`], statements over a whole group:
+///   `series_ids(conn, &[(usage_point, path)])` → `(usage_point, path, id)` of those that exist;
+///   `upsert_changed(conn, &[(series_id, time, value)])` → the `(series_id, time)` rows it
+///   inserted or changed (rows unique, in key order); `TRIM_ITEMS_OF` (`$1` a list of series
+///   as `id_list` gives it, `$2` how many items each keeps); `bump_heads(conn, &[(series_id,
+///   n)])` → each series' new head; `insert_publications(conn, &[(series_id, seq,
+///   &NewPublication)], now)`; `note_work(conn, &[(series_id, head)])` ([`NOTE_WORK`] for
+///   many); `$store::lock_audit(conn)`: takes the audit log's lock in a write transaction;
 /// - `CLAIM_FANOUT`: the claim (`$1` claim end, `$2` claim id, `$3` now, `$4` limit), returning
 ///   the columns of `ClaimRow`;
 /// - `ADVANCE` (`$1` a list of subscriptions as `id_list` gives it, `$2` the seq, `$3` the
@@ -73,13 +82,13 @@ macro_rules! impl_fanout {
     ($store:ident, $connection:ty) => {
         mod fanout_sql {
             use std::collections::btree_map::Entry;
-            use std::collections::BTreeMap;
+            use std::collections::{BTreeMap, HashMap, HashSet};
 
             use async_trait::async_trait;
 
             use super::sql_helpers::series_id;
             use super::*;
-            use $crate::model::{Batch, Item};
+            use $crate::model::{AuditEntry, Batch, Item, Reading};
             use $crate::store::common::{
                 count_from_sql, limit_to_sql, one_advance_per_subscription, prepare_readings,
             };
@@ -89,8 +98,36 @@ macro_rules! impl_fanout {
                 PUBLICATION_OF_SERIES, RELEASE_OUTBOX, RELEASE_SUBSCRIPTIONS, SETTLE, TRIM_ITEMS,
             };
             use $crate::store::{
-                Advance, Claimed, FanoutStore, NewPublication, Publication, StoreError,
+                Advance, Claimed, FanoutStore, NewPublication, Prepare, Publication, StoreError,
             };
+
+            /// The series id of each batch, with one lookup for the group.
+            async fn group_series_ids(
+                tx: &mut $connection,
+                batches: &[Batch],
+            ) -> Result<Vec<i64>, StoreError> {
+                let mut keys: Vec<(&str, &str)> = batches
+                    .iter()
+                    .map(|b| (b.usage_point.as_str(), b.series.as_str()))
+                    .collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let mut found = series_ids(&mut *tx, &keys).await?;
+                found.sort_unstable();
+                batches
+                    .iter()
+                    .map(|b| {
+                        let key = (b.usage_point.as_str(), b.series.as_str());
+                        found
+                            .binary_search_by(|(u, s, _)| (u.as_str(), s.as_str()).cmp(&key))
+                            .map(|at| found[at].2)
+                            .map_err(|_| StoreError::UnknownSeries {
+                                usage_point: b.usage_point.clone(),
+                                series: b.series.clone(),
+                            })
+                    })
+                    .collect()
+            }
 
             /// One publication inside the caller's transaction (see `FanoutStore::publish`);
             /// `readings` are the batch's, checked by `prepare_readings`.
@@ -167,33 +204,104 @@ macro_rules! impl_fanout {
                     Ok(seq)
                 }
 
-                async fn publish_all(
+                async fn publish_new(
                     &self,
-                    publications: &[(Batch, Item, NewPublication)],
+                    batches: &[Batch],
+                    prepare: &Prepare<'_>,
                     max_items: usize,
-                ) -> Result<(), StoreError> {
+                    audit: &[AuditEntry],
+                ) -> Result<Vec<usize>, StoreError> {
                     // Checked before the transaction, like `publish`: a bad batch writes nothing.
-                    let prepared = publications
+                    let prepared = batches
                         .iter()
-                        .map(|(batch, _, _)| prepare_readings(batch))
+                        .map(prepare_readings)
                         .collect::<Result<Vec<_>, _>>()?;
                     let now = unix_now();
                     let mut tx = self.begin_write().await?;
-                    for ((batch, item, publication), readings) in publications.iter().zip(&prepared)
+                    let ids = group_series_ids(&mut tx, batches).await?;
+                    // One row per (series, time), the last value sent, in key order: PostgreSQL
+                    // refuses an upsert touching a row twice, and a fixed lock order keeps two
+                    // instances writing overlapping groups out of a deadlock.
+                    let mut last: BTreeMap<(i64, i64), f64> = BTreeMap::new();
+                    for (&series, readings) in ids.iter().zip(&prepared) {
+                        for r in readings {
+                            last.insert((series, r.time), r.value);
+                        }
+                    }
+                    let rows: Vec<(i64, i64, f64)> =
+                        last.into_iter().map(|((s, t), v)| (s, t, v)).collect();
+                    let changed: HashSet<(i64, i64)> =
+                        upsert_changed(&mut tx, &rows).await?.into_iter().collect();
+
+                    let mut seen: HashMap<(i64, i64), f64> = HashMap::new();
+                    let mut counts = Vec::with_capacity(batches.len());
+                    let mut items: Vec<(i64, Item)> = Vec::new();
+                    let mut publications: Vec<(i64, NewPublication)> = Vec::new();
+                    for (index, ((batch, readings), &series)) in
+                        batches.iter().zip(&prepared).zip(&ids).enumerate()
                     {
-                        publish_in(
-                            &mut tx,
-                            batch,
-                            readings,
-                            Some(item),
-                            Some(publication),
-                            max_items,
-                            now,
-                        )
-                        .await?;
+                        let new: Vec<Reading> = readings
+                            .iter()
+                            .filter(|r| {
+                                changed.contains(&(series, r.time))
+                                    && seen.insert((series, r.time), r.value) != Some(r.value)
+                            })
+                            .copied()
+                            .collect();
+                        counts.push(new.len());
+                        if new.is_empty() {
+                            continue;
+                        }
+                        let fresh = Batch {
+                            usage_point: batch.usage_point.clone(),
+                            series: batch.series.clone(),
+                            readings: new,
+                        };
+                        let (item, publication) = prepare(index, &fresh);
+                        items.push((series, item));
+                        publications.push((series, publication));
+                    }
+                    if !publications.is_empty() {
+                        put_items(&mut tx, &items).await?;
+                        let mut per_series: BTreeMap<i64, i64> = BTreeMap::new();
+                        for (series, _) in &publications {
+                            *per_series.entry(*series).or_default() += 1;
+                        }
+                        let touched: Vec<i64> = per_series.keys().copied().collect();
+                        sqlx::query(TRIM_ITEMS_OF)
+                            .bind(id_list(&touched))
+                            .bind(limit_to_sql(max_items))
+                            .execute(&mut *tx)
+                            .await?;
+                        let counts_per_series: Vec<(i64, i64)> = per_series.into_iter().collect();
+                        let heads = bump_heads(&mut tx, &counts_per_series).await?;
+                        // Each series' publications of the group take the seqs up to its new
+                        // head, in batch order.
+                        let mut next: HashMap<i64, i64> = counts_per_series
+                            .iter()
+                            .filter_map(|&(series, n)| {
+                                let head = heads.iter().find(|h| h.0 == series)?.1;
+                                Some((series, head - n + 1))
+                            })
+                            .collect();
+                        let mut rows = Vec::with_capacity(publications.len());
+                        for (series, publication) in &publications {
+                            let seq = next.get_mut(series).ok_or_else(|| {
+                                StoreError::Corrupt(format!("series {series} returned no head"))
+                            })?;
+                            rows.push((*series, *seq, publication));
+                            *seq += 1;
+                        }
+                        insert_publications(&mut tx, &rows, now).await?;
+                        note_work(&mut tx, &heads).await?;
+                    }
+                    if !audit.is_empty() {
+                        // Last, so the log's lock is held for the shortest time.
+                        $store::lock_audit(&mut tx).await?;
+                        super::audit_sql::append(&mut tx, audit).await?;
                     }
                     tx.commit().await?;
-                    Ok(())
+                    Ok(counts)
                 }
 
                 async fn claim_fanout(
