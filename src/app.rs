@@ -275,18 +275,23 @@ pub async fn serve_with_events(
     // Posted readings are stored and published by the request itself, on whichever instance
     // it reached, so that its answer can say they are: a publisher of its own, sharing the
     // store, the delivery wake-up and the item cap with the sources' one.
-    let ingest = (!ingest_sources.is_empty()).then(|| {
-        Arc::new(web::ingest::Ingest::new(
-            ingest_sources,
-            Publisher {
-                ctx: ctx.clone(),
-                wake: wake.clone(),
-                access_changed: access_changed.clone(),
-                max_items: config.pubsub.max_items,
-            },
-            metrics.clone(),
+    let ingest = if ingest_sources.is_empty() {
+        None
+    } else {
+        Some(Arc::new(
+            web::ingest::Ingest::new(
+                ingest_sources,
+                Publisher {
+                    ctx: ctx.clone(),
+                    wake: wake.clone(),
+                    access_changed: access_changed.clone(),
+                    max_items: config.pubsub.max_items,
+                },
+                metrics.clone(),
+            )
+            .context("cannot start the ingest's writer")?,
         ))
-    });
+    };
     let maintenance = tokio::spawn(maintain(
         ctx,
         access_changed,

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -35,7 +35,7 @@ use futures::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::model::{audit_command, AuditEntry, Batch, Item, Series, UsagePoint};
@@ -57,13 +57,14 @@ const UNKNOWN_DEVICE: &str = "_unknown";
 pub struct Ingest {
     /// Source id → device id → device.
     sources: HashMap<String, HashMap<String, Arc<Endpoint>>>,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
     metrics: Metrics,
-    /// Accepted packs waiting for the next group commit.
-    queue: Mutex<Vec<Job>>,
-    /// Held by the writer of a group (see the module doc).
-    writing: tokio::sync::Mutex<()>,
+    /// Accepted packs, to the writer (see [`run_writer`]).
+    jobs: mpsc::UnboundedSender<Job>,
 }
+
+/// Most packs written in one group: bounds one transaction's size however many wait.
+const MAX_GROUP: usize = 256;
 
 /// An accepted pack waiting to be written, and who waits for the outcome.
 struct Job {
@@ -98,12 +99,16 @@ struct Endpoint {
 
 impl Ingest {
     /// The route's view of `sources` (validated `http` tables); readings go through
-    /// `publisher`.
+    /// `publisher`. Starts the writer's thread (see [`run_writer`]), which ends once the
+    /// `Ingest` is dropped; fails if the thread cannot be started.
     pub(crate) fn new(
         sources: Vec<HttpSettings>,
         publisher: Publisher,
         metrics: Metrics,
-    ) -> Ingest {
+    ) -> std::io::Result<Ingest> {
+        let publisher = Arc::new(publisher);
+        let (jobs, queued) = mpsc::unbounded_channel();
+        run_writer(publisher.clone(), queued)?;
         let sources = sources
             .into_iter()
             .map(|s| {
@@ -130,13 +135,12 @@ impl Ingest {
                 (s.id.clone(), devices)
             })
             .collect();
-        Ingest {
+        Ok(Ingest {
             sources,
             publisher,
             metrics,
-            queue: Mutex::new(Vec::new()),
-            writing: tokio::sync::Mutex::new(()),
-        }
+            jobs,
+        })
     }
 
     /// The device `source/device`, or the answer for a path naming none.
@@ -416,50 +420,69 @@ async fn read_body(body: Body, max_body: usize) -> Result<Vec<u8>, Problem> {
 
 /// Queues an accepted pack for the next group commit and waits for its outcome.
 async fn write(
-    ingest: &Arc<Ingest>,
+    ingest: &Ingest,
     endpoint: Arc<Endpoint>,
     batches: Vec<Batch>,
     prepared: Vec<Option<(Item, NewPublication)>>,
     now: i64,
 ) -> Result<(), Problem> {
     let (done, outcome) = oneshot::channel();
-    lock(&ingest.queue).push(Job {
+    let job = Job {
         endpoint,
         batches,
         prepared,
         now,
         done,
-    });
-    let writer = ingest.clone();
-    // The first writer to get the lock writes what is queued then, this pack with the others
-    // or before them; a writer that finds the queue empty has nothing to do.
-    tokio::spawn(async move {
-        let _writing = writer.writing.lock().await;
-        let jobs = std::mem::take(&mut *lock(&writer.queue));
-        if !jobs.is_empty() {
-            let t = std::time::Instant::now();
-            let n = jobs.len();
-            commit(&writer, jobs).await;
-            eprintln!("TIMING group {n} {:?}", t.elapsed());
-        }
-    });
-    outcome.await.unwrap_or_else(|_| {
-        Err(Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let stopped = || {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
             "the writer stopped before storing the readings; try again",
-        ))
-    })
+        )
+        .with_retry_after(1)
+    };
+    ingest.jobs.send(job).map_err(|_| stopped())?;
+    outcome.await.unwrap_or_else(|_| Err(stopped()))
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the queue leaves a list, not a broken invariant.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Starts the writer: a thread of its own, with a runtime of its own, that takes the queued
+/// packs (all of them, up to [`MAX_GROUP`]) and writes them as one group, again and again,
+/// until every sender is gone.
+///
+/// Why a thread: a group is some twenty statements, each a round trip to the database's own
+/// thread, and a writer task on the shared runtime waited behind the requests' tasks (decoding
+/// and building items) at every one of them, milliseconds each time. Alone on its runtime, it
+/// runs as soon as the database answers. A client that hangs up does not cut a group short.
+fn run_writer(
+    publisher: Arc<Publisher>,
+    mut queued: mpsc::UnboundedReceiver<Job>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("ingest-writer".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                while let Some(first) = queued.recv().await {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match queued.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    commit(&publisher, group).await;
+                }
+            });
+        })?;
+    Ok(())
 }
 
 /// Writes a group of packs: the new readings of all in one publish transaction, then their
 /// audit entries, and answers each.
-async fn commit(ingest: &Ingest, jobs: Vec<Job>) {
-    let store = ingest.publisher.ctx.store.as_ref();
+async fn commit(publisher: &Publisher, jobs: Vec<Job>) {
+    let store = publisher.ctx.store.as_ref();
     // Devices whose declaration the store does not hold yet are answered alone, without
     // failing the group.
     let mut ready = Vec::with_capacity(jobs.len());
@@ -483,7 +506,7 @@ async fn commit(ingest: &Ingest, jobs: Vec<Job>) {
             }
         }
     }
-    match write_group(ingest, &ready).await {
+    match write_group(publisher, &ready).await {
         Ok(()) => {
             for job in ready {
                 let _ = job.done.send(Ok(()));
@@ -517,7 +540,7 @@ async fn declared(
 
 /// Every pack of the group and its audit entries, in one store transaction that publishes only
 /// the readings the store did not hold with the same value (nor an earlier pack of the group).
-async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
+async fn write_group(publisher: &Publisher, jobs: &[Job]) -> Result<(), StoreError> {
     let mut batches = Vec::new();
     // For each batch of `batches`: its job, its index there, and its series.
     let mut origin: Vec<(&Job, usize, &Series)> = Vec::new();
@@ -554,15 +577,10 @@ async fn write_group(ingest: &Ingest, jobs: &[Job]) -> Result<(), StoreError> {
             Some((item, publication)) if new.readings.len() == job.batches[k].readings.len() => {
                 (item.clone(), publication.clone())
             }
-            _ => ingest
-                .publisher
-                .item_and_notifications(&job.endpoint.usage_point, series, new),
+            _ => publisher.item_and_notifications(&job.endpoint.usage_point, series, new),
         }
     };
-    let counts = ingest
-        .publisher
-        .publish_new(&batches, &prepare, &audit)
-        .await?;
+    let counts = publisher.publish_new(&batches, &prepare, &audit).await?;
     for ((job, _, series), new) in origin.iter().zip(counts) {
         tracing::debug!(
             device = %job.endpoint.label, series = %series.path, new, "ingest accepted"
