@@ -4,7 +4,8 @@ Real Prosody, the real component with two `http` sources, `curl` posting SenML (
 encoded by the `cbor2` library), and slixmpp clients: an owner subscribed to the device's series
 receives each accepted pack as a PubSub notification within 100 ms of curl's answer, and
 `get_history` returns it; every refusal comes with its status and problem document; a retried
-pack publishes once; a pack with one bad record among 100 stores none.
+pack publishes once; a pack with one bad record among 100 stores none. And a retry reaching
+two instances on one PostgreSQL at the same moment is published once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import cbor2
 import pytest
 
 from quoalise_testkit.commands import history_fields, run_command
-from quoalise_testkit.harness import connected, free_port, start_component, start_server
+from quoalise_testkit.harness import (
+    Component, component_config, connected, free_port, start_component, start_server, wait_until,
+)
+from quoalise_testkit.instances import healthz
 from quoalise_testkit.live import Inbox
 from quoalise_testkit.xmpp import DOMAIN, expect_error
 
@@ -288,3 +292,82 @@ async def scenario(workspace) -> None:
             print("--- component log (tail)\n" + component.tail(40))
             component.stop()
         server.stop()
+
+
+async def wait_declared(client) -> None:
+    """Until the device's usage point answers disco#info (its source's task declared it)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await client.plugin["xep_0030"].get_info(jid=PV, timeout=T)
+            return
+        except Exception:
+            assert time.monotonic() < deadline, "pv-roof never declared"
+            await asyncio.sleep(0.2)
+
+
+def serving(port: int) -> bool:
+    """Whether the instance's web server answers (before it has an XMPP session too)."""
+    try:
+        return isinstance(healthz(port), dict)
+    except OSError:
+        return False
+
+
+@pytest.mark.servers("prosody")
+@pytest.mark.timeout(180)
+async def test_a_retry_reaching_two_instances_is_published_once(pg_cluster, fresh_server, workspace):
+    """A gateway that timed out may retry through another instance (behind one load balancer)
+    while the first still writes: the same pack reaches both at once, both answer 204, and every
+    reading is notified exactly once. Prosody takes one instance's connection (the other stands
+    by), but both serve HTTP and publish; the connected one delivers."""
+    server = fresh_server("prosody")
+    url = pg_cluster.create_database("quoalise_ingest_retry")
+    token_file = workspace.mkdir("tokens") / "pv-roof.token"
+    token_file.write_text(PV_TOKEN + "\n")
+    ports = {"a": free_port(), "b": free_port()}
+    instances = {}
+    for name, port in ports.items():
+        workdir = workspace.mkdir(f"instance-{name}")
+        text = component_config(server, workdir, store_url=url, web_port=port,
+                                sources=sources(token_file), alice_sees_all=False,
+                                reconnect_max_delay="1s")
+        instances[name] = Component(workdir, text + f'\n[cluster]\ninstance = "{name}"\n')
+    try:
+        instances["a"].start()
+        instances["a"].wait_established()
+        instances["b"].start()
+        assert wait_until(lambda: serving(ports["b"]), 20), instances["b"].tail()
+        async with connected(server, "alice", presence=True) as alice:
+            await wait_declared(alice)
+            inbox = Inbox(alice)
+            await alice.plugin["xep_0060"].subscribe(PV, POWER, timeout=T)
+            curls = [Curl(port, workspace.mkdir(f"curl-{name}")) for name, port in ports.items()]
+            now = int(time.time())
+            since = time.monotonic()
+            sent = {}
+            for k in range(10):
+                start = now - 86400 + 6000 * k
+                values = [float(1000 * k + i) for i in range(100)]
+                body = json.dumps(power_pack(start, values)).encode()
+                answers = await asyncio.gather(
+                    *(c.post("/ingest/home/pv-roof", body, "application/senml+json") for c in curls))
+                assert [a[0] for a in answers] == [204, 204], [a[2] for a in answers]
+                sent.update({start + 60 * i: v for i, v in enumerate(values)})
+            # A later pack is the barrier: every publication before it was delivered first.
+            status, _, problem, _ = await curls[0].post(
+                "/ingest/home/pv-roof", json.dumps([{"n": POWER, "v": -1.0, "u": "W"}]).encode(),
+                "application/senml+json")
+            assert status == 204, problem
+            await wait_for(lambda: [n for n in inbox.live(since) if -1.0 in [r.value for r in n.records]],
+                           10, "the barrier notified")
+            received = [(r.time, r.value) for n in inbox.live(since) if n.node == POWER
+                        for r in n.records if r.value != -1.0]
+            times = [t for t, _ in received]
+            assert len(times) == len(set(times)), "a reading was notified twice"
+            assert dict(received) == sent
+            assert await history(alice, POWER, now - 86400, now - 86400 + 60000) == sorted(sent.items())
+    finally:
+        for component in instances.values():
+            print(f"--- {component.dir} log (tail)\n" + component.tail(30))
+            component.stop()
