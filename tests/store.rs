@@ -3670,13 +3670,14 @@ async fn concurrent_publish_new(stores: Vec<Arc<dyn Store>>) {
     let pack: Vec<(i64, f64)> = (0..200).map(|k| (T0 + k * HALF_HOUR, k as f64)).collect();
     let tasks: Vec<_> = stores
         .iter()
-        .map(|store| {
+        .enumerate()
+        .map(|(k, store)| {
             let (store, id, pack) = (store.clone(), up.id.clone(), pack.clone());
             tokio::spawn(async move {
                 let prepare = |_: usize, new: &Batch| {
                     let n = new.readings.len();
                     let mut item = item(
-                        LOAD_CURVE,
+                        &new.series,
                         &format!("retry-{n}-{}", new.readings[0].time),
                         NOW,
                     );
@@ -3684,13 +3685,15 @@ async fn concurrent_publish_new(stores: Vec<Arc<dyn Store>>) {
                     (item, publication(i64::try_from(n).unwrap()))
                 };
                 let mut total = 0;
-                // Each instance gets the pack several times, in halves that overlap.
+                // Each instance gets the pack several times, in halves that overlap, with the
+                // other series' pack in an order of its own.
                 for part in [&pack[..120], &pack[80..], &pack[..]] {
-                    let counts = store
-                        .publish_new(&[batch(&id, LOAD_CURVE, part)], &prepare, 10, &[])
-                        .await
-                        .unwrap();
-                    total += counts[0];
+                    let mut group = vec![batch(&id, LOAD_CURVE, part), batch(&id, DAILY, part)];
+                    if k % 2 == 1 {
+                        group.reverse();
+                    }
+                    let counts = store.publish_new(&group, &prepare, 10, &[]).await.unwrap();
+                    total += counts.iter().sum::<usize>();
                 }
                 total
             })
@@ -3700,12 +3703,14 @@ async fn concurrent_publish_new(stores: Vec<Arc<dyn Store>>) {
     for task in tasks {
         published += task.await.unwrap();
     }
-    assert_eq!(published, pack.len());
-    let stored = stores[0]
-        .readings(&up.id, LOAD_CURVE, 0, i64::MAX, None)
-        .await
-        .unwrap();
-    assert_eq!(pairs(&stored), pack);
+    assert_eq!(published, 2 * pack.len());
+    for path in [LOAD_CURVE, DAILY] {
+        let stored = stores[0]
+            .readings(&up.id, path, 0, i64::MAX, None)
+            .await
+            .unwrap();
+        assert_eq!(pairs(&stored), pack);
+    }
 }
 
 async fn fanout_area(db: &Db) {

@@ -234,8 +234,14 @@ const TRIM_ITEMS_OF: &str = "DELETE FROM items WHERE id IN (SELECT id FROM \
      (SELECT id, row_number() OVER (PARTITION BY series_id ORDER BY id DESC) AS newer \
      FROM items WHERE series_id = ANY($1)) AS ranked WHERE newer > $2)";
 
-const BUMP_HEADS: &str = "UPDATE series SET published_seq = published_seq + k.n \
-     FROM UNNEST($1::bigint[], $2::bigint[]) AS k (id, n) WHERE series.id = k.id \
+/// Adds `$2[i]` to the head of series `$1[i]`. The rows are locked first in id order: the
+/// update alone would lock them in whatever order its plan joins them, and two instances
+/// bumping the same series in different orders would deadlock.
+const BUMP_HEADS: &str = "WITH locked AS \
+     (SELECT id FROM series WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE) \
+     UPDATE series SET published_seq = published_seq + k.n \
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS k (id, n) \
+     WHERE series.id = k.id AND series.id IN (SELECT id FROM locked) \
      RETURNING series.id, series.published_seq";
 
 const INSERT_PUBLICATIONS: &str = "INSERT INTO publications \

@@ -12,8 +12,8 @@
 //! everything queued and writes it in one transaction (readings, items, publications and audit
 //! entries of every pack), with statements per group rather than per pack, and answers them all.
 //! Many devices posting at once then cost one flush to disk and a few statements per group,
-//! which is what bounds throughput on SQLite. The writer runs in a task of its own, so a client
-//! that hangs up does not cut a group short.
+//! which is what bounds throughput on SQLite. The writer runs on a thread of its own (see
+//! [`run_writer`]), so a client that hangs up does not cut a group short.
 //!
 //! A gateway that timed out retries the same pack: the readings' upsert reports which rows it
 //! inserted or changed, and only those (once each in a group) are published, so a retry
@@ -479,8 +479,8 @@ fn run_writer(
     Ok(())
 }
 
-/// Writes a group of packs: the new readings of all in one publish transaction, then their
-/// audit entries, and answers each.
+/// Writes a group of packs, their audit entries with them, and answers each: a store failure
+/// fails the whole group (nothing of it is stored), and each pack is answered with it.
 async fn commit(publisher: &Publisher, jobs: Vec<Job>) {
     let store = publisher.ctx.store.as_ref();
     // Devices whose declaration the store does not hold yet are answered alone, without
